@@ -1,0 +1,302 @@
+//! Identity and time: actors, dots, vector clocks and the hybrid logical clock.
+//!
+//! Contract:
+//! - An [`Actor`] is the origin of effects: (participant, shard, epoch). Its [`ActorId`] is a
+//!   stable 64-bit identifier derived from those three values, identical on every node, so it
+//!   can be compared everywhere without a shared registry. "Smaller replica id" in the conflict
+//!   rules means the smaller `ActorId`.
+//! - A [`Dot`] `(actor, seq)` names one effect; sequence numbers of one actor start at 1 and
+//!   have no gaps in delivery order (causal delivery is enforced by the replica layer).
+//! - A [`VectorClock`] maps actors to the highest contiguous sequence delivered. Under causal
+//!   delivery it is exactly the set of effects seen, so "observed" means "covered by the clock".
+//! - [`Hlc`] timestamps never go backwards on a node and always exceed every timestamp the node
+//!   has seen, so an effect made after seeing another is stamped later.
+//! - [`Stamp`] orders concurrent writes: later timestamp wins; equal timestamps: smaller actor
+//!   id wins. `a > b` means `a` wins.
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use std::cmp::Ordering;
+use std::fmt;
+
+/// Stable identifier of an actor; see the module docs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct ActorId(pub u64);
+
+impl fmt::Debug for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Display for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// The origin of effects: one epoch of one shard of one participant (region).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Actor {
+    pub participant: String,
+    pub shard: u32,
+    pub epoch: u64,
+}
+
+impl Actor {
+    pub fn new(participant: impl Into<String>, shard: u32, epoch: u64) -> Self {
+        Actor {
+            participant: participant.into(),
+            shard,
+            epoch,
+        }
+    }
+
+    /// FNV-1a over the participant, shard and epoch: stable across nodes, builds and platforms.
+    pub fn id(&self) -> ActorId {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash = OFFSET;
+        let mut feed = |bytes: &[u8]| {
+            for byte in bytes {
+                hash ^= u64::from(*byte);
+                hash = hash.wrapping_mul(PRIME);
+            }
+        };
+        feed(self.participant.as_bytes());
+        feed(&[0xff]);
+        feed(&self.shard.to_le_bytes());
+        feed(&self.epoch.to_le_bytes());
+        ActorId(hash)
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.participant, self.shard, self.epoch)
+    }
+}
+
+/// One effect's identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
+pub struct Dot {
+    pub actor: ActorId,
+    pub seq: u64,
+}
+
+/// A timestamp with its actor: the order used by last-writer-wins. Greater wins.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Debug, Default)]
+pub struct Stamp {
+    pub ts: u64,
+    pub actor: ActorId,
+}
+
+impl Ord for Stamp {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Later timestamp wins; on a tie the smaller actor id wins, so it must compare greater.
+        self.ts
+            .cmp(&other.ts)
+            .then_with(|| other.actor.cmp(&self.actor))
+    }
+}
+
+impl PartialOrd for Stamp {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Highest contiguous sequence delivered per actor. Entries are kept sorted by actor.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VectorClock {
+    entries: SmallVec<[(ActorId, u64); 4]>,
+}
+
+impl fmt::Debug for VectorClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.entries.iter().map(|(a, s)| (a, s)))
+            .finish()
+    }
+}
+
+impl VectorClock {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, actor: ActorId) -> u64 {
+        match self.entries.binary_search_by(|(a, _)| a.cmp(&actor)) {
+            Ok(i) => self.entries[i].1,
+            Err(_) => 0,
+        }
+    }
+
+    /// Raises the entry for `actor` to at least `seq`.
+    pub fn raise(&mut self, actor: ActorId, seq: u64) {
+        match self.entries.binary_search_by(|(a, _)| a.cmp(&actor)) {
+            Ok(i) => {
+                if self.entries[i].1 < seq {
+                    self.entries[i].1 = seq;
+                }
+            }
+            Err(i) => {
+                if seq > 0 {
+                    self.entries.insert(i, (actor, seq))
+                }
+            }
+        }
+    }
+
+    pub fn covers(&self, dot: Dot) -> bool {
+        dot.seq <= self.get(dot.actor)
+    }
+
+    /// True when every entry of `other` is covered by `self`.
+    pub fn dominates(&self, other: &VectorClock) -> bool {
+        other.entries.iter().all(|(a, s)| self.get(*a) >= *s)
+    }
+
+    /// Entry-wise maximum.
+    pub fn join(&mut self, other: &VectorClock) {
+        for (a, s) in &other.entries {
+            self.raise(*a, *s);
+        }
+    }
+
+    /// Entry-wise minimum (actors missing from either side count as 0).
+    pub fn meet(&self, other: &VectorClock) -> VectorClock {
+        let mut out = VectorClock::new();
+        for (a, s) in &self.entries {
+            let m = (*s).min(other.get(*a));
+            out.raise(*a, m);
+        }
+        out
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ActorId, u64)> + '_ {
+        self.entries.iter().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Sum of all entries: the number of effects seen.
+    pub fn total(&self) -> u64 {
+        self.entries.iter().map(|(_, s)| *s).sum()
+    }
+}
+
+/// Number of low bits of a timestamp that hold the logical counter.
+const LOGICAL_BITS: u32 = 16;
+
+/// Hybrid logical clock: `physical_ms << 16 | logical`.
+#[derive(Clone, Debug, Default)]
+pub struct Hlc {
+    last: u64,
+}
+
+impl Hlc {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn pack(physical_ms: u64, logical: u64) -> u64 {
+        (physical_ms << LOGICAL_BITS) | (logical & ((1 << LOGICAL_BITS) - 1))
+    }
+
+    pub fn physical_ms(ts: u64) -> u64 {
+        ts >> LOGICAL_BITS
+    }
+
+    /// A new timestamp greater than every one produced or observed so far.
+    pub fn now(&mut self, physical_ms: u64) -> u64 {
+        let candidate = Self::pack(physical_ms, 0);
+        self.last = if candidate > self.last {
+            candidate
+        } else {
+            self.last + 1
+        };
+        self.last
+    }
+
+    /// Notes a timestamp seen on a remote effect.
+    pub fn observe(&mut self, ts: u64) {
+        if ts > self.last {
+            self.last = ts;
+        }
+    }
+
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_ties_go_to_the_smaller_actor() {
+        let small = Stamp {
+            ts: 5,
+            actor: ActorId(1),
+        };
+        let big = Stamp {
+            ts: 5,
+            actor: ActorId(2),
+        };
+        assert!(small > big);
+        let later = Stamp {
+            ts: 6,
+            actor: ActorId(9),
+        };
+        assert!(later > small);
+    }
+
+    #[test]
+    fn hlc_is_monotonic_and_passes_observed_times() {
+        let mut hlc = Hlc::new();
+        let a = hlc.now(100);
+        let b = hlc.now(100);
+        let c = hlc.now(99);
+        assert!(a < b && b < c);
+        hlc.observe(Hlc::pack(500, 3));
+        let d = hlc.now(100);
+        assert!(d > Hlc::pack(500, 3));
+    }
+
+    #[test]
+    fn clock_join_meet_cover() {
+        let mut a = VectorClock::new();
+        a.raise(ActorId(1), 3);
+        a.raise(ActorId(2), 1);
+        let mut b = VectorClock::new();
+        b.raise(ActorId(1), 1);
+        b.raise(ActorId(3), 4);
+        let m = a.meet(&b);
+        assert_eq!(m.get(ActorId(1)), 1);
+        assert_eq!(m.get(ActorId(2)), 0);
+        a.join(&b);
+        assert_eq!(a.get(ActorId(3)), 4);
+        assert!(a.dominates(&b));
+        assert!(a.covers(Dot {
+            actor: ActorId(1),
+            seq: 3
+        }));
+        assert!(!a.covers(Dot {
+            actor: ActorId(1),
+            seq: 4
+        }));
+    }
+
+    #[test]
+    fn actor_ids_are_stable_and_distinct() {
+        let a = Actor::new("us-east", 0, 1);
+        assert_eq!(a.id(), Actor::new("us-east", 0, 1).id());
+        assert_ne!(a.id(), Actor::new("us-east", 0, 2).id());
+        assert_ne!(a.id(), Actor::new("us-east", 1, 1).id());
+        assert_ne!(a.id(), Actor::new("eu-west", 0, 1).id());
+    }
+}

@@ -1,0 +1,763 @@
+//! The CRDT keyspace: keys to values, the node's clock, and effect application.
+//!
+//! Contract:
+//! - Local writes go through [`Keyspace::commit`]: the operations become one [`Effect`] with the
+//!   next dot of this node's actor, a fresh HLC timestamp and the current clock as `deps`; it is
+//!   applied by the same code as a remote effect ([`Keyspace::apply`]) and queued in
+//!   [`Keyspace::outbox`] for the log and for replication.
+//! - [`Keyspace::apply`] expects causal delivery without duplicates (see `replica.rs`, which
+//!   enforces it) and is deterministic: equal sets of effects give equal states.
+//! - A key may hold values of several types only after concurrent creation with different
+//!   types; the one created with the greatest stamp is visible, the others stay hidden until an
+//!   observed remove cancels them.
+//! - Expiry is a set of votes (a deadline, or persist). Any persist vote wins; otherwise the
+//!   latest deadline. A key past its deadline reads as absent; only the node whose vote won
+//!   deletes it (by committing a `Del`).
+//! - State that exists only to order concurrent effects (removed list elements, separate
+//!   increments of one actor, expiry votes of deleted keys) is kept until [`Keyspace::collect`]
+//!   is told the clock every participant has seen. A keyspace created as single-participant
+//!   collects at once.
+
+use super::clock::{Actor, ActorId, Dot, Hlc, Stamp, VectorClock};
+use super::effect::{Delta, Effect, Op, OpKind};
+use super::value::{Blob, Counted, Elem, FastMap, Kind, Score, Value};
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One value of one type inside a key, with the stamp of its creation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Slot {
+    pub created: Stamp,
+    pub value: Value,
+}
+
+/// Everything stored under one key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub slots: SmallVec<[Slot; 1]>,
+    /// Expiry votes: `(dot, Some(deadline_ms))` or `(dot, None)` for persist.
+    pub expiry: Vec<(Dot, Option<u64>)>,
+}
+
+impl Entry {
+    /// The visible slot: the non-empty one created with the greatest stamp.
+    pub fn winner(&self) -> Option<&Slot> {
+        self.slots
+            .iter()
+            .filter(|s| !s.value.is_visibly_empty())
+            .max_by_key(|s| s.created)
+    }
+
+    /// The deadline in force, with the dot of the vote that set it.
+    pub fn deadline_vote(&self) -> Option<(u64, Dot)> {
+        if self.expiry.iter().any(|(_, d)| d.is_none()) {
+            return None;
+        }
+        self.expiry
+            .iter()
+            .filter_map(|(dot, d)| d.map(|ms| (ms, *dot)))
+            .max()
+    }
+
+    pub fn deadline(&self) -> Option<u64> {
+        self.deadline_vote().map(|(ms, _)| ms)
+    }
+
+    fn slot_mut(&mut self, kind: Kind, created: Stamp) -> &mut Value {
+        let idx = match self.slots.iter().position(|s| s.value.kind() == kind) {
+            Some(i) => {
+                if created > self.slots[i].created {
+                    self.slots[i].created = created;
+                }
+                i
+            }
+            None => {
+                self.slots.push(Slot {
+                    created,
+                    value: Value::empty(kind),
+                });
+                self.slots.len() - 1
+            }
+        };
+        &mut self.slots[idx].value
+    }
+
+    fn slots_of(&mut self, kind: Kind) -> impl Iterator<Item = &mut Value> {
+        self.slots
+            .iter_mut()
+            .filter(move |s| s.value.kind() == kind)
+            .map(|s| &mut s.value)
+    }
+
+    fn remove_observed(&mut self, observed: &VectorClock, by: Dot) {
+        for slot in self.slots.iter_mut() {
+            slot.value.remove_observed(observed, by);
+        }
+        self.expiry.retain(|(d, _)| !observed.covers(*d));
+    }
+}
+
+/// A key's visible content, in a canonical form for comparisons and digests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Visible {
+    Str(Vec<u8>),
+    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+    Set(BTreeSet<Vec<u8>>),
+    ZSet(Vec<(Vec<u8>, String)>),
+    List(Vec<Vec<u8>>),
+}
+
+/// Header of a snapshot: the node's identity and clocks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyspaceMeta {
+    pub actor: Actor,
+    pub own_actors: Vec<ActorId>,
+    pub clock: VectorClock,
+    pub hlc: u64,
+}
+
+/// Error for a local write on a key that holds another type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+pub struct WrongType;
+
+pub struct Keyspace {
+    actor: Actor,
+    actor_id: ActorId,
+    own_actors: Vec<ActorId>,
+    clock: VectorClock,
+    hlc: Hlc,
+    entries: FastMap<Blob, Entry>,
+    deadlines: BTreeSet<(u64, Blob)>,
+    single_participant: bool,
+    watched: FastMap<Blob, u64>,
+    /// Effects committed locally and not yet taken by the log/replication.
+    pub outbox: Vec<Effect>,
+    pub effects_applied: u64,
+}
+
+/// The stamp used in operations for "a value this effect creates"; replaced by the effect's own
+/// stamp in [`Keyspace::commit`].
+pub const NEW_SLOT: Stamp = Stamp {
+    ts: 0,
+    actor: ActorId(0),
+};
+
+impl Keyspace {
+    pub fn new(actor: Actor, single_participant: bool) -> Self {
+        let actor_id = actor.id();
+        Keyspace {
+            actor,
+            actor_id,
+            own_actors: vec![actor_id],
+            clock: VectorClock::new(),
+            hlc: Hlc::new(),
+            entries: FastMap::default(),
+            deadlines: BTreeSet::new(),
+            single_participant,
+            watched: FastMap::default(),
+            outbox: Vec::new(),
+            effects_applied: 0,
+        }
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    pub fn actor_id(&self) -> ActorId {
+        self.actor_id
+    }
+
+    pub fn clock(&self) -> &VectorClock {
+        &self.clock
+    }
+
+    pub fn hlc_last(&self) -> u64 {
+        self.hlc.last()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn keys_with_deadline(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// Starts a new epoch: later effects are made by a new actor of the same participant/shard.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.actor.epoch = epoch;
+        self.actor_id = self.actor.id();
+        if !self.own_actors.contains(&self.actor_id) {
+            self.own_actors.push(self.actor_id);
+        }
+    }
+
+    pub fn meta(&self) -> KeyspaceMeta {
+        KeyspaceMeta {
+            actor: self.actor.clone(),
+            own_actors: self.own_actors.clone(),
+            clock: self.clock.clone(),
+            hlc: self.hlc.last(),
+        }
+    }
+
+    /// Restores identity and clocks from a snapshot header.
+    pub fn restore_meta(&mut self, meta: KeyspaceMeta) {
+        for id in meta.own_actors {
+            if !self.own_actors.contains(&id) {
+                self.own_actors.push(id);
+            }
+        }
+        self.clock.join(&meta.clock);
+        self.hlc.observe(meta.hlc);
+        if meta.actor.participant == self.actor.participant
+            && meta.actor.shard == self.actor.shard
+            && meta.actor.epoch > self.actor.epoch
+        {
+            self.set_epoch(meta.actor.epoch);
+        }
+    }
+
+    /// Inserts an entry read from a snapshot.
+    pub fn restore_entry(&mut self, key: Blob, entry: Entry) {
+        if let Some(d) = entry.deadline() {
+            self.deadlines.insert((d, key.clone()));
+        }
+        self.entries.insert(key, entry);
+    }
+
+    /// Every key with its entry (for snapshots and scans).
+    pub fn entries(&self) -> impl Iterator<Item = (&Blob, &Entry)> {
+        self.entries.iter()
+    }
+
+    pub fn raw_entry(&self, key: &[u8]) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    fn is_expired(entry: &Entry, now_ms: u64) -> bool {
+        matches!(entry.deadline(), Some(d) if d <= now_ms)
+    }
+
+    /// The visible value of `key`, or `None` when absent or expired.
+    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<&Slot> {
+        let entry = self.entries.get(key)?;
+        if Self::is_expired(entry, now_ms) {
+            return None;
+        }
+        entry.winner()
+    }
+
+    /// The deadline (unix ms) of a visible key.
+    pub fn deadline(&self, key: &[u8], now_ms: u64) -> Option<u64> {
+        let entry = self.entries.get(key)?;
+        if Self::is_expired(entry, now_ms) || entry.winner().is_none() {
+            return None;
+        }
+        entry.deadline()
+    }
+
+    /// The slot stamp a local write of `kind` to `key` must carry, or WRONGTYPE.
+    pub fn slot_for_write(&self, key: &[u8], kind: Kind, now_ms: u64) -> Result<Stamp, WrongType> {
+        match self.get(key, now_ms) {
+            None => Ok(NEW_SLOT),
+            Some(slot) if slot.value.kind() == kind => Ok(slot.created),
+            Some(_) => Err(WrongType),
+        }
+    }
+
+    /// True when `key` is past its deadline and this node should delete it: for a write always
+    /// (the key is logically gone), otherwise only if this node's expiry vote won.
+    pub fn needs_expiry_delete(&self, key: &[u8], now_ms: u64, for_write: bool) -> bool {
+        let Some(entry) = self.entries.get(key) else {
+            return false;
+        };
+        match entry.deadline_vote() {
+            Some((ms, dot)) if ms <= now_ms => {
+                for_write || self.own_actors.contains(&dot.actor)
+            }
+            _ => false,
+        }
+    }
+
+    /// Keys past their deadline whose expiry this node owns, at most `limit` of them.
+    pub fn due_for_expiry(&self, now_ms: u64, limit: usize) -> Vec<Blob> {
+        let mut out = Vec::new();
+        for (ms, key) in self.deadlines.iter() {
+            if *ms > now_ms || out.len() >= limit {
+                break;
+            }
+            if self.needs_expiry_delete(key, now_ms, false) {
+                out.push(key.clone());
+            }
+        }
+        out
+    }
+
+    /// Makes an effect of local operations, applies it and queues it in the outbox.
+    pub fn commit(&mut self, now_ms: u64, mut ops: Vec<Op>) -> &Effect {
+        let seq = self.clock.get(self.actor_id) + 1;
+        let dot = Dot {
+            actor: self.actor_id,
+            seq,
+        };
+        let ts = self.hlc.now(now_ms);
+        let stamp = Stamp {
+            ts,
+            actor: self.actor_id,
+        };
+        for op in ops.iter_mut() {
+            match &mut op.kind {
+                OpKind::StrSet { slot, .. }
+                | OpKind::StrAdd { slot, .. }
+                | OpKind::HashSet { slot, .. }
+                | OpKind::HashAdd { slot, .. }
+                | OpKind::SetAdd { slot, .. }
+                | OpKind::ZAdd { slot, .. }
+                | OpKind::ZAddDelta { slot, .. }
+                | OpKind::ListInsert { slot, .. } => {
+                    if *slot == NEW_SLOT {
+                        *slot = stamp;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let effect = Effect {
+            dot,
+            ts,
+            deps: self.clock.clone(),
+            ops,
+        };
+        self.apply(&effect);
+        self.outbox.push(effect);
+        self.outbox.last().expect("just pushed")
+    }
+
+    /// Applies one effect (causal delivery, no duplicates: see the module contract).
+    pub fn apply(&mut self, effect: &Effect) {
+        self.hlc.observe(effect.ts);
+        self.clock.raise(effect.dot.actor, effect.dot.seq);
+        let observed = effect.observed();
+        for op in &effect.ops {
+            self.apply_op(op, effect, &observed);
+        }
+        self.effects_applied += 1;
+    }
+
+    fn apply_op(&mut self, op: &Op, effect: &Effect, observed: &VectorClock) {
+        if let OpKind::FlushAll = op.kind {
+            let keys: Vec<Blob> = self.entries.keys().cloned().collect();
+            for key in keys {
+                self.touch_key(&key, |e| e.remove_observed(observed, effect.dot));
+            }
+            return;
+        }
+        let stamp = effect.stamp();
+        let dot = effect.dot;
+        let ts = effect.ts;
+        let single = self.single_participant;
+        let clock = if single { Some(self.clock.clone()) } else { None };
+        let key = &op.key[..];
+        self.touch_key(key, |entry| match &op.kind {
+            OpKind::FlushAll => {}
+            OpKind::Del => entry.remove_observed(observed, dot),
+            OpKind::Expire { at_ms } => {
+                entry.expiry.retain(|(d, _)| !observed.covers(*d));
+                entry.expiry.push((dot, Some(*at_ms)));
+            }
+            OpKind::Persist => {
+                entry.expiry.retain(|(d, _)| !observed.covers(*d));
+                entry.expiry.push((dot, None));
+            }
+            OpKind::ClearExpiry => entry.expiry.retain(|(d, _)| !observed.covers(*d)),
+            OpKind::StrSet { slot, value } => {
+                if let Value::Str(c) = entry.slot_mut(Kind::Str, *slot) {
+                    c.write(observed, dot, ts, Blob::from(&value[..]));
+                }
+            }
+            OpKind::StrAdd { slot, delta } => {
+                if let Value::Str(c) = entry.slot_mut(Kind::Str, *slot) {
+                    c.add(dot, *delta);
+                    if let Some(clock) = &clock {
+                        c.coalesce(clock);
+                    }
+                }
+            }
+            OpKind::HashSet { slot, field, value } => {
+                if let Value::Hash(h) = entry.slot_mut(Kind::Hash, *slot) {
+                    h.fields.entry(Blob::from(&field[..])).or_default().write(
+                        observed,
+                        dot,
+                        ts,
+                        Blob::from(&value[..]),
+                    );
+                }
+            }
+            OpKind::HashAdd { slot, field, delta } => {
+                if let Value::Hash(h) = entry.slot_mut(Kind::Hash, *slot) {
+                    let f = h.fields.entry(Blob::from(&field[..])).or_default();
+                    f.add(dot, *delta);
+                    if let Some(clock) = &clock {
+                        f.coalesce(clock);
+                    }
+                }
+            }
+            OpKind::HashDel { field } => {
+                for v in entry.slots_of(Kind::Hash) {
+                    if let Value::Hash(h) = v {
+                        if let Some(f) = h.fields.get_mut(&field[..]) {
+                            f.remove_observed(observed);
+                            if f.is_empty() {
+                                h.fields.remove(&field[..]);
+                            }
+                        }
+                    }
+                }
+            }
+            OpKind::SetAdd { slot, member } => {
+                if let Value::Set(s) = entry.slot_mut(Kind::Set, *slot) {
+                    let dots = s.members.entry(Blob::from(&member[..])).or_default();
+                    dots.retain(|d| !observed.covers(*d));
+                    dots.push(dot);
+                }
+            }
+            OpKind::SetRem { member } => {
+                for v in entry.slots_of(Kind::Set) {
+                    if let Value::Set(s) = v {
+                        if let Some(dots) = s.members.get_mut(&member[..]) {
+                            dots.retain(|d| !observed.covers(*d));
+                            if dots.is_empty() {
+                                s.members.remove(&member[..]);
+                            }
+                        }
+                    }
+                }
+            }
+            OpKind::ZAdd {
+                slot,
+                member,
+                score,
+            } => {
+                if let Value::ZSet(z) = entry.slot_mut(Kind::ZSet, *slot) {
+                    zset_update(z, member, |c| c.write(observed, dot, ts, *score));
+                }
+            }
+            OpKind::ZAddDelta {
+                slot,
+                member,
+                delta,
+            } => {
+                if let Value::ZSet(z) = entry.slot_mut(Kind::ZSet, *slot) {
+                    zset_update(z, member, |c| {
+                        c.add(dot, Delta::Float(*delta));
+                        if let Some(clock) = &clock {
+                            c.coalesce(clock);
+                        }
+                    });
+                }
+            }
+            OpKind::ZRem { member } => {
+                for v in entry.slots_of(Kind::ZSet) {
+                    if let Value::ZSet(z) = v {
+                        if z.members.contains_key(&member[..]) {
+                            zset_update(z, member, |c| c.remove_observed(observed));
+                        }
+                    }
+                }
+            }
+            OpKind::ListInsert {
+                slot,
+                id,
+                after,
+                value,
+            } => {
+                if let Value::List(l) = entry.slot_mut(Kind::List, *slot) {
+                    l.integrate(
+                        *after,
+                        Elem {
+                            id: *id,
+                            stamp,
+                            value: Blob::from(&value[..]),
+                            value_stamp: stamp,
+                            removed: None,
+                        },
+                    );
+                }
+            }
+            OpKind::ListRemove { id } => {
+                for v in entry.slots_of(Kind::List) {
+                    if let Value::List(l) = v {
+                        l.remove(*id, dot);
+                    }
+                }
+            }
+            OpKind::ListSet { id, value } => {
+                for v in entry.slots_of(Kind::List) {
+                    if let Value::List(l) = v {
+                        l.set(*id, Blob::from(&value[..]), stamp);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Runs `change` on the entry of `key` (created if absent), then drops dead state, keeps the
+    /// deadline index right and bumps the key's watch version.
+    fn touch_key<F: FnOnce(&mut Entry)>(&mut self, key: &[u8], change: F) {
+        let single = self.single_participant;
+        let (before, after, remove) = {
+            let entry = match self.entries.get_mut(key) {
+                Some(e) => e,
+                None => self.entries.entry(Blob::from(key)).or_default(),
+            };
+            let before = entry.deadline();
+            change(entry);
+            if single {
+                for slot in entry.slots.iter_mut() {
+                    if let Value::List(l) = &mut slot.value {
+                        l.trim_removed_ends();
+                        if l.visible == 0 {
+                            l.elems.clear();
+                        }
+                    }
+                }
+            }
+            entry.slots.retain(|s| !s.value.is_dead());
+            if entry.slots.is_empty() && single {
+                entry.expiry.clear();
+            }
+            let after = entry.deadline();
+            (
+                before,
+                after,
+                entry.slots.is_empty() && entry.expiry.is_empty(),
+            )
+        };
+        if before != after {
+            if let Some(ms) = before {
+                self.deadlines.remove(&(ms, Blob::from(key)));
+            }
+            if let Some(ms) = after {
+                if !remove {
+                    self.deadlines.insert((ms, Blob::from(key)));
+                }
+            }
+        } else if remove {
+            if let Some(ms) = before {
+                self.deadlines.remove(&(ms, Blob::from(key)));
+            }
+        }
+        if remove {
+            self.entries.remove(key);
+        }
+        if !self.watched.is_empty() {
+            if let Some(v) = self.watched.get_mut(key) {
+                *v += 1;
+            }
+        }
+    }
+
+    /// Registers interest in `key` for WATCH; returns its current version.
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        *self.watched.entry(Blob::from(key)).or_insert(0)
+    }
+
+    /// Current watch version of `key` (only meaningful while watched).
+    pub fn watch_version(&self, key: &[u8]) -> u64 {
+        self.watched.get(key).copied().unwrap_or(0)
+    }
+
+    /// Marks every watched key as changed (FLUSHALL and similar).
+    pub fn touch_all_watched(&mut self) {
+        for v in self.watched.values_mut() {
+            *v += 1;
+        }
+    }
+
+    /// Drops ordering-only state that every participant has seen (see the module contract).
+    pub fn collect(&mut self, stable: &VectorClock) -> usize {
+        let mut dropped = 0;
+        let keys: Vec<Blob> = self.entries.keys().cloned().collect();
+        for key in keys {
+            let mut remove = false;
+            if let Some(entry) = self.entries.get_mut(&key) {
+                for slot in entry.slots.iter_mut() {
+                    match &mut slot.value {
+                        Value::List(l) => {
+                            let n = l.elems.len();
+                            l.collect(stable);
+                            dropped += n - l.elems.len();
+                        }
+                        Value::Str(c) => c.coalesce(stable),
+                        Value::Hash(h) => h.fields.values_mut().for_each(|c| c.coalesce(stable)),
+                        Value::ZSet(z) => z.members.values_mut().for_each(|c| c.coalesce(stable)),
+                        Value::Set(_) => {}
+                    }
+                }
+                entry.slots.retain(|s| !s.value.is_dead());
+                if entry.slots.is_empty() && entry.expiry.iter().all(|(d, _)| stable.covers(*d)) {
+                    dropped += entry.expiry.len();
+                    remove = true;
+                }
+            }
+            if remove {
+                if let Some(entry) = self.entries.remove(&key) {
+                    if let Some(ms) = entry.deadline() {
+                        self.deadlines.remove(&(ms, key));
+                    }
+                }
+            }
+        }
+        dropped
+    }
+
+    /// Ordering-only state waiting for collection: removed list elements and expiry votes of
+    /// keys without a value.
+    pub fn tombstones_pending(&self) -> usize {
+        self.entries
+            .values()
+            .map(|e| {
+                let list: usize = e
+                    .slots
+                    .iter()
+                    .map(|s| match &s.value {
+                        Value::List(l) => l.elems.len() - l.visible,
+                        _ => 0,
+                    })
+                    .sum();
+                let votes = if e.slots.is_empty() { e.expiry.len() } else { 0 };
+                list + votes
+            })
+            .sum()
+    }
+
+    /// State merge with another keyspace (a join: commutative, associative, idempotent).
+    pub fn join(&mut self, other: &Keyspace) {
+        let mine_ctx = self.clock.clone();
+        let their_ctx = other.clock.clone();
+        let empty = Entry::default();
+        let mut keys: BTreeSet<Blob> = self.entries.keys().cloned().collect();
+        keys.extend(other.entries.keys().cloned());
+        for key in keys {
+            let theirs = other.entries.get(&key).unwrap_or(&empty);
+            let mine = self.entries.entry(key.clone()).or_default();
+            for t in &theirs.slots {
+                let kind = t.value.kind();
+                let had = mine.slots.iter().any(|s| s.value.kind() == kind);
+                let v = mine.slot_mut(kind, t.created);
+                if had {
+                    v.join(&mine_ctx, &t.value, &their_ctx);
+                } else {
+                    v.join(&mine_ctx, &t.value, &their_ctx);
+                }
+            }
+            for m in mine.slots.iter_mut() {
+                let kind = m.value.kind();
+                if !theirs.slots.iter().any(|s| s.value.kind() == kind) {
+                    let empty_value = Value::empty(kind);
+                    m.value.join(&mine_ctx, &empty_value, &their_ctx);
+                }
+            }
+            let mut votes = std::mem::take(&mut mine.expiry);
+            votes.retain(|(d, _)| theirs.expiry.iter().any(|(t, _)| t == d) || !their_ctx.covers(*d));
+            for (d, v) in &theirs.expiry {
+                if !votes.iter().any(|(m, _)| m == d) && !mine_ctx.covers(*d) {
+                    votes.push((*d, *v));
+                }
+            }
+            votes.sort();
+            mine.expiry = votes;
+            mine.slots.retain(|s| !s.value.is_dead());
+            if mine.slots.is_empty() && mine.expiry.is_empty() {
+                self.entries.remove(&key);
+            }
+        }
+        self.clock.join(&their_ctx);
+        self.hlc.observe(other.hlc.last());
+        self.deadlines = self
+            .entries
+            .iter()
+            .filter_map(|(k, e)| e.deadline().map(|d| (d, k.clone())))
+            .collect();
+    }
+
+    /// The visible state of every key (expired keys excluded), canonical and comparable.
+    pub fn visible(&self, now_ms: u64) -> BTreeMap<Vec<u8>, (Visible, Option<u64>)> {
+        let mut out = BTreeMap::new();
+        for (key, entry) in &self.entries {
+            if Self::is_expired(entry, now_ms) {
+                continue;
+            }
+            if let Some(slot) = entry.winner() {
+                out.insert(key.to_vec(), (visible_of(&slot.value), entry.deadline()));
+            }
+        }
+        out
+    }
+
+    /// A digest of the visible state (64-bit FNV-1a over the canonical form).
+    pub fn digest(&self, now_ms: u64) -> u64 {
+        let text = format!("{:?}", self.visible(now_ms));
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.as_bytes() {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash
+    }
+}
+
+/// Canonical visible form of a value.
+pub fn visible_of(value: &Value) -> Visible {
+    match value {
+        Value::Str(c) => Visible::Str(c.read().to_vec()),
+        Value::Hash(h) => Visible::Hash(
+            h.fields
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.read().to_vec()))
+                .collect(),
+        ),
+        Value::Set(s) => Visible::Set(s.members.keys().map(|k| k.to_vec()).collect()),
+        Value::ZSet(z) => Visible::ZSet(
+            z.order
+                .iter()
+                .map(|(s, m)| (m.to_vec(), crate::crdt::render_float(s.0)))
+                .collect(),
+        ),
+        Value::List(l) => Visible::List(l.iter_visible().map(|e| e.value.to_vec()).collect()),
+    }
+}
+
+/// Updates one sorted-set member through `change`, keeping the order index in step.
+fn zset_update<F: FnOnce(&mut Counted<f64>)>(
+    z: &mut super::value::ZSetValue,
+    member: &[u8],
+    change: F,
+) {
+    let old = z.members.get(member).map(|c| c.score());
+    let c = match z.members.get_mut(member) {
+        Some(c) => c,
+        None => z.members.entry(Blob::from(member)).or_default(),
+    };
+    change(c);
+    let gone = c.is_empty();
+    let new = c.score();
+    if let Some(s) = old {
+        if gone || s != new {
+            z.order.remove(&(Score(s), Blob::from(member)));
+        }
+    }
+    if gone {
+        z.members.remove(member);
+    } else if old != Some(new) {
+        z.order.insert((Score(new), Blob::from(member)));
+    }
+}

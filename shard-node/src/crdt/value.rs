@@ -1,0 +1,636 @@
+//! The replicated value types (dot stores) of one key.
+//!
+//! Contract: every piece of state that an observed-remove can cancel is tagged with the dot of
+//! the effect that wrote it. A remove carries the remover's observed clock and cancels exactly
+//! the dots that clock covers, so writes the remover had not seen survive (add/update wins).
+//! Each type has `apply`-style mutators used by the keyspace and a `join` used for full state
+//! merge, where a dot present on one side only survives unless the other side's clock covers it
+//! (then the other side removed it). Reads never mutate.
+
+use super::clock::{Dot, Stamp, VectorClock};
+use super::effect::{Delta, ElemId};
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+/// Owned bytes as stored in the keyspace (never a view into a network buffer).
+pub type Blob = Box<[u8]>;
+
+pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// Keeps entries of `entries` that `other` also has, or that `other_ctx` has not seen.
+fn join_dotted<T: Clone, F: Fn(&T) -> Dot>(
+    mine: &mut Vec<T>,
+    mine_ctx: &VectorClock,
+    theirs: &[T],
+    their_ctx: &VectorClock,
+    dot: F,
+) {
+    let their_dots: Vec<Dot> = theirs.iter().map(&dot).collect();
+    mine.retain(|e| their_dots.contains(&dot(e)) || !their_ctx.covers(dot(e)));
+    for e in theirs {
+        let d = dot(e);
+        if !mine.iter().any(|m| dot(m) == d) && !mine_ctx.covers(d) {
+            mine.push(e.clone());
+        }
+    }
+}
+
+/// A number held by a counter: integers stay exact, any float makes the sum a float.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Num {
+    Int(i128),
+    Float(f64),
+}
+
+impl Num {
+    pub fn add_delta(self, delta: Delta) -> Num {
+        match (self, delta) {
+            (Num::Int(a), Delta::Int(b)) => Num::Int(a + i128::from(b)),
+            (Num::Int(a), Delta::Float(b)) => Num::Float(a as f64 + b),
+            (Num::Float(a), Delta::Int(b)) => Num::Float(a + b as f64),
+            (Num::Float(a), Delta::Float(b)) => Num::Float(a + b),
+        }
+    }
+
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Num::Int(i) => i as f64,
+            Num::Float(f) => f,
+        }
+    }
+
+    /// Text as Redis prints it (integers in decimal, floats in the shortest form).
+    pub fn render(self) -> String {
+        match self {
+            Num::Int(i) => i.to_string(),
+            Num::Float(f) => crate::crdt::render_float(f),
+        }
+    }
+}
+
+/// Parses the numeric reading of a register value: an integer if it is one, else a float.
+pub fn parse_num(bytes: &[u8]) -> Option<Num> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if let Ok(i) = text.parse::<i64>() {
+        if !text.starts_with('+') && (text == "0" || !text.starts_with('0')) && text != "-0" {
+            return Some(Num::Int(i128::from(i)));
+        }
+    }
+    let f: f64 = text.parse().ok()?;
+    if f.is_finite() && !text.trim().is_empty() && text.trim() == text {
+        Some(Num::Float(f))
+    } else {
+        None
+    }
+}
+
+/// A multi-value register plus counter increments: strings, hash fields and sorted-set scores.
+///
+/// The visible value is the base entry with the greatest stamp; increments add on top. A write
+/// cancels the observed base entries and increments, so unobserved increments stay on top of the
+/// new value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Counted<T> {
+    pub base: SmallVec<[(Dot, u64, T); 1]>,
+    pub adds: Vec<(Dot, Delta)>,
+}
+
+impl<T> Default for Counted<T> {
+    fn default() -> Self {
+        Counted {
+            base: SmallVec::new(),
+            adds: Vec::new(),
+        }
+    }
+}
+
+impl<T: Clone> Counted<T> {
+    pub fn is_empty(&self) -> bool {
+        self.base.is_empty() && self.adds.is_empty()
+    }
+
+    pub fn remove_observed(&mut self, observed: &VectorClock) {
+        self.base.retain(|(d, _, _)| !observed.covers(*d));
+        self.adds.retain(|(d, _)| !observed.covers(*d));
+    }
+
+    pub fn write(&mut self, observed: &VectorClock, dot: Dot, ts: u64, value: T) {
+        self.remove_observed(observed);
+        self.base.push((dot, ts, value));
+    }
+
+    pub fn add(&mut self, dot: Dot, delta: Delta) {
+        self.adds.push((dot, delta));
+    }
+
+    /// The base value with the greatest stamp.
+    pub fn winner(&self) -> Option<&T> {
+        self.base
+            .iter()
+            .max_by_key(|(d, ts, _)| Stamp {
+                ts: *ts,
+                actor: d.actor,
+            })
+            .map(|(_, _, v)| v)
+    }
+
+    /// Merges increments of one actor that every participant has seen into one entry.
+    pub fn coalesce(&mut self, stable: &VectorClock) {
+        if self.adds.len() < 2 {
+            return;
+        }
+        let mut merged: Vec<(Dot, Delta)> = Vec::with_capacity(self.adds.len());
+        for (dot, delta) in self.adds.drain(..) {
+            let target = if stable.covers(dot) {
+                merged
+                    .iter_mut()
+                    .find(|(d, _)| d.actor == dot.actor && stable.covers(*d))
+            } else {
+                None
+            };
+            match target {
+                Some((d, existing)) => {
+                    *existing = match (*existing, delta) {
+                        (Delta::Int(a), Delta::Int(b)) => Delta::Int(a.saturating_add(b)),
+                        (a, b) => Delta::Float(delta_f64(a) + delta_f64(b)),
+                    };
+                    if dot.seq > d.seq {
+                        *d = dot;
+                    }
+                }
+                None => merged.push((dot, delta)),
+            }
+        }
+        self.adds = merged;
+    }
+
+    pub fn join(&mut self, mine_ctx: &VectorClock, other: &Counted<T>, their_ctx: &VectorClock) {
+        let mut base: Vec<(Dot, u64, T)> = self.base.drain(..).collect();
+        join_dotted(
+            &mut base,
+            mine_ctx,
+            &other.base.iter().cloned().collect::<Vec<_>>(),
+            their_ctx,
+            |e| e.0,
+        );
+        base.sort_by_key(|e| e.0);
+        self.base = base.into_iter().collect();
+        join_dotted(&mut self.adds, mine_ctx, &other.adds, their_ctx, |e| e.0);
+        self.adds.sort_by_key(|e| e.0);
+    }
+
+    /// Puts entries in a canonical order so equal states compare equal.
+    pub fn normalize(&mut self) {
+        self.base.sort_by_key(|e| e.0);
+        self.adds.sort_by_key(|e| e.0);
+    }
+}
+
+fn delta_f64(d: Delta) -> f64 {
+    match d {
+        Delta::Int(i) => i as f64,
+        Delta::Float(f) => f,
+    }
+}
+
+impl Counted<Blob> {
+    /// The numeric value: base (or 0 without one) plus every increment. `None` when the base is
+    /// not a number (then increments the writer had not seen are not shown).
+    pub fn number(&self) -> Option<Num> {
+        let mut total = match self.winner() {
+            Some(v) => parse_num(v)?,
+            None => Num::Int(0),
+        };
+        for (_, d) in &self.adds {
+            total = total.add_delta(*d);
+        }
+        Some(total)
+    }
+
+    /// The visible string.
+    pub fn read(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.adds.is_empty() {
+            if let Some(v) = self.winner() {
+                return std::borrow::Cow::Borrowed(v);
+            }
+        }
+        match self.number() {
+            Some(n) => std::borrow::Cow::Owned(n.render().into_bytes()),
+            None => std::borrow::Cow::Borrowed(self.winner().map(|v| &v[..]).unwrap_or(b"")),
+        }
+    }
+}
+
+impl Counted<f64> {
+    pub fn score(&self) -> f64 {
+        let mut total = self.winner().copied().unwrap_or(0.0);
+        for (_, d) in &self.adds {
+            total += delta_f64(*d);
+        }
+        total
+    }
+}
+
+/// A total order on scores (no NaN is ever stored) for the sorted-set index.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Score(pub f64);
+
+impl Eq for Score {}
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// Hash: an observed-remove map of fields to registers/counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HashValue {
+    pub fields: FastMap<Blob, Counted<Blob>>,
+}
+
+/// Set: an observed-remove set; each member holds the dots of the adds that put it there.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SetValue {
+    pub members: FastMap<Blob, SmallVec<[Dot; 1]>>,
+}
+
+/// Sorted set: observed-remove membership, register-or-counter scores, plus an order index.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ZSetValue {
+    pub members: FastMap<Blob, Counted<f64>>,
+    pub order: BTreeSet<(Score, Blob)>,
+}
+
+/// One list element: a position in the sequence CRDT plus a last-writer-wins value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Elem {
+    pub id: ElemId,
+    /// Stamp of the insert; orders concurrent inserts at one place.
+    pub stamp: Stamp,
+    pub value: Blob,
+    pub value_stamp: Stamp,
+    /// Dot of the effect that removed it; removed elements stay as position markers.
+    pub removed: Option<Dot>,
+}
+
+/// List: a replicated growable array (RGA).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListValue {
+    pub elems: VecDeque<Elem>,
+    pub visible: usize,
+}
+
+impl ListValue {
+    fn position_of(&self, id: ElemId) -> Option<usize> {
+        // Inserts mostly reference the tail (RPUSH) or nothing (LPUSH): search from the back.
+        self.elems.iter().rposition(|e| e.id == id)
+    }
+
+    /// Places a new element after `after` (head when `None`), skipping concurrent inserts at
+    /// the same place that have a greater stamp, so every replica orders them the same way.
+    pub fn integrate(&mut self, after: Option<ElemId>, elem: Elem) {
+        if self.position_of(elem.id).is_some() {
+            return;
+        }
+        let mut pos = match after {
+            None => 0,
+            // The reference is always delivered first under causal delivery; if it has been
+            // collected the element goes to the end rather than being lost.
+            Some(a) => self.position_of(a).map(|p| p + 1).unwrap_or(self.elems.len()),
+        };
+        while pos < self.elems.len() && self.elems[pos].stamp > elem.stamp {
+            pos += 1;
+        }
+        if elem.removed.is_none() {
+            self.visible += 1;
+        }
+        if pos == 0 {
+            self.elems.push_front(elem);
+        } else if pos == self.elems.len() {
+            self.elems.push_back(elem);
+        } else {
+            self.elems.insert(pos, elem);
+        }
+    }
+
+    pub fn remove(&mut self, id: ElemId, by: Dot) -> bool {
+        if let Some(pos) = self.position_of(id) {
+            let e = &mut self.elems[pos];
+            if e.removed.is_none() {
+                e.removed = Some(by);
+                self.visible -= 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn remove_observed(&mut self, observed: &VectorClock, by: Dot) {
+        for e in self.elems.iter_mut() {
+            if e.removed.is_none() && observed.covers(e.id.dot) {
+                e.removed = Some(by);
+                self.visible -= 1;
+            }
+        }
+    }
+
+    pub fn set(&mut self, id: ElemId, value: Blob, stamp: Stamp) {
+        if let Some(pos) = self.position_of(id) {
+            let e = &mut self.elems[pos];
+            if stamp > e.value_stamp {
+                e.value = value;
+                e.value_stamp = stamp;
+            }
+        }
+    }
+
+    /// Drops removed elements whose removal every participant has seen.
+    pub fn collect(&mut self, stable: &VectorClock) {
+        self.elems
+            .retain(|e| !matches!(e.removed, Some(d) if stable.covers(d)));
+    }
+
+    /// Drops every removed element at the ends (used when there are no other participants).
+    pub fn trim_removed_ends(&mut self) {
+        while matches!(self.elems.front(), Some(e) if e.removed.is_some()) {
+            self.elems.pop_front();
+        }
+        while matches!(self.elems.back(), Some(e) if e.removed.is_some()) {
+            self.elems.pop_back();
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.elems.is_empty()
+    }
+
+    /// Visible elements in order.
+    pub fn iter_visible(&self) -> impl DoubleEndedIterator<Item = &Elem> {
+        self.elems.iter().filter(|e| e.removed.is_none())
+    }
+
+    /// The visible element at `index` (0-based).
+    pub fn nth_visible(&self, index: usize) -> Option<&Elem> {
+        if self.visible == self.elems.len() {
+            return self.elems.get(index);
+        }
+        self.iter_visible().nth(index)
+    }
+
+    /// Id of the element (visible or removed) just before the visible element `id`.
+    pub fn predecessor(&self, id: ElemId) -> Option<ElemId> {
+        let pos = self.position_of(id)?;
+        if pos == 0 {
+            None
+        } else {
+            Some(self.elems[pos - 1].id)
+        }
+    }
+
+    pub fn last_id(&self) -> Option<ElemId> {
+        self.elems.back().map(|e| e.id)
+    }
+
+    pub fn join(&mut self, mine_ctx: &VectorClock, other: &ListValue, their_ctx: &VectorClock) {
+        // Elements the other side removed and collected: covered by its clock but absent there.
+        let their_ids: std::collections::HashSet<ElemId> =
+            other.elems.iter().map(|e| e.id).collect();
+        let mut dropped = 0;
+        self.elems.retain(|e| {
+            let keep = their_ids.contains(&e.id) || !their_ctx.covers(e.id.dot);
+            if !keep && e.removed.is_none() {
+                dropped += 1;
+            }
+            keep
+        });
+        self.visible -= dropped;
+        // Removals and value writes from the other side.
+        for theirs in &other.elems {
+            if let Some(pos) = self.position_of(theirs.id) {
+                let mine = &mut self.elems[pos];
+                if mine.removed.is_none() {
+                    if let Some(d) = theirs.removed {
+                        mine.removed = Some(d);
+                        self.visible -= 1;
+                    }
+                } else if let (Some(a), Some(b)) = (mine.removed, theirs.removed) {
+                    mine.removed = Some(a.min(b));
+                }
+                let mine = &mut self.elems[pos];
+                if theirs.value_stamp > mine.value_stamp {
+                    mine.value = theirs.value.clone();
+                    mine.value_stamp = theirs.value_stamp;
+                }
+            }
+        }
+        // Elements only the other side has, integrated in insertion-stamp order.
+        let mut missing: Vec<(Option<ElemId>, Elem)> = Vec::new();
+        for (i, theirs) in other.elems.iter().enumerate() {
+            if self.position_of(theirs.id).is_none() && !mine_ctx.covers(theirs.id.dot) {
+                let after = if i == 0 {
+                    None
+                } else {
+                    Some(other.elems[i - 1].id)
+                };
+                missing.push((after, theirs.clone()));
+            }
+        }
+        missing.sort_by_key(|(_, e)| (e.stamp.ts, std::cmp::Reverse(e.stamp.actor), e.id));
+        for (after, elem) in missing {
+            self.integrate_at_known_neighbour(after, elem);
+        }
+    }
+
+    /// Integration during a state merge: the element's left neighbour on the other side is a
+    /// valid anchor, because everything between it and the element was inserted with a greater
+    /// stamp and is integrated by the same rule.
+    fn integrate_at_known_neighbour(&mut self, after: Option<ElemId>, elem: Elem) {
+        self.integrate(after, elem)
+    }
+}
+
+/// The type of a value, as `TYPE` prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Str,
+    Hash,
+    Set,
+    ZSet,
+    List,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Str => "string",
+            Kind::Hash => "hash",
+            Kind::Set => "set",
+            Kind::ZSet => "zset",
+            Kind::List => "list",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Str(Counted<Blob>),
+    Hash(HashValue),
+    Set(SetValue),
+    ZSet(ZSetValue),
+    List(ListValue),
+}
+
+impl Value {
+    pub fn empty(kind: Kind) -> Value {
+        match kind {
+            Kind::Str => Value::Str(Counted::default()),
+            Kind::Hash => Value::Hash(HashValue::default()),
+            Kind::Set => Value::Set(SetValue::default()),
+            Kind::ZSet => Value::ZSet(ZSetValue::default()),
+            Kind::List => Value::List(ListValue::default()),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Str(_) => Kind::Str,
+            Value::Hash(_) => Kind::Hash,
+            Value::Set(_) => Kind::Set,
+            Value::ZSet(_) => Kind::ZSet,
+            Value::List(_) => Kind::List,
+        }
+    }
+
+    /// True when nothing in the value is visible (the key reads as absent).
+    pub fn is_visibly_empty(&self) -> bool {
+        match self {
+            Value::Str(c) => c.is_empty(),
+            Value::Hash(h) => h.fields.is_empty(),
+            Value::Set(s) => s.members.is_empty(),
+            Value::ZSet(z) => z.members.is_empty(),
+            Value::List(l) => l.visible == 0,
+        }
+    }
+
+    /// True when the value holds no state at all and can be dropped.
+    pub fn is_dead(&self) -> bool {
+        match self {
+            Value::List(l) => l.is_empty(),
+            other => other.is_visibly_empty(),
+        }
+    }
+
+    /// Cancels every dot the observed clock covers.
+    pub fn remove_observed(&mut self, observed: &VectorClock, by: Dot) {
+        match self {
+            Value::Str(c) => c.remove_observed(observed),
+            Value::Hash(h) => {
+                h.fields.retain(|_, f| {
+                    f.remove_observed(observed);
+                    !f.is_empty()
+                });
+            }
+            Value::Set(s) => {
+                s.members.retain(|_, dots| {
+                    dots.retain(|d| !observed.covers(*d));
+                    !dots.is_empty()
+                });
+            }
+            Value::ZSet(z) => {
+                let mut gone = Vec::new();
+                let mut changed = Vec::new();
+                for (m, c) in z.members.iter_mut() {
+                    let before = c.score();
+                    c.remove_observed(observed);
+                    if c.is_empty() {
+                        gone.push((Score(before), m.clone()));
+                    } else if c.score() != before {
+                        changed.push((Score(before), m.clone(), Score(c.score())));
+                    }
+                }
+                for (s, m) in gone {
+                    z.order.remove(&(s, m.clone()));
+                    z.members.remove(&m);
+                }
+                for (old, m, new) in changed {
+                    z.order.remove(&(old, m.clone()));
+                    z.order.insert((new, m));
+                }
+            }
+            Value::List(l) => l.remove_observed(observed, by),
+        }
+    }
+
+    /// State merge of two values of the same kind.
+    pub fn join(&mut self, mine_ctx: &VectorClock, other: &Value, their_ctx: &VectorClock) {
+        match (self, other) {
+            (Value::Str(a), Value::Str(b)) => a.join(mine_ctx, b, their_ctx),
+            (Value::Hash(a), Value::Hash(b)) => {
+                join_maps(&mut a.fields, mine_ctx, &b.fields, their_ctx, |x, y| {
+                    x.join(mine_ctx, y, their_ctx)
+                });
+                a.fields.retain(|_, f| !f.is_empty());
+            }
+            (Value::Set(a), Value::Set(b)) => {
+                join_maps(&mut a.members, mine_ctx, &b.members, their_ctx, |x, y| {
+                    let mut mine: Vec<Dot> = x.drain(..).collect();
+                    join_dotted(&mut mine, mine_ctx, y, their_ctx, |d| *d);
+                    mine.sort();
+                    *x = mine.into_iter().collect();
+                });
+                a.members.retain(|_, d| !d.is_empty());
+            }
+            (Value::ZSet(a), Value::ZSet(b)) => {
+                join_maps(&mut a.members, mine_ctx, &b.members, their_ctx, |x, y| {
+                    x.join(mine_ctx, y, their_ctx)
+                });
+                a.members.retain(|_, c| !c.is_empty());
+                a.order = a
+                    .members
+                    .iter()
+                    .map(|(m, c)| (Score(c.score()), m.clone()))
+                    .collect();
+            }
+            (Value::List(a), Value::List(b)) => a.join(mine_ctx, b, their_ctx),
+            _ => {}
+        }
+    }
+
+    /// Canonical order of internal entries, for comparing states.
+    pub fn normalize(&mut self) {
+        match self {
+            Value::Str(c) => c.normalize(),
+            Value::Hash(h) => h.fields.values_mut().for_each(|c| c.normalize()),
+            Value::Set(s) => s.members.values_mut().for_each(|d| d.sort()),
+            Value::ZSet(z) => z.members.values_mut().for_each(|c| c.normalize()),
+            Value::List(_) => {}
+        }
+    }
+}
+
+/// Joins two maps whose values are dot stores. A key only on the other side is joined against
+/// an empty value, which keeps exactly its dots this side has not seen.
+fn join_maps<V: Default + Clone, F: FnMut(&mut V, &V)>(
+    mine: &mut FastMap<Blob, V>,
+    _mine_ctx: &VectorClock,
+    theirs: &FastMap<Blob, V>,
+    _their_ctx: &VectorClock,
+    mut join: F,
+) {
+    let empty = V::default();
+    for (k, v) in theirs {
+        let slot = mine.entry(k.clone()).or_default();
+        join(slot, v);
+    }
+    for (k, v) in mine.iter_mut() {
+        if !theirs.contains_key(k) {
+            join(v, &empty);
+        }
+    }
+}

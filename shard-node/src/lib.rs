@@ -1,0 +1,6 @@
+//! shard-node library root.
+#![forbid(unsafe_code)]
+
+pub mod crdt;
+pub mod store;
+pub mod resp;

@@ -1,0 +1,332 @@
+//! State shared between a [`Store`](super::Store), its [`SyncHandle`]s and
+//! [`SnapshotWriter`](super::SnapshotWriter)s: the current segment file, the
+//! flushed/synced byte counters, the sticky failure flag, fsync latency statistics and the
+//! fault injector.
+//!
+//! Contract:
+//! - `flushed` counts bytes handed to the OS since the store was opened; `synced` is a lower
+//!   bound of the bytes known to be on stable storage. A sync reads `flushed` *before* picking
+//!   the file to sync, and a rotation syncs the old segment before installing the new one, so
+//!   `synced` never claims bytes that were not made durable.
+//! - The first write or fsync error is recorded once and is permanent for the life of the
+//!   process ([`Shared::mark_failed`]): after a failed fsync the kernel may have dropped the
+//!   dirty pages, so retrying could silently lose acknowledged data.
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::format::segment_file_name;
+use super::StoreError;
+
+/// Upper bounds (inclusive, microseconds) of the fsync latency histogram buckets; a final
+/// implicit bucket counts everything slower.
+pub const FSYNC_LATENCY_BOUNDS_MICROS: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+const BUCKETS: usize = FSYNC_LATENCY_BOUNDS_MICROS.len() + 1;
+
+/// A point-in-time copy of the fsync latency statistics of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsyncStats {
+    /// Successful fsyncs.
+    pub count: u64,
+    /// Failed fsyncs (at most a handful: the first failure fails the store).
+    pub failures: u64,
+    /// Sum of the latencies of successful fsyncs, in microseconds.
+    pub total_micros: u64,
+    /// Latency of the most recent successful fsync, in microseconds.
+    pub last_micros: u64,
+    /// Slowest successful fsync, in microseconds.
+    pub max_micros: u64,
+    /// `buckets[i]` counts fsyncs with latency `<= FSYNC_LATENCY_BOUNDS_MICROS[i]` and greater
+    /// than the previous bound (not cumulative); the last entry counts the rest.
+    pub buckets: [u64; BUCKETS],
+}
+
+impl FsyncStats {
+    /// Mean latency of successful fsyncs, if there were any.
+    pub fn mean_micros(&self) -> Option<u64> {
+        self.total_micros.checked_div(self.count)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct LatencyRecorder {
+    count: AtomicU64,
+    failures: AtomicU64,
+    total: AtomicU64,
+    last: AtomicU64,
+    max: AtomicU64,
+    buckets: [AtomicU64; BUCKETS],
+}
+
+impl LatencyRecorder {
+    fn record(&self, micros: u64) {
+        let idx = FSYNC_LATENCY_BOUNDS_MICROS
+            .iter()
+            .position(|&b| micros <= b)
+            .unwrap_or(BUCKETS - 1);
+        self.buckets[idx].fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(micros, Ordering::Relaxed);
+        self.last.store(micros, Ordering::Relaxed);
+        self.max.fetch_max(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> FsyncStats {
+        let mut buckets = [0u64; BUCKETS];
+        for (dst, src) in buckets.iter_mut().zip(self.buckets.iter()) {
+            *dst = src.load(Ordering::Relaxed);
+        }
+        FsyncStats {
+            count: self.count.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            total_micros: self.total.load(Ordering::Relaxed),
+            last_micros: self.last.load(Ordering::Relaxed),
+            max_micros: self.max.load(Ordering::Relaxed),
+            buckets,
+        }
+    }
+}
+
+/// Makes the store's writes and fsyncs fail on demand, to exercise failure handling in tests
+/// and fault drills. Obtained from [`Store::fault_injector`](super::Store::fault_injector);
+/// clones share the same switches. When no switch is on it costs one relaxed atomic load per
+/// write or fsync.
+#[derive(Debug, Clone, Default)]
+pub struct FaultInjector {
+    inner: Arc<FaultFlags>,
+}
+
+#[derive(Debug, Default)]
+struct FaultFlags {
+    writes: AtomicBool,
+    syncs: AtomicBool,
+}
+
+impl FaultInjector {
+    /// While on, every write to a log segment or snapshot fails with an I/O error.
+    pub fn fail_writes(&self, on: bool) {
+        self.inner.writes.store(on, Ordering::Relaxed);
+    }
+
+    /// While on, every fsync of a log segment or snapshot fails with an I/O error.
+    pub fn fail_syncs(&self, on: bool) {
+        self.inner.syncs.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn check_write(&self) -> io::Result<()> {
+        if self.inner.writes.load(Ordering::Relaxed) {
+            Err(io::Error::other("injected write failure"))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn check_sync(&self) -> io::Result<()> {
+        if self.inner.syncs.load(Ordering::Relaxed) {
+            Err(io::Error::other("injected fsync failure"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Sizes of the live files, maintained by the store and by snapshot installation.
+#[derive(Debug, Default)]
+pub(crate) struct FileSizes {
+    /// Live log segments: sequence number to length in bytes (header included).
+    pub(crate) segments: std::collections::BTreeMap<u64, u64>,
+    /// Installed snapshot: (base sequence, length in bytes).
+    pub(crate) snapshot: Option<(u64, u64)>,
+}
+
+/// The segment currently appended to.
+pub(crate) struct CurrentSegment {
+    pub(crate) seq: u64,
+    pub(crate) file: Arc<File>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) current: Mutex<CurrentSegment>,
+    pub(crate) flushed: AtomicU64,
+    pub(crate) synced: AtomicU64,
+    failure: OnceLock<String>,
+    pub(crate) latency: LatencyRecorder,
+    pub(crate) faults: FaultInjector,
+    pub(crate) files: Mutex<FileSizes>,
+}
+
+impl Shared {
+    pub(crate) fn new(dir: PathBuf, current: CurrentSegment, files: FileSizes) -> Self {
+        Self {
+            dir,
+            current: Mutex::new(current),
+            flushed: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+            failure: OnceLock::new(),
+            latency: LatencyRecorder::default(),
+            faults: FaultInjector::default(),
+            files: Mutex::new(files),
+        }
+    }
+
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    pub(crate) fn ensure_ok(&self) -> Result<(), StoreError> {
+        match self.failure() {
+            Some(msg) => Err(StoreError::Failed(msg.to_owned())),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `msg` as the store's failure (the first one wins) and returns the error to
+    /// report.
+    pub(crate) fn mark_failed(&self, msg: String) -> StoreError {
+        if self.failure.set(msg.clone()).is_ok() {
+            tracing::error!(
+                dir = %self.dir.display(),
+                error = %msg,
+                "persistence failed; the store refuses all further writes"
+            );
+        }
+        StoreError::Failed(self.failure().unwrap_or(&msg).to_owned())
+    }
+
+    /// fdatasyncs `file` (segment `seq`), recording latency; a failure fails the store.
+    pub(crate) fn fsync_segment(&self, file: &File, seq: u64) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let res = self.faults.check_sync().and_then(|()| file.sync_data());
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match res {
+            Ok(()) => {
+                self.latency.record(micros);
+                Ok(())
+            }
+            Err(e) => {
+                self.latency.record_failure();
+                Err(self.mark_failed(format!(
+                    "fdatasync of {} failed: {e}",
+                    self.dir.join(segment_file_name(seq)).display()
+                )))
+            }
+        }
+    }
+
+    /// Makes every byte flushed so far durable. Returns whether an fsync was issued.
+    pub(crate) fn sync_pending(&self) -> Result<bool, StoreError> {
+        self.ensure_ok()?;
+        let target = self.flushed.load(Ordering::Acquire);
+        if self.synced.load(Ordering::Acquire) >= target {
+            return Ok(false);
+        }
+        let (seq, file) = {
+            let cur = self.current.lock();
+            (cur.seq, Arc::clone(&cur.file))
+        };
+        self.fsync_segment(&file, seq)?;
+        self.synced.fetch_max(target, Ordering::AcqRel);
+        Ok(true)
+    }
+}
+
+/// A cloneable, `Send` handle that fsyncs the store's current segment without holding the
+/// [`Store`](super::Store). Used for `appendfsync everysec`: a background task calls
+/// [`SyncHandle::sync`] once a second (or use [`SyncHandle::spawn_periodic`]).
+///
+/// `sync` blocks on disk I/O; from async code call it via `spawn_blocking`. A failed fsync
+/// fails the whole store, exactly like a failure inside [`Store::flush`](super::Store::flush).
+#[derive(Clone)]
+pub struct SyncHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SyncHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncHandle")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncHandle {
+    /// fdatasyncs the current segment if anything was flushed since the last sync. Returns
+    /// `Ok(true)` if an fsync was issued, `Ok(false)` if there was nothing to do.
+    pub fn sync(&self) -> Result<bool, StoreError> {
+        self.shared.sync_pending()
+    }
+
+    /// Latency statistics of every fsync of the log (from this handle, the store, rotations).
+    pub fn fsync_stats(&self) -> FsyncStats {
+        self.shared.latency.snapshot()
+    }
+
+    /// The failure message, once the store has failed.
+    pub fn failed(&self) -> Option<&str> {
+        self.shared.failure()
+    }
+
+    /// Bytes handed to the OS but not yet known to be durable.
+    pub fn pending_bytes(&self) -> u64 {
+        let flushed = self.shared.flushed.load(Ordering::Acquire);
+        flushed.saturating_sub(self.shared.synced.load(Ordering::Acquire))
+    }
+
+    /// Starts a thread that calls [`SyncHandle::sync`] every `interval` until the returned
+    /// guard is dropped or the store fails.
+    pub fn spawn_periodic(&self, interval: Duration) -> io::Result<PeriodicSync> {
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let handle = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("aof-fsync".to_owned())
+            .spawn(move || loop {
+                match stop_rx.recv_timeout(interval) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if handle.sync().is_err() {
+                            // The failure is recorded on the store and logged once there.
+                            break;
+                        }
+                    }
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            })?;
+        Ok(PeriodicSync {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Guard of the thread started by [`SyncHandle::spawn_periodic`]; dropping it stops and joins
+/// the thread.
+#[derive(Debug)]
+pub struct PeriodicSync {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for PeriodicSync {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the periodic fsync thread panicked");
+            }
+        }
+    }
+}
