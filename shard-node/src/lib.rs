@@ -1,6 +1,10 @@
 //! shard-node library root.
 #![forbid(unsafe_code)]
 
+pub mod commands;
+pub mod config;
 pub mod crdt;
-pub mod store;
+pub mod metrics;
+pub mod net;
 pub mod resp;
+pub mod store;

@@ -1,1 +1,151 @@
-fn main() {}
+//! `shard-node`: the aadb data-plane binary. See `config.rs` for the command line.
+
+use anyhow::Context;
+use clap::Parser;
+use shard_node::commands::testing::new_db;
+use shard_node::config::{AppendFsync, Cli, LogFormat, Mode, ServerArgs, YesNo};
+use shard_node::crdt::{Actor, Keyspace};
+use shard_node::net::{self, persist, Shared, State};
+use shard_node::resp::Limits;
+use shard_node::store::{FsyncPolicy, Store};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let args = match shard_node::config::expand_config_file(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("shard-node: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
+    let Mode::Server(server_args) = cli.command;
+    init_logging(server_args.log_format);
+    if let Err(e) = run_server(server_args) {
+        eprintln!("shard-node: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHARD_NODE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    if args.replicaof.is_some() || !args.peers.is_empty() {
+        anyhow::bail!("--replicaof and --peer need replication, which this build does not include yet");
+    }
+    if args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_ca.is_some() {
+        anyhow::bail!("--tls-cert/--tls-key/--tls-ca secure replication links, which this build does not include yet");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let now = net::now_ms();
+    let mut ks = Keyspace::new(Actor::new(args.participant.clone(), args.shard, 1), true);
+    let policy = match args.appendfsync {
+        AppendFsync::Always => FsyncPolicy::Always,
+        AppendFsync::Everysec => FsyncPolicy::EverySec,
+        AppendFsync::No => FsyncPolicy::No,
+    };
+    let store = if args.appendonly == YesNo::Yes {
+        let (store, recovered) = Store::open(&args.dir, policy)
+            .with_context(|| format!("cannot open the data directory {}", args.dir.display()))?;
+        let replayed = persist::recover(&mut ks, recovered);
+        tracing::info!(keys = ks.len(), effects = replayed, dir = %args.dir.display(), "state recovered");
+        Some(store)
+    } else {
+        None
+    };
+    let sync_thread = match (&store, policy) {
+        (Some(s), FsyncPolicy::EverySec) => Some(
+            s.sync_handle()
+                .spawn_periodic(Duration::from_secs(1))
+                .context("cannot start the fsync thread")?,
+        ),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let local = listener.local_addr()?;
+    let mut db = new_db(ks);
+    db.settings.requirepass = args.requirepass.clone().map(bytes::Bytes::from);
+    db.settings.maxmemory = args.maxmemory;
+    db.settings.maxclients = args.maxclients;
+    db.settings.appendfsync = format!("{:?}", args.appendfsync).to_ascii_lowercase();
+    db.settings.appendonly = args.appendonly == YesNo::Yes;
+    db.settings.bind = args.bind.clone();
+    db.settings.port = local.port();
+    db.settings.dir = args.dir.display().to_string();
+    db.settings.proto_max_bulk_len = args.proto_max_bulk_len;
+    db.started_ms = now;
+    db.tcp_port = local.port();
+    db.run_id = format!("{:040x}", rand::random::<u128>());
+    let (shutdown, _) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared {
+        state: parking_lot::Mutex::new(State { db, store }),
+        next_client_id: AtomicU64::new(1),
+        connections: AtomicUsize::new(0),
+        limits: Limits {
+            max_bulk_len: args.proto_max_bulk_len as usize,
+            ..Limits::default()
+        },
+        shutdown,
+    });
+    tokio::spawn(net::expiry_sweeper(shared.clone()));
+    tokio::spawn(net::memory_sampler(shared.clone()));
+    tokio::spawn(persist::compactor(shared.clone()));
+    if let Some(port) = args.metrics_port {
+        let metrics = tokio::net::TcpListener::bind((args.bind.as_str(), port))
+            .await
+            .with_context(|| format!("cannot listen for metrics on {}:{port}", args.bind))?;
+        tracing::info!(addr = %metrics.local_addr()?, "metrics endpoint ready");
+        tokio::spawn(shard_node::metrics::serve(metrics, shared.clone()));
+    }
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received; shutting down");
+            let _ = shared.shutdown.send(true);
+        });
+    }
+    tracing::info!(addr = %local, participant = %args.participant, shard = args.shard, "ready to accept connections");
+    net::serve(listener, shared).await?;
+    drop(sync_thread);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

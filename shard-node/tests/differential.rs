@@ -4,12 +4,19 @@
 //! # Contract
 //!
 //! Each `tests/diff/<family>.redis` file is one script and one `#[test]` of the same name.
-//! For every script a fresh pair of servers is started (`redis-server` from `PATH`, which must
-//! exist: a missing binary fails the test, it never skips it; and the `shard-node` binary of
-//! this crate), both get `FLUSHALL`, then a fresh connection runs the script on each. Every
-//! command is sent as a RESP multibulk, exactly one complete RESP2/RESP3 reply is read from each
-//! server as raw bytes, and the two byte strings are compared. All mismatches of a script are
-//! collected and reported together at the end (file, line, command, both replies escaped).
+//! For every script a fresh pair of servers is started on free loopback ports with temporary
+//! data directories: `redis-server` 7.0 from `PATH` (a missing binary or another release fails
+//! the test, it never skips it; it runs with `--appendfsync no` like shard-node) and the
+//! `shard-node` binary of this crate. Both get `FLUSHALL`, then a fresh connection runs the
+//! script on each; both processes are killed when the test ends. Every command is sent as a
+//! RESP multibulk, exactly one complete RESP2/RESP3 reply is read from each server as raw bytes,
+//! and the two byte strings are compared. All mismatches of a script are collected and
+//! reported together at the end (file, line, command, both replies escaped in the string
+//! syntax of `intended.toml`, so they can be pasted there).
+//!
+//! `scripts_are_well_formed` and the other small tests check the suite itself without servers:
+//! every script parses and has a test, the scripts hold at least `MIN_TOTAL_COMMANDS` commands,
+//! and every `intended.toml` entry names an existing script line.
 //!
 //! # Script syntax
 //!
@@ -61,6 +68,10 @@ const SHARD_NODE_BIN: &str = env!("CARGO_BIN_EXE_shard-node");
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_TOTAL_COMMANDS: usize = 300;
+/// The scripts and the intended-differences list are recorded against this Redis release.
+const REFERENCE_REDIS_VERSION: &str = "7.0.";
+/// Connection failures in a row after which the rest of a script is abandoned.
+const MAX_FAILURES_IN_A_ROW: u32 = 3;
 /// Largest bulk or aggregate length the reply reader accepts.
 const MAX_LEN: i64 = 64 * 1024 * 1024;
 
@@ -373,6 +384,10 @@ fn parse_len(line: &[u8]) -> Result<i64, String> {
         .ok_or_else(|| format!("bad length {}", escape(line)))
 }
 
+fn to_usize(n: i64) -> Result<usize, String> {
+    usize::try_from(n).map_err(|_| format!("bad length {n}"))
+}
+
 /// Parses one frame starting at `pos`. `Ok(None)` means the buffer does not hold a complete
 /// frame yet; `Err` means the bytes are not RESP.
 fn parse_frame(buf: &[u8], pos: usize) -> Result<Option<(Frame, usize)>, String> {
@@ -411,7 +426,7 @@ fn parse_frame(buf: &[u8], pos: usize) -> Result<Option<(Frame, usize)>, String>
                 end = ceol + 2;
                 break;
             }
-            let data_end = ceol + 2 + n as usize;
+            let data_end = ceol + 2 + to_usize(n)?;
             if buf.len() < data_end + 2 {
                 return Ok(None);
             }
@@ -428,7 +443,7 @@ fn parse_frame(buf: &[u8], pos: usize) -> Result<Option<(Frame, usize)>, String>
                 }
                 null = true;
             } else {
-                let data_end = end + n as usize;
+                let data_end = end + to_usize(n)?;
                 if buf.len() < data_end + 2 {
                     return Ok(None);
                 }
@@ -531,15 +546,14 @@ fn multiset(frame: &Frame, group: Option<usize>) -> Result<Vec<Vec<u8>>, String>
     } else {
         1
     });
-    if frame.children.len() % g != 0 {
+    let groups = frame.children.chunks_exact(g);
+    if !groups.remainder().is_empty() {
         return Err(format!(
             "{} elements cannot be grouped by {g}",
             frame.children.len()
         ));
     }
-    let mut items: Vec<Vec<u8>> = frame
-        .children
-        .chunks(g)
+    let mut items: Vec<Vec<u8>> = groups
         .map(|chunk| chunk.iter().flat_map(|f| f.raw.iter().copied()).collect())
         .collect();
     items.sort();
@@ -653,9 +667,9 @@ fn parse_string_value(value: &str) -> Result<Vec<u8>, String> {
                     _ => 8,
                 };
                 let hex: String = chars.by_ref().take(digits).collect();
-                let code = u32::from_str_radix(&hex, 16)
-                    .ok()
-                    .filter(|_| hex.len() == digits)
+                let code = Some(&hex)
+                    .filter(|h| h.len() == digits && h.chars().all(|c| c.is_ascii_hexdigit()))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
                     .ok_or_else(|| format!("bad \\{esc} escape"))?;
                 if esc == 'x' {
                     out.push(u8::try_from(code).map_err(|_| "bad \\x escape")?);
@@ -768,7 +782,27 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Starts the reference server and checks that it is the Redis version the scripts and
+    /// `intended.toml` were recorded against.
     fn redis() -> Server {
+        let server = Self::start_redis();
+        let info = Conn::open(server.port)
+            .and_then(|mut c| c.command(&[b"INFO".to_vec(), b"server".to_vec()]))
+            .unwrap_or_else(|e| panic!("redis-server: INFO server: {e}"));
+        let info = String::from_utf8_lossy(&info);
+        let version = info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("unknown");
+        assert!(
+            version.starts_with(REFERENCE_REDIS_VERSION),
+            "the differential tests compare against Redis {REFERENCE_REDIS_VERSION}x, but \
+             redis-server on PATH is version {version}"
+        );
+        server
+    }
+
+    fn start_redis() -> Server {
         Self::start("redis-server", |port, dir| {
             let mut cmd = Command::new("redis-server");
             cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
@@ -877,6 +911,20 @@ impl Server {
 
     fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The exit status, if the process exits within `limit`.
+    fn exit_status_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => return None,
+            }
+        }
     }
 }
 
@@ -993,60 +1041,79 @@ fn run_script(name: &str) {
         .filter(|e| e.script == file)
         .collect();
     let mut used = BTreeSet::new();
-    let mut mismatches = Vec::new();
+    let mismatches = if only_redis() {
+        run_against_redis_only(&file, &steps, &intended, &mut used)
+    } else {
+        run_against_both(&file, &steps, &intended, &mut used)
+    };
+    report(&file, steps.len(), &intended, &used, mismatches);
+}
 
-    if only_redis() {
-        let redis = Server::redis();
-        let mut conn = fresh_connection(&redis).unwrap_or_else(|e| panic!("{e}"));
-        let mut out = format!("==== {file} against redis-server only ====\n");
-        for step in &steps {
-            let reply = conn
-                .command(&step.args)
-                .unwrap_or_else(|e| panic!("{file}:{}: redis-server: {e}", step.line));
-            let marker = if reply.first().is_some_and(|b| matches!(b, b'-' | b'!')) {
-                "ERR"
-            } else {
-                "   "
-            };
-            let _ = writeln!(
-                out,
-                "{marker} {file}:{:<4} {}{}\n      -> {}",
-                step.line,
-                step.text,
-                mode_label(step.mode),
-                escape_limited(&reply)
-            );
-            if let Err(e) = check_directive_applies(step.mode, &reply) {
+/// `DIFF_ONLY_REDIS` mode: prints every Redis reply and checks the directives and the `redis`
+/// values of intended-difference entries against Redis.
+fn run_against_redis_only(
+    file: &str,
+    steps: &[Step],
+    intended: &[Intended],
+    used: &mut BTreeSet<usize>,
+) -> Vec<Mismatch> {
+    let mut mismatches = Vec::new();
+    let redis = Server::redis();
+    let mut conn = fresh_connection(&redis).unwrap_or_else(|e| panic!("{e}"));
+    let mut out = format!("==== {file} against redis-server only ====\n");
+    for step in steps {
+        let reply = conn
+            .command(&step.args)
+            .unwrap_or_else(|e| panic!("{file}:{}: redis-server: {e}", step.line));
+        let marker = if reply.first().is_some_and(|b| matches!(b, b'-' | b'!')) {
+            "ERR"
+        } else {
+            "   "
+        };
+        let _ = writeln!(
+            out,
+            "{marker} {file}:{:<4} {}{}\n      -> {}",
+            step.line,
+            step.text,
+            mode_label(step.mode),
+            escape_limited(&reply)
+        );
+        if let Err(e) = check_directive_applies(step.mode, &reply) {
+            mismatches.push(Mismatch {
+                line: step.line,
+                command: step.text.clone(),
+                detail: format!("directive does not fit the Redis reply: {e}"),
+            });
+        }
+        if let Some(i) = intended.iter().position(|e| e.command == step.text) {
+            used.insert(i);
+            let entry = &intended[i];
+            if !equivalent(step.mode, &entry.redis, &reply).unwrap_or(false) {
                 mismatches.push(Mismatch {
                     line: step.line,
                     command: step.text.clone(),
-                    detail: format!("directive does not fit the Redis reply: {e}"),
+                    detail: format!(
+                        "intended.toml entry (line {}) expects Redis to answer {}, it answered {}",
+                        entry.at,
+                        escape_limited(&entry.redis),
+                        escape_limited(&reply)
+                    ),
                 });
             }
-            for (i, entry) in intended.iter().enumerate() {
-                if entry.command == step.text {
-                    used.insert(i);
-                    if !equivalent(step.mode, &entry.redis, &reply).unwrap_or(false) {
-                        mismatches.push(Mismatch {
-                            line: step.line,
-                            command: step.text.clone(),
-                            detail: format!(
-                                "intended.toml entry (line {}) expects Redis to answer {}, \
-                                 it answered {}",
-                                entry.at,
-                                escape_limited(&entry.redis),
-                                escape_limited(&reply)
-                            ),
-                        });
-                    }
-                }
-            }
         }
-        println!("{out}");
-        report(&file, steps.len(), &intended, &used, mismatches);
-        return;
     }
+    println!("{out}");
+    mismatches
+}
 
+/// Runs the script on both servers and returns every mismatch.
+fn run_against_both(
+    file: &str,
+    steps: &[Step],
+    intended: &[Intended],
+    used: &mut BTreeSet<usize>,
+) -> Vec<Mismatch> {
+    let mut mismatches = Vec::new();
     let redis = Server::redis();
     let mut shard = Server::shard_node();
     let mut rconn = fresh_connection(&redis).unwrap_or_else(|e| panic!("{e}"));
@@ -1062,6 +1129,7 @@ fn run_script(name: &str) {
         }
     };
 
+    let mut failures_in_a_row = 0;
     for (idx, step) in steps.iter().enumerate() {
         let rreply = rconn
             .command(&step.args)
@@ -1088,30 +1156,35 @@ fn run_script(name: &str) {
             })
         };
         let (sreply, sextra) = match sresult {
-            Ok(r) => r,
+            Ok(r) => {
+                failures_in_a_row = 0;
+                r
+            }
             Err(e) => {
                 push(format!(
                     "redis:      {}\n    shard-node: <{e}>",
                     escape_limited(&rreply)
                 ));
-                // The connection's state is unknown now: start over on a new one.
-                sconn = if shard.is_running() {
+                // The connection's state is unknown now: start over on a new one, unless the
+                // server is gone or keeps failing (a hung server would cost a timeout per line).
+                failures_in_a_row += 1;
+                sconn = if failures_in_a_row < MAX_FAILURES_IN_A_ROW && shard.is_running() {
                     Conn::open(shard.port).ok()
                 } else {
                     None
                 };
                 if sconn.is_none() {
                     let left = steps.len() - idx - 1;
+                    let state = match shard.exit_status_within(Duration::from_secs(2)) {
+                        Some(status) => format!("exited with {status}"),
+                        None => format!("still running, {failures_in_a_row} failure(s) in a row"),
+                    };
                     mismatches.push(Mismatch {
                         line: step.line,
                         command: "(abort)".into(),
                         detail: format!(
-                            "shard-node is unreachable ({}); {left} remaining command(s) not \
-                             run\n{}",
-                            match shard.child.try_wait() {
-                                Ok(Some(status)) => format!("exited with {status}"),
-                                _ => "still running".to_string(),
-                            },
+                            "shard-node is unreachable ({state}); {left} remaining command(s) \
+                             not run\n{}",
                             shard.log_tail()
                         ),
                     });
@@ -1127,13 +1200,7 @@ fn run_script(name: &str) {
             ));
         }
 
-        let entries: Vec<usize> = intended
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.command == step.text)
-            .map(|(i, _)| i)
-            .collect();
-        if let Some(&i) = entries.first() {
+        if let Some(i) = intended.iter().position(|e| e.command == step.text) {
             used.insert(i);
             let entry = &intended[i];
             let redis_ok = equivalent(step.mode, &entry.redis, &rreply).unwrap_or(false);
@@ -1167,7 +1234,7 @@ fn run_script(name: &str) {
             )),
         }
     }
-    report(&file, steps.len(), &intended, &used, mismatches);
+    mismatches
 }
 
 fn report(
@@ -1245,7 +1312,15 @@ fn scripts_are_well_formed() {
         "only {total} commands in all scripts, expected at least {MIN_TOTAL_COMMANDS}"
     );
 
+    let mut seen = BTreeSet::new();
     for entry in load_intended() {
+        assert!(
+            seen.insert((entry.script.clone(), entry.command.clone())),
+            "intended.toml line {}: a second entry for `{}` in {}",
+            entry.at,
+            entry.command,
+            entry.script
+        );
         let lines = texts.get(&entry.script).unwrap_or_else(|| {
             panic!(
                 "intended.toml line {}: no script named {}",

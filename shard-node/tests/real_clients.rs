@@ -55,10 +55,9 @@ fn benchmark_results(out: &str) -> Vec<(String, f64)> {
     out.split(['\r', '\n'])
         .filter_map(|line| {
             let (name, rest) = line.split_once(": ")?;
-            let rps = rest.strip_suffix(" requests per second").or_else(|| {
-                rest.split_once(" requests per second")
-                    .map(|(r, _)| r)
-            })?;
+            let rps = rest
+                .strip_suffix(" requests per second")
+                .or_else(|| rest.split_once(" requests per second").map(|(r, _)| r))?;
             Some((name.trim().to_owned(), rps.trim().parse().ok()?))
         })
         .collect()
@@ -67,7 +66,15 @@ fn benchmark_results(out: &str) -> Vec<(String, f64)> {
 fn run_benchmark(port: u16) -> (ExitStatus, String) {
     require_command("redis-benchmark", "redis-tools");
     let mut cmd = Command::new("redis-benchmark");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "-n", "10000"]);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-q",
+        "-n",
+        "10000",
+    ]);
     run_captured(&mut cmd, Duration::from_secs(600))
 }
 
@@ -75,7 +82,10 @@ fn run_benchmark(port: u16) -> (ExitStatus, String) {
 fn redis_benchmark_default_suite_runs_clean() {
     let redis = RedisServer::start();
     let (status, out) = run_benchmark(redis.port());
-    assert!(status.success(), "redis-benchmark against redis-server: {out}");
+    assert!(
+        status.success(),
+        "redis-benchmark against redis-server: {out}"
+    );
     let want: BTreeSet<String> = benchmark_results(&out)
         .into_iter()
         .map(|(n, _)| n)
@@ -85,7 +95,10 @@ fn redis_benchmark_default_suite_runs_clean() {
 
     let mut node = NodeBuilder::new().start();
     let (status, out) = run_benchmark(node.port());
-    assert!(status.success(), "redis-benchmark exited with {status}:\n{out}");
+    assert!(
+        status.success(),
+        "redis-benchmark exited with {status}:\n{out}"
+    );
     let bad: Vec<&str> = out
         .split(['\r', '\n'])
         .filter(|l| {
@@ -272,7 +285,12 @@ fn hello_fields(out: &str) -> Vec<(String, String)> {
     let lines: Vec<&str> = out.lines().collect();
     lines
         .chunks(2)
-        .map(|kv| (kv[0].to_owned(), kv.get(1).copied().unwrap_or("").to_owned()))
+        .map(|kv| {
+            (
+                kv[0].to_owned(),
+                kv.get(1).copied().unwrap_or("").to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -285,7 +303,13 @@ fn redis_cli_info_and_hello() {
     let port = node.port();
 
     let info = redis_cli(port, &["INFO"]);
-    for section in ["# Server", "# Clients", "# Memory", "# Replication", "# Keyspace"] {
+    for section in [
+        "# Server",
+        "# Clients",
+        "# Memory",
+        "# Replication",
+        "# Keyspace",
+    ] {
         assert!(
             info.lines().any(|l| l.trim_end() == section),
             "INFO lacks `{section}`:\n{info}"
@@ -296,7 +320,10 @@ fn redis_cli_info_and_hello() {
             .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
             .map(str::to_owned)
     };
-    assert!(field("redis_version").is_some(), "no redis_version:\n{info}");
+    assert!(
+        field("redis_version").is_some(),
+        "no redis_version:\n{info}"
+    );
     assert_eq!(field("role").as_deref(), Some("master"), "{info}");
     for numeric in ["connected_clients", "used_memory", "tcp_port"] {
         let v = field(numeric).unwrap_or_else(|| panic!("INFO lacks {numeric}:\n{info}"));
@@ -306,15 +333,16 @@ fn redis_cli_info_and_hello() {
 
     let memory = redis_cli(port, &["INFO", "memory"]);
     assert!(memory.contains("used_memory:"), "INFO memory: {memory}");
-    assert!(!memory.contains("# Server"), "INFO memory printed other sections");
+    assert!(
+        !memory.contains("# Server"),
+        "INFO memory printed other sections"
+    );
 
     let hello = hello_fields(&redis_cli(port, &["-3", "HELLO", "3"]));
     let keys = |f: &[(String, String)]| f.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
     assert_eq!(keys(&hello), keys(&want_hello), "HELLO 3 fields");
     let value = |f: &[(String, String)], k: &str| {
-        f.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
+        f.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
     };
     for k in ["proto", "mode", "role"] {
         assert_eq!(value(&hello, k), value(&want_hello, k), "HELLO 3 field {k}");
@@ -345,11 +373,12 @@ fn redis_crate_pipelines_transactions_and_resp3() {
             pipe.cmd("INCRBY").arg("pipe:n").arg(i);
         }
         let replies: Vec<i64> = pipe.query_async(&mut con).await.expect("pipeline");
-        let expected: Vec<i64> = (0..1000).scan(0, |acc, i| {
-            *acc += i;
-            Some(*acc)
-        })
-        .collect();
+        let expected: Vec<i64> = (0..1000)
+            .scan(0, |acc, i| {
+                *acc += i;
+                Some(*acc)
+            })
+            .collect();
         assert_eq!(replies, expected);
 
         // MULTI/EXEC.

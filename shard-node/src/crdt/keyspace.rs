@@ -135,6 +135,10 @@ pub struct Keyspace {
     /// Effects committed locally and not yet taken by the log/replication.
     pub outbox: Vec<Effect>,
     pub effects_applied: u64,
+    /// `Some(None)`: a batch is open but has no effect yet; `Some(Some(e))`: its effect so far.
+    batch: Option<Option<Effect>>,
+    /// Pre-images of keys changed while a snapshot is being captured (see `begin_capture`).
+    capture: Option<FastMap<Blob, Option<Entry>>>,
 }
 
 /// The stamp used in operations for "a value this effect creates"; replaced by the effect's own
@@ -159,6 +163,8 @@ impl Keyspace {
             watched: FastMap::default(),
             outbox: Vec::new(),
             effects_applied: 0,
+            batch: None,
+            capture: None,
         }
     }
 
@@ -301,18 +307,51 @@ impl Keyspace {
         out
     }
 
-    /// Makes an effect of local operations, applies it and queues it in the outbox.
-    pub fn commit(&mut self, now_ms: u64, mut ops: Vec<Op>) -> &Effect {
-        let seq = self.clock.get(self.actor_id) + 1;
-        let dot = Dot {
-            actor: self.actor_id,
-            seq,
+    /// Opens a batch: every `commit` until [`Keyspace::end_batch`] becomes part of one effect
+    /// (a transaction). Operations are applied as they are committed, so later commands of the
+    /// transaction read the earlier ones' writes.
+    pub fn begin_batch(&mut self) {
+        self.batch = Some(None);
+    }
+
+    /// Closes the batch and queues its effect, if it wrote anything.
+    pub fn end_batch(&mut self) {
+        if let Some(Some(effect)) = self.batch.take() {
+            self.effects_applied += 1;
+            self.outbox.push(effect);
+        }
+    }
+
+    /// Makes an effect of local operations, applies it and queues it in the outbox (or adds the
+    /// operations to the open batch).
+    pub fn commit(&mut self, now_ms: u64, mut ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        let (open, in_batch) = match self.batch.take() {
+            Some(Some(effect)) => (Some(effect), true),
+            Some(None) => (None, true),
+            None => (None, false),
         };
-        let ts = self.hlc.now(now_ms);
-        let stamp = Stamp {
-            ts,
-            actor: self.actor_id,
+        let mut effect = match open {
+            Some(e) => e,
+            None => {
+                let seq = self.clock.get(self.actor_id) + 1;
+                let ts = self.hlc.now(now_ms);
+                let effect = Effect {
+                    dot: Dot {
+                        actor: self.actor_id,
+                        seq,
+                    },
+                    ts,
+                    deps: self.clock.clone(),
+                    ops: Vec::new(),
+                };
+                self.clock.raise(self.actor_id, seq);
+                effect
+            }
         };
+        let stamp = effect.stamp();
         for op in ops.iter_mut() {
             match &mut op.kind {
                 OpKind::StrSet { slot, .. }
@@ -330,15 +369,40 @@ impl Keyspace {
                 _ => {}
             }
         }
-        let effect = Effect {
-            dot,
-            ts,
-            deps: self.clock.clone(),
-            ops,
-        };
-        self.apply(&effect);
-        self.outbox.push(effect);
-        self.outbox.last().expect("just pushed")
+        let observed = effect.observed();
+        for op in &ops {
+            self.apply_op(op, &effect, &observed);
+        }
+        effect.ops.extend(ops);
+        if in_batch {
+            self.batch = Some(Some(effect));
+        } else {
+            self.effects_applied += 1;
+            self.outbox.push(effect);
+        }
+    }
+
+    /// The dot the next local effect will get (list element ids are derived from it).
+    pub fn next_dot(&self) -> Dot {
+        match &self.batch {
+            Some(Some(e)) => e.dot,
+            _ => Dot {
+                actor: self.actor_id,
+                seq: self.clock.get(self.actor_id) + 1,
+            },
+        }
+    }
+
+    /// Number of list elements the open batch has already inserted (to keep element ids unique).
+    pub fn batch_list_inserts(&self) -> u32 {
+        match &self.batch {
+            Some(Some(e)) => e
+                .ops
+                .iter()
+                .filter(|o| matches!(o.kind, OpKind::ListInsert { .. }))
+                .count() as u32,
+            _ => 0,
+        }
     }
 
     /// Applies one effect (causal delivery, no duplicates: see the module contract).
@@ -513,6 +577,11 @@ impl Keyspace {
     /// deadline index right and bumps the key's watch version.
     fn touch_key<F: FnOnce(&mut Entry)>(&mut self, key: &[u8], change: F) {
         let single = self.single_participant;
+        if let Some(capture) = &mut self.capture {
+            if !capture.contains_key(key) {
+                capture.insert(Blob::from(key), self.entries.get(key).cloned());
+            }
+        }
         let (before, after, remove) = {
             let entry = match self.entries.get_mut(key) {
                 Some(e) => e,
@@ -563,6 +632,26 @@ impl Keyspace {
                 *v += 1;
             }
         }
+    }
+
+    /// Starts capturing a consistent snapshot of the current state: returns every key; from now
+    /// on the first change to a key saves its previous entry, so [`Keyspace::captured_entry`]
+    /// returns the entry as it was at this moment however the key changes meanwhile.
+    pub fn begin_capture(&mut self) -> Vec<Blob> {
+        self.capture = Some(FastMap::default());
+        self.entries.keys().cloned().collect()
+    }
+
+    /// The entry of `key` as it was when the capture began.
+    pub fn captured_entry(&self, key: &[u8]) -> Option<Entry> {
+        match self.capture.as_ref().and_then(|c| c.get(key)) {
+            Some(pre) => pre.clone(),
+            None => self.entries.get(key).cloned(),
+        }
+    }
+
+    pub fn end_capture(&mut self) {
+        self.capture = None;
     }
 
     /// Registers interest in `key` for WATCH; returns its current version.

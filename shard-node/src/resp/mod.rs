@@ -24,7 +24,7 @@ pub use parse::{
     Limits, ProtocolError, RequestParser, DEFAULT_MAX_BULK_LEN, DEFAULT_MAX_INLINE_LEN,
     DEFAULT_MAX_MULTIBULK_LEN, UNAUTHENTICATED_MAX_BULK_LEN, UNAUTHENTICATED_MAX_MULTIBULK_LEN,
 };
-pub use write::ReplyWriter;
+pub use write::{write_command, ReplyWriter};
 
 /// The reply protocol a connection speaks (`HELLO 2` / `HELLO 3`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]

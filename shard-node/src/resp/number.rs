@@ -101,7 +101,12 @@ mod tests {
             (b"-9223372036854775807", -i64::MAX),
         ];
         for (s, want) in cases {
-            assert_eq!(parse_i64_strict(s), Some(*want), "{:?}", String::from_utf8_lossy(s));
+            assert_eq!(
+                parse_i64_strict(s),
+                Some(*want),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
         }
     }
 
@@ -129,13 +134,31 @@ mod tests {
             b"1\x00",
         ];
         for s in cases {
-            assert_eq!(parse_i64_strict(s), None, "{:?}", String::from_utf8_lossy(s));
+            assert_eq!(
+                parse_i64_strict(s),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
         }
     }
 
     #[test]
     fn write_u64_matches_display() {
-        let mut probes = vec![0u64, 1, 9, 10, 11, 99, 100, 101, 999, 1000, u64::MAX, u64::MAX - 1];
+        let mut probes = vec![
+            0u64,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            u64::MAX,
+            u64::MAX - 1,
+        ];
         let mut p = 1u64;
         while let Some(next) = p.checked_mul(10) {
             probes.extend([p - 1, p, p + 1]);

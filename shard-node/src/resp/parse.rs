@@ -246,8 +246,9 @@ impl RequestParser {
         };
         let count = match crate::resp::parse_i64_strict(&buf[1..cr]) {
             Some(n) if n <= 0 => n,
-            Some(n) if n <= i64::from(i32::MAX)
-                && usize::try_from(n).is_ok_and(|n| n <= limits.max_multibulk_len) =>
+            Some(n)
+                if n <= i64::from(i32::MAX)
+                    && usize::try_from(n).is_ok_and(|n| n <= limits.max_multibulk_len) =>
             {
                 n
             }
@@ -309,10 +310,12 @@ impl RequestParser {
         } else {
             lf
         };
-        let args = split_args(&buf[..end])
-            .ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))?;
-        self.consume_line(buf, lf + 1);
-        Ok(Some(args))
+        let line = buf.split_to(lf + 1).freeze().slice(..end);
+        self.scanned = 0;
+        self.blocked = false;
+        split_args(&line)
+            .map(Some)
+            .ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))
     }
 }
 
@@ -363,8 +366,8 @@ fn hex_value(c: u8) -> Option<u8> {
 
 /// Splits an inline request line into arguments like Redis's `sdssplitargs`; `None` on
 /// unbalanced quotes (or a closing quote not followed by a blank). The line is treated as a C
-/// string: a NUL byte ends it.
-pub(crate) fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
+/// string: a NUL byte ends it. Unquoted arguments are slices of `line`.
+pub(crate) fn split_args(line: &Bytes) -> Option<Vec<Bytes>> {
     // The byte at `i`, with the C string terminator past the end.
     let at = |i: usize| line.get(i).copied().unwrap_or(0);
     let mut args = Vec::new();
@@ -375,6 +378,19 @@ pub(crate) fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
         }
         if at(p) == 0 {
             return Some(args);
+        }
+        // Fast path: a token without quotes ends at the first blank and is taken as is.
+        let mut end = p;
+        while !matches!(at(end), b' ' | b'\n' | b'\r' | b'\t' | 0 | b'"' | b'\'') {
+            end += 1;
+        }
+        if !matches!(at(end), b'"' | b'\'') {
+            args.push(line.slice(p..end));
+            p = end;
+            if at(p) != 0 {
+                p += 1;
+            }
+            continue;
         }
         let mut current = Vec::new();
         let (mut in_dq, mut in_sq, mut done) = (false, false, false);
@@ -487,7 +503,10 @@ mod tests {
             vec![v(&[b"SET", b"k", b""]), v(&[b"PING"])]
         );
         // Binary payloads, including CR, LF and NUL, are taken by length.
-        assert_eq!(cmds(b"*1\r\n$5\r\na\r\n\x00b\r\n"), vec![v(&[b"a\r\n\x00b"])]);
+        assert_eq!(
+            cmds(b"*1\r\n$5\r\na\r\n\x00b\r\n"),
+            vec![v(&[b"a\r\n\x00b"])]
+        );
     }
 
     #[test]
@@ -501,7 +520,10 @@ mod tests {
 
     #[test]
     fn empty_multibulk_is_skipped() {
-        assert_eq!(cmds(b"*0\r\n*-1\r\n*-5\r\n*1\r\n$1\r\na\r\n"), vec![v(&[b"a"])]);
+        assert_eq!(
+            cmds(b"*0\r\n*-1\r\n*-5\r\n*1\r\n$1\r\na\r\n"),
+            vec![v(&[b"a"])]
+        );
         assert_eq!(cmds(b"*0\r\n"), Vec::<Vec<Vec<u8>>>::new());
     }
 
@@ -523,7 +545,11 @@ mod tests {
             b"\"unterminated",
         ] {
             let (out, err) = parse_all(input, &limits(), false);
-            assert!(out.is_empty() && err.is_none(), "{:?}", String::from_utf8_lossy(input));
+            assert!(
+                out.is_empty() && err.is_none(),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -554,7 +580,10 @@ mod tests {
         assert_eq!(cmds(b"ECHO \"\\x4g\"\r\n"), vec![v(&[b"ECHO", b"x4g"])]);
         assert_eq!(cmds(b"ECHO \"\"\r\n"), vec![v(&[b"ECHO", b""])]);
         assert_eq!(cmds(b"ECHO a\"b c\"\r\n"), vec![v(&[b"ECHO", b"ab c"])]);
-        assert_eq!(cmds(b"ECHO \"a\"\x0bb\r\n"), vec![v(&[b"ECHO", b"a", b"b"])]);
+        assert_eq!(
+            cmds(b"ECHO \"a\"\x0bb\r\n"),
+            vec![v(&[b"ECHO", b"a", b"b"])]
+        );
         // Vertical tab and form feed are blanks between tokens but not inside them.
         assert_eq!(cmds(b"ECHO \x0bab\r\n"), vec![v(&[b"ECHO", b"ab"])]);
         assert_eq!(cmds(b"ECHO a\x0bb\r\n"), vec![v(&[b"ECHO", b"a\x0bb"])]);
@@ -590,7 +619,10 @@ mod tests {
         ] {
             assert_eq!(err(input), want, "{:?}", String::from_utf8_lossy(input));
         }
-        let small = Limits { max_multibulk_len: 3, ..Limits::default() };
+        let small = Limits {
+            max_multibulk_len: 3,
+            ..Limits::default()
+        };
         assert_eq!(err_with(b"*4\r\n", &small, true), want);
         assert!(parse_all(b"*3\r\n", &small, true).1.is_none());
     }
@@ -611,20 +643,40 @@ mod tests {
             assert_eq!(err(input), want, "{:?}", String::from_utf8_lossy(input));
         }
         // The limit itself is accepted.
-        assert!(parse_all(b"*1\r\n$536870912\r\n", &limits(), true).1.is_none());
-        let small = Limits { max_bulk_len: 3, ..Limits::default() };
+        assert!(parse_all(b"*1\r\n$536870912\r\n", &limits(), true)
+            .1
+            .is_none());
+        let small = Limits {
+            max_bulk_len: 3,
+            ..Limits::default()
+        };
         assert_eq!(err_with(b"*1\r\n$4\r\n", &small, true), want);
         assert!(parse_all(b"*1\r\n$3\r\nabc\r\n", &small, true).1.is_none());
     }
 
     #[test]
     fn expected_dollar() {
-        assert_eq!(err(b"*1\r\nx\r\n"), "ERR Protocol error: expected '$', got 'x'");
-        assert_eq!(err(b"*1\r\n:1\r\n"), "ERR Protocol error: expected '$', got ':'");
+        assert_eq!(
+            err(b"*1\r\nx\r\n"),
+            "ERR Protocol error: expected '$', got 'x'"
+        );
+        assert_eq!(
+            err(b"*1\r\n:1\r\n"),
+            "ERR Protocol error: expected '$', got ':'"
+        );
         // CR and LF are shown as spaces, as Redis's error formatting does.
-        assert_eq!(err(b"*1\r\n\r\n"), "ERR Protocol error: expected '$', got ' '");
-        assert_eq!(err(b"*1\r\n\nX\r\n"), "ERR Protocol error: expected '$', got ' '");
-        assert_eq!(err(b"*2\r\n$1\r\na\r\n*1\r\n"), "ERR Protocol error: expected '$', got '*'");
+        assert_eq!(
+            err(b"*1\r\n\r\n"),
+            "ERR Protocol error: expected '$', got ' '"
+        );
+        assert_eq!(
+            err(b"*1\r\n\nX\r\n"),
+            "ERR Protocol error: expected '$', got ' '"
+        );
+        assert_eq!(
+            err(b"*2\r\n$1\r\na\r\n*1\r\n"),
+            "ERR Protocol error: expected '$', got '*'"
+        );
     }
 
     #[test]
@@ -632,7 +684,10 @@ mod tests {
         let l = limits();
         let mut mbulk = b"*".to_vec();
         mbulk.resize(65537, b'1');
-        assert_eq!(err(&mbulk), "ERR Protocol error: too big mbulk count string");
+        assert_eq!(
+            err(&mbulk),
+            "ERR Protocol error: too big mbulk count string"
+        );
         mbulk.truncate(65536);
         assert_eq!(parse_all(&mbulk, &l, true), (vec![], None));
 
@@ -658,8 +713,14 @@ mod tests {
     fn nul_blocks_a_line_like_strchr() {
         // Redis searches the terminator with strchr, which stops at NUL: the request never
         // completes and the connection fails once the pending input exceeds the limit.
-        let small = Limits { max_inline_len: 16, ..Limits::default() };
-        assert_eq!(parse_all(b"PING\x00\r\nPING\r\n", &small, true), (vec![], None));
+        let small = Limits {
+            max_inline_len: 16,
+            ..Limits::default()
+        };
+        assert_eq!(
+            parse_all(b"PING\x00\r\nPING\r\n", &small, true),
+            (vec![], None)
+        );
         assert_eq!(
             err_with(b"PING\x00\r\nPING\r\nPING\r\n", &small, true),
             "ERR Protocol error: too big inline request"
@@ -670,7 +731,11 @@ mod tests {
             "ERR Protocol error: too big mbulk count string"
         );
         assert_eq!(
-            err_with(b"*1\r\n$\x00\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n", &small, true),
+            err_with(
+                b"*1\r\n$\x00\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n",
+                &small,
+                true
+            ),
             "ERR Protocol error: too big bulk count string"
         );
         // A NUL inside a bulk payload is data.
@@ -750,7 +815,10 @@ mod tests {
         assert_eq!(parser.bulk_bytes_missing(&buf), Some(9));
         buf.extend_from_slice(b"defghij\r\n");
         assert_eq!(parser.bulk_bytes_missing(&buf), Some(0));
-        let args = parser.parse(&mut buf, &limits(), true).expect("valid").expect("complete");
+        let args = parser
+            .parse(&mut buf, &limits(), true)
+            .expect("valid")
+            .expect("complete");
         assert_eq!(&args[0][..], b"abcdefghij");
         assert_eq!(parser.bulk_bytes_missing(&buf), None);
     }

@@ -69,13 +69,13 @@ impl<'a> ReplyWriter<'a> {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Simple string: `+OK\r\n`.
+    /// Simple string: `+OK\r\n` (CR and LF in `s` become spaces).
     pub fn simple(&mut self, s: &str) {
         self.line(b'+', s.as_bytes());
     }
 
     /// Error: `error("ERR syntax error")` writes `-ERR syntax error\r\n`. The caller includes the
-    /// error code (`ERR`, `WRONGTYPE`, ...).
+    /// error code (`ERR`, `WRONGTYPE`, ...); CR and LF in `s` become spaces, as in Redis.
     pub fn error(&mut self, s: &str) {
         self.line(b'-', s.as_bytes());
     }
@@ -130,12 +130,20 @@ impl<'a> ReplyWriter<'a> {
 
     /// Null bulk string: RESP2 `$-1\r\n`, RESP3 `_\r\n`.
     pub fn null(&mut self) {
-        self.raw(if self.is_resp3() { b"_\r\n" } else { b"$-1\r\n" });
+        self.raw(if self.is_resp3() {
+            b"_\r\n"
+        } else {
+            b"$-1\r\n"
+        });
     }
 
     /// Null array: RESP2 `*-1\r\n`, RESP3 `_\r\n`.
     pub fn null_array(&mut self) {
-        self.raw(if self.is_resp3() { b"_\r\n" } else { b"*-1\r\n" });
+        self.raw(if self.is_resp3() {
+            b"_\r\n"
+        } else {
+            b"*-1\r\n"
+        });
     }
 
     /// Array header: `*<len>\r\n`.
@@ -199,13 +207,26 @@ impl<'a> ReplyWriter<'a> {
         self.buf.reserve(text.len() + MAX_U64_DIGITS + 9);
         self.header(b'=', text.len() as u64 + 4);
         let mut ext = [b' '; 3];
-        for (slot, &b) in ext.iter_mut().zip(kind.as_bytes().iter().take_while(|&&b| b != 0)) {
+        for (slot, &b) in ext
+            .iter_mut()
+            .zip(kind.as_bytes().iter().take_while(|&&b| b != 0))
+        {
             *slot = b;
         }
         self.buf.extend_from_slice(&ext);
         self.buf.put_u8(b':');
         self.buf.extend_from_slice(text);
         self.buf.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends a request in multibulk form (`*<n>\r\n`, then `$<len>\r\n<arg>\r\n` per argument),
+/// as clients send commands; [`crate::resp::RequestParser`] parses it back to `args`.
+pub fn write_command<A: AsRef<[u8]>>(buf: &mut BytesMut, args: &[A]) {
+    let mut w = ReplyWriter::new(buf, Protocol::Resp2);
+    w.array(args.len());
+    for arg in args {
+        w.bulk(arg.as_ref());
     }
 }
 
@@ -309,13 +330,21 @@ mod tests {
 
     #[test]
     fn doubles() {
-        differ(|w| w.double(0.1), b"$19\r\n0.10000000000000001\r\n", b",0.10000000000000001\r\n");
+        differ(
+            |w| w.double(0.1),
+            b"$19\r\n0.10000000000000001\r\n",
+            b",0.10000000000000001\r\n",
+        );
         differ(|w| w.double(1.5), b"$3\r\n1.5\r\n", b",1.5\r\n");
         differ(|w| w.double(1e20), b"$5\r\n1e+20\r\n", b",1e+20\r\n");
         differ(|w| w.double(-0.0), b"$2\r\n-0\r\n", b",-0\r\n");
         differ(|w| w.double(3.0), b"$1\r\n3\r\n", b",3\r\n");
         differ(|w| w.double(f64::INFINITY), b"$3\r\ninf\r\n", b",inf\r\n");
-        differ(|w| w.double(f64::NEG_INFINITY), b"$4\r\n-inf\r\n", b",-inf\r\n");
+        differ(
+            |w| w.double(f64::NEG_INFINITY),
+            b"$4\r\n-inf\r\n",
+            b",-inf\r\n",
+        );
         differ(
             |w| w.double(5e-324),
             b"$23\r\n4.9406564584124654e-324\r\n",
@@ -331,10 +360,29 @@ mod tests {
 
     #[test]
     fn verbatim() {
-        differ(|w| w.verbatim("txt", b"hello"), b"$5\r\nhello\r\n", b"=9\r\ntxt:hello\r\n");
+        differ(
+            |w| w.verbatim("txt", b"hello"),
+            b"$5\r\nhello\r\n",
+            b"=9\r\ntxt:hello\r\n",
+        );
         differ(|w| w.verbatim("mkd", b""), b"$0\r\n\r\n", b"=4\r\nmkd:\r\n");
-        differ(|w| w.verbatim("t", b"a\r\nb"), b"$4\r\na\r\nb\r\n", b"=8\r\nt  :a\r\nb\r\n");
-        differ(|w| w.verbatim("text", b"x"), b"$1\r\nx\r\n", b"=5\r\ntex:x\r\n");
+        differ(
+            |w| w.verbatim("t", b"a\r\nb"),
+            b"$4\r\na\r\nb\r\n",
+            b"=8\r\nt  :a\r\nb\r\n",
+        );
+        differ(
+            |w| w.verbatim("text", b"x"),
+            b"$1\r\nx\r\n",
+            b"=5\r\ntex:x\r\n",
+        );
+    }
+
+    #[test]
+    fn command_encoding() {
+        let mut buf = BytesMut::new();
+        write_command(&mut buf, &["SET", "k", ""]);
+        assert_eq!(&buf[..], b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
     }
 
     #[test]

@@ -298,10 +298,7 @@ mod tests {
 
     #[test]
     fn store_format_classifies_names() {
-        assert_eq!(
-            classify(&segment_file_name(7)),
-            Some(DataFile::Segment(7))
-        );
+        assert_eq!(classify(&segment_file_name(7)), Some(DataFile::Segment(7)));
         assert_eq!(
             classify(&snapshot_file_name(9)),
             Some(DataFile::Snapshot(9))

@@ -13,8 +13,8 @@ use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
 use super::format::{
-    check_file_header, encode_file_header, segment_file_name, Frame, FrameReader,
-    FILE_HEADER_LEN, LOG_MAGIC,
+    check_file_header, encode_file_header, segment_file_name, Frame, FrameReader, FILE_HEADER_LEN,
+    LOG_MAGIC,
 };
 use super::{io_context, StoreError, TruncationReason};
 

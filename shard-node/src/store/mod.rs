@@ -64,9 +64,7 @@ use std::sync::Arc;
 
 pub use format::{segment_file_name, snapshot_file_name, MAX_RECORD_LEN};
 pub use snapshot::SnapshotWriter;
-pub use sync::{
-    FaultInjector, FsyncStats, PeriodicSync, SyncHandle, FSYNC_LATENCY_BOUNDS_MICROS,
-};
+pub use sync::{FaultInjector, FsyncStats, PeriodicSync, SyncHandle, FSYNC_LATENCY_BOUNDS_MICROS};
 
 use format::{encode_frame, FILE_HEADER_LEN, FIRST_SEQ};
 use sync::{CurrentSegment, FileSizes, Shared};
@@ -260,8 +258,7 @@ impl Store {
     /// ready to append. Damaged data is truncated or set aside as described in [`recovery`]
     /// and reported in [`Recovered::truncated`]; only I/O errors are returned as errors.
     pub fn open(dir: &Path, policy: FsyncPolicy) -> Result<(Store, Recovered), StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(io_context(format!("creating {}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(io_context(format!("creating {}", dir.display())))?;
         let outcome = recovery::recover(dir)?;
         let (seq, file, segment_len) = match outcome.last_segment {
             Some((seq, len)) => {
@@ -397,6 +394,11 @@ impl Store {
     /// Starts a snapshot with base `base_seq` (at most the current sequence number, and not
     /// older than the installed snapshot). `header` is returned as
     /// [`Recovered::snapshot_header`]. See [`SnapshotWriter`].
+    ///
+    /// The records added must be exactly the state as of the moment segment `base_seq` was
+    /// opened — normally `base_seq` is the value [`Store::rotate`] returned when the state
+    /// was captured. Recovery replays every record of segment `base_seq` and later on top of
+    /// the snapshot, so a later capture would apply some records twice.
     pub fn begin_snapshot(
         &self,
         base_seq: u64,
@@ -410,10 +412,7 @@ impl Store {
             return Err(invalid(format!("sequence numbers start at {FIRST_SEQ}")));
         }
         if base_seq > self.seq {
-            return Err(invalid(format!(
-                "the current log segment is {}",
-                self.seq
-            )));
+            return Err(invalid(format!("the current log segment is {}", self.seq)));
         }
         if let Some((installed, _)) = self.shared.files.lock().snapshot {
             if base_seq < installed {

@@ -117,12 +117,12 @@ pub(crate) fn recover(dir: &Path) -> Result<RecoveryOutcome, StoreError> {
     let mut expected = FIRST_SEQ;
     if let Some((base, snap)) = chosen {
         for (_, path) in snapshots.range(..base) {
-            remove_superseded(path)?;
+            remove_superseded(path);
             changed = true;
         }
         let live = segments.split_off(&base);
         for (_, path) in std::mem::replace(&mut segments, live) {
-            remove_superseded(&path)?;
+            remove_superseded(&path);
             changed = true;
         }
         snapshot = Some((base, snap.file_len));
@@ -246,15 +246,18 @@ pub(crate) fn recover(dir: &Path) -> Result<RecoveryOutcome, StoreError> {
     })
 }
 
-fn remove_superseded(path: &Path) -> Result<(), StoreError> {
+/// Deletes a file superseded by the snapshot in use. Failure is harmless (the file is
+/// ignored and deleted again at the next start), so it is only logged.
+fn remove_superseded(path: &Path) {
     tracing::info!(file = %path.display(), "deleting file superseded by a newer snapshot");
     match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StoreError::Io {
-            context: format!("removing {}", path.display()),
-            source: e,
-        }),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(
+            file = %path.display(),
+            error = %e,
+            "could not delete superseded file"
+        ),
     }
 }
 

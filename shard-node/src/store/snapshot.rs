@@ -70,11 +70,7 @@ impl std::fmt::Debug for SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    pub(crate) fn begin(
-        shared: Arc<Shared>,
-        base: u64,
-        header: &[u8],
-    ) -> Result<Self, StoreError> {
+    pub(crate) fn begin(shared: Arc<Shared>, base: u64, header: &[u8]) -> Result<Self, StoreError> {
         check_len(header.len())?;
         let tmp = shared.dir.join(snapshot_tmp_name(base));
         let dest = shared.dir.join(snapshot_file_name(base));
@@ -355,11 +351,7 @@ pub(crate) fn load_snapshot(
                     file_len,
                 }));
             }
-            _ => {
-                return Ok(Err(format!(
-                    "unexpected record kind {kind} at offset {at}"
-                )))
-            }
+            _ => return Ok(Err(format!("unexpected record kind {kind} at offset {at}"))),
         }
     }
 }

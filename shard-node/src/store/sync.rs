@@ -294,15 +294,13 @@ impl SyncHandle {
         let handle = self.clone();
         let thread = std::thread::Builder::new()
             .name("aof-fsync".to_owned())
-            .spawn(move || loop {
-                match stop_rx.recv_timeout(interval) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if handle.sync().is_err() {
-                            // The failure is recorded on the store and logged once there.
-                            break;
-                        }
+            .spawn(move || {
+                // A disconnected channel (guard dropped) also ends the loop.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                    if handle.sync().is_err() {
+                        // The failure is recorded on the store and logged once there.
+                        break;
                     }
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             })?;
         Ok(PeriodicSync {

@@ -612,11 +612,14 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // The reference's log only matters if the reference itself died.
         if let Some(p) = self.proc.as_mut() {
+            if p.exited().is_some() {
+                p.print_log_if_panicking();
+                keep_tmp_if_panicking(&mut self.tmp, "redis-server");
+            }
             p.kill9();
-            p.print_log_if_panicking();
         }
-        keep_tmp_if_panicking(&mut self.tmp, "redis-server");
     }
 }
 

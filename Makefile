@@ -1,0 +1,69 @@
+# Every task a person or CI runs is a target here; `make help` lists them.
+
+CARGO ?= cargo
+# CI builds exactly what Cargo.lock says.
+LOCKED := $(if $(CI),--locked,)
+# Integration tests spawn the shard-node binary of the same profile. A debug build compiles
+# much faster than a release build of the whole workspace and is fast enough for the
+# correctness tests; `make test TEST_PROFILE=--release` runs them against optimized code.
+TEST_PROFILE ?=
+# Generated CRD manifest (written by the `crdgen` binary of aadb-crd once it exists).
+CRD_OUT ?= manifests/crd/activeactivedatabases.yaml
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Release build of shard-node (target/release/shard-node)
+	$(CARGO) build $(LOCKED) --release -p shard-node --bin shard-node
+
+.PHONY: test
+test: ## All unit, property and integration tests (needs redis-server, redis-tools, python3)
+	$(CARGO) test $(LOCKED) --workspace $(TEST_PROFILE)
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check $(if $(CI),--color never,)
+	$(CARGO) clippy $(LOCKED) --workspace --all-targets -- -D warnings
+
+.PHONY: generate
+generate: ## Regenerate generated files (the CRD manifest, once crdgen exists)
+	@if $(CARGO) metadata --no-deps --format-version 1 | grep -q '"name":"crdgen"'; then \
+		mkdir -p $(dir $(CRD_OUT)); \
+		echo "$(CARGO) run -q -p aadb-crd --bin crdgen > $(CRD_OUT)"; \
+		$(CARGO) run $(LOCKED) -q -p aadb-crd --bin crdgen > $(CRD_OUT).tmp && mv $(CRD_OUT).tmp $(CRD_OUT); \
+	else \
+		echo "nothing to generate yet: aadb-crd has no crdgen binary"; \
+	fi
+
+.PHONY: check-generated
+check-generated: generate ## Fail if generated files differ from the committed ones
+	@if [ -n "$$(git status --porcelain -- manifests/crd)" ]; then \
+		git status --short -- manifests/crd; git diff -- manifests/crd; \
+		echo "generated files are out of date: run 'make generate' and commit the result"; \
+		exit 1; \
+	fi
+
+.PHONY: ci
+ci: lint check-generated test ## Lint, generated files, tests (.ci/run runs these steps)
+
+.PHONY: bench
+bench: ## Throughput and memory per key against redis-server (bench/run.sh)
+	bash bench/run.sh
+
+.PHONY: demo
+demo: ## Local active-active demo (needs the operator, which is not written yet)
+	@echo "make demo needs the aadb operator and the local control plane, which do not exist yet; run a shard-node by hand as the README shows." >&2
+	@exit 1
+
+.PHONY: down
+down: ## Tear the demo down (needs the operator, which is not written yet)
+	@echo "make down tears down what make demo starts, which needs the aadb operator; it does not exist yet, so there is nothing to tear down." >&2
+	@exit 1

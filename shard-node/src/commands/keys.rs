@@ -1,0 +1,411 @@
+//! Keyspace commands: DEL, UNLINK, EXISTS, TYPE, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, TTL,
+//! PTTL, EXPIRETIME, PEXPIRETIME, PERSIST, KEYS, SCAN, RENAME, RENAMENX, RANDOMKEY, TOUCH.
+//!
+//! Contract: `DEL` is an observed remove; expiry commands add expiry votes (see the keyspace
+//! docs). `SCAN` cursors are positions in a stable 64-bit hash order of the keys: every key that
+//! exists for the whole scan is returned exactly once, and the cursor stays valid across writes.
+
+use super::*;
+use crate::crdt::{Blob, ElemId, Value};
+
+pub fn commands() -> Vec<Command> {
+    vec![
+        cmd("del", -2, "write", 1, -1, 1, "generic", "Deletes keys.", del),
+        cmd("unlink", -2, "write fast", 1, -1, 1, "generic", "Deletes keys.", del),
+        cmd("exists", -2, "readonly fast", 1, -1, 1, "generic", "Counts existing keys.", exists),
+        cmd("touch", -2, "readonly fast", 1, -1, 1, "generic", "Counts existing keys.", exists),
+        cmd("type", 2, "readonly fast", 1, 1, 1, "generic", "Returns the type of a key.", type_cmd),
+        cmd("expire", -3, "write fast", 1, 1, 1, "generic", "Sets a key's time to live in seconds.", expire),
+        cmd("pexpire", -3, "write fast", 1, 1, 1, "generic", "Sets a key's time to live in milliseconds.", pexpire),
+        cmd("expireat", -3, "write fast", 1, 1, 1, "generic", "Sets a key's expiry as a unix time in seconds.", expireat),
+        cmd("pexpireat", -3, "write fast", 1, 1, 1, "generic", "Sets a key's expiry as a unix time in milliseconds.", pexpireat),
+        cmd("ttl", 2, "readonly fast", 1, 1, 1, "generic", "Returns a key's time to live in seconds.", ttl),
+        cmd("pttl", 2, "readonly fast", 1, 1, 1, "generic", "Returns a key's time to live in milliseconds.", pttl),
+        cmd("expiretime", 2, "readonly fast", 1, 1, 1, "generic", "Returns a key's expiry as a unix time in seconds.", expiretime),
+        cmd("pexpiretime", 2, "readonly fast", 1, 1, 1, "generic", "Returns a key's expiry as a unix time in milliseconds.", pexpiretime),
+        cmd("persist", 2, "write fast", 1, 1, 1, "generic", "Removes a key's expiry.", persist),
+        cmd("keys", 2, "readonly", 0, 0, 0, "generic", "Returns the keys matching a pattern.", keys),
+        cmd("scan", -2, "readonly", 0, 0, 0, "generic", "Iterates over the keys.", scan),
+        cmd("rename", 3, "write", 1, 2, 1, "generic", "Renames a key.", rename),
+        cmd("renamenx", 3, "write fast", 1, 2, 1, "generic", "Renames a key if the new name is free.", renamenx),
+        cmd("randomkey", 1, "readonly", 0, 0, 0, "generic", "Returns a random key.", randomkey),
+    ]
+}
+
+fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let mut ops = Vec::new();
+    let mut count = 0;
+    for key in &args[1..] {
+        if ctx.get(key).is_some() && !ops.iter().any(|o: &Op| o.key == key) {
+            ops.push(op(key, OpKind::Del));
+            count += 1;
+        }
+    }
+    ctx.write(ops);
+    ctx.out.int(count);
+    Ok(())
+}
+
+fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let count = args[1..].iter().filter(|k| ctx.get(k).is_some()).count();
+    ctx.out.int(count as i64);
+    Ok(())
+}
+
+fn type_cmd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let name = ctx.get(&args[1]).map(|s| s.value.kind().name()).unwrap_or("none");
+    ctx.out.simple(name);
+    Ok(())
+}
+
+fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: bool, absolute: bool, name: &str) -> CmdResult {
+    let n = int_arg(&args[2])?;
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for a in &args[3..] {
+        if is(a, "nx") {
+            nx = true;
+        } else if is(a, "xx") {
+            xx = true;
+        } else if is(a, "gt") {
+            gt = true;
+        } else if is(a, "lt") {
+            lt = true;
+        } else {
+            return Err(Cow::Owned(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(a)
+            )));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(Cow::Borrowed(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if gt && lt {
+        return Err(Cow::Borrowed(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
+    }
+    let invalid = || Cow::Owned(format!("ERR invalid expire time in '{name}' command"));
+    let mut when: i64 = n;
+    if !unit_ms {
+        when = when.checked_mul(1000).ok_or_else(invalid)?;
+    }
+    if !absolute {
+        when = when.checked_add(ctx.now_ms as i64).ok_or_else(invalid)?;
+    }
+    let key = &args[1];
+    if ctx.get(key).is_none() {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    let current = ctx.db.ks.deadline(key, ctx.now_ms);
+    let allowed = if nx {
+        current.is_none()
+    } else if xx {
+        current.is_some() && (!gt || current.is_some_and(|c| when > c as i64)) && (!lt || current.is_some_and(|c| when < c as i64))
+    } else if gt {
+        current.is_some_and(|c| when > c as i64)
+    } else if lt {
+        current.is_none_or(|c| when < c as i64)
+    } else {
+        true
+    };
+    if !allowed {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    if when <= ctx.now_ms as i64 {
+        ctx.write(vec![op(key, OpKind::Del)]);
+    } else {
+        ctx.write(vec![op(key, OpKind::Expire { at_ms: when as u64 })]);
+    }
+    ctx.out.int(1);
+    Ok(())
+}
+
+fn expire(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    expire_generic(ctx, args, false, false, "expire")
+}
+fn pexpire(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    expire_generic(ctx, args, true, false, "pexpire")
+}
+fn expireat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    expire_generic(ctx, args, false, true, "expireat")
+}
+fn pexpireat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    expire_generic(ctx, args, true, true, "pexpireat")
+}
+
+/// Remaining time to live: -2 missing, -1 no expiry.
+fn ttl_of(ctx: &Ctx<'_>, key: &[u8]) -> i64 {
+    if ctx.get(key).is_none() {
+        return -2;
+    }
+    match ctx.db.ks.deadline(key, ctx.now_ms) {
+        None => -1,
+        Some(d) => d.saturating_sub(ctx.now_ms) as i64,
+    }
+}
+
+fn ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let t = ttl_of(ctx, &args[1]);
+    ctx.out.int(if t < 0 { t } else { (t + 500) / 1000 });
+    Ok(())
+}
+
+fn pttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let t = ttl_of(ctx, &args[1]);
+    ctx.out.int(t);
+    Ok(())
+}
+
+fn expiretime_generic(ctx: &mut Ctx<'_>, args: &[Bytes], ms: bool) -> CmdResult {
+    let key = &args[1];
+    let v = if ctx.get(key).is_none() {
+        -2
+    } else {
+        match ctx.db.ks.deadline(key, ctx.now_ms) {
+            None => -1,
+            Some(d) if ms => d as i64,
+            Some(d) => ((d + 500) / 1000) as i64,
+        }
+    };
+    ctx.out.int(v);
+    Ok(())
+}
+
+fn expiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    expiretime_generic(ctx, args, false)
+}
+fn pexpiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    expiretime_generic(ctx, args, true)
+}
+
+fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let key = &args[1];
+    if ctx.get(key).is_some() && ctx.db.ks.deadline(key, ctx.now_ms).is_some() {
+        ctx.write(vec![op(key, OpKind::Persist)]);
+        ctx.out.int(1);
+    } else {
+        ctx.out.int(0);
+    }
+    Ok(())
+}
+
+fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let pattern = &args[1];
+    let all = &pattern[..] == b"*";
+    let found: Vec<Blob> = ctx
+        .db
+        .ks
+        .entries()
+        .filter(|(k, _)| all || super::sets::glob_match(pattern, k))
+        .filter(|(k, _)| ctx.db.ks.get(k, ctx.now_ms).is_some())
+        .map(|(k, _)| k.clone())
+        .collect();
+    ctx.out.array(found.len());
+    for k in found {
+        ctx.out.bulk(&k);
+    }
+    Ok(())
+}
+
+/// Stable 64-bit position of a key in SCAN order (FNV-1a).
+pub fn scan_position(key: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Parsed `[MATCH pattern] [COUNT n] [TYPE t]` options of the SCAN family.
+pub struct ScanOptions {
+    pub pattern: Option<Bytes>,
+    pub count: usize,
+    pub type_name: Option<String>,
+}
+
+/// Parses a SCAN cursor (an unsigned decimal).
+pub fn parse_cursor(arg: &[u8]) -> Result<u64, CmdError> {
+    std::str::from_utf8(arg)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or(Cow::Borrowed("ERR invalid cursor"))
+}
+
+/// Parses the options after the cursor; `allow_type` for SCAN only.
+pub fn parse_scan_options(args: &[Bytes], allow_type: bool) -> Result<ScanOptions, CmdError> {
+    let mut opts = ScanOptions {
+        pattern: None,
+        count: 10,
+        type_name: None,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let Some(v) = args.get(i + 1) else {
+            return Err(Cow::Borrowed(ERR_SYNTAX));
+        };
+        if is(a, "count") {
+            let n = int_arg(v)?;
+            if n < 1 {
+                return Err(Cow::Borrowed(ERR_SYNTAX));
+            }
+            opts.count = n as usize;
+        } else if is(a, "match") {
+            opts.pattern = if &v[..] == b"*" { None } else { Some(v.clone()) };
+        } else if is(a, "type") && allow_type {
+            opts.type_name = Some(String::from_utf8_lossy(v).to_ascii_lowercase());
+        } else {
+            return Err(Cow::Borrowed(ERR_SYNTAX));
+        }
+        i += 2;
+    }
+    Ok(opts)
+}
+
+/// Picks the next page of `items` (name, payload) in stable hash order from `cursor`.
+/// Returns the next cursor (0 when done) and the page.
+pub fn scan_page<T, I: Iterator<Item = (Blob, T)>>(items: I, cursor: u64, count: usize) -> (u64, Vec<(Blob, T)>) {
+    let mut page: Vec<(u64, Blob, T)> = items
+        .map(|(k, v)| (scan_position(&k), k, v))
+        .filter(|(h, _, _)| *h >= cursor)
+        .collect();
+    page.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    if page.len() <= count {
+        return (0, page.into_iter().map(|(_, k, v)| (k, v)).collect());
+    }
+    // Never split keys that share a position between two pages.
+    let mut end = count;
+    while end < page.len() && page[end].0 == page[end - 1].0 {
+        end += 1;
+    }
+    let next = if end < page.len() { page[end].0 } else { 0 };
+    page.truncate(end);
+    (next, page.into_iter().map(|(_, k, v)| (k, v)).collect())
+}
+
+fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let cursor = parse_cursor(&args[1])?;
+    let opts = parse_scan_options(&args[2..], true)?;
+    let now = ctx.now_ms;
+    let ks = &ctx.db.ks;
+    let items = ks
+        .entries()
+        .filter(|(k, _)| ks.get(k, now).is_some())
+        .map(|(k, e)| (k.clone(), e.winner().map(|s| s.value.kind().name()).unwrap_or("none")));
+    let (next, page) = scan_page(items, cursor, opts.count);
+    let keys: Vec<Blob> = page
+        .into_iter()
+        .filter(|(k, t)| {
+            opts.pattern.as_ref().is_none_or(|p| super::sets::glob_match(p, k))
+                && opts.type_name.as_deref().is_none_or(|want| want == *t)
+        })
+        .map(|(k, _)| k)
+        .collect();
+    ctx.out.array(2);
+    ctx.out.bulk(next.to_string().as_bytes());
+    ctx.out.array(keys.len());
+    for k in keys {
+        ctx.out.bulk(&k);
+    }
+    Ok(())
+}
+
+/// Operations that write a copy of `value` under `key` as a new value (RENAME, *STORE).
+pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
+    let slot = crate::crdt::NEW_SLOT;
+    let b = |x: &[u8]| Bytes::copy_from_slice(x);
+    let mut ops = Vec::new();
+    match value {
+        Value::Str(c) => ops.push(op(key, OpKind::StrSet { slot, value: b(&c.read()) })),
+        Value::Hash(h) => {
+            for (f, v) in &h.fields {
+                ops.push(op(key, OpKind::HashSet { slot, field: b(f), value: b(&v.read()) }));
+            }
+        }
+        Value::Set(s) => {
+            for m in s.members.keys() {
+                ops.push(op(key, OpKind::SetAdd { slot, member: b(m) }));
+            }
+        }
+        Value::ZSet(z) => {
+            for (score, m) in &z.order {
+                ops.push(op(key, OpKind::ZAdd { slot, member: b(m), score: score.0 }));
+            }
+        }
+        Value::List(l) => {
+            let dot = ctx.db.ks.next_dot();
+            let base = ctx.db.ks.batch_list_inserts();
+            let mut after = None;
+            for (i, e) in l.iter_visible().enumerate() {
+                let id = ElemId { dot, index: base + i as u32 };
+                ops.push(op(key, OpKind::ListInsert { slot, id, after, value: b(&e.value) }));
+                after = Some(id);
+            }
+        }
+    }
+    ops
+}
+
+fn rename_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> CmdResult {
+    let (from, to) = (&args[1], &args[2]);
+    let Some(slot) = ctx.get(from) else {
+        return Err(Cow::Borrowed(ERR_NO_KEY));
+    };
+    let value = slot.value.clone();
+    if from == to {
+        if nx {
+            ctx.out.int(0);
+        } else {
+            ctx.out.simple("OK");
+        }
+        return Ok(());
+    }
+    if nx && ctx.get(to).is_some() {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    let deadline = ctx.db.ks.deadline(from, ctx.now_ms);
+    let mut ops = vec![op(from, OpKind::Del)];
+    if ctx.db.ks.raw_entry(to).is_some() {
+        ops.push(op(to, OpKind::Del));
+    }
+    ops.extend(recreate_ops(ctx, to, &value));
+    if let Some(at_ms) = deadline {
+        ops.push(op(to, OpKind::Expire { at_ms }));
+    }
+    ctx.write(ops);
+    if nx {
+        ctx.out.int(1);
+    } else {
+        ctx.out.simple("OK");
+    }
+    Ok(())
+}
+
+fn rename(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    rename_generic(ctx, args, false)
+}
+fn renamenx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    rename_generic(ctx, args, true)
+}
+
+fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
+    let now = ctx.now_ms;
+    let ks = &ctx.db.ks;
+    let live: Vec<&Blob> = ks.entries().filter(|(k, _)| ks.get(k, now).is_some()).map(|(k, _)| k).take(64).collect();
+    if live.is_empty() {
+        ctx.out.null();
+    } else {
+        let pick = rand::random_range(0..live.len());
+        let key = live[pick].clone();
+        ctx.out.bulk(&key);
+    }
+    Ok(())
+}

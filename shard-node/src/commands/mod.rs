@@ -1,0 +1,491 @@
+//! Command dispatch: the command table, per-client state and the checks Redis runs before a
+//! command (unknown command, arity, authentication, transactions, pub/sub context, memory,
+//! persistence health).
+//!
+//! Contract:
+//! - One handler per command, `fn(&mut Ctx, &[Bytes]) -> CmdResult`, grouped by family in the
+//!   sibling modules. `args[0]` is the command name. A handler either writes exactly one reply
+//!   with `ctx.out` and returns `Ok(())`, or writes nothing and returns `Err(text)` — the
+//!   dispatcher then writes the error reply.
+//! - Handlers read with `ctx.db.ks.get(..)` and write only through [`Ctx::write`], which turns
+//!   operations into one CRDT effect (or adds them to the open transaction's effect). They must
+//!   check types (`slot_for_write`) and arguments before writing anything, so a failing command
+//!   changes nothing.
+//! - Replies and error texts are Redis 7.0's, byte for byte.
+
+pub mod hashes;
+pub mod keys;
+pub mod lists;
+pub mod server;
+pub mod sets;
+pub mod strings;
+pub mod testing;
+pub mod zsets;
+
+use crate::crdt::{Keyspace, Kind, Op, OpKind, Slot};
+use crate::resp::{Protocol, ReplyWriter};
+use bytes::Bytes;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use tokio::sync::mpsc;
+
+/// An error reply's text without the leading `-` (e.g. `"ERR syntax error"`).
+pub type CmdError = Cow<'static, str>;
+pub type CmdResult = Result<(), CmdError>;
+pub type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> CmdResult;
+
+pub const ERR_SYNTAX: &str = "ERR syntax error";
+pub const ERR_NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const ERR_NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const ERR_WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const ERR_OVERFLOW: &str = "ERR increment or decrement would overflow";
+pub const ERR_NO_KEY: &str = "ERR no such key";
+pub const ERR_INDEX: &str = "ERR index out of range";
+
+/// Flags of a command, as `COMMAND` reports them and as the dispatcher uses them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flags {
+    pub write: bool,
+    pub readonly: bool,
+    pub denyoom: bool,
+    pub admin: bool,
+    pub pubsub: bool,
+    pub noscript: bool,
+    pub loading: bool,
+    pub stale: bool,
+    pub fast: bool,
+    pub no_auth: bool,
+    pub allowed_in_subscribe: bool,
+    /// Runs immediately even inside MULTI (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET).
+    pub no_multi_queue: bool,
+}
+
+/// One entry of the command table.
+pub struct Command {
+    pub name: &'static str,
+    /// Redis arity: positive = exact argument count, negative = at least that many.
+    pub arity: i32,
+    pub flags: Flags,
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub handler: Handler,
+    pub group: &'static str,
+    pub summary: &'static str,
+}
+
+impl Command {
+    /// Positions of key arguments in `args`.
+    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let first = self.first_key.max(0) as usize;
+        let last = if self.last_key < 0 {
+            (argc as i64 + i64::from(self.last_key)).max(0) as usize
+        } else {
+            self.last_key as usize
+        };
+        let step = self.step.max(1) as usize;
+        let valid = self.first_key > 0;
+        (first..=last.min(argc.saturating_sub(1)))
+            .step_by(step)
+            .filter(move |_| valid)
+    }
+}
+
+/// A message delivered to a subscribed connection.
+#[derive(Clone, Debug)]
+pub struct PubMessage {
+    pub pattern: Option<Bytes>,
+    pub channel: Bytes,
+    pub payload: Bytes,
+}
+
+/// What the server knows about each connected client (for `CLIENT LIST`, pub/sub, limits).
+#[derive(Debug, Clone)]
+pub struct ClientMeta {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub name: Option<Bytes>,
+    pub created_ms: u64,
+    pub last_ms: u64,
+    pub last_cmd: String,
+    pub proto: Protocol,
+    pub sub: usize,
+    pub psub: usize,
+    pub multi: i64,
+}
+
+/// Server-wide mutable settings (`CONFIG GET/SET`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub requirepass: Option<Bytes>,
+    pub maxmemory: u64,
+    pub appendfsync: String,
+    pub appendonly: bool,
+    pub maxclients: u64,
+    pub bind: String,
+    pub port: u16,
+    pub dir: String,
+    pub proto_max_bulk_len: u64,
+    pub timeout: u64,
+    pub databases: u64,
+}
+
+/// Counters reported by INFO and /metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub commands: HashMap<String, (u64, u64)>,
+    pub total_commands: u64,
+    pub total_connections: u64,
+    pub rejected_connections: u64,
+    pub expired_keys: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub error_replies: HashMap<String, u64>,
+}
+
+/// Everything the commands share, owned by one lock.
+pub struct Db {
+    pub ks: Keyspace,
+    pub settings: Settings,
+    pub stats: Stats,
+    pub clients: BTreeMap<u64, ClientMeta>,
+    pub channels: HashMap<Bytes, Vec<(u64, mpsc::UnboundedSender<PubMessage>)>>,
+    pub patterns: HashMap<Bytes, Vec<(u64, mpsc::UnboundedSender<PubMessage>)>>,
+    /// Set when the log could not be written or synced: writes are refused with this reason.
+    pub persistence_error: Option<String>,
+    /// Bytes allocated by the process (refreshed by the server), for `maxmemory` and INFO.
+    pub used_memory: u64,
+    pub started_ms: u64,
+    pub run_id: String,
+    pub tcp_port: u16,
+    /// Extra INFO lines provided by the server layer (persistence, replication, crdt).
+    pub info_extra: BTreeMap<&'static str, String>,
+    /// Set by BGREWRITEAOF/BGSAVE/SAVE: the server starts a compaction.
+    pub compaction_requested: bool,
+    /// Set by SHUTDOWN: the server stops gracefully.
+    pub shutdown_requested: bool,
+}
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct ClientState {
+    pub id: u64,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    pub name: Option<Bytes>,
+    /// Queued commands of an open MULTI.
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    /// An error while queueing: EXEC must abort.
+    pub multi_dirty: bool,
+    pub watched: Vec<(Bytes, u64)>,
+    pub channels: Vec<Bytes>,
+    pub patterns: Vec<Bytes>,
+    pub sender: Option<mpsc::UnboundedSender<PubMessage>>,
+    pub close_after_reply: bool,
+}
+
+impl ClientState {
+    pub fn new(id: u64, authenticated: bool) -> Self {
+        ClientState {
+            id,
+            proto: Protocol::Resp2,
+            authenticated,
+            name: None,
+            multi: None,
+            multi_dirty: false,
+            watched: Vec::new(),
+            channels: Vec::new(),
+            patterns: Vec::new(),
+            sender: None,
+            close_after_reply: false,
+        }
+    }
+
+    pub fn subscriptions(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+}
+
+/// What a handler works with.
+pub struct Ctx<'a> {
+    pub db: &'a mut Db,
+    pub client: &'a mut ClientState,
+    pub out: ReplyWriter<'a>,
+    pub now_ms: u64,
+}
+
+impl Ctx<'_> {
+    /// Commits write operations as one effect (or into the open transaction).
+    pub fn write(&mut self, ops: Vec<Op>) {
+        self.db.ks.commit(self.now_ms, ops);
+    }
+
+    /// The visible value of a key.
+    pub fn get(&self, key: &[u8]) -> Option<&Slot> {
+        self.db.ks.get(key, self.now_ms)
+    }
+
+    /// The slot stamp for writing `kind` into `key`, or the WRONGTYPE error.
+    pub fn slot_for(&self, key: &[u8], kind: Kind) -> Result<crate::crdt::Stamp, CmdError> {
+        self.db
+            .ks
+            .slot_for_write(key, kind, self.now_ms)
+            .map_err(|_| Cow::Borrowed(ERR_WRONGTYPE))
+    }
+}
+
+/// Builds an operation.
+pub fn op(key: &Bytes, kind: OpKind) -> Op {
+    Op {
+        key: key.clone(),
+        kind,
+    }
+}
+
+/// Parses an integer argument (Redis `string2ll` rules).
+pub fn int_arg(arg: &[u8]) -> Result<i64, CmdError> {
+    crate::resp::parse_i64_strict(arg).ok_or(Cow::Borrowed(ERR_NOT_INTEGER))
+}
+
+/// Parses a float argument (Redis `string2ld`/`strtod` rules).
+pub fn float_arg(arg: &[u8]) -> Result<f64, CmdError> {
+    crate::resp::parse_f64_strict(arg).ok_or(Cow::Borrowed(ERR_NOT_FLOAT))
+}
+
+/// Case-insensitive comparison of an argument with an ASCII keyword.
+pub fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// Lower-case command name of `args[0]` as Redis prints it in errors.
+pub fn lower(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).to_ascii_lowercase()
+}
+
+/// `ERR wrong number of arguments for '<name>' command`.
+pub fn arity_error(name: &str) -> CmdError {
+    Cow::Owned(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// The full command table.
+pub fn table() -> &'static HashMap<&'static str, Command> {
+    static TABLE: std::sync::OnceLock<HashMap<&'static str, Command>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut all = Vec::new();
+        all.extend(strings::commands());
+        all.extend(keys::commands());
+        all.extend(server::commands());
+        all.extend(hashes::commands());
+        all.extend(sets::commands());
+        all.extend(zsets::commands());
+        all.extend(lists::commands());
+        all.into_iter().map(|c| (c.name, c)).collect()
+    })
+}
+
+/// Looks a command up by its (any-case) name.
+pub fn lookup(name: &[u8]) -> Option<&'static Command> {
+    if name.len() > 32 {
+        return None;
+    }
+    let mut lowered = [0u8; 32];
+    for (i, b) in name.iter().enumerate() {
+        lowered[i] = b.to_ascii_lowercase();
+    }
+    let text = std::str::from_utf8(&lowered[..name.len()]).ok()?;
+    table().get(text)
+}
+
+/// A compact way for family modules to declare commands.
+#[allow(clippy::too_many_arguments)]
+pub fn cmd(
+    name: &'static str,
+    arity: i32,
+    flags: &str,
+    first_key: i32,
+    last_key: i32,
+    step: i32,
+    group: &'static str,
+    summary: &'static str,
+    handler: Handler,
+) -> Command {
+    let mut f = Flags::default();
+    for word in flags.split_whitespace() {
+        match word {
+            "write" => f.write = true,
+            "readonly" => f.readonly = true,
+            "denyoom" => f.denyoom = true,
+            "admin" => f.admin = true,
+            "pubsub" => f.pubsub = true,
+            "noscript" => f.noscript = true,
+            "loading" => f.loading = true,
+            "stale" => f.stale = true,
+            "fast" => f.fast = true,
+            "no_auth" => f.no_auth = true,
+            "subscribe_ok" => f.allowed_in_subscribe = true,
+            "no_queue" => f.no_multi_queue = true,
+            _ => {}
+        }
+    }
+    Command {
+        name,
+        arity,
+        flags: f,
+        first_key,
+        last_key,
+        step,
+        handler,
+        group,
+        summary,
+    }
+}
+
+/// Runs one command for a client: every pre-check, MULTI queueing, expiry, then the handler.
+pub fn dispatch(db: &mut Db, client: &mut ClientState, args: &[Bytes], out: &mut bytes::BytesMut, now_ms: u64) {
+    let proto = client.proto;
+    let mut w = ReplyWriter::new(out, proto);
+    let Some(command) = lookup(&args[0]) else {
+        let mut shown = String::new();
+        for a in &args[1..] {
+            if shown.len() >= 128 {
+                break;
+            }
+            let room = 128 - shown.len();
+            let text = String::from_utf8_lossy(a);
+            let cut: String = text.chars().take(room).collect();
+            shown.push_str(&format!("'{cut}' "));
+        }
+        let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
+        flag_multi(client);
+        reply_error(
+            db,
+            &mut w,
+            &format!("ERR unknown command '{name}', with args beginning with: {shown}"),
+        );
+        return;
+    };
+    let argc = args.len() as i32;
+    if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
+    {
+        flag_multi(client);
+        reply_error(db, &mut w, &arity_error(command.name));
+        return;
+    }
+    if !client.authenticated && !command.flags.no_auth {
+        flag_multi(client);
+        reply_error(db, &mut w, "NOAUTH Authentication required.");
+        return;
+    }
+    if client.subscriptions() > 0 && proto == Protocol::Resp2 && !command.flags.allowed_in_subscribe
+    {
+        reply_error(
+            db,
+            &mut w,
+            &format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                command.name
+            ),
+        );
+        return;
+    }
+    if client.multi.is_some() && !command.flags.no_multi_queue {
+        if let Some(q) = client.multi.as_mut() {
+            q.push(args.to_vec());
+        }
+        w.simple("QUEUED");
+        return;
+    }
+    if let Err(e) = admission(db, command) {
+        flag_multi(client);
+        reply_error(db, &mut w, &e);
+        return;
+    }
+    run(db, client, command, args, w, now_ms);
+}
+
+/// Checks that depend on server state: memory limit and persistence health for writes.
+fn admission(db: &Db, command: &Command) -> Result<(), CmdError> {
+    if command.flags.denyoom && db.settings.maxmemory > 0 && db.used_memory > db.settings.maxmemory
+    {
+        return Err(Cow::Borrowed(
+            "OOM command not allowed when used memory > 'maxmemory'.",
+        ));
+    }
+    if command.flags.write {
+        if let Some(reason) = &db.persistence_error {
+            return Err(Cow::Owned(format!(
+                "MISCONF Errors writing to the AOF file: {reason}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Executes a command that passed the checks (also used by EXEC for queued commands).
+pub fn run(
+    db: &mut Db,
+    client: &mut ClientState,
+    command: &'static Command,
+    args: &[Bytes],
+    mut w: ReplyWriter<'_>,
+    now_ms: u64,
+) {
+    if db.ks.keys_with_deadline() > 0 {
+        for pos in command.key_positions(args.len()) {
+            let key = &args[pos];
+            if db.ks.needs_expiry_delete(key, now_ms, command.flags.write) {
+                db.ks.commit(now_ms, vec![op(key, OpKind::Del)]);
+                db.stats.expired_keys += 1;
+            }
+        }
+    }
+    let start = std::time::Instant::now();
+    let result = {
+        let mut ctx = Ctx {
+            db,
+            client,
+            out: ReplyWriter::new(w.buf, w.proto),
+            now_ms,
+        };
+        (command.handler)(&mut ctx, args)
+    };
+    let micros = start.elapsed().as_micros() as u64;
+    let entry = db
+        .stats
+        .commands
+        .entry(command.name.to_string())
+        .or_insert((0, 0));
+    entry.0 += 1;
+    entry.1 += micros;
+    db.stats.total_commands += 1;
+    if let Err(e) = result {
+        reply_error(db, &mut w, &e);
+    }
+}
+
+fn flag_multi(client: &mut ClientState) {
+    if client.multi.is_some() {
+        client.multi_dirty = true;
+    }
+}
+
+/// Writes an error reply and counts it by its prefix.
+pub fn reply_error(db: &mut Db, w: &mut ReplyWriter<'_>, text: &str) {
+    let prefix = text.split(' ').next().unwrap_or("ERR").to_string();
+    *db.stats.error_replies.entry(prefix).or_insert(0) += 1;
+    w.error(text);
+}
+
+/// Reads the integer value of a string key for INCR-style commands.
+pub fn read_counter(slot: Option<&Slot>) -> Result<Option<crate::crdt::Num>, CmdError> {
+    match slot {
+        None => Ok(None),
+        Some(s) => match &s.value {
+            crate::crdt::Value::Str(c) => Ok(c.number()),
+            _ => Err(Cow::Borrowed(ERR_WRONGTYPE)),
+        },
+    }
+}

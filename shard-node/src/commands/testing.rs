@@ -1,0 +1,87 @@
+//! In-process harness for command tests: a [`Db`] driven through the real dispatcher, with a
+//! controllable clock. Used by unit tests and the conflict-rule tests; not part of the server.
+
+use super::{dispatch, ClientState, Db, Settings, Stats};
+use crate::crdt::{Actor, Keyspace};
+use bytes::{Bytes, BytesMut};
+use std::collections::{BTreeMap, HashMap};
+
+pub struct TestDb {
+    pub db: Db,
+    pub client: ClientState,
+    pub now_ms: u64,
+}
+
+impl Default for TestDb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestDb {
+    /// A single-participant database (the behaviour of a standalone node).
+    pub fn new() -> Self {
+        Self::with_keyspace(Keyspace::new(Actor::new("test", 0, 1), true))
+    }
+
+    /// A database of participant `name` in a multi-region deployment.
+    pub fn region(name: &str) -> Self {
+        Self::with_keyspace(Keyspace::new(Actor::new(name, 0, 1), false))
+    }
+
+    pub fn with_keyspace(ks: Keyspace) -> Self {
+        TestDb {
+            db: new_db(ks),
+            client: ClientState::new(1, true),
+            now_ms: 1_700_000_000_000,
+        }
+    }
+
+    /// Runs one command and returns the raw reply bytes.
+    pub fn run(&mut self, args: &[&str]) -> Vec<u8> {
+        let args: Vec<Bytes> = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let mut out = BytesMut::new();
+        dispatch(&mut self.db, &mut self.client, &args, &mut out, self.now_ms);
+        out.to_vec()
+    }
+
+    /// Runs one command and returns the reply as text (for readable assertions).
+    pub fn text(&mut self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.run(args)).into_owned()
+    }
+}
+
+/// A fresh [`Db`] around a keyspace, with default settings.
+pub fn new_db(ks: Keyspace) -> Db {
+    Db {
+        ks,
+        settings: Settings {
+            requirepass: None,
+            maxmemory: 0,
+            appendfsync: "everysec".into(),
+            appendonly: true,
+            maxclients: 10000,
+            bind: "127.0.0.1".into(),
+            port: 6379,
+            dir: ".".into(),
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            timeout: 0,
+            databases: 1,
+        },
+        stats: Stats::default(),
+        clients: BTreeMap::new(),
+        channels: HashMap::new(),
+        patterns: HashMap::new(),
+        persistence_error: None,
+        used_memory: 0,
+        started_ms: 0,
+        run_id: "0".repeat(40),
+        tcp_port: 6379,
+        info_extra: BTreeMap::new(),
+        compaction_requested: false,
+        shutdown_requested: false,
+    }
+}

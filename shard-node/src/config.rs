@@ -1,0 +1,160 @@
+//! Command line of `shard-node` (a contract: tests, the operator and benchmarks use it).
+//!
+//! Contract: every flag also reads an environment variable `SHARD_NODE_<FLAG>`; `--config FILE`
+//! reads `name value` lines (the long flag names without dashes) that the command line and the
+//! environment override. Invalid values end the process with a one-line error and exit code 2.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shard-node",
+    version,
+    about = "Redis-compatible shard of an aadb active-active database",
+    long_about = "shard-node serves one shard of an active-active database: a Redis-compatible \
+server whose every write becomes a CRDT effect, applied locally, logged to disk and replicated."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Mode {
+    /// Serve one shard: the RESP server with a CRDT keyspace and durable storage.
+    Server(ServerArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AppendFsync {
+    /// fsync the log before every reply that acknowledges a write.
+    Always,
+    /// fsync the log once per second.
+    Everysec,
+    /// leave flushing to the operating system.
+    No,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum YesNo {
+    Yes,
+    No,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SHARD_NODE_BIND", default_value = "127.0.0.1")]
+    pub bind: String,
+    /// TCP port for clients (0 picks a free port; the chosen port is logged).
+    #[arg(long, env = "SHARD_NODE_PORT", default_value_t = 6379)]
+    pub port: u16,
+    /// Directory for the effect log and snapshots.
+    #[arg(long, env = "SHARD_NODE_DIR", default_value = "./data")]
+    pub dir: PathBuf,
+    /// Name of this participant (region) in the active-active database.
+    #[arg(long, env = "SHARD_NODE_PARTICIPANT", default_value = "local")]
+    pub participant: String,
+    /// Index of the shard this node serves.
+    #[arg(long, env = "SHARD_NODE_SHARD", default_value_t = 0)]
+    pub shard: u32,
+    /// Start as a replica of this primary (HOST:PORT).
+    #[arg(long, env = "SHARD_NODE_REPLICAOF", value_name = "HOST:PORT")]
+    pub replicaof: Option<String>,
+    /// The same shard in another participant (NAME=HOST:PORT); repeatable.
+    #[arg(long = "peer", env = "SHARD_NODE_PEER", value_name = "NAME=HOST:PORT", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// When the effect log is fsynced.
+    #[arg(long, env = "SHARD_NODE_APPENDFSYNC", value_enum, default_value = "everysec")]
+    pub appendfsync: AppendFsync,
+    /// Whether effects are written to disk at all.
+    #[arg(long, env = "SHARD_NODE_APPENDONLY", value_enum, default_value = "yes")]
+    pub appendonly: YesNo,
+    /// Password clients must send with AUTH or HELLO.
+    #[arg(long, env = "SHARD_NODE_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+    /// Memory limit for data (bytes, or with kb/mb/gb); 0 means no limit. Writes past it fail
+    /// with Redis's OOM error.
+    #[arg(long, env = "SHARD_NODE_MAXMEMORY", default_value = "0", value_parser = parse_memory_arg)]
+    pub maxmemory: u64,
+    /// Maximum number of connected clients.
+    #[arg(long, env = "SHARD_NODE_MAXCLIENTS", default_value_t = 10000)]
+    pub maxclients: u64,
+    /// Port for Prometheus metrics on the bind address (disabled when absent).
+    #[arg(long, env = "SHARD_NODE_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// TLS certificate for peer and replica links (PEM).
+    #[arg(long, env = "SHARD_NODE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "SHARD_NODE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA that signs peer certificates (PEM).
+    #[arg(long, env = "SHARD_NODE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Read settings from a file of `name value` lines.
+    #[arg(long, env = "SHARD_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "SHARD_NODE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Maximum size of one bulk argument in bytes.
+    #[arg(long, env = "SHARD_NODE_PROTO_MAX_BULK_LEN", default_value_t = 512 * 1024 * 1024)]
+    pub proto_max_bulk_len: u64,
+}
+
+fn parse_memory_arg(text: &str) -> Result<u64, String> {
+    crate::commands::server::parse_memory(text.as_bytes())
+        .ok_or_else(|| format!("'{text}' is not a memory size (bytes, or a number with kb, mb or gb)"))
+}
+
+/// Expands `--config FILE` into command-line arguments placed before the real ones, so the
+/// command line wins. Returns a sentence on error.
+pub fn expand_config_file(args: Vec<String>) -> Result<Vec<String>, String> {
+    let mut path = None;
+    for (i, a) in args.iter().enumerate() {
+        if a == "--config" {
+            path = args.get(i + 1).cloned();
+        } else if let Some(p) = a.strip_prefix("--config=") {
+            path = Some(p.to_string());
+        }
+    }
+    if path.is_none() {
+        path = std::env::var("SHARD_NODE_CONFIG").ok();
+    }
+    let Some(path) = path else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read config file {path}: {e}"))?;
+    let mut from_file = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line.split_once(char::is_whitespace).ok_or_else(|| {
+            format!("{path}:{}: expected 'name value', got '{line}'", n + 1)
+        })?;
+        from_file.push(format!("--{}", name.trim()));
+        from_file.push(value.trim().trim_matches('"').to_string());
+    }
+    // The subcommand must stay first: insert the file's flags right after it.
+    let mut out = Vec::with_capacity(args.len() + from_file.len());
+    let mut inserted = false;
+    for a in args {
+        out.push(a.clone());
+        if !inserted && (a == "server") {
+            out.append(&mut from_file);
+            inserted = true;
+        }
+    }
+    Ok(out)
+}

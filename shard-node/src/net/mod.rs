@@ -1,0 +1,393 @@
+//! The network server: accepts clients, runs their commands against the shared keyspace, writes
+//! effects to the log, and runs the background tasks (expiry sweep, fsync, compaction, memory
+//! accounting, metrics).
+//!
+//! Contract:
+//! - Each connection reads whatever is available, parses every complete command, runs them all
+//!   under one lock, appends the resulting effects to the log, flushes the log (fsyncing with
+//!   `appendfsync always`) and only then sends the replies. If the log cannot be written the
+//!   replies of that batch are not sent (the connection is closed) and later writes are refused
+//!   with a `MISCONF` error.
+//! - A protocol error is answered with Redis's error text and the connection is closed.
+//! - SIGTERM/SIGINT or `SHUTDOWN`: stop accepting, let connections finish the batch in hand,
+//!   flush and fsync the log, exit 0.
+
+pub mod persist;
+
+use crate::commands::{dispatch, ClientMeta, ClientState, Db, PubMessage};
+use crate::resp::{Limits, Protocol, RequestParser, ReplyWriter};
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// Everything protected by the server's one lock: the command state and the log.
+pub struct State {
+    pub db: Db,
+    pub store: Option<crate::store::Store>,
+}
+
+impl State {
+    /// Moves committed effects into the log buffer and flushes it. On failure the error is
+    /// recorded so later writes are refused.
+    pub fn persist_outbox(&mut self) -> Result<(), String> {
+        if self.db.ks.outbox.is_empty() {
+            return Ok(());
+        }
+        let effects = std::mem::take(&mut self.db.ks.outbox);
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
+        let mut buf = Vec::with_capacity(64);
+        let mut result = Ok(());
+        for e in &effects {
+            buf.clear();
+            e.encode(&mut buf);
+            if let Err(err) = store.append(&buf) {
+                result = Err(err.to_string());
+                break;
+            }
+        }
+        if result.is_ok() {
+            if let Err(err) = store.flush() {
+                result = Err(err.to_string());
+            }
+        }
+        if let Err(msg) = &result {
+            if self.db.persistence_error.is_none() {
+                tracing::error!(error = %msg, "cannot write the effect log; refusing writes from now on");
+            }
+            self.db.persistence_error = Some(msg.clone());
+        }
+        result
+    }
+}
+
+pub struct Shared {
+    pub state: Mutex<State>,
+    pub next_client_id: AtomicU64,
+    pub connections: AtomicUsize,
+    pub limits: Limits,
+    pub shutdown: watch::Sender<bool>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Serves clients on `listener` until shutdown; returns after the log is flushed.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let mut shutdown_rx = shared.shutdown.subscribe();
+    let laddr = listener.local_addr()?;
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, addr) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off briefly, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let shared = shared.clone();
+                tasks.spawn(async move {
+                    handle_connection(socket, addr, laddr, shared).await;
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            _ = shutdown_rx.changed() => break,
+        }
+    }
+    drop(listener);
+    // Let connections finish the batch in hand; they see the shutdown signal too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !tasks.is_empty() {
+        if tokio::time::timeout_at(deadline, tasks.join_next()).await.is_err() {
+            break;
+        }
+    }
+    let mut state = shared.state.lock();
+    let _ = state.persist_outbox();
+    if let Some(store) = state.store.take() {
+        if let Err(e) = store.close() {
+            tracing::error!(error = %e, "final fsync of the effect log failed");
+        }
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn handle_connection(mut socket: TcpStream, addr: SocketAddr, laddr: SocketAddr, shared: Arc<Shared>) {
+    let _ = socket.set_nodelay(true);
+    let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::unbounded_channel::<PubMessage>();
+    let mut client;
+    let rejected = {
+        let mut state = shared.state.lock();
+        let db = &mut state.db;
+        db.stats.total_connections += 1;
+        db.clients.len() as u64 >= db.settings.maxclients
+    };
+    if rejected {
+        shared.state.lock().db.stats.rejected_connections += 1;
+        let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+        return;
+    }
+    {
+        let mut state = shared.state.lock();
+        let db = &mut state.db;
+        let now = now_ms();
+        client = ClientState::new(id, db.settings.requirepass.is_none());
+        client.sender = Some(tx);
+        db.clients.insert(
+            id,
+            ClientMeta {
+                id,
+                addr: addr.to_string(),
+                laddr: laddr.to_string(),
+                name: None,
+                created_ms: now,
+                last_ms: now,
+                last_cmd: "NULL".into(),
+                proto: Protocol::Resp2,
+                sub: 0,
+                psub: 0,
+                multi: -1,
+            },
+        );
+    }
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    let mut shutdown_rx = shared.shutdown.subscribe();
+    let mut parser = RequestParser::new();
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    let mut commands: Vec<Vec<bytes::Bytes>> = Vec::new();
+    'conn: loop {
+        tokio::select! {
+            read = socket.read_buf(&mut input) => {
+                match read {
+                    Ok(0) | Err(_) => break 'conn,
+                    Ok(_) => {}
+                }
+                loop {
+                    match process_input(&shared, &mut client, &mut parser, &mut input, &mut output, &mut commands) {
+                        Processed::Closed => break 'conn,
+                        Processed::Continue { more } => {
+                            if !output.is_empty() {
+                                if socket.write_all(&output).await.is_err() {
+                                    break 'conn;
+                                }
+                                output.clear();
+                                if output.capacity() > 4 * 1024 * 1024 {
+                                    output = BytesMut::with_capacity(16 * 1024);
+                                }
+                            }
+                            if !more {
+                                break;
+                            }
+                        }
+                        Processed::CloseAfterWrite => {
+                            let _ = socket.write_all(&output).await;
+                            break 'conn;
+                        }
+                    }
+                }
+            }
+            Some(msg) = rx.recv() => {
+                write_message(&mut output, client.proto, &msg);
+                while let Ok(more) = rx.try_recv() {
+                    write_message(&mut output, client.proto, &more);
+                }
+                if socket.write_all(&output).await.is_err() {
+                    break 'conn;
+                }
+                output.clear();
+            }
+            _ = shutdown_rx.changed() => break 'conn,
+        }
+    }
+    let mut state = shared.state.lock();
+    let db = &mut state.db;
+    db.clients.remove(&id);
+    for c in &client.channels {
+        if let Some(subs) = db.channels.get_mut(c) {
+            subs.retain(|(cid, _)| *cid != id);
+            if subs.is_empty() {
+                db.channels.remove(c);
+            }
+        }
+    }
+    for p in &client.patterns {
+        if let Some(subs) = db.patterns.get_mut(p) {
+            subs.retain(|(cid, _)| *cid != id);
+            if subs.is_empty() {
+                db.patterns.remove(p);
+            }
+        }
+    }
+    drop(state);
+    shared.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+enum Processed {
+    /// Replies (if any) are in the output; `more` when commands may still be buffered.
+    Continue { more: bool },
+    /// Send the output, then close (QUIT, protocol error).
+    CloseAfterWrite,
+    /// Close without sending anything (the log failed: nothing may be acknowledged).
+    Closed,
+}
+
+/// Parses and runs the complete commands in `input` (all of them under one lock), persisting
+/// their effects before returning. Stops after one command while unauthenticated, because
+/// authentication changes what the parser accepts.
+fn process_input(
+    shared: &Shared,
+    client: &mut ClientState,
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+    output: &mut BytesMut,
+    commands: &mut Vec<Vec<bytes::Bytes>>,
+) -> Processed {
+    let mut protocol_error = None;
+    let mut more = false;
+    loop {
+        if let Some(missing) = parser.bulk_bytes_missing(input) {
+            input.reserve(missing.min(64 * 1024 * 1024));
+        }
+        match parser.parse(input, &shared.limits, client.authenticated) {
+            Ok(Some(args)) => {
+                commands.push(args);
+                if !client.authenticated || commands.len() >= 1024 {
+                    more = true;
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                protocol_error = Some(e);
+                break;
+            }
+        }
+    }
+    let mut close = false;
+    if !commands.is_empty() {
+        let mut state = shared.state.lock();
+        let now = now_ms();
+        for args in commands.drain(..) {
+            dispatch(&mut state.db, client, &args, output, now);
+            if client.close_after_reply {
+                close = true;
+                break;
+            }
+        }
+        if let Some(meta) = state.db.clients.get_mut(&client.id) {
+            meta.last_ms = now;
+            meta.multi = client.multi.as_ref().map(|q| q.len() as i64).unwrap_or(-1);
+        }
+        if state.persist_outbox().is_err() {
+            return Processed::Closed;
+        }
+        if state.db.shutdown_requested {
+            let _ = shared.shutdown.send(true);
+        }
+    }
+    if let Some(e) = protocol_error {
+        let mut w = ReplyWriter::new(output, client.proto);
+        w.error(&e.0);
+        close = true;
+    }
+    if close {
+        Processed::CloseAfterWrite
+    } else {
+        Processed::Continue { more }
+    }
+}
+
+fn write_message(out: &mut BytesMut, proto: Protocol, msg: &PubMessage) {
+    let mut w = ReplyWriter::new(out, proto);
+    match &msg.pattern {
+        None => {
+            w.push(3);
+            w.bulk(b"message");
+            w.bulk(&msg.channel);
+            w.bulk(&msg.payload);
+        }
+        Some(p) => {
+            w.push(4);
+            w.bulk(b"pmessage");
+            w.bulk(p);
+            w.bulk(&msg.channel);
+            w.bulk(&msg.payload);
+        }
+    }
+}
+
+/// Deletes keys whose expiry this node owns once they are due, a bounded number per round.
+pub async fn expiry_sweeper(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut shutdown_rx = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown_rx.changed() => return,
+        }
+        let now = now_ms();
+        let mut state = shared.state.lock();
+        if state.db.ks.keys_with_deadline() == 0 {
+            continue;
+        }
+        let due = state.db.ks.due_for_expiry(now, 500);
+        for key in &due {
+            state.db.ks.commit(
+                now,
+                vec![crate::crdt::Op {
+                    key: bytes::Bytes::copy_from_slice(key),
+                    kind: crate::crdt::OpKind::Del,
+                }],
+            );
+            state.db.stats.expired_keys += 1;
+        }
+        let _ = state.persist_outbox();
+    }
+}
+
+/// Refreshes the process's allocated-bytes figure used by `maxmemory` and INFO.
+pub async fn memory_sampler(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut shutdown_rx = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown_rx.changed() => return,
+        }
+        let used = crate::metrics::allocated_bytes();
+        let mut state = shared.state.lock();
+        state.db.used_memory = used;
+        if let Some(store) = &state.store {
+            let info = store.info();
+            let stats = store.fsync_stats();
+            let text = format!(
+                "aof_current_size:{}\r\naof_base_size:{}\r\naof_fsync_count:{}\r\naof_fsync_last_us:{}\r\naof_fsync_max_us:{}\r\n",
+                store.log_size(),
+                store.snapshot_size().unwrap_or(0),
+                stats.count,
+                stats.last_micros,
+                stats.max_micros,
+            );
+            let _ = info;
+            state.db.info_extra.insert("persistence", text);
+        }
+    }
+}
