@@ -244,6 +244,7 @@ fn acknowledged_writes_survive_kill_9_and_a_torn_log_tail() {
     );
     let acked_incrs: u64 = tallies.iter().flat_map(|t| t.incr_acked).sum();
     let acked_sadds: usize = tallies.iter().map(|t| t.sadd_acked.len()).sum();
+    eprintln!("acknowledged before the crash: {acked_incrs} INCR, {acked_sadds} SADD");
     assert!(
         acked_incrs >= 10 && acked_sadds >= 10,
         "too few acknowledged writes to test anything ({acked_incrs} INCR, {acked_sadds} SADD)"

@@ -157,7 +157,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn arbitrary_bytes_parse_the_same_however_chunked(
+    fn resp_arbitrary_bytes_parse_the_same_however_chunked(
         input in proptest::collection::vec(any::<u8>(), 0..256),
         picks in proptest::collection::vec(any::<Index>(), 0..16),
         limits in limits(),
@@ -167,7 +167,7 @@ proptest! {
     }
 
     #[test]
-    fn protocol_soup_parses_the_same_however_chunked(
+    fn resp_protocol_soup_parses_the_same_however_chunked(
         input in protocol_soup(),
         picks in proptest::collection::vec(any::<Index>(), 0..16),
         limits in limits(),
@@ -181,7 +181,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
     #[test]
-    fn encoded_commands_round_trip(
+    fn resp_encoded_commands_round_trip(
         cmds in proptest::collection::vec((command(), any::<bool>()), 0..8),
         picks in proptest::collection::vec(any::<Index>(), 0..16),
     ) {

@@ -370,6 +370,20 @@ pub fn dispatch(db: &mut Db, client: &mut ClientState, args: &[Bytes], out: &mut
     let argc = args.len() as i32;
     if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
     {
+        if command.name == "exec" && client.multi.is_some() {
+            // Redis aborts the transaction and says why.
+            client.multi = None;
+            client.multi_dirty = false;
+            client.watched.clear();
+            let reason = arity_error(command.name);
+            let reason = reason.strip_prefix("ERR ").unwrap_or(&reason);
+            reply_error(
+                db,
+                &mut w,
+                &format!("EXECABORT Transaction discarded because of: {reason}"),
+            );
+            return;
+        }
         flag_multi(client);
         reply_error(db, &mut w, &arity_error(command.name));
         return;

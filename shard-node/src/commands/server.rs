@@ -47,6 +47,7 @@ pub fn commands() -> Vec<Command> {
         cmd("save", 1, "admin", 0, 0, 0, "server", "Compacts the effect log into a snapshot.", bgsave),
         cmd("lastsave", 1, "fast", 0, 0, 0, "server", "Returns the time of the last snapshot.", lastsave),
         cmd("shutdown", -1, "admin no_auth", 0, 0, 0, "server", "Stops the server gracefully.", shutdown),
+        cmd("wait", 3, "", 0, 0, 0, "generic", "Waits for replicas to acknowledge the writes made so far.", wait),
         cmd("aa.digest", 1, "readonly", 0, 0, 0, "crdt", "Returns a digest of the visible keyspace.", digest),
     ]
 }
@@ -1082,5 +1083,17 @@ fn shutdown(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn digest(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     let d = ctx.db.ks.digest(ctx.now_ms);
     ctx.out.bulk(format!("{d:016x}").as_bytes());
+    Ok(())
+}
+
+/// WAIT numreplicas timeout. This node has no replicas attached, so the count is always 0;
+/// the arguments are validated like Redis.
+fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let _wanted = int_arg(&args[1])?;
+    let timeout = int_arg(&args[2])?;
+    if timeout < 0 {
+        return Err(Cow::Borrowed("ERR timeout is negative"));
+    }
+    ctx.out.int(0);
     Ok(())
 }

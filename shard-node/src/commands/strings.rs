@@ -133,29 +133,30 @@ pub fn string_write_ops(ctx: &Ctx<'_>, key: &Bytes, value: Bytes, ttl: TtlChange
 fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let (mut nx, mut xx, mut get_old) = (false, false, false);
     let mut ttl = TtlChange::Clear;
-    let mut ttl_given = false;
+    // Which expiry option was given; repeating the same one is accepted, as in Redis.
+    let mut ttl_option: Option<&'static str> = None;
     let mut i = 3;
     while i < args.len() {
         let a = &args[i];
         let next = args.get(i + 1);
+        let expiry_word = ["ex", "px", "exat", "pxat"].into_iter().find(|w| is(a, w));
         if is(a, "nx") && !xx {
             nx = true;
         } else if is(a, "xx") && !nx {
             xx = true;
         } else if is(a, "get") {
             get_old = true;
-        } else if is(a, "keepttl") && !ttl_given {
+        } else if is(a, "keepttl") && ttl_option.is_none_or(|o| o == "keepttl") {
             ttl = TtlChange::Keep;
-            ttl_given = true;
-        } else if (is(a, "ex") || is(a, "px") || is(a, "exat") || is(a, "pxat"))
-            && !ttl_given
-            && next.is_some()
-        {
-            let unit_ms = is(a, "px") || is(a, "pxat");
-            let absolute = is(a, "exat") || is(a, "pxat");
-            let arg = next.map(|b| &b[..]).unwrap_or(b"");
+            ttl_option = Some("keepttl");
+        } else if let (Some(word), Some(arg)) = (expiry_word, next) {
+            if ttl_option.is_some_and(|o| o != word) {
+                return Err(Cow::Borrowed(ERR_SYNTAX));
+            }
+            let unit_ms = word == "px" || word == "pxat";
+            let absolute = word == "exat" || word == "pxat";
             ttl = TtlChange::At(deadline_from(arg, unit_ms, absolute, ctx.now_ms, "set")?);
-            ttl_given = true;
+            ttl_option = Some(word);
             i += 1;
         } else {
             return Err(Cow::Borrowed(ERR_SYNTAX));

@@ -26,10 +26,24 @@ use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One value of one type inside a key, with the stamp of its creation.
+///
+/// The creation stamp is itself replicated state: every write into the slot leaves a marker
+/// `(dot, stamp it wrote under)` that replaces the markers it observed, and observed removes of
+/// the whole key cancel markers like any other dot. `created` is the greatest remaining marker,
+/// so which type wins a conflict does not depend on the order effects arrive in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Slot {
     pub created: Stamp,
+    pub markers: SmallVec<[(Dot, Stamp); 1]>,
     pub value: Value,
+}
+
+impl Slot {
+    fn refresh_created(&mut self) {
+        if let Some(max) = self.markers.iter().map(|(_, s)| *s).max() {
+            self.created = max;
+        }
+    }
 }
 
 /// Everything stored under one key.
@@ -64,23 +78,24 @@ impl Entry {
         self.deadline_vote().map(|(ms, _)| ms)
     }
 
-    fn slot_mut(&mut self, kind: Kind, created: Stamp) -> &mut Value {
+    /// The slot of `kind`, created if absent, with the writer's creation marker recorded.
+    fn slot_mut(&mut self, kind: Kind, created: Stamp, dot: Dot, observed: &VectorClock) -> &mut Value {
         let idx = match self.slots.iter().position(|s| s.value.kind() == kind) {
-            Some(i) => {
-                if created > self.slots[i].created {
-                    self.slots[i].created = created;
-                }
-                i
-            }
+            Some(i) => i,
             None => {
                 self.slots.push(Slot {
                     created,
+                    markers: SmallVec::new(),
                     value: Value::empty(kind),
                 });
                 self.slots.len() - 1
             }
         };
-        &mut self.slots[idx].value
+        let slot = &mut self.slots[idx];
+        slot.markers.retain(|(d, _)| !observed.covers(*d));
+        slot.markers.push((dot, created));
+        slot.refresh_created();
+        &mut slot.value
     }
 
     fn slots_of(&mut self, kind: Kind) -> impl Iterator<Item = &mut Value> {
@@ -93,6 +108,8 @@ impl Entry {
     fn remove_observed(&mut self, observed: &VectorClock, by: Dot) {
         for slot in self.slots.iter_mut() {
             slot.value.remove_observed(observed, by);
+            slot.markers.retain(|(d, _)| !observed.covers(*d));
+            slot.refresh_created();
         }
         self.expiry.retain(|(d, _)| !observed.covers(*d));
     }
@@ -443,12 +460,12 @@ impl Keyspace {
             }
             OpKind::ClearExpiry => entry.expiry.retain(|(d, _)| !observed.covers(*d)),
             OpKind::StrSet { slot, value } => {
-                if let Value::Str(c) = entry.slot_mut(Kind::Str, *slot) {
+                if let Value::Str(c) = entry.slot_mut(Kind::Str, *slot, dot, observed) {
                     c.write(observed, dot, ts, Blob::from(&value[..]));
                 }
             }
             OpKind::StrAdd { slot, delta } => {
-                if let Value::Str(c) = entry.slot_mut(Kind::Str, *slot) {
+                if let Value::Str(c) = entry.slot_mut(Kind::Str, *slot, dot, observed) {
                     c.add(dot, *delta);
                     if let Some(clock) = &clock {
                         c.coalesce(clock);
@@ -456,7 +473,7 @@ impl Keyspace {
                 }
             }
             OpKind::HashSet { slot, field, value } => {
-                if let Value::Hash(h) = entry.slot_mut(Kind::Hash, *slot) {
+                if let Value::Hash(h) = entry.slot_mut(Kind::Hash, *slot, dot, observed) {
                     h.fields.entry(Blob::from(&field[..])).or_default().write(
                         observed,
                         dot,
@@ -466,7 +483,7 @@ impl Keyspace {
                 }
             }
             OpKind::HashAdd { slot, field, delta } => {
-                if let Value::Hash(h) = entry.slot_mut(Kind::Hash, *slot) {
+                if let Value::Hash(h) = entry.slot_mut(Kind::Hash, *slot, dot, observed) {
                     let f = h.fields.entry(Blob::from(&field[..])).or_default();
                     f.add(dot, *delta);
                     if let Some(clock) = &clock {
@@ -487,7 +504,7 @@ impl Keyspace {
                 }
             }
             OpKind::SetAdd { slot, member } => {
-                if let Value::Set(s) = entry.slot_mut(Kind::Set, *slot) {
+                if let Value::Set(s) = entry.slot_mut(Kind::Set, *slot, dot, observed) {
                     let dots = s.members.entry(Blob::from(&member[..])).or_default();
                     dots.retain(|d| !observed.covers(*d));
                     dots.push(dot);
@@ -510,7 +527,7 @@ impl Keyspace {
                 member,
                 score,
             } => {
-                if let Value::ZSet(z) = entry.slot_mut(Kind::ZSet, *slot) {
+                if let Value::ZSet(z) = entry.slot_mut(Kind::ZSet, *slot, dot, observed) {
                     zset_update(z, member, |c| c.write(observed, dot, ts, *score));
                 }
             }
@@ -519,7 +536,7 @@ impl Keyspace {
                 member,
                 delta,
             } => {
-                if let Value::ZSet(z) = entry.slot_mut(Kind::ZSet, *slot) {
+                if let Value::ZSet(z) = entry.slot_mut(Kind::ZSet, *slot, dot, observed) {
                     zset_update(z, member, |c| {
                         c.add(dot, Delta::Float(*delta));
                         if let Some(clock) = &clock {
@@ -543,11 +560,12 @@ impl Keyspace {
                 after,
                 value,
             } => {
-                if let Value::List(l) = entry.slot_mut(Kind::List, *slot) {
+                if let Value::List(l) = entry.slot_mut(Kind::List, *slot, dot, observed) {
                     l.integrate(
                         *after,
                         Elem {
                             id: *id,
+                            origin: *after,
                             stamp,
                             value: Blob::from(&value[..]),
                             value_stamp: stamp,
@@ -740,19 +758,39 @@ impl Keyspace {
             let mine = self.entries.entry(key.clone()).or_default();
             for t in &theirs.slots {
                 let kind = t.value.kind();
-                let had = mine.slots.iter().any(|s| s.value.kind() == kind);
-                let v = mine.slot_mut(kind, t.created);
-                if had {
-                    v.join(&mine_ctx, &t.value, &their_ctx);
-                } else {
-                    v.join(&mine_ctx, &t.value, &their_ctx);
+                let idx = match mine.slots.iter().position(|s| s.value.kind() == kind) {
+                    Some(i) => i,
+                    None => {
+                        mine.slots.push(Slot {
+                            created: t.created,
+                            markers: SmallVec::new(),
+                            value: Value::empty(kind),
+                        });
+                        mine.slots.len() - 1
+                    }
+                };
+                let m = &mut mine.slots[idx];
+                m.value.join(&mine_ctx, &t.value, &their_ctx);
+                let mut markers: Vec<(Dot, Stamp)> = m.markers.drain(..).collect();
+                markers.retain(|(d, _)| {
+                    t.markers.iter().any(|(x, _)| x == d) || !their_ctx.covers(*d)
+                });
+                for (d, st) in &t.markers {
+                    if !markers.iter().any(|(x, _)| x == d) && !mine_ctx.covers(*d) {
+                        markers.push((*d, *st));
+                    }
                 }
+                markers.sort();
+                m.markers = markers.into_iter().collect();
+                m.refresh_created();
             }
             for m in mine.slots.iter_mut() {
                 let kind = m.value.kind();
                 if !theirs.slots.iter().any(|s| s.value.kind() == kind) {
                     let empty_value = Value::empty(kind);
                     m.value.join(&mine_ctx, &empty_value, &their_ctx);
+                    m.markers.retain(|(d, _)| !their_ctx.covers(*d));
+                    m.refresh_created();
                 }
             }
             let mut votes = std::mem::take(&mut mine.expiry);

@@ -271,6 +271,8 @@ pub struct ZSetValue {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Elem {
     pub id: ElemId,
+    /// The element it was inserted after (`None`: the head); used to replay it in a merge.
+    pub origin: Option<ElemId>,
     /// Stamp of the insert; orders concurrent inserts at one place.
     pub stamp: Stamp,
     pub value: Blob,
@@ -429,30 +431,20 @@ impl ListValue {
                 }
             }
         }
-        // Elements only the other side has, integrated in insertion-stamp order.
-        let mut missing: Vec<(Option<ElemId>, Elem)> = Vec::new();
-        for (i, theirs) in other.elems.iter().enumerate() {
-            if self.position_of(theirs.id).is_none() && !mine_ctx.covers(theirs.id.dot) {
-                let after = if i == 0 {
-                    None
-                } else {
-                    Some(other.elems[i - 1].id)
-                };
-                missing.push((after, theirs.clone()));
-            }
-        }
-        missing.sort_by_key(|(_, e)| (e.stamp.ts, std::cmp::Reverse(e.stamp.actor), e.id));
-        for (after, elem) in missing {
-            self.integrate_at_known_neighbour(after, elem);
+        // Elements only the other side has, replayed as inserts in stamp order (an element's
+        // origin always has a smaller stamp, so it is present before the element is placed).
+        let mut missing: Vec<Elem> = other
+            .elems
+            .iter()
+            .filter(|e| self.position_of(e.id).is_none() && !mine_ctx.covers(e.id.dot))
+            .cloned()
+            .collect();
+        missing.sort_by_key(|e| (e.stamp.ts, std::cmp::Reverse(e.stamp.actor), e.id));
+        for elem in missing {
+            self.integrate(elem.origin, elem);
         }
     }
 
-    /// Integration during a state merge: the element's left neighbour on the other side is a
-    /// valid anchor, because everything between it and the element was inserted with a greater
-    /// stamp and is integrated by the same rule.
-    fn integrate_at_known_neighbour(&mut self, after: Option<ElemId>, elem: Elem) {
-        self.integrate(after, elem)
-    }
 }
 
 /// The type of a value, as `TYPE` prints it.
