@@ -370,7 +370,7 @@ pub fn dispatch(db: &mut Db, client: &mut ClientState, args: &[Bytes], out: &mut
     let argc = args.len() as i32;
     if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
     {
-        if command.name == "exec" && client.multi.is_some() {
+        if command.name == "exec" {
             // Redis aborts the transaction and says why.
             client.multi = None;
             client.multi_dirty = false;

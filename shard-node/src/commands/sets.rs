@@ -17,11 +17,13 @@
 //! - Scan cursors: every element has a fixed 64-bit position (a hash of its bytes that is the
 //!   same in every process); a cursor is the position to resume from and a call returns the
 //!   elements with the next positions, so every element present for the whole iteration is
-//!   returned exactly once, whatever is added or removed meanwhile. Collections Redis keeps in a
-//!   compact encoding, and collections no larger than `COUNT`, are returned whole in one call
-//!   with cursor 0 (what Redis does for them). A page holds at least `COUNT` elements and at
-//!   least 1/[`SCAN_MAX_CALLS`] of the collection, so a full iteration never takes more than
-//!   about [`SCAN_MAX_CALLS`] calls (each call reads the whole collection).
+//!   returned, and only once, whatever is added or removed meanwhile. Collections Redis keeps in
+//!   a compact encoding, and collections no larger than `COUNT`, are returned whole in one call
+//!   with cursor 0 whatever the cursor (what Redis does for them; a collection that shrinks to
+//!   such a size during an iteration is then returned again whole). A page holds at least
+//!   `COUNT` elements and at least 1/[`SCAN_MAX_CALLS`] of the collection, so a full iteration
+//!   never takes more than about [`SCAN_MAX_CALLS`] calls (each call reads the whole
+//!   collection).
 
 use super::*;
 use crate::crdt::value::SetValue;
@@ -426,6 +428,25 @@ fn random_index(len: usize) -> usize {
     rand::rng().random_range(0..len.max(1))
 }
 
+/// Puts a whole set's members in the order Redis 7.0 lists them where that order is defined: an
+/// integer-only set of at most 512 members is an intset there, listed in ascending numeric
+/// order. Other sets keep their storage order.
+fn intset_order(members: &mut Vec<&[u8]>) {
+    if members.len() > INTSET_MAX_ENTRIES {
+        return;
+    }
+    let mut keyed = Vec::with_capacity(members.len());
+    for m in members.iter() {
+        match crate::resp::parse_i64_strict(m) {
+            Some(v) => keyed.push((v, *m)),
+            None => return,
+        }
+    }
+    keyed.sort_unstable_by_key(|k| k.0);
+    members.clear();
+    members.extend(keyed.into_iter().map(|k| k.1));
+}
+
 fn blob_bytes(b: &[u8]) -> Bytes {
     Bytes::copy_from_slice(b)
 }
@@ -489,6 +510,14 @@ fn srem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn smembers(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     match read_set(ctx.db, &args[1], ctx.now_ms)? {
         None => ctx.out.set(0),
+        Some(set) if set.members.len() <= INTSET_MAX_ENTRIES => {
+            let mut members: Vec<&[u8]> = set.members.keys().map(|m| &m[..]).collect();
+            intset_order(&mut members);
+            ctx.out.set(members.len());
+            for m in members {
+                ctx.out.bulk(m);
+            }
+        }
         Some(set) => {
             ctx.out.set(set.members.len());
             for m in set.members.keys() {
@@ -608,7 +637,8 @@ fn combine<'a>(sets: &[Option<&'a SetValue>], how: SetOp) -> Vec<&'a [u8]> {
 
 fn set_op_reply(ctx: &mut Ctx<'_>, args: &[Bytes], how: SetOp) -> CmdResult {
     let sets = load_sets(ctx.db, &args[1..], ctx.now_ms)?;
-    let members = combine(&sets, how);
+    let mut members = combine(&sets, how);
+    intset_order(&mut members);
     ctx.out.set(members.len());
     for m in members {
         ctx.out.bulk(m);
@@ -716,7 +746,9 @@ fn sscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 .keys()
                 .all(|m| crate::resp::parse_i64_strict(m).is_some()));
     let (next, page): (u64, Vec<&[u8]>) = if whole {
-        (0, set.members.keys().map(|m| &m[..]).collect())
+        let mut all: Vec<&[u8]> = set.members.keys().map(|m| &m[..]).collect();
+        intset_order(&mut all);
+        (0, all)
     } else {
         scan_page(
             set.members.keys().map(|m| (&m[..], &m[..])),
@@ -784,7 +816,9 @@ fn spop_count(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     let (popped, ops): (Vec<Bytes>, Vec<Op>) = if count >= len as u64 {
-        let all = set.members.keys().map(|m| blob_bytes(m)).collect();
+        let mut all: Vec<&[u8]> = set.members.keys().map(|m| &m[..]).collect();
+        intset_order(&mut all);
+        let all = all.into_iter().map(blob_bytes).collect();
         (all, vec![op(key, OpKind::Del)])
     } else {
         let positions = random_positions(len, count as usize);
@@ -843,8 +877,10 @@ fn srandmember_count(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.bulk(all[rng.random_range(0..all.len())]);
         }
     } else if count >= len as u64 {
-        ctx.out.array(len);
-        for m in set.members.keys() {
+        let mut all: Vec<&[u8]> = set.members.keys().map(|m| &m[..]).collect();
+        intset_order(&mut all);
+        ctx.out.array(all.len());
+        for m in all {
             ctx.out.bulk(m);
         }
     } else {
@@ -1122,6 +1158,39 @@ mod tests {
         assert!(db.text(&["SMEMBERS", "s"]).starts_with("~2\r\n"));
     }
 
+    /// Ships every effect `from` has made since the last call to `to`.
+    fn ship(from: &mut TestDb, to: &mut TestDb) {
+        for effect in from.db.ks.outbox.drain(..).collect::<Vec<_>>() {
+            to.db.ks.apply(&effect);
+        }
+    }
+
+    #[test]
+    fn readding_an_existing_member_wins_over_a_concurrent_remove() {
+        let mut a = TestDb::region("a");
+        let mut b = TestDb::region("b");
+        a.text(&["SADD", "s", "x", "y"]);
+        ship(&mut a, &mut b);
+        assert_eq!(b.text(&["SREM", "s", "x"]), ":1\r\n");
+        assert_eq!(a.text(&["SADD", "s", "x"]), ":0\r\n");
+        ship(&mut a, &mut b);
+        ship(&mut b, &mut a);
+        for db in [&mut a, &mut b] {
+            assert_eq!(sorted_bulks(&db.text(&["SMEMBERS", "s"])), ["x", "y"]);
+        }
+        // From {a,b}: A: SREM s a; SREM s c || B: SADD s c  ->  {b,c}.
+        a.text(&["SADD", "t", "a", "b"]);
+        ship(&mut a, &mut b);
+        a.text(&["SREM", "t", "a"]);
+        a.text(&["SREM", "t", "c"]);
+        b.text(&["SADD", "t", "c"]);
+        ship(&mut a, &mut b);
+        ship(&mut b, &mut a);
+        for db in [&mut a, &mut b] {
+            assert_eq!(sorted_bulks(&db.text(&["SMEMBERS", "t"])), ["b", "c"]);
+        }
+    }
+
     #[test]
     fn wrong_types_and_arity() {
         let mut db = TestDb::new();
@@ -1267,6 +1336,26 @@ mod tests {
         db.text(&["HELLO", "3"]);
         assert!(db.text(&["SPOP", "r", "1"]).starts_with("~1\r\n"));
         assert!(db.text(&["SRANDMEMBER", "r", "5"]).starts_with("*2\r\n"));
+    }
+
+    #[test]
+    fn integer_sets_list_in_numeric_order_like_intsets() {
+        let mut db = TestDb::new();
+        db.text(&["SADD", "ints", "5", "3", "1", "-2", "10", "100"]);
+        let want = "*6\r\n$2\r\n-2\r\n$1\r\n1\r\n$1\r\n3\r\n$1\r\n5\r\n$2\r\n10\r\n$3\r\n100\r\n";
+        assert_eq!(db.text(&["SMEMBERS", "ints"]), want);
+        assert_eq!(db.text(&["SUNION", "ints", "nokey"]), want);
+        assert_eq!(db.text(&["SRANDMEMBER", "ints", "10"]), want);
+        assert_eq!(
+            db.text(&["SSCAN", "ints", "0", "COUNT", "1"]),
+            format!("*2\r\n$1\r\n0\r\n{want}")
+        );
+        // "010" is not an integer Redis would store in an intset.
+        db.text(&["SADD", "mixed", "2", "010", "1"]);
+        assert_eq!(
+            sorted_bulks(&db.text(&["SMEMBERS", "mixed"])),
+            ["010", "1", "2"]
+        );
     }
 
     #[test]

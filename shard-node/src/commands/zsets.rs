@@ -19,12 +19,12 @@
 //!   (a walk in score order); when every score is equal they are answered through the index.
 //! - ZSCAN returns a set of at most 128 members of at most 64 bytes in one call with cursor 0
 //!   and scores printed like Redis's compact encoding (exactly Redis's reply). A larger set is
-//!   paged in score order: the cursor encodes the score to resume from, a page is extended to
-//!   the end of a run of equal scores, and a member whose score changes during the iteration
-//!   may be missed or returned twice.
+//!   paged by the SCAN family's shared member-hash positions (`sets::scan_page`), so every
+//!   member present for a whole iteration is returned exactly once whatever its score does.
 //! - Ranks are computed by walking the order index (O(rank)); ZADD, ZSCORE, ZINCRBY and ZREM are
 //!   O(log n) in the size of the set.
 
+use super::sets::{parse_scan_cursor, parse_scan_options, scan_page, write_empty_scan};
 use super::*;
 use crate::crdt::value::{Blob, FastMap, Score, ZSetValue};
 use crate::crdt::{Stamp, Value, NEW_SLOT};
@@ -43,7 +43,6 @@ const ERR_LIMIT_RANK: &str =
 const ERR_WITHSCORES_LEX: &str =
     "ERR syntax error, WITHSCORES not supported in combination with BYLEX";
 const ERR_POSITIVE: &str = "ERR value is out of range, must be positive";
-const ERR_CURSOR: &str = "ERR invalid cursor";
 
 /// Redis's `zset-max-listpack-entries` / `zset-max-listpack-value` defaults: sets within both
 /// limits are the ones Redis scans in a single call.
@@ -1161,126 +1160,39 @@ fn pop_generic(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) -> CmdResult {
 // ZSCAN
 
 fn zscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let cursor = parse_cursor(&args[2]).ok_or(Cow::Borrowed(ERR_CURSOR))?;
+    let cursor = parse_scan_cursor(&args[2])?;
     let z = read_zset(&ctx.db.ks, &mut ctx.db.stats, &args[1], ctx.now_ms)?;
     let Some(z) = z else {
-        ctx.out.array(2);
-        ctx.out.bulk(b"0");
-        ctx.out.array(0);
+        write_empty_scan(&mut ctx.out);
         return Ok(());
     };
-    let mut count: i64 = 10;
-    let mut pattern: Option<&[u8]> = None;
-    let mut i = 3;
-    while i < args.len() {
-        let left = args.len() - i;
-        if is(&args[i], "count") && left >= 2 {
-            count = int_arg(&args[i + 1])?;
-            if count < 1 {
-                return Err(Cow::Borrowed(ERR_SYNTAX));
-            }
-            i += 2;
-        } else if is(&args[i], "match") && left >= 2 {
-            let p = &args[i + 1][..];
-            pattern = if p == b"*" { None } else { Some(p) };
-            i += 2;
-        } else {
-            return Err(Cow::Borrowed(ERR_SYNTAX));
-        }
-    }
-
+    let opts = parse_scan_options(&args[3..], false)?;
+    // Sets within Redis's compact-encoding limits come back whole with Redis's score text.
     let compact =
         z.order.len() <= COMPACT_ENTRIES && z.members.keys().all(|m| m.len() <= COMPACT_VALUE);
-    let mut next: u64 = 0;
-    let mut page: Vec<(&[u8], f64)> = Vec::new();
-    if compact {
-        page.extend(z.order.iter().map(|(s, m)| (&m[..], s.0)));
+    let (next, page): (u64, Vec<(&[u8], f64)>) = if compact {
+        (0, z.order.iter().map(|(s, m)| (&m[..], s.0)).collect())
     } else {
-        let lo = if cursor == 0 {
-            Bound::Unbounded
-        } else {
-            Bound::Included((Score(score_of_cursor(cursor)), Blob::default()))
-        };
-        let want = count as usize;
-        for (s, m) in z.order.range((lo, Bound::Unbounded)) {
-            if page.len() >= want
-                && page
-                    .last()
-                    .is_some_and(|(_, last)| last.to_bits() != s.0.to_bits())
-            {
-                next = cursor_of_score(s.0);
-                break;
-            }
-            page.push((&m[..], s.0));
-        }
-    }
-    if let Some(p) = pattern {
-        page.retain(|(m, _)| glob_match(p, m));
-    }
+        scan_page(
+            z.members.iter().map(|(m, c)| (&m[..], (&m[..], c.score()))),
+            cursor,
+            opts.count,
+        )
+    };
+    let shown: Vec<(&[u8], f64)> = page.into_iter().filter(|(m, _)| opts.matches(m)).collect();
     ctx.out.array(2);
     ctx.out.bulk_display(next);
-    ctx.out.array(page.len() * 2);
-    for (member, score) in &page {
+    ctx.out.array(shown.len() * 2);
+    for (member, score) in shown {
         ctx.out.bulk(member);
         if compact {
-            ctx.out.bulk(compact_score_text(*score).as_bytes());
+            ctx.out.bulk(compact_score_text(score).as_bytes());
         } else {
             ctx.out
-                .bulk(crate::resp::format_double_g17(*score).as_bytes());
+                .bulk(crate::resp::format_double_g17(score).as_bytes());
         }
     }
     Ok(())
-}
-
-/// `parseScanCursorOrReply`: C's `strtoul` in base 10 over the whole argument (up to its first
-/// NUL), no leading blank, no overflow. A leading `-` negates modulo 2^64 like `strtoul`.
-fn parse_cursor(arg: &[u8]) -> Option<u64> {
-    let arg = match arg.iter().position(|&b| b == 0) {
-        Some(end) => &arg[..end],
-        None => arg,
-    };
-    let Some(&first) = arg.first() else {
-        return Some(0);
-    };
-    if matches!(first, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-        return None;
-    }
-    let (negative, digits) = match first {
-        b'-' => (true, &arg[1..]),
-        b'+' => (false, &arg[1..]),
-        _ => (false, arg),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &d in digits {
-        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    Some(if negative { v.wrapping_neg() } else { v })
-}
-
-/// An order-preserving map from scores to non-zero cursors (0 ends an iteration).
-fn cursor_of_score(s: f64) -> u64 {
-    let bits = s.to_bits();
-    if s.is_sign_negative() {
-        !bits
-    } else {
-        bits | (1 << 63)
-    }
-}
-
-fn score_of_cursor(c: u64) -> f64 {
-    let v = if c & (1 << 63) != 0 {
-        f64::from_bits(c & !(1 << 63))
-    } else {
-        f64::from_bits(!c)
-    };
-    if v.is_nan() {
-        f64::INFINITY
-    } else {
-        v
-    }
 }
 
 /// A score as Redis's compact encoding stores it: integers within ±2^62 as integers
@@ -1293,140 +1205,10 @@ fn compact_score_text(v: f64) -> String {
     crate::resp::format_double_g17(v)
 }
 
-/// Redis 7.0's `stringmatchlen` (case-sensitive glob: `*`, `?`, `[...]` with `^` and ranges,
-/// `\` escapes), including its quirks (`*` does not match an empty string; an unclosed `[`
-/// matches up to the pattern's end). Only the last `*` ever backtracks, as in Redis, so the
-/// walk is iterative and linear in memory.
-fn glob_match(pattern: &[u8], string: &[u8]) -> bool {
-    let mut p = 0usize;
-    let mut s = 0usize;
-    // (pattern index after the last `*`, string index the rest was last tried at)
-    let mut back: Option<(usize, usize)> = None;
-    loop {
-        match glob_segment(pattern, p, string, s) {
-            Glob::Match => return true,
-            Glob::NoMatch => match back {
-                Some((bp, bs)) if bs + 1 < string.len() => {
-                    back = Some((bp, bs + 1));
-                    p = bp;
-                    s = bs + 1;
-                }
-                _ => return false,
-            },
-            Glob::Star(star, at) => {
-                if star + 1 >= pattern.len() {
-                    return true;
-                }
-                back = Some((star + 1, at));
-                p = star + 1;
-                s = at;
-            }
-        }
-    }
-}
-
-enum Glob {
-    Match,
-    NoMatch,
-    /// Reached a `*` (index of the last one of a run) with `string[at..]` left (non-empty).
-    Star(usize, usize),
-}
-
-/// Matches `pattern[p..]` against `string[s..]` up to the next `*`.
-fn glob_segment(pattern: &[u8], mut p: usize, string: &[u8], mut s: usize) -> Glob {
-    // C reads the terminating NUL past the end.
-    let at = |i: usize| pattern.get(i).copied().unwrap_or(0);
-    let plen = pattern.len();
-    while p < plen && s < string.len() {
-        let c = string[s];
-        match at(p) {
-            b'*' => {
-                let mut q = p;
-                while q + 1 < plen && at(q + 1) == b'*' {
-                    q += 1;
-                }
-                return Glob::Star(q, s);
-            }
-            b'?' => s += 1,
-            b'[' => {
-                p += 1;
-                let not = at(p) == b'^';
-                if not {
-                    p += 1;
-                }
-                let mut matched = false;
-                loop {
-                    let remaining = plen.saturating_sub(p);
-                    if at(p) == b'\\' && remaining >= 2 {
-                        p += 1;
-                        if at(p) == c {
-                            matched = true;
-                        }
-                    } else if at(p) == b']' {
-                        break;
-                    } else if remaining == 0 {
-                        p -= 1;
-                        break;
-                    } else if remaining >= 3 && at(p + 1) == b'-' {
-                        // `char` is signed in Redis's build.
-                        let mut start = i32::from(at(p) as i8);
-                        let mut end = i32::from(at(p + 2) as i8);
-                        if start > end {
-                            std::mem::swap(&mut start, &mut end);
-                        }
-                        let ch = i32::from(c as i8);
-                        p += 2;
-                        if ch >= start && ch <= end {
-                            matched = true;
-                        }
-                    } else if at(p) == c {
-                        matched = true;
-                    }
-                    p += 1;
-                }
-                if not {
-                    matched = !matched;
-                }
-                if !matched {
-                    return Glob::NoMatch;
-                }
-                s += 1;
-            }
-            b'\\' => {
-                if plen - p >= 2 {
-                    p += 1;
-                }
-                if at(p) != c {
-                    return Glob::NoMatch;
-                }
-                s += 1;
-            }
-            other => {
-                if other != c {
-                    return Glob::NoMatch;
-                }
-                s += 1;
-            }
-        }
-        p += 1;
-        if s >= string.len() {
-            while p < plen && at(p) == b'*' {
-                p += 1;
-            }
-            break;
-        }
-    }
-    if p >= plen && s >= string.len() {
-        Glob::Match
-    } else {
-        Glob::NoMatch
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::testing::TestDb;
-    use super::{c_strtod, glob_match, parse_cursor, parse_score_bound};
+    use super::{c_strtod, parse_score_bound};
     use crate::crdt::Effect;
     use crate::resp::Protocol;
 
@@ -1961,44 +1743,6 @@ mod tests {
     }
 
     #[test]
-    fn glob_matches_like_redis() {
-        let yes: &[(&str, &str)] = &[
-            ("a*", "abc"),
-            ("*c", "abc"),
-            ("a?c", "abc"),
-            ("[ab]*", "b"),
-            ("[^x]", "a"),
-            ("[a-c]z", "bz"),
-            ("[c-a]z", "bz"),
-            ("\\*", "*"),
-            ("a\\", "a\\"),
-            ("*a*b*", "xxaxxbxx"),
-            ("[^", "q"),
-            ("a**", "a"),
-        ];
-        for (p, s) in yes {
-            assert!(glob_match(p.as_bytes(), s.as_bytes()), "{p} {s}");
-        }
-        let no: &[(&str, &str)] = &[
-            ("a*", "b"),
-            ("*", ""),
-            ("?", ""),
-            ("[^ab]", "a"),
-            ("[", "a"),
-            ("[]", "]"),
-            ("a?", "a"),
-            ("*a*b", "xxbxxa"),
-        ];
-        for (p, s) in no {
-            assert!(!glob_match(p.as_bytes(), s.as_bytes()), "{p} {s}");
-        }
-        // Deeply nested stars neither recurse nor take exponential time.
-        let pattern = "*a".repeat(50_000);
-        let text = "a".repeat(49_999);
-        assert!(!glob_match(pattern.as_bytes(), text.as_bytes()));
-    }
-
-    #[test]
     fn number_parsers_follow_c() {
         assert_eq!(c_strtod(b""), Some(0.0));
         assert_eq!(c_strtod(b" \t1.5"), Some(1.5));
@@ -2010,12 +1754,5 @@ mod tests {
         assert_eq!(parse_score_bound(b"(3"), Some((3.0, true)));
         assert_eq!(parse_score_bound(b"("), Some((0.0, true)));
         assert_eq!(parse_score_bound(b"2\0junk"), Some((2.0, false)));
-        assert_eq!(parse_cursor(b""), Some(0));
-        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
-        assert_eq!(parse_cursor(b"18446744073709551616"), None);
-        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
-        assert_eq!(parse_cursor(b" 1"), None);
-        assert_eq!(parse_cursor(b"1x"), None);
-        assert_eq!(parse_cursor(b"-"), None);
     }
 }

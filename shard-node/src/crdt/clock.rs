@@ -52,8 +52,15 @@ impl Actor {
         }
     }
 
-    /// FNV-1a over the participant, shard and epoch: stable across nodes, builds and platforms.
+    /// The identifier: the high 40 bits are FNV-1a over the participant and shard (the same for
+    /// every epoch of a shard), the low 24 bits the epoch. Stable across nodes and builds, and it
+    /// lets a node tell that an effect comes from a newer epoch of its own shard.
     pub fn id(&self) -> ActorId {
+        ActorId((self.lineage() << EPOCH_BITS) | (self.epoch & EPOCH_MASK))
+    }
+
+    /// The 40-bit hash of participant and shard shared by all epochs of this actor.
+    pub fn lineage(&self) -> u64 {
         const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
         const PRIME: u64 = 0x0000_0100_0000_01b3;
         let mut hash = OFFSET;
@@ -66,8 +73,23 @@ impl Actor {
         feed(self.participant.as_bytes());
         feed(&[0xff]);
         feed(&self.shard.to_le_bytes());
-        feed(&self.epoch.to_le_bytes());
-        ActorId(hash)
+        hash >> (64 - 40)
+    }
+}
+
+/// Bits of an [`ActorId`] that hold the epoch.
+pub const EPOCH_BITS: u32 = 24;
+const EPOCH_MASK: u64 = (1 << EPOCH_BITS) - 1;
+
+impl ActorId {
+    /// The epoch part of the id.
+    pub fn epoch(self) -> u64 {
+        self.0 & EPOCH_MASK
+    }
+
+    /// The participant-and-shard part of the id.
+    pub fn lineage(self) -> u64 {
+        self.0 >> EPOCH_BITS
     }
 }
 
@@ -298,5 +320,7 @@ mod tests {
         assert_ne!(a.id(), Actor::new("us-east", 0, 2).id());
         assert_ne!(a.id(), Actor::new("us-east", 1, 1).id());
         assert_ne!(a.id(), Actor::new("eu-west", 0, 1).id());
+        assert_eq!(a.id().lineage(), Actor::new("us-east", 0, 7).id().lineage());
+        assert_eq!(Actor::new("us-east", 0, 7).id().epoch(), 7);
     }
 }

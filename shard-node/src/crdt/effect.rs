@@ -69,6 +69,9 @@ pub enum OpKind {
     ListRemove { id: ElemId },
     /// Last-writer-wins write of an element's value.
     ListSet { id: ElemId, value: Bytes },
+    /// A pub/sub message: changes no key; delivered to subscribers wherever it is applied, so
+    /// it reaches every region exactly once and in publish order. The op's key is empty.
+    Publish { channel: Bytes, payload: Bytes },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

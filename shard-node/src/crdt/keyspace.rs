@@ -209,6 +209,43 @@ impl Keyspace {
         self.entries.is_empty()
     }
 
+    /// Whether removed state is dropped at once (no other participants) or kept until
+    /// [`Keyspace::collect`] is told every participant has seen it.
+    pub fn set_single_participant(&mut self, single: bool) {
+        self.single_participant = single;
+    }
+
+    pub fn is_single_participant(&self) -> bool {
+        self.single_participant
+    }
+
+    /// Replaces all data and clocks by a full copy received from the primary (replica sync).
+    pub fn replace_with(&mut self, meta: KeyspaceMeta, entries: Vec<(Blob, Entry)>) {
+        self.entries = FastMap::default();
+        self.deadlines = BTreeSet::new();
+        self.clock = VectorClock::new();
+        self.batch = None;
+        self.capture = None;
+        self.outbox.clear();
+        self.restore_meta(meta);
+        for (k, e) in entries {
+            self.restore_entry(k, e);
+        }
+        self.touch_all_watched();
+    }
+
+    /// The highest epoch of this node's participant and shard that it has seen.
+    pub fn highest_own_epoch(&self) -> u64 {
+        let lineage = self.actor_id.lineage();
+        self.clock
+            .iter()
+            .filter(|(a, _)| a.lineage() == lineage)
+            .map(|(a, _)| a.epoch())
+            .max()
+            .unwrap_or(0)
+            .max(self.actor.epoch)
+    }
+
     pub fn keys_with_deadline(&self) -> usize {
         self.deadlines.len()
     }
@@ -434,6 +471,9 @@ impl Keyspace {
     }
 
     fn apply_op(&mut self, op: &Op, effect: &Effect, observed: &VectorClock) {
+        if let OpKind::Publish { .. } = op.kind {
+            return;
+        }
         if let OpKind::FlushAll = op.kind {
             let keys: Vec<Blob> = self.entries.keys().cloned().collect();
             for key in keys {
@@ -448,7 +488,7 @@ impl Keyspace {
         let clock = if single { Some(self.clock.clone()) } else { None };
         let key = &op.key[..];
         self.touch_key(key, |entry| match &op.kind {
-            OpKind::FlushAll => {}
+            OpKind::FlushAll | OpKind::Publish { .. } => {}
             OpKind::Del => entry.remove_observed(observed, dot),
             OpKind::Expire { at_ms } => {
                 entry.expiry.retain(|(d, _)| !observed.covers(*d));

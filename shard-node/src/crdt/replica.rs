@@ -52,6 +52,46 @@ impl CausalBuffer {
         Offer::Applied
     }
 
+    /// Like [`CausalBuffer::offer`], also collecting every effect applied as a result, in the
+    /// order applied (the caller logs and forwards them).
+    pub fn offer_collect(
+        &mut self,
+        keyspace: &mut Keyspace,
+        effect: Effect,
+        applied: &mut Vec<Effect>,
+    ) -> Offer {
+        if keyspace.clock().covers(effect.dot) {
+            return Offer::Duplicate;
+        }
+        if !Self::deliverable(keyspace.clock(), &effect) {
+            if !self.waiting.iter().any(|e| e.dot == effect.dot) {
+                self.waiting.push(effect);
+            }
+            return Offer::Buffered;
+        }
+        keyspace.apply(&effect);
+        applied.push(effect);
+        loop {
+            self.waiting.retain(|e| !keyspace.clock().covers(e.dot));
+            let Some(pos) = self
+                .waiting
+                .iter()
+                .position(|e| Self::deliverable(keyspace.clock(), e))
+            else {
+                break;
+            };
+            let next = self.waiting.swap_remove(pos);
+            keyspace.apply(&next);
+            applied.push(next);
+        }
+        Offer::Applied
+    }
+
+    /// Forgets buffered effects (after a full state transfer replaced the keyspace).
+    pub fn clear(&mut self) {
+        self.waiting.clear();
+    }
+
     fn drain(&mut self, keyspace: &mut Keyspace) {
         loop {
             self.waiting.retain(|e| !keyspace.clock().covers(e.dot));
