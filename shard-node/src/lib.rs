@@ -4,7 +4,9 @@
 pub mod commands;
 pub mod config;
 pub mod crdt;
+pub mod faultproxy;
 pub mod metrics;
 pub mod net;
+pub mod repl;
 pub mod resp;
 pub mod store;

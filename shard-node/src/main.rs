@@ -48,8 +48,19 @@ fn init_logging(format: LogFormat) {
 }
 
 fn run_server(args: ServerArgs) -> anyhow::Result<()> {
-    if args.replicaof.is_some() || !args.peers.is_empty() {
-        anyhow::bail!("--replicaof and --peer need replication, which this build does not include yet");
+    if let Some(r) = &args.replicaof {
+        shard_node::commands::replication::parse_peer_addr(r)
+            .map_err(|e| anyhow::anyhow!("--replicaof: {e}"))?;
+    }
+    for p in &args.peers {
+        let (name, addr) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--peer '{p}' is not NAME=HOST:PORT"))?;
+        if name.is_empty() || name == args.participant {
+            anyhow::bail!("--peer '{p}': the name must be another participant's name");
+        }
+        shard_node::commands::replication::parse_peer_addr(addr)
+            .map_err(|e| anyhow::anyhow!("--peer: {e}"))?;
     }
     if args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_ca.is_some() {
         anyhow::bail!("--tls-cert/--tls-key/--tls-ca secure replication links, which this build does not include yet");
@@ -103,7 +114,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     db.started_ms = now;
     db.tcp_port = local.port();
     db.run_id = format!("{:040x}", rand::random::<u128>());
+    db.participant = args.participant.clone();
+    db.repl = shard_node::repl::ReplState::new(db.ks.clock().clone());
+    if let Some(r) = &args.replicaof {
+        if let Ok((host, port)) = shard_node::commands::replication::parse_peer_addr(r) {
+            shard_node::commands::replication::follow(&mut db, host, port);
+        }
+    }
+    for p in &args.peers {
+        if let Some((name, addr)) = p.split_once('=') {
+            shard_node::commands::replication::set_peer(&mut db, name.to_string(), addr.to_string());
+        }
+    }
     let (shutdown, _) = tokio::sync::watch::channel(false);
+    let (offsets, _) = tokio::sync::watch::channel(0u64);
+    let (acks, _) = tokio::sync::watch::channel(0u64);
     let shared = Arc::new(Shared {
         state: parking_lot::Mutex::new(State { db, store }),
         next_client_id: AtomicU64::new(1),
@@ -113,7 +138,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             ..Limits::default()
         },
         shutdown,
+        offsets,
+        acks,
     });
+    net::start_links(&shared, &mut shared.state.lock());
     tokio::spawn(net::expiry_sweeper(shared.clone()));
     tokio::spawn(net::memory_sampler(shared.clone()));
     tokio::spawn(persist::compactor(shared.clone()));

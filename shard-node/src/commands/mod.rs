@@ -16,6 +16,7 @@
 pub mod hashes;
 pub mod keys;
 pub mod lists;
+pub mod replication;
 pub mod server;
 pub mod sets;
 pub mod strings;
@@ -165,6 +166,10 @@ pub struct Db {
     pub compaction_requested: bool,
     /// Set by SHUTDOWN: the server stops gracefully.
     pub shutdown_requested: bool,
+    /// Replication role, backlog, replicas and peer links.
+    pub repl: crate::repl::ReplState,
+    /// This node's participant (region) name.
+    pub participant: String,
 }
 
 /// Per-connection state.
@@ -183,6 +188,12 @@ pub struct ClientState {
     pub patterns: Vec<Bytes>,
     pub sender: Option<mpsc::UnboundedSender<PubMessage>>,
     pub close_after_reply: bool,
+    /// Set by AA.SYNC / AA.PULL: the connection becomes a replication stream.
+    pub link_request: Option<crate::repl::serve::LinkRequest>,
+    /// Set by AA.HELLO: (kind, name) of the link client.
+    pub link_hello: Option<(String, String)>,
+    /// Set by WAIT: the connection waits for replica acknowledgements before replying.
+    pub pending_wait: Option<crate::repl::WaitRequest>,
 }
 
 impl ClientState {
@@ -199,6 +210,9 @@ impl ClientState {
             patterns: Vec::new(),
             sender: None,
             close_after_reply: false,
+            link_request: None,
+            link_hello: None,
+            pending_wait: None,
         }
     }
 
@@ -282,6 +296,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(sets::commands());
         all.extend(zsets::commands());
         all.extend(lists::commands());
+        all.extend(replication::commands());
         all.into_iter().map(|c| (c.name, c)).collect()
     })
 }
@@ -428,6 +443,11 @@ fn admission(db: &Db, command: &Command) -> Result<(), CmdError> {
             "OOM command not allowed when used memory > 'maxmemory'.",
         ));
     }
+    if command.flags.write && !db.repl.is_primary() {
+        return Err(Cow::Borrowed(
+            "READONLY You can't write against a read only replica.",
+        ));
+    }
     if command.flags.write {
         if let Some(reason) = &db.persistence_error {
             return Err(Cow::Owned(format!(
@@ -447,7 +467,7 @@ pub fn run(
     mut w: ReplyWriter<'_>,
     now_ms: u64,
 ) {
-    if db.ks.keys_with_deadline() > 0 {
+    if db.ks.keys_with_deadline() > 0 && db.repl.is_primary() {
         for pos in command.key_positions(args.len()) {
             let key = &args[pos];
             if db.ks.needs_expiry_delete(key, now_ms, command.flags.write) {

@@ -28,7 +28,6 @@ pub fn commands() -> Vec<Command> {
         cmd("config", -2, "admin", 0, 0, 0, "server", "A container for server configuration commands.", config),
         cmd("dbsize", 1, "readonly fast", 0, 0, 0, "server", "Returns the number of keys in the database.", dbsize),
         cmd("time", 1, "fast", 0, 0, 0, "server", "Returns the server time.", time),
-        cmd("role", 1, "fast", 0, 0, 0, "server", "Returns the replication role.", role),
         cmd("flushdb", -1, "write", 0, 0, 0, "server", "Removes all keys.", flush),
         cmd("flushall", -1, "write", 0, 0, 0, "server", "Removes all keys.", flush),
         cmd("multi", 1, "fast no_queue", 0, 0, 0, "transactions", "Starts a transaction.", multi),
@@ -47,7 +46,6 @@ pub fn commands() -> Vec<Command> {
         cmd("save", 1, "admin", 0, 0, 0, "server", "Compacts the effect log into a snapshot.", bgsave),
         cmd("lastsave", 1, "fast", 0, 0, 0, "server", "Returns the time of the last snapshot.", lastsave),
         cmd("shutdown", -1, "admin no_auth", 0, 0, 0, "server", "Stops the server gracefully.", shutdown),
-        cmd("wait", 3, "", 0, 0, 0, "generic", "Waits for replicas to acknowledge the writes made so far.", wait),
         cmd("aa.digest", 1, "readonly", 0, 0, 0, "crdt", "Returns a digest of the visible keyspace.", digest),
     ]
 }
@@ -521,14 +519,7 @@ pub fn info_text(db: &Db, sections: &[String], now_ms: u64) -> String {
         );
     }
     if want("replication") {
-        let body = db.info_extra.get("replication").cloned().unwrap_or_else(|| {
-            format!(
-                "role:master\r\nconnected_slaves:0\r\nmaster_replid:{}\r\nmaster_repl_offset:{}\r\n",
-                db.run_id,
-                db.ks.clock().get(db.ks.actor_id())
-            )
-        });
-        section("Replication", body);
+        section("Replication", db.repl.info(now_ms));
     }
     if want("commandstats") {
         let mut names: Vec<&String> = db.stats.commands.keys().collect();
@@ -567,7 +558,7 @@ pub fn info_text(db: &Db, sections: &[String], now_ms: u64) -> String {
                 clock.join(","),
                 db.ks.effects_applied,
                 db.ks.tombstones_pending(),
-                db.info_extra.get("crdt").cloned().unwrap_or_default()
+                db.repl.crdt_info(db.ks.clock(), now_ms)
             ),
         );
     }
@@ -755,14 +746,6 @@ fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-fn role(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
-    let offset = ctx.db.ks.clock().get(ctx.db.ks.actor_id());
-    ctx.out.array(3);
-    ctx.out.bulk(b"master");
-    ctx.out.int(offset as i64);
-    ctx.out.array(0);
-    Ok(())
-}
 
 fn flush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     match args.len() {
@@ -895,6 +878,16 @@ pub fn deliver(db: &mut Db, channel: &Bytes, payload: &Bytes) -> usize {
 
 fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let n = deliver(ctx.db, &args[1], &args[2]);
+    if ctx.db.repl.is_primary() {
+        // Replicated as an effect so every region delivers it once, in publish order.
+        ctx.write(vec![Op {
+            key: Bytes::new(),
+            kind: OpKind::Publish {
+                channel: args[1].clone(),
+                payload: args[2].clone(),
+            },
+        }]);
+    }
     ctx.out.int(n as i64);
     Ok(())
 }
@@ -1086,14 +1079,3 @@ fn digest(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// WAIT numreplicas timeout. This node has no replicas attached, so the count is always 0;
-/// the arguments are validated like Redis.
-fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let _wanted = int_arg(&args[1])?;
-    let timeout = int_arg(&args[2])?;
-    if timeout < 0 {
-        return Err(Cow::Borrowed("ERR timeout is negative"));
-    }
-    ctx.out.int(0);
-    Ok(())
-}

@@ -57,7 +57,6 @@ impl TestDb {
 /// A fresh [`Db`] around a keyspace, with default settings.
 pub fn new_db(ks: Keyspace) -> Db {
     Db {
-        ks,
         settings: Settings {
             requirepass: None,
             maxmemory: 0,
@@ -83,5 +82,8 @@ pub fn new_db(ks: Keyspace) -> Db {
         info_extra: BTreeMap::new(),
         compaction_requested: false,
         shutdown_requested: false,
+        participant: ks.actor().participant.clone(),
+        repl: crate::repl::ReplState::new(ks.clock().clone()),
+        ks,
     }
 }

@@ -485,7 +485,15 @@ impl Keyspace {
         let dot = effect.dot;
         let ts = effect.ts;
         let single = self.single_participant;
-        let clock = if single { Some(self.clock.clone()) } else { None };
+        let counts = matches!(
+            op.kind,
+            OpKind::StrAdd { .. } | OpKind::HashAdd { .. } | OpKind::ZAddDelta { .. }
+        );
+        let clock = if single && counts {
+            Some(self.clock.clone())
+        } else {
+            None
+        };
         let key = &op.key[..];
         self.touch_key(key, |entry| match &op.kind {
             OpKind::FlushAll | OpKind::Publish { .. } => {}
@@ -745,7 +753,14 @@ impl Keyspace {
                         }
                         Value::Str(c) => c.coalesce(stable),
                         Value::Hash(h) => h.fields.values_mut().for_each(|c| c.coalesce(stable)),
-                        Value::ZSet(z) => z.members.values_mut().for_each(|c| c.coalesce(stable)),
+                        Value::ZSet(z) => {
+                            z.members.values_mut().for_each(|c| c.coalesce(stable));
+                            z.order = z
+                                .members
+                                .iter()
+                                .map(|(m, c)| (Score(c.score()), m.clone()))
+                                .collect();
+                        }
                         Value::Set(_) => {}
                     }
                 }

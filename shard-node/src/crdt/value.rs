@@ -36,6 +36,9 @@ fn join_dotted<T: Clone, F: Fn(&T) -> Dot>(
     }
 }
 
+/// Float increments kept separate before they are merged (see [`Counted::coalesce`]).
+pub const FLOAT_ADDS_KEPT: usize = 64;
+
 /// A number held by a counter: integers stay exact, any float makes the sum a float.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Num {
@@ -136,16 +139,28 @@ impl<T: Clone> Counted<T> {
     }
 
     /// Merges increments of one actor that every participant has seen into one entry.
+    ///
+    /// Integer increments merge exactly. Float increments are kept apart (so the sum is taken
+    /// in the order they were applied, like Redis) until more than [`FLOAT_ADDS_KEPT`] pile up.
     pub fn coalesce(&mut self, stable: &VectorClock) {
         if self.adds.len() < 2 {
             return;
         }
+        let floats = self
+            .adds
+            .iter()
+            .filter(|(_, d)| matches!(d, Delta::Float(_)))
+            .count();
+        let merge_floats = floats > FLOAT_ADDS_KEPT;
         let mut merged: Vec<(Dot, Delta)> = Vec::with_capacity(self.adds.len());
         for (dot, delta) in self.adds.drain(..) {
-            let target = if stable.covers(dot) {
-                merged
-                    .iter_mut()
-                    .find(|(d, _)| d.actor == dot.actor && stable.covers(*d))
+            let mergeable = stable.covers(dot) && (merge_floats || matches!(delta, Delta::Int(_)));
+            let target = if mergeable {
+                merged.iter_mut().rev().take(1).find(|(d, existing)| {
+                    d.actor == dot.actor
+                        && stable.covers(*d)
+                        && (merge_floats || matches!(existing, Delta::Int(_)))
+                })
             } else {
                 None
             };
@@ -289,17 +304,26 @@ pub struct ListValue {
 }
 
 impl ListValue {
+    /// Position of an element; searched from both ends at once, so pushes and pops at either
+    /// end cost O(1).
     fn position_of(&self, id: ElemId) -> Option<usize> {
-        // Inserts mostly reference the tail (RPUSH) or nothing (LPUSH): search from the back.
-        self.elems.iter().rposition(|e| e.id == id)
+        let n = self.elems.len();
+        for k in 0..n.div_ceil(2) {
+            if self.elems[n - 1 - k].id == id {
+                return Some(n - 1 - k);
+            }
+            if self.elems[k].id == id {
+                return Some(k);
+            }
+        }
+        None
     }
 
     /// Places a new element after `after` (head when `None`), skipping concurrent inserts at
     /// the same place that have a greater stamp, so every replica orders them the same way.
+    /// The caller guarantees `elem` is not already present (effects are applied once; a merge
+    /// checks first).
     pub fn integrate(&mut self, after: Option<ElemId>, elem: Elem) {
-        if self.position_of(elem.id).is_some() {
-            return;
-        }
         let mut pos = match after {
             None => 0,
             // The reference is always delivered first under causal delivery; if it has been

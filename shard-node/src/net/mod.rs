@@ -33,38 +33,70 @@ pub struct State {
 }
 
 impl State {
-    /// Moves committed effects into the log buffer and flushes it. On failure the error is
-    /// recorded so later writes are refused.
+    /// Moves locally committed effects into the log and the replication backlog, then flushes
+    /// the log. On failure the error is recorded so later writes are refused.
     pub fn persist_outbox(&mut self) -> Result<(), String> {
         if self.db.ks.outbox.is_empty() {
             return Ok(());
         }
         let effects = std::mem::take(&mut self.db.ks.outbox);
+        for e in effects {
+            self.record(Arc::new(e));
+        }
+        self.flush_log()
+    }
+
+    /// Records an effect received over a link (already applied): fencing check, pub/sub
+    /// delivery, log and backlog.
+    pub fn record_received(&mut self, effect: crate::crdt::Effect) {
+        if self.db.repl.is_primary() && crate::repl::link::is_newer_epoch(&self.db.ks, &effect) {
+            tracing::warn!(
+                epoch = effect.dot.actor.epoch(),
+                "a newer epoch of this shard exists: this node stops taking writes"
+            );
+            self.db.repl.role = crate::repl::Role::Fenced;
+        }
+        let messages: Vec<(bytes::Bytes, bytes::Bytes)> = crate::repl::link::messages(&effect)
+            .map(|(c, p)| (c.clone(), p.clone()))
+            .collect();
+        for (channel, payload) in messages {
+            crate::commands::server::deliver(&mut self.db, &channel, &payload);
+        }
+        self.record(Arc::new(effect));
+    }
+
+    fn record(&mut self, effect: Arc<crate::crdt::Effect>) {
+        if let Some(store) = self.store.as_mut() {
+            let mut buf = Vec::with_capacity(64);
+            effect.encode(&mut buf);
+            if let Err(err) = store.append(&buf) {
+                self.note_log_failure(err.to_string());
+            }
+        }
+        self.db.repl.backlog.push(effect);
+    }
+
+    /// Flushes buffered log records (fsyncing with `appendfsync always`).
+    pub fn flush_log(&mut self) -> Result<(), String> {
+        if let Some(reason) = &self.db.persistence_error {
+            return Err(reason.clone());
+        }
         let Some(store) = self.store.as_mut() else {
             return Ok(());
         };
-        let mut buf = Vec::with_capacity(64);
-        let mut result = Ok(());
-        for e in &effects {
-            buf.clear();
-            e.encode(&mut buf);
-            if let Err(err) = store.append(&buf) {
-                result = Err(err.to_string());
-                break;
-            }
+        if let Err(err) = store.flush() {
+            let msg = err.to_string();
+            self.note_log_failure(msg.clone());
+            return Err(msg);
         }
-        if result.is_ok() {
-            if let Err(err) = store.flush() {
-                result = Err(err.to_string());
-            }
+        Ok(())
+    }
+
+    fn note_log_failure(&mut self, msg: String) {
+        if self.db.persistence_error.is_none() {
+            tracing::error!(error = %msg, "cannot write the effect log; refusing writes from now on");
         }
-        if let Err(msg) = &result {
-            if self.db.persistence_error.is_none() {
-                tracing::error!(error = %msg, "cannot write the effect log; refusing writes from now on");
-            }
-            self.db.persistence_error = Some(msg.clone());
-        }
-        result
+        self.db.persistence_error = Some(msg);
     }
 }
 
@@ -74,6 +106,38 @@ pub struct Shared {
     pub connections: AtomicUsize,
     pub limits: Limits,
     pub shutdown: watch::Sender<bool>,
+    /// Bumped whenever effects are recorded: replication streams wake up.
+    pub offsets: watch::Sender<u64>,
+    /// Bumped whenever a replica acknowledges: WAIT wakes up.
+    pub acks: watch::Sender<u64>,
+}
+
+/// Starts the link tasks that commands asked for (REPLICAOF, AA.PEER, `--peer`).
+pub fn start_links(shared: &Arc<Shared>, state: &mut State) {
+    for action in std::mem::take(&mut state.db.repl.actions) {
+        match action {
+            crate::repl::ReplAction::FollowPrimary => {
+                if let Some(m) = &state.db.repl.master {
+                    let generation = m.generation;
+                    tokio::spawn(crate::repl::link::run(
+                        shared.clone(),
+                        crate::repl::link::LinkTarget::Primary,
+                        generation,
+                    ));
+                }
+            }
+            crate::repl::ReplAction::PeerChanged(name) => {
+                if let Some(p) = state.db.repl.peers.get(&name) {
+                    let generation = p.generation;
+                    tokio::spawn(crate::repl::link::run(
+                        shared.clone(),
+                        crate::repl::link::LinkTarget::Peer(name),
+                        generation,
+                    ));
+                }
+            }
+        }
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -201,6 +265,21 @@ async fn handle_connection(mut socket: TcpStream, addr: SocketAddr, laddr: Socke
                             let _ = socket.write_all(&output).await;
                             break 'conn;
                         }
+                        Processed::Link(request) => {
+                            if !output.is_empty() && socket.write_all(&output).await.is_err() {
+                                break 'conn;
+                            }
+                            let name = client.link_hello.as_ref().map(|(_, n)| n.clone()).unwrap_or_default();
+                            shared.connections.fetch_sub(1, Ordering::Relaxed);
+                            let input = std::mem::take(&mut input);
+                            crate::repl::serve::serve_link(socket, shared.clone(), id, addr.to_string(), name, request, input).await;
+                            return;
+                        }
+                        Processed::Wait(wait) => {
+                            let count = wait_for_replicas(&shared, wait).await;
+                            let mut w = ReplyWriter::new(&mut output, client.proto);
+                            w.int(count as i64);
+                        }
                     }
                 }
             }
@@ -243,6 +322,10 @@ async fn handle_connection(mut socket: TcpStream, addr: SocketAddr, laddr: Socke
 enum Processed {
     /// Replies (if any) are in the output; `more` when commands may still be buffered.
     Continue { more: bool },
+    /// The connection asked to become a replication stream.
+    Link(crate::repl::serve::LinkRequest),
+    /// A WAIT must be completed before anything else is answered.
+    Wait(crate::repl::WaitRequest),
     /// Send the output, then close (QUIT, protocol error).
     CloseAfterWrite,
     /// Close without sending anything (the log failed: nothing may be acknowledged).
@@ -253,7 +336,7 @@ enum Processed {
 /// their effects before returning. Stops after one command while unauthenticated, because
 /// authentication changes what the parser accepts.
 fn process_input(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     client: &mut ClientState,
     parser: &mut RequestParser,
     input: &mut BytesMut,
@@ -282,26 +365,52 @@ fn process_input(
         }
     }
     let mut close = false;
+    let mut special = None;
     if !commands.is_empty() {
         let mut state = shared.state.lock();
         let now = now_ms();
-        for args in commands.drain(..) {
-            dispatch(&mut state.db, client, &args, output, now);
+        let mut done = 0;
+        for args in commands.iter() {
+            dispatch(&mut state.db, client, args, output, now);
+            done += 1;
             if client.close_after_reply {
                 close = true;
                 break;
             }
+            if let Some(req) = client.link_request.take() {
+                special = Some(Processed::Link(req));
+                break;
+            }
+            if let Some(wait) = client.pending_wait.take() {
+                special = Some(Processed::Wait(wait));
+                break;
+            }
+        }
+        commands.drain(..done);
+        if close {
+            commands.clear();
+        }
+        if !state.db.repl.actions.is_empty() {
+            start_links(shared, &mut state);
         }
         if let Some(meta) = state.db.clients.get_mut(&client.id) {
             meta.last_ms = now;
             meta.multi = client.multi.as_ref().map(|q| q.len() as i64).unwrap_or(-1);
         }
+        let had_effects = !state.db.ks.outbox.is_empty();
         if state.persist_outbox().is_err() {
             return Processed::Closed;
         }
         if state.db.shutdown_requested {
             let _ = shared.shutdown.send(true);
         }
+        drop(state);
+        if had_effects {
+            shared.offsets.send_modify(|n| *n += 1);
+        }
+    }
+    if let Some(special) = special {
+        return special;
     }
     if let Some(e) = protocol_error {
         let mut w = ReplyWriter::new(output, client.proto);
@@ -312,6 +421,35 @@ fn process_input(
         Processed::CloseAfterWrite
     } else {
         Processed::Continue { more }
+    }
+}
+
+/// Waits until enough replicas acknowledged `wait.offset` or the timeout passes; returns how
+/// many did.
+async fn wait_for_replicas(shared: &Shared, wait: crate::repl::WaitRequest) -> usize {
+    let mut acks = shared.acks.subscribe();
+    let deadline = if wait.timeout_ms == 0 {
+        None
+    } else {
+        Some(tokio::time::Instant::now() + Duration::from_millis(wait.timeout_ms))
+    };
+    loop {
+        let have = shared.state.lock().db.repl.replicas_at(wait.offset);
+        if have >= wait.replicas {
+            return have;
+        }
+        match deadline {
+            Some(d) => {
+                if tokio::time::timeout_at(d, acks.changed()).await.is_err() {
+                    return shared.state.lock().db.repl.replicas_at(wait.offset);
+                }
+            }
+            None => {
+                if acks.changed().await.is_err() {
+                    return have;
+                }
+            }
+        }
     }
 }
 
@@ -336,6 +474,7 @@ fn write_message(out: &mut BytesMut, proto: Protocol, msg: &PubMessage) {
 
 /// Deletes keys whose expiry this node owns once they are due, a bounded number per round.
 pub async fn expiry_sweeper(shared: Arc<Shared>) {
+    let mut rounds: u64 = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut shutdown_rx = shared.shutdown.subscribe();
     loop {
@@ -345,7 +484,11 @@ pub async fn expiry_sweeper(shared: Arc<Shared>) {
         }
         let now = now_ms();
         let mut state = shared.state.lock();
-        if state.db.ks.keys_with_deadline() == 0 {
+        rounds += 1;
+        if rounds % 10 == 0 {
+            collect_tombstones(&mut state);
+        }
+        if state.db.ks.keys_with_deadline() == 0 || !state.db.repl.is_primary() {
             continue;
         }
         let due = state.db.ks.due_for_expiry(now, 500);
@@ -360,6 +503,26 @@ pub async fn expiry_sweeper(shared: Arc<Shared>) {
             state.db.stats.expired_keys += 1;
         }
         let _ = state.persist_outbox();
+        drop(state);
+        if !due.is_empty() {
+            shared.offsets.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// Drops ordering-only state every participant has seen (once a second).
+fn collect_tombstones(state: &mut State) {
+    if !state.db.repl.is_primary() {
+        return;
+    }
+    let mine = state.db.ks.clock().clone();
+    let stable = if state.db.repl.peers.is_empty() {
+        Some(mine)
+    } else {
+        state.db.repl.stable_clock(&mine)
+    };
+    if let Some(stable) = stable {
+        state.db.ks.collect(&stable);
     }
 }
 

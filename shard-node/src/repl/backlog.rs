@@ -45,7 +45,7 @@ fn weight(effect: &Effect) -> usize {
 
 /// A fresh random replication id (40 hex characters, like Redis).
 pub fn new_replid() -> String {
-    format!("{:040x}", rand::random::<u128>() & ((1u128 << 120) - 1) | (1u128 << 124))
+    format!("{:032x}{:08x}", rand::random::<u128>(), rand::random::<u32>())
 }
 
 impl Backlog {

@@ -1,0 +1,439 @@
+//! The client side of replication links: a replica following its primary, and a node pulling
+//! from a peer.
+//!
+//! Contract: one task per link, reconnecting with backoff until its generation is superseded
+//! (REPLICAOF / AA.PEER changed it) or the server shuts down. Received effects pass the causal
+//! gate, are applied, logged and recorded in this node's backlog (so this node's own replicas
+//! and peers get them), and acknowledged. A full transfer replaces a replica's state and is
+//! merged (joined) into a peer's state. A refused handshake (wrong password, version, shard) is
+//! logged with the reason and retried more slowly.
+
+use crate::crdt::keyspace::{Entry, KeyspaceMeta};
+use crate::crdt::{Blob, Effect, Keyspace, OpKind, VectorClock};
+use crate::net::{now_ms, Shared};
+use crate::repl::{LinkState, Role, LINK_PROTOCOL_VERSION};
+use crate::resp::{Limits, RequestParser};
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Which link a task serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkTarget {
+    Primary,
+    Peer(String),
+}
+
+/// Where the link should connect now, or `None` when the task is superseded.
+fn current_address(shared: &Shared, target: &LinkTarget, generation: u64) -> Option<String> {
+    let state = shared.state.lock();
+    let repl = &state.db.repl;
+    match target {
+        LinkTarget::Primary => match (&repl.role, &repl.master) {
+            (Role::Replica { host, port }, Some(m)) if m.generation == generation => {
+                Some(format!("{host}:{port}"))
+            }
+            _ => None,
+        },
+        LinkTarget::Peer(name) => repl
+            .peers
+            .get(name)
+            .filter(|p| p.generation == generation)
+            .map(|p| p.addr.clone()),
+    }
+}
+
+fn set_status(shared: &Shared, target: &LinkTarget, generation: u64, state: LinkState, error: Option<String>) {
+    let mut st = shared.state.lock();
+    let repl = &mut st.db.repl;
+    match target {
+        LinkTarget::Primary => {
+            if let Some(m) = repl.master.as_mut().filter(|m| m.generation == generation) {
+                m.state = state;
+                if let Some(e) = error {
+                    m.last_error = e;
+                }
+            }
+        }
+        LinkTarget::Peer(name) => {
+            if let Some(p) = repl.peers.get_mut(name).filter(|p| p.generation == generation) {
+                p.state = state;
+                if let Some(e) = error {
+                    p.last_error = e;
+                }
+            }
+        }
+    }
+}
+
+/// Runs one link until it is superseded or the server shuts down.
+pub async fn run(shared: Arc<Shared>, target: LinkTarget, generation: u64) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(addr) = current_address(&shared, &target, generation) else {
+            return;
+        };
+        let outcome = tokio::select! {
+            r = session(&shared, &target, generation, &addr) => r,
+            _ = shutdown.changed() => return,
+        };
+        match outcome {
+            Ok(()) => return,
+            Err(LinkError::Refused(reason)) => {
+                tracing::warn!(link = ?target, %addr, %reason, "link refused by the other node");
+                set_status(&shared, &target, generation, LinkState::Down, Some(reason));
+                backoff = Duration::from_secs(1);
+            }
+            Err(LinkError::Io(reason)) => {
+                tracing::debug!(link = ?target, %addr, %reason, "link down");
+                set_status(&shared, &target, generation, LinkState::Down, Some(reason));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}
+
+enum LinkError {
+    /// The other node said no (password, version, shard): worth a log line.
+    Refused(String),
+    /// Connection trouble.
+    Io(String),
+}
+
+impl From<std::io::Error> for LinkError {
+    fn from(e: std::io::Error) -> Self {
+        LinkError::Io(e.to_string())
+    }
+}
+
+/// Reads one reply line (`+…` or `-…`) of the handshake.
+async fn read_line(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<String, LinkError> {
+    loop {
+        if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = buf.split_to(pos + 2);
+            return Ok(String::from_utf8_lossy(&line[..pos]).into_owned());
+        }
+        if buf.len() > 64 * 1024 {
+            return Err(LinkError::Io("handshake reply too long".into()));
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read_buf(buf))
+            .await
+            .map_err(|_| LinkError::Io("handshake timed out".into()))??;
+        if n == 0 {
+            return Err(LinkError::Io("connection closed during handshake".into()));
+        }
+    }
+}
+
+async fn command(socket: &mut TcpStream, buf: &mut BytesMut, args: &[&[u8]]) -> Result<String, LinkError> {
+    let mut out = BytesMut::new();
+    crate::resp::write_command(&mut out, args);
+    socket.write_all(&out).await?;
+    let line = read_line(socket, buf).await?;
+    if let Some(err) = line.strip_prefix('-') {
+        return Err(LinkError::Refused(err.to_string()));
+    }
+    Ok(line)
+}
+
+/// A full state transfer being received.
+struct FullTransfer {
+    meta: Option<KeyspaceMeta>,
+    entries: Vec<(Blob, Entry)>,
+    offset: u64,
+    replid: String,
+}
+
+async fn session(shared: &Arc<Shared>, target: &LinkTarget, generation: u64, addr: &str) -> Result<(), LinkError> {
+    set_status(shared, target, generation, LinkState::Connecting, None);
+    let mut socket = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        .await
+        .map_err(|_| LinkError::Io(format!("connecting to {addr} timed out")))??;
+    let _ = socket.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let (secret, participant, shard, resume) = {
+        let state = shared.state.lock();
+        let db = &state.db;
+        let resume = match (target, db.repl.master.as_ref()) {
+            (LinkTarget::Primary, Some(m)) => (
+                m.master_replid.clone().unwrap_or_else(|| "?".into()),
+                m.master_offset.map(|o| o as i64).unwrap_or(-1),
+            ),
+            _ => ("?".into(), -1),
+        };
+        (
+            db.settings.requirepass.clone(),
+            db.participant.clone(),
+            db.ks.actor().shard,
+            resume,
+        )
+    };
+    if let Some(secret) = &secret {
+        command(&mut socket, &mut buf, &[b"AUTH", secret]).await?;
+    }
+    let kind: &[u8] = if *target == LinkTarget::Primary { b"replica" } else { b"peer" };
+    command(
+        &mut socket,
+        &mut buf,
+        &[
+            b"AA.HELLO",
+            LINK_PROTOCOL_VERSION.to_string().as_bytes(),
+            participant.as_bytes(),
+            shard.to_string().as_bytes(),
+            kind,
+            participant.as_bytes(),
+        ],
+    )
+    .await?;
+    let mut out = BytesMut::new();
+    match target {
+        LinkTarget::Primary => {
+            crate::resp::write_command(
+                &mut out,
+                &[b"AA.SYNC", resume.0.as_bytes(), resume.1.to_string().as_bytes()],
+            );
+        }
+        LinkTarget::Peer(_) => {
+            let clock = postcard::to_allocvec(shared.state.lock().db.ks.clock()).unwrap_or_default();
+            crate::resp::write_command(&mut out, &[&b"AA.PULL"[..], &clock]);
+        }
+    }
+    socket.write_all(&out).await?;
+    set_status(shared, target, generation, LinkState::Syncing, Some(String::new()));
+    tracing::info!(link = ?target, %addr, "link connected");
+
+    let mut parser = RequestParser::new();
+    let limits = Limits::default();
+    let mut full: Option<FullTransfer> = None;
+    let mut frames: Vec<Vec<Bytes>> = Vec::new();
+    loop {
+        loop {
+            match parser.parse(&mut buf, &limits, true) {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(e) => return Err(LinkError::Io(format!("garbage on the link: {}", e.0))),
+            }
+        }
+        if !frames.is_empty() {
+            let ack = apply_frames(shared, target, generation, &mut frames, &mut full)?;
+            if let Some(ack) = ack {
+                socket.write_all(&ack).await?;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read_buf(&mut buf))
+            .await
+            .map_err(|_| LinkError::Io("no heartbeat for 5 s".into()))??;
+        if n == 0 {
+            return Err(LinkError::Io("the other node closed the link".into()));
+        }
+    }
+}
+
+/// Applies received frames under one lock; returns the acknowledgement to send.
+fn apply_frames(
+    shared: &Shared,
+    target: &LinkTarget,
+    generation: u64,
+    frames: &mut Vec<Vec<Bytes>>,
+    full: &mut Option<FullTransfer>,
+) -> Result<Option<BytesMut>, LinkError> {
+    let mut state = shared.state.lock();
+    if current_address_locked(&state.db.repl, target, generation).is_none() {
+        return Err(LinkError::Io("link superseded".into()));
+    }
+    let now = now_ms();
+    let mut applied: Vec<Effect> = Vec::new();
+    let mut got_effects = false;
+    for f in frames.drain(..) {
+        let word = |i: usize| f.get(i).map(|a| &a[..]).unwrap_or(b"");
+        match word(0) {
+            b"FULL" => {
+                *full = Some(FullTransfer {
+                    meta: None,
+                    entries: Vec::new(),
+                    offset: parse_u64(word(2)),
+                    replid: String::from_utf8_lossy(word(1)).into_owned(),
+                });
+            }
+            b"META" => {
+                if let Some(t) = full.as_mut() {
+                    t.meta = postcard::from_bytes(word(1)).ok();
+                }
+            }
+            b"KEY" => {
+                if let (Some(t), Some(pair)) = (full.as_mut(), super::serve::decode_key(word(1))) {
+                    t.entries.push(pair);
+                }
+            }
+            b"END" => {
+                let Some(t) = full.take() else { continue };
+                let Some(meta) = t.meta else {
+                    return Err(LinkError::Io("full transfer without META".into()));
+                };
+                finish_full_transfer(&mut state, target, meta, t.entries, t.replid, t.offset);
+            }
+            b"CONT" => {
+                if let (LinkTarget::Primary, Some(m)) = (target, state.db.repl.master.as_mut()) {
+                    m.master_replid = Some(String::from_utf8_lossy(word(1)).into_owned());
+                    m.master_offset = Some(parse_u64(word(2)));
+                }
+                set_link_up(&mut state, target);
+            }
+            b"E" => {
+                let effect = Effect::decode(word(1))
+                    .map_err(|e| LinkError::Io(format!("undecodable effect: {e}")))?;
+                got_effects = true;
+                let db = &mut state.db;
+                if let (LinkTarget::Primary, Some(m)) = (target, db.repl.master.as_mut()) {
+                    m.master_offset = Some(m.master_offset.unwrap_or(0) + 1);
+                    m.last_io_ms = now;
+                }
+                db.repl.gate.offer_collect(&mut db.ks, effect, &mut applied);
+            }
+            b"HB" => {
+                let db = &mut state.db;
+                if let Ok(theirs) = postcard::from_bytes::<VectorClock>(word(1)) {
+                    if let LinkTarget::Peer(name) = target {
+                        let lag = crate::repl::ReplState::lag_effects(db.ks.clock(), &theirs);
+                        if let Some(p) = db.repl.peers.get_mut(name) {
+                            if lag == 0 {
+                                p.caught_up_ms = now;
+                            }
+                            p.their_clock = theirs;
+                            if p.state != LinkState::Up {
+                                p.state = LinkState::Up;
+                            }
+                        }
+                    }
+                }
+                if let (LinkTarget::Primary, Some(m)) = (target, db.repl.master.as_mut()) {
+                    m.last_io_ms = now;
+                    if let Ok(stable) = postcard::from_bytes::<VectorClock>(word(4)) {
+                        // The primary's view of what every participant has seen.
+                        db.ks.collect(&stable);
+                    }
+                }
+            }
+            _ => return Err(LinkError::Io("unknown frame on the link".into())),
+        }
+    }
+    for effect in applied {
+        state.record_received(effect);
+    }
+    let _ = state.flush_log();
+    let db = &state.db;
+    let ack = match target {
+        LinkTarget::Primary => db.repl.master.as_ref().and_then(|m| m.master_offset).map(|o| {
+            let mut out = BytesMut::new();
+            crate::resp::write_command(&mut out, &[&b"REPLCONF"[..], b"ACK", o.to_string().as_bytes()]);
+            out
+        }),
+        LinkTarget::Peer(_) => {
+            if got_effects || full.is_none() {
+                let clock = postcard::to_allocvec(db.ks.clock()).unwrap_or_default();
+                let mut out = BytesMut::new();
+                crate::resp::write_command(&mut out, &[&b"AA.ACK"[..], &clock]);
+                Some(out)
+            } else {
+                None
+            }
+        }
+    };
+    drop(state);
+    shared.offsets.send_modify(|n| *n += 1);
+    Ok(ack)
+}
+
+fn current_address_locked(repl: &crate::repl::ReplState, target: &LinkTarget, generation: u64) -> Option<()> {
+    match target {
+        LinkTarget::Primary => repl
+            .master
+            .as_ref()
+            .filter(|m| m.generation == generation && matches!(repl.role, Role::Replica { .. }))
+            .map(|_| ()),
+        LinkTarget::Peer(name) => repl.peers.get(name).filter(|p| p.generation == generation).map(|_| ()),
+    }
+}
+
+fn set_link_up(state: &mut crate::net::State, target: &LinkTarget) {
+    let repl = &mut state.db.repl;
+    match target {
+        LinkTarget::Primary => {
+            if let Some(m) = repl.master.as_mut() {
+                m.state = LinkState::Up;
+            }
+        }
+        LinkTarget::Peer(name) => {
+            if let Some(p) = repl.peers.get_mut(name) {
+                p.state = LinkState::Up;
+            }
+        }
+    }
+}
+
+fn parse_u64(b: &[u8]) -> u64 {
+    std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Installs a full transfer: a replica takes the primary's state as its own; a peer's state is
+/// merged in. Either way this node's own history restarts (new replication id) and a snapshot
+/// is scheduled so the log matches the new state.
+fn finish_full_transfer(
+    state: &mut crate::net::State,
+    target: &LinkTarget,
+    meta: KeyspaceMeta,
+    entries: Vec<(Blob, Entry)>,
+    replid: String,
+    offset: u64,
+) {
+    let db = &mut state.db;
+    match target {
+        LinkTarget::Primary => {
+            let keys = entries.len();
+            db.ks.replace_with(meta, entries);
+            db.repl.gate.clear();
+            if let Some(m) = db.repl.master.as_mut() {
+                m.master_replid = Some(replid);
+                m.master_offset = Some(offset);
+                m.state = LinkState::Up;
+            }
+            tracing::info!(keys, "full copy received from the primary");
+        }
+        LinkTarget::Peer(name) => {
+            let mut theirs = Keyspace::new(meta.actor.clone(), false);
+            theirs.restore_meta(meta);
+            for (k, e) in entries {
+                theirs.restore_entry(k, e);
+            }
+            db.ks.join(&theirs);
+            if let Some(p) = db.repl.peers.get_mut(name) {
+                p.full_merges += 1;
+                p.state = LinkState::Up;
+            }
+            tracing::info!(peer = %name, "merged the full state of a peer whose backlog no longer covered this node");
+        }
+    }
+    let clock = db.ks.clock().clone();
+    db.repl.backlog.reset(clock);
+    db.compaction_requested = true;
+}
+
+/// True when an effect comes from a newer epoch of this node's own shard.
+pub fn is_newer_epoch(ks: &Keyspace, effect: &Effect) -> bool {
+    effect.dot.actor.lineage() == ks.actor_id().lineage() && effect.dot.actor.epoch() > ks.actor().epoch
+}
+
+/// Pub/sub messages carried by an effect.
+pub fn messages(effect: &Effect) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+    effect.ops.iter().filter_map(|op| match &op.kind {
+        OpKind::Publish { channel, payload } => Some((channel, payload)),
+        _ => None,
+    })
+}
