@@ -69,10 +69,20 @@ pub struct ServerArgs {
     #[arg(long, env = "SHARD_NODE_REPLICAOF", value_name = "HOST:PORT")]
     pub replicaof: Option<String>,
     /// The same shard in another participant (NAME=HOST:PORT); repeatable.
-    #[arg(long = "peer", env = "SHARD_NODE_PEER", value_name = "NAME=HOST:PORT", value_delimiter = ',')]
+    #[arg(
+        long = "peer",
+        env = "SHARD_NODE_PEER",
+        value_name = "NAME=HOST:PORT",
+        value_delimiter = ','
+    )]
     pub peers: Vec<String>,
     /// When the effect log is fsynced.
-    #[arg(long, env = "SHARD_NODE_APPENDFSYNC", value_enum, default_value = "everysec")]
+    #[arg(
+        long,
+        env = "SHARD_NODE_APPENDFSYNC",
+        value_enum,
+        default_value = "everysec"
+    )]
     pub appendfsync: AppendFsync,
     /// Whether effects are written to disk at all.
     #[arg(long, env = "SHARD_NODE_APPENDONLY", value_enum, default_value = "yes")]
@@ -103,7 +113,12 @@ pub struct ServerArgs {
     #[arg(long, env = "SHARD_NODE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format.
-    #[arg(long, env = "SHARD_NODE_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "SHARD_NODE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Maximum size of one bulk argument in bytes.
     #[arg(long, env = "SHARD_NODE_PROTO_MAX_BULK_LEN", default_value_t = 512 * 1024 * 1024)]
@@ -111,8 +126,9 @@ pub struct ServerArgs {
 }
 
 fn parse_memory_arg(text: &str) -> Result<u64, String> {
-    crate::commands::server::parse_memory(text.as_bytes())
-        .ok_or_else(|| format!("'{text}' is not a memory size (bytes, or a number with kb, mb or gb)"))
+    crate::commands::server::parse_memory(text.as_bytes()).ok_or_else(|| {
+        format!("'{text}' is not a memory size (bytes, or a number with kb, mb or gb)")
+    })
 }
 
 /// Expands `--config FILE` into command-line arguments placed before the real ones, so the
@@ -140,9 +156,9 @@ pub fn expand_config_file(args: Vec<String>) -> Result<Vec<String>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (name, value) = line.split_once(char::is_whitespace).ok_or_else(|| {
-            format!("{path}:{}: expected 'name value', got '{line}'", n + 1)
-        })?;
+        let (name, value) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("{path}:{}: expected 'name value', got '{line}'", n + 1))?;
         from_file.push(format!("--{}", name.trim()));
         from_file.push(value.trim().trim_matches('"').to_string());
     }

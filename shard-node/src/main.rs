@@ -123,7 +123,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     for p in &args.peers {
         if let Some((name, addr)) = p.split_once('=') {
-            shard_node::commands::replication::set_peer(&mut db, name.to_string(), addr.to_string());
+            shard_node::commands::replication::set_peer(
+                &mut db,
+                name.to_string(),
+                addr.to_string(),
+            );
         }
     }
     let (shutdown, _) = tokio::sync::watch::channel(false);

@@ -44,21 +44,37 @@ pub fn render(shared: &Shared) -> String {
 
     let total_connections: Counter<u64, AtomicU64> = Counter::default();
     total_connections.inc_by(db.stats.total_connections);
-    registry.register("connections_received", "Connections accepted since start", total_connections);
+    registry.register(
+        "connections_received",
+        "Connections accepted since start",
+        total_connections,
+    );
 
     let commands = Family::<CommandLabel, Counter<u64, AtomicU64>>::default();
     let command_seconds = Family::<CommandLabel, Counter<f64, AtomicU64>>::default();
     for (name, (calls, micros)) in &db.stats.commands {
-        let label = CommandLabel { command: name.clone() };
+        let label = CommandLabel {
+            command: name.clone(),
+        };
         commands.get_or_create(&label).inc_by(*calls);
-        command_seconds.get_or_create(&label).inc_by(*micros as f64 / 1e6);
+        command_seconds
+            .get_or_create(&label)
+            .inc_by(*micros as f64 / 1e6);
     }
     registry.register("commands", "Commands executed, by command", commands);
-    registry.register("command_duration_seconds", "Time spent executing commands, by command", command_seconds);
+    registry.register(
+        "command_duration_seconds",
+        "Time spent executing commands, by command",
+        command_seconds,
+    );
 
     let errors = Family::<ErrorLabel, Counter<u64, AtomicU64>>::default();
     for (prefix, n) in &db.stats.error_replies {
-        errors.get_or_create(&ErrorLabel { prefix: prefix.clone() }).inc_by(*n);
+        errors
+            .get_or_create(&ErrorLabel {
+                prefix: prefix.clone(),
+            })
+            .inc_by(*n);
     }
     registry.register("error_replies", "Error replies, by error prefix", errors);
 
@@ -68,15 +84,27 @@ pub fn render(shared: &Shared) -> String {
 
     let memory: Gauge = Gauge::default();
     memory.set(db.used_memory as i64);
-    registry.register("used_memory_bytes", "Bytes allocated by the process", memory);
+    registry.register(
+        "used_memory_bytes",
+        "Bytes allocated by the process",
+        memory,
+    );
 
     let effects: Counter<u64, AtomicU64> = Counter::default();
     effects.inc_by(db.ks.effects_applied);
-    registry.register("effects_applied", "CRDT effects applied (local and remote)", effects);
+    registry.register(
+        "effects_applied",
+        "CRDT effects applied (local and remote)",
+        effects,
+    );
 
     let tombstones: Gauge = Gauge::default();
     tombstones.set(db.ks.tombstones_pending() as i64);
-    registry.register("tombstones_pending", "Ordering-only state waiting for collection", tombstones);
+    registry.register(
+        "tombstones_pending",
+        "Ordering-only state waiting for collection",
+        tombstones,
+    );
 
     if let Some(store) = &state.store {
         let stats = store.fsync_stats();
@@ -85,17 +113,29 @@ pub fn render(shared: &Shared) -> String {
         registry.register("fsyncs", "Successful fsyncs of the effect log", fsyncs);
         let fsync_seconds: Counter<f64, AtomicU64> = Counter::default();
         fsync_seconds.inc_by(stats.total_micros as f64 / 1e6);
-        registry.register("fsync_duration_seconds", "Total time spent in fsync of the effect log", fsync_seconds);
+        registry.register(
+            "fsync_duration_seconds",
+            "Total time spent in fsync of the effect log",
+            fsync_seconds,
+        );
         let fsync_max: Gauge<f64, AtomicU64> = Gauge::default();
         fsync_max.set(stats.max_micros as f64 / 1e6);
-        registry.register("fsync_max_seconds", "Slowest fsync of the effect log", fsync_max);
+        registry.register(
+            "fsync_max_seconds",
+            "Slowest fsync of the effect log",
+            fsync_max,
+        );
         let log_bytes: Gauge = Gauge::default();
         log_bytes.set(store.log_size() as i64);
         registry.register("log_bytes", "Size of the live effect log", log_bytes);
     }
     let persistence_ok: Gauge = Gauge::default();
     persistence_ok.set(i64::from(db.persistence_error.is_none()));
-    registry.register("persistence_ok", "1 while the effect log can be written", persistence_ok);
+    registry.register(
+        "persistence_ok",
+        "1 while the effect log can be written",
+        persistence_ok,
+    );
     drop(state);
 
     let mut out = String::new();
@@ -111,7 +151,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             a = listener.accept() => a,
             _ = shutdown_rx.changed() => return,
         };
-        let Ok((mut socket, _)) = accepted else { continue };
+        let Ok((mut socket, _)) = accepted else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];

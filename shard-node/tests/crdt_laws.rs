@@ -92,10 +92,9 @@ fn build(round1: &Workload, round2: &Workload, deliver: &[bool]) -> (Vec<Region>
     run(&mut regions, round1, &mut all);
     let mut flag = deliver.iter().cycle();
     let snapshot = all.clone();
-    for target in 0..3 {
+    for region in regions.iter_mut() {
         for e in &snapshot {
             if *flag.next().unwrap_or(&true) {
-                let region = &mut regions[target];
                 region.gate.offer(&mut region.db.db.ks, e.clone());
             }
         }

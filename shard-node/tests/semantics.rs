@@ -129,7 +129,12 @@ fn bulk(s: &str) -> String {
 
 fn expect(region: &mut Region, cmd: &[&str], reply: &str) {
     let got = region.run(cmd);
-    assert_eq!(got, reply, "{cmd:?} on region {}", region.db.db.ks.actor().participant);
+    assert_eq!(
+        got,
+        reply,
+        "{cmd:?} on region {}",
+        region.db.db.ks.actor().participant
+    );
 }
 
 /// Members of a set/array reply, sorted, for order-independent comparisons.
@@ -163,7 +168,10 @@ fn concurrent_creation_with_two_types_later_timestamp_wins() {
     let rule = Rule {
         regions: 2,
         setup: &[],
-        concurrent: &[(0, 5, &[&["SET", "k", "v"]]), (1, 1, &[&["SADD", "k", "x"]])],
+        concurrent: &[
+            (0, 5, &[&["SET", "k", "v"]]),
+            (1, 1, &[&["SADD", "k", "x"]]),
+        ],
     };
     play(&rule, |r| {
         expect(r, &["TYPE", "k"], "+string\r\n");
@@ -172,9 +180,14 @@ fn concurrent_creation_with_two_types_later_timestamp_wins() {
     let rule = Rule {
         regions: 2,
         setup: &[],
-        concurrent: &[(0, 1, &[&["SET", "k", "v"]]), (1, 5, &[&["SADD", "k", "x"]])],
+        concurrent: &[
+            (0, 1, &[&["SET", "k", "v"]]),
+            (1, 5, &[&["SADD", "k", "x"]]),
+        ],
     };
-    play(&rule, |r| expect(r, &["SMEMBERS", "k"], "*1\r\n$1\r\nx\r\n"));
+    play(&rule, |r| {
+        expect(r, &["SMEMBERS", "k"], "*1\r\n$1\r\nx\r\n")
+    });
 }
 
 #[test]
@@ -191,7 +204,9 @@ fn del_vs_concurrent_sadd_update_wins() {
         setup: &[&["SADD", "k", "a"]],
         concurrent: &[(0, 1, &[&["DEL", "k"]]), (1, 1, &[&["SADD", "k", "x"]])],
     };
-    play(&rule, |r| expect(r, &["SMEMBERS", "k"], "*1\r\n$1\r\nx\r\n"));
+    play(&rule, |r| {
+        expect(r, &["SMEMBERS", "k"], "*1\r\n$1\r\nx\r\n")
+    });
 }
 
 #[test]
@@ -309,7 +324,10 @@ fn concurrent_increments_accumulate() {
 fn integer_counters_are_limited_to_59_bits() {
     let mut r = Region::new(0);
     let limit = (1i64 << 58) - 1;
-    assert_eq!(r.run(&["INCRBY", "c", &limit.to_string()]), format!(":{limit}\r\n"));
+    assert_eq!(
+        r.run(&["INCRBY", "c", &limit.to_string()]),
+        format!(":{limit}\r\n")
+    );
     assert_eq!(
         r.run(&["INCR", "c"]),
         "-ERR increment or decrement would overflow\r\n"
@@ -364,7 +382,10 @@ fn hdel_vs_concurrent_hset_update_wins() {
     let rule = Rule {
         regions: 2,
         setup: &[&["HSET", "h", "f", "old"]],
-        concurrent: &[(0, 5, &[&["HDEL", "h", "f"]]), (1, 1, &[&["HSET", "h", "f", "x"]])],
+        concurrent: &[
+            (0, 5, &[&["HDEL", "h", "f"]]),
+            (1, 1, &[&["HSET", "h", "f", "x"]]),
+        ],
     };
     play(&rule, |r| expect(r, &["HGET", "h", "f"], &bulk("x")));
 }
@@ -411,7 +432,9 @@ fn set_add_wins_over_unobserved_remove() {
             (1, 1, &[&["SADD", "s", "c"]]),
         ],
     };
-    play(&rule, |r| assert_eq!(members(r, &["SMEMBERS", "s"]), vec!["b", "c"]));
+    play(&rule, |r| {
+        assert_eq!(members(r, &["SMEMBERS", "s"]), vec!["b", "c"])
+    });
 }
 
 #[test]
@@ -444,7 +467,9 @@ fn concurrent_zadd_score_last_writer_wins() {
             (1, 2, &[&["ZADD", "z", "2.1", "x"]]),
         ],
     };
-    play(&rule, |r| expect(r, &["ZSCORE", "z", "x"], &bulk("2.1000000000000001")));
+    play(&rule, |r| {
+        expect(r, &["ZSCORE", "z", "x"], &bulk("2.1000000000000001"))
+    });
     let winner = smaller_of_a_and_b();
     let rule = Rule {
         regions: 2,
@@ -489,7 +514,10 @@ fn zadd_wins_over_unobserved_zrem() {
     let rule = Rule {
         regions: 2,
         setup: &[&["ZADD", "z", "1", "x"]],
-        concurrent: &[(0, 9, &[&["ZREM", "z", "x"]]), (1, 1, &[&["ZADD", "z", "5", "x"]])],
+        concurrent: &[
+            (0, 9, &[&["ZREM", "z", "x"]]),
+            (1, 1, &[&["ZADD", "z", "5", "x"]]),
+        ],
     };
     play(&rule, |r| expect(r, &["ZSCORE", "z", "x"], &bulk("5")));
 }
@@ -521,7 +549,9 @@ fn list_del_removes_only_observed_elements() {
         setup: &[&["RPUSH", "L", "x"]],
         concurrent: &[(0, 1, &[&["LPUSH", "L", "y"]]), (1, 5, &[&["DEL", "L"]])],
     };
-    play(&rule, |r| expect(r, &["LRANGE", "L", "0", "-1"], "*1\r\n$1\r\ny\r\n"));
+    play(&rule, |r| {
+        expect(r, &["LRANGE", "L", "0", "-1"], "*1\r\n$1\r\ny\r\n")
+    });
 }
 
 #[test]
@@ -531,7 +561,9 @@ fn concurrent_pops_return_the_same_element_which_is_removed_once() {
         setup: &[&["RPUSH", "L", "a", "b"]],
         concurrent: &[(0, 1, &[&["LPOP", "L"]]), (1, 1, &[&["LPOP", "L"]])],
     };
-    play(&rule, |r| expect(r, &["LRANGE", "L", "0", "-1"], "*1\r\n$1\r\nb\r\n"));
+    play(&rule, |r| {
+        expect(r, &["LRANGE", "L", "0", "-1"], "*1\r\n$1\r\nb\r\n")
+    });
 }
 
 #[test]
@@ -544,7 +576,13 @@ fn lset_is_a_register_write_on_the_element() {
             (1, 2, &[&["LSET", "L", "0", "q"]]),
         ],
     };
-    play(&rule, |r| expect(r, &["LRANGE", "L", "0", "-1"], "*2\r\n$1\r\nq\r\n$1\r\nb\r\n"));
+    play(&rule, |r| {
+        expect(
+            r,
+            &["LRANGE", "L", "0", "-1"],
+            "*2\r\n$1\r\nq\r\n$1\r\nb\r\n",
+        )
+    });
 }
 
 #[test]
@@ -557,7 +595,9 @@ fn ltrim_and_lrem_remove_only_observed_elements() {
             (1, 1, &[&["RPUSH", "L", "c"], &["LREM", "L", "0", "a"]]),
         ],
     };
-    play(&rule, |r| expect(r, &["LRANGE", "L", "0", "-1"], "*1\r\n$1\r\nc\r\n"));
+    play(&rule, |r| {
+        expect(r, &["LRANGE", "L", "0", "-1"], "*1\r\n$1\r\nc\r\n")
+    });
 }
 
 // ---- Expiry ----
@@ -596,7 +636,10 @@ fn set_without_keepttl_clears_the_observed_expiry() {
     let rule = Rule {
         regions: 2,
         setup: &[&["SET", "k", "v", "EX", "1000"]],
-        concurrent: &[(0, 1, &[&["SET", "k", "w"]]), (1, 1, &[&["SET", "j", "x", "EX", "500"]])],
+        concurrent: &[
+            (0, 1, &[&["SET", "k", "w"]]),
+            (1, 1, &[&["SET", "j", "x", "EX", "500"]]),
+        ],
     };
     play(&rule, |r| {
         expect(r, &["TTL", "k"], ":-1\r\n");
@@ -620,13 +663,19 @@ fn only_the_region_whose_expiry_won_deletes_the_key() {
     assert_eq!(b.run(&["GET", "k"]), "$-1\r\n");
     // Only A (owner of the winning vote) deletes it; B leaves it for A's delete.
     assert!(b.db.db.ks.due_for_expiry(later, 10).is_empty());
-    assert!(b.take_effects().is_empty(), "B must not delete a key whose expiry it does not own");
+    assert!(
+        b.take_effects().is_empty(),
+        "B must not delete a key whose expiry it does not own"
+    );
     let deletes = a.take_effects();
     assert_eq!(deletes.len(), 1, "A deletes the expired key exactly once");
     for e in &deletes {
         b.receive(e);
     }
-    assert!(b.db.db.ks.raw_entry(b"k").is_none(), "the delete replicated to B");
+    assert!(
+        b.db.db.ks.raw_entry(b"k").is_none(),
+        "the delete replicated to B"
+    );
 }
 
 // ---- Transactions ----

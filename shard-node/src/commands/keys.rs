@@ -10,25 +10,215 @@ use crate::crdt::{Blob, ElemId, Value};
 
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("del", -2, "write", 1, -1, 1, "generic", "Deletes keys.", del),
-        cmd("unlink", -2, "write fast", 1, -1, 1, "generic", "Deletes keys.", del),
-        cmd("exists", -2, "readonly fast", 1, -1, 1, "generic", "Counts existing keys.", exists),
-        cmd("touch", -2, "readonly fast", 1, -1, 1, "generic", "Counts existing keys.", exists),
-        cmd("type", 2, "readonly fast", 1, 1, 1, "generic", "Returns the type of a key.", type_cmd),
-        cmd("expire", -3, "write fast", 1, 1, 1, "generic", "Sets a key's time to live in seconds.", expire),
-        cmd("pexpire", -3, "write fast", 1, 1, 1, "generic", "Sets a key's time to live in milliseconds.", pexpire),
-        cmd("expireat", -3, "write fast", 1, 1, 1, "generic", "Sets a key's expiry as a unix time in seconds.", expireat),
-        cmd("pexpireat", -3, "write fast", 1, 1, 1, "generic", "Sets a key's expiry as a unix time in milliseconds.", pexpireat),
-        cmd("ttl", 2, "readonly fast", 1, 1, 1, "generic", "Returns a key's time to live in seconds.", ttl),
-        cmd("pttl", 2, "readonly fast", 1, 1, 1, "generic", "Returns a key's time to live in milliseconds.", pttl),
-        cmd("expiretime", 2, "readonly fast", 1, 1, 1, "generic", "Returns a key's expiry as a unix time in seconds.", expiretime),
-        cmd("pexpiretime", 2, "readonly fast", 1, 1, 1, "generic", "Returns a key's expiry as a unix time in milliseconds.", pexpiretime),
-        cmd("persist", 2, "write fast", 1, 1, 1, "generic", "Removes a key's expiry.", persist),
-        cmd("keys", 2, "readonly", 0, 0, 0, "generic", "Returns the keys matching a pattern.", keys),
-        cmd("scan", -2, "readonly", 0, 0, 0, "generic", "Iterates over the keys.", scan),
-        cmd("rename", 3, "write", 1, 2, 1, "generic", "Renames a key.", rename),
-        cmd("renamenx", 3, "write fast", 1, 2, 1, "generic", "Renames a key if the new name is free.", renamenx),
-        cmd("randomkey", 1, "readonly", 0, 0, 0, "generic", "Returns a random key.", randomkey),
+        cmd(
+            "del",
+            -2,
+            "write",
+            1,
+            -1,
+            1,
+            "generic",
+            "Deletes keys.",
+            del,
+        ),
+        cmd(
+            "unlink",
+            -2,
+            "write fast",
+            1,
+            -1,
+            1,
+            "generic",
+            "Deletes keys.",
+            del,
+        ),
+        cmd(
+            "exists",
+            -2,
+            "readonly fast",
+            1,
+            -1,
+            1,
+            "generic",
+            "Counts existing keys.",
+            exists,
+        ),
+        cmd(
+            "touch",
+            -2,
+            "readonly fast",
+            1,
+            -1,
+            1,
+            "generic",
+            "Counts existing keys.",
+            exists,
+        ),
+        cmd(
+            "type",
+            2,
+            "readonly fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Returns the type of a key.",
+            type_cmd,
+        ),
+        cmd(
+            "expire",
+            -3,
+            "write fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Sets a key's time to live in seconds.",
+            expire,
+        ),
+        cmd(
+            "pexpire",
+            -3,
+            "write fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Sets a key's time to live in milliseconds.",
+            pexpire,
+        ),
+        cmd(
+            "expireat",
+            -3,
+            "write fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Sets a key's expiry as a unix time in seconds.",
+            expireat,
+        ),
+        cmd(
+            "pexpireat",
+            -3,
+            "write fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Sets a key's expiry as a unix time in milliseconds.",
+            pexpireat,
+        ),
+        cmd(
+            "ttl",
+            2,
+            "readonly fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Returns a key's time to live in seconds.",
+            ttl,
+        ),
+        cmd(
+            "pttl",
+            2,
+            "readonly fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Returns a key's time to live in milliseconds.",
+            pttl,
+        ),
+        cmd(
+            "expiretime",
+            2,
+            "readonly fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Returns a key's expiry as a unix time in seconds.",
+            expiretime,
+        ),
+        cmd(
+            "pexpiretime",
+            2,
+            "readonly fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Returns a key's expiry as a unix time in milliseconds.",
+            pexpiretime,
+        ),
+        cmd(
+            "persist",
+            2,
+            "write fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Removes a key's expiry.",
+            persist,
+        ),
+        cmd(
+            "keys",
+            2,
+            "readonly",
+            0,
+            0,
+            0,
+            "generic",
+            "Returns the keys matching a pattern.",
+            keys,
+        ),
+        cmd(
+            "scan",
+            -2,
+            "readonly",
+            0,
+            0,
+            0,
+            "generic",
+            "Iterates over the keys.",
+            scan,
+        ),
+        cmd(
+            "rename",
+            3,
+            "write",
+            1,
+            2,
+            1,
+            "generic",
+            "Renames a key.",
+            rename,
+        ),
+        cmd(
+            "renamenx",
+            3,
+            "write fast",
+            1,
+            2,
+            1,
+            "generic",
+            "Renames a key if the new name is free.",
+            renamenx,
+        ),
+        cmd(
+            "randomkey",
+            1,
+            "readonly",
+            0,
+            0,
+            0,
+            "generic",
+            "Returns a random key.",
+            randomkey,
+        ),
     ]
 }
 
@@ -53,12 +243,21 @@ fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 fn type_cmd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let name = ctx.get(&args[1]).map(|s| s.value.kind().name()).unwrap_or("none");
+    let name = ctx
+        .get(&args[1])
+        .map(|s| s.value.kind().name())
+        .unwrap_or("none");
     ctx.out.simple(name);
     Ok(())
 }
 
-fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: bool, absolute: bool, name: &str) -> CmdResult {
+fn expire_generic(
+    ctx: &mut Ctx<'_>,
+    args: &[Bytes],
+    unit_ms: bool,
+    absolute: bool,
+    name: &str,
+) -> CmdResult {
     let n = int_arg(&args[2])?;
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for a in &args[3..] {
@@ -104,7 +303,9 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: bool, absolute: bo
     let allowed = if nx {
         current.is_none()
     } else if xx {
-        current.is_some() && (!gt || current.is_some_and(|c| when > c as i64)) && (!lt || current.is_some_and(|c| when < c as i64))
+        current.is_some()
+            && (!gt || current.is_some_and(|c| when > c as i64))
+            && (!lt || current.is_some_and(|c| when < c as i64))
     } else if gt {
         current.is_some_and(|c| when > c as i64)
     } else if lt {
@@ -258,7 +459,11 @@ pub fn parse_scan_options(args: &[Bytes], allow_type: bool) -> Result<ScanOption
             }
             opts.count = n as usize;
         } else if is(a, "match") {
-            opts.pattern = if &v[..] == b"*" { None } else { Some(v.clone()) };
+            opts.pattern = if &v[..] == b"*" {
+                None
+            } else {
+                Some(v.clone())
+            };
         } else if is(a, "type") && allow_type {
             opts.type_name = Some(String::from_utf8_lossy(v).to_ascii_lowercase());
         } else {
@@ -271,7 +476,11 @@ pub fn parse_scan_options(args: &[Bytes], allow_type: bool) -> Result<ScanOption
 
 /// Picks the next page of `items` (name, payload) in stable hash order from `cursor`.
 /// Returns the next cursor (0 when done) and the page.
-pub fn scan_page<T, I: Iterator<Item = (Blob, T)>>(items: I, cursor: u64, count: usize) -> (u64, Vec<(Blob, T)>) {
+pub fn scan_page<T, I: Iterator<Item = (Blob, T)>>(
+    items: I,
+    cursor: u64,
+    count: usize,
+) -> (u64, Vec<(Blob, T)>) {
     let mut page: Vec<(u64, Blob, T)> = items
         .map(|(k, v)| (scan_position(&k), k, v))
         .filter(|(h, _, _)| *h >= cursor)
@@ -298,12 +507,19 @@ fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let items = ks
         .entries()
         .filter(|(k, _)| ks.get(k, now).is_some())
-        .map(|(k, e)| (k.clone(), e.winner().map(|s| s.value.kind().name()).unwrap_or("none")));
+        .map(|(k, e)| {
+            (
+                k.clone(),
+                e.winner().map(|s| s.value.kind().name()).unwrap_or("none"),
+            )
+        });
     let (next, page) = scan_page(items, cursor, opts.count);
     let keys: Vec<Blob> = page
         .into_iter()
         .filter(|(k, t)| {
-            opts.pattern.as_ref().is_none_or(|p| super::sets::glob_match(p, k))
+            opts.pattern
+                .as_ref()
+                .is_none_or(|p| super::sets::glob_match(p, k))
                 && opts.type_name.as_deref().is_none_or(|want| want == *t)
         })
         .map(|(k, _)| k)
@@ -323,10 +539,23 @@ pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
     let b = |x: &[u8]| Bytes::copy_from_slice(x);
     let mut ops = Vec::new();
     match value {
-        Value::Str(c) => ops.push(op(key, OpKind::StrSet { slot, value: b(&c.read()) })),
+        Value::Str(c) => ops.push(op(
+            key,
+            OpKind::StrSet {
+                slot,
+                value: b(&c.read()),
+            },
+        )),
         Value::Hash(h) => {
             for (f, v) in &h.fields {
-                ops.push(op(key, OpKind::HashSet { slot, field: b(f), value: b(&v.read()) }));
+                ops.push(op(
+                    key,
+                    OpKind::HashSet {
+                        slot,
+                        field: b(f),
+                        value: b(&v.read()),
+                    },
+                ));
             }
         }
         Value::Set(s) => {
@@ -336,7 +565,14 @@ pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
         }
         Value::ZSet(z) => {
             for (score, m) in &z.order {
-                ops.push(op(key, OpKind::ZAdd { slot, member: b(m), score: score.0 }));
+                ops.push(op(
+                    key,
+                    OpKind::ZAdd {
+                        slot,
+                        member: b(m),
+                        score: score.0,
+                    },
+                ));
             }
         }
         Value::List(l) => {
@@ -344,8 +580,19 @@ pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
             let base = ctx.db.ks.batch_list_inserts();
             let mut after = None;
             for (i, e) in l.iter_visible().enumerate() {
-                let id = ElemId { dot, index: base + i as u32 };
-                ops.push(op(key, OpKind::ListInsert { slot, id, after, value: b(&e.value) }));
+                let id = ElemId {
+                    dot,
+                    index: base + i as u32,
+                };
+                ops.push(op(
+                    key,
+                    OpKind::ListInsert {
+                        slot,
+                        id,
+                        after,
+                        value: b(&e.value),
+                    },
+                ));
                 after = Some(id);
             }
         }
@@ -359,7 +606,11 @@ fn crc16(bytes: &[u8]) -> u16 {
     for b in bytes {
         crc ^= u16::from(*b) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -425,6 +676,25 @@ fn renamenx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     rename_generic(ctx, args, true)
 }
 
+fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
+    let now = ctx.now_ms;
+    let ks = &ctx.db.ks;
+    let live: Vec<&Blob> = ks
+        .entries()
+        .filter(|(k, _)| ks.get(k, now).is_some())
+        .map(|(k, _)| k)
+        .take(64)
+        .collect();
+    if live.is_empty() {
+        ctx.out.null();
+    } else {
+        let pick = rand::random_range(0..live.len());
+        let key = live[pick].clone();
+        ctx.out.bulk(&key);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::key_slot;
@@ -434,23 +704,12 @@ mod tests {
         // Reference values from Redis Cluster's specification and `CLUSTER KEYSLOT`.
         assert_eq!(key_slot(b"foo"), 12182);
         assert_eq!(key_slot(b"bar"), 5061);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"{user1000}.followers"));
+        assert_eq!(
+            key_slot(b"{user1000}.following"),
+            key_slot(b"{user1000}.followers")
+        );
         assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
         assert_eq!(key_slot(b"{}foo"), key_slot(b"{}foo"));
         assert_ne!(key_slot(b"{}foo"), key_slot(b"foo"));
     }
-}
-
-fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
-    let now = ctx.now_ms;
-    let ks = &ctx.db.ks;
-    let live: Vec<&Blob> = ks.entries().filter(|(k, _)| ks.get(k, now).is_some()).map(|(k, _)| k).take(64).collect();
-    if live.is_empty() {
-        ctx.out.null();
-    } else {
-        let pick = rand::random_range(0..live.len());
-        let key = live[pick].clone();
-        ctx.out.bulk(&key);
-    }
-    Ok(())
 }

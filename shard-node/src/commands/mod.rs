@@ -359,7 +359,13 @@ pub fn cmd(
 }
 
 /// Runs one command for a client: every pre-check, MULTI queueing, expiry, then the handler.
-pub fn dispatch(db: &mut Db, client: &mut ClientState, args: &[Bytes], out: &mut bytes::BytesMut, now_ms: u64) {
+pub fn dispatch(
+    db: &mut Db,
+    client: &mut ClientState,
+    args: &[Bytes],
+    out: &mut bytes::BytesMut,
+    now_ms: u64,
+) {
     let proto = client.proto;
     let mut w = ReplyWriter::new(out, proto);
     let Some(command) = lookup(&args[0]) else {
@@ -373,7 +379,10 @@ pub fn dispatch(db: &mut Db, client: &mut ClientState, args: &[Bytes], out: &mut
             let cut: String = text.chars().take(room).collect();
             shown.push_str(&format!("'{cut}' "));
         }
-        let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
+        let name: String = String::from_utf8_lossy(&args[0])
+            .chars()
+            .take(128)
+            .collect();
         flag_multi(client);
         reply_error(
             db,

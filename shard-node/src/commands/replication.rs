@@ -11,16 +11,116 @@ use crate::repl::{LinkState, PeerInfo, ReplAction, Role, WaitRequest, LINK_PROTO
 
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("replicaof", 3, "admin noscript stale", 0, 0, 0, "server", "Makes the server a replica of another, or a primary.", replicaof),
-        cmd("slaveof", 3, "admin noscript stale", 0, 0, 0, "server", "Makes the server a replica of another, or a primary.", replicaof),
-        cmd("role", 1, "fast noscript loading stale", 0, 0, 0, "server", "Returns the replication role.", role),
-        cmd("wait", 3, "noscript", 0, 0, 0, "generic", "Waits for replicas to acknowledge the writes made so far.", wait),
-        cmd("replconf", -1, "admin noscript loading stale", 0, 0, 0, "server", "An internal command for replication.", replconf),
-        cmd("aa.peers", 1, "admin stale", 0, 0, 0, "crdt", "Lists the peer links of this shard.", peers),
-        cmd("aa.peer", -3, "admin stale", 0, 0, 0, "crdt", "Adds, changes or removes a peer link.", peer),
-        cmd("aa.hello", 6, "admin stale", 0, 0, 0, "crdt", "Starts a replication link handshake.", hello),
-        cmd("aa.sync", 3, "admin stale", 0, 0, 0, "crdt", "Streams this node's effects to a replica.", sync),
-        cmd("aa.pull", 2, "admin stale", 0, 0, 0, "crdt", "Streams this node's effects to a peer.", pull),
+        cmd(
+            "replicaof",
+            3,
+            "admin noscript stale",
+            0,
+            0,
+            0,
+            "server",
+            "Makes the server a replica of another, or a primary.",
+            replicaof,
+        ),
+        cmd(
+            "slaveof",
+            3,
+            "admin noscript stale",
+            0,
+            0,
+            0,
+            "server",
+            "Makes the server a replica of another, or a primary.",
+            replicaof,
+        ),
+        cmd(
+            "role",
+            1,
+            "fast noscript loading stale",
+            0,
+            0,
+            0,
+            "server",
+            "Returns the replication role.",
+            role,
+        ),
+        cmd(
+            "wait",
+            3,
+            "noscript",
+            0,
+            0,
+            0,
+            "generic",
+            "Waits for replicas to acknowledge the writes made so far.",
+            wait,
+        ),
+        cmd(
+            "replconf",
+            -1,
+            "admin noscript loading stale",
+            0,
+            0,
+            0,
+            "server",
+            "An internal command for replication.",
+            replconf,
+        ),
+        cmd(
+            "aa.peers",
+            1,
+            "admin stale",
+            0,
+            0,
+            0,
+            "crdt",
+            "Lists the peer links of this shard.",
+            peers,
+        ),
+        cmd(
+            "aa.peer",
+            -3,
+            "admin stale",
+            0,
+            0,
+            0,
+            "crdt",
+            "Adds, changes or removes a peer link.",
+            peer,
+        ),
+        cmd(
+            "aa.hello",
+            6,
+            "admin stale",
+            0,
+            0,
+            0,
+            "crdt",
+            "Starts a replication link handshake.",
+            hello,
+        ),
+        cmd(
+            "aa.sync",
+            3,
+            "admin stale",
+            0,
+            0,
+            0,
+            "crdt",
+            "Streams this node's effects to a replica.",
+            sync,
+        ),
+        cmd(
+            "aa.pull",
+            2,
+            "admin stale",
+            0,
+            0,
+            0,
+            "crdt",
+            "Streams this node's effects to a peer.",
+            pull,
+        ),
     ]
 }
 
@@ -114,7 +214,10 @@ fn role(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
                 Some(LinkState::Connecting) => "connecting",
                 _ => "connect",
             };
-            let offset = link.and_then(|l| l.master_offset).map(|o| o as i64).unwrap_or(-1);
+            let offset = link
+                .and_then(|l| l.master_offset)
+                .map(|o| o as i64)
+                .unwrap_or(-1);
             let (host, port) = (host.clone(), *port);
             ctx.out.array(5);
             ctx.out.bulk(b"slave");
@@ -179,7 +282,11 @@ fn peers(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     ctx.out.array(rows.len());
     for (name, p) in rows {
         let lag = crate::repl::ReplState::lag_effects(&mine, &p.their_clock);
-        let lag_ms = if lag == 0 { 0 } else { now.saturating_sub(p.caught_up_ms) };
+        let lag_ms = if lag == 0 {
+            0
+        } else {
+            now.saturating_sub(p.caught_up_ms)
+        };
         ctx.out.map(6);
         ctx.out.bulk(b"name");
         ctx.out.bulk(name.as_bytes());
@@ -216,16 +323,20 @@ pub fn parse_peer_addr(text: &str) -> Result<(String, u16), String> {
 /// Adds or changes a peer link (used by AA.PEER SET and `--peer`).
 pub fn set_peer(db: &mut Db, name: String, addr: String) {
     let generation = db.repl.generation();
-    let entry = db.repl.peers.entry(name.clone()).or_insert_with(|| PeerInfo {
-        addr: addr.clone(),
-        state: LinkState::Connecting,
-        last_error: String::new(),
-        their_clock: crate::crdt::VectorClock::new(),
-        acked_clock: None,
-        caught_up_ms: 0,
-        generation,
-        full_merges: 0,
-    });
+    let entry = db
+        .repl
+        .peers
+        .entry(name.clone())
+        .or_insert_with(|| PeerInfo {
+            addr: addr.clone(),
+            state: LinkState::Connecting,
+            last_error: String::new(),
+            their_clock: crate::crdt::VectorClock::new(),
+            acked_clock: None,
+            caught_up_ms: 0,
+            generation,
+            full_merges: 0,
+        });
     entry.addr = addr;
     entry.generation = generation;
     entry.state = LinkState::Connecting;
@@ -304,7 +415,9 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 fn sync(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if !matches!(&ctx.client.link_hello, Some((k, _)) if k == "replica") {
-        return Err(Cow::Borrowed("ERR AA.SYNC needs AA.HELLO ... replica first"));
+        return Err(Cow::Borrowed(
+            "ERR AA.SYNC needs AA.HELLO ... replica first",
+        ));
     }
     let replid = String::from_utf8_lossy(&args[1]).into_owned();
     let offset = crate::resp::parse_i64_strict(&args[2])

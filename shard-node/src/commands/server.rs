@@ -15,38 +15,358 @@ pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
 
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("ping", -1, "fast subscribe_ok", 0, 0, 0, "connection", "Returns the server's liveliness response.", ping),
-        cmd("echo", 2, "fast", 0, 0, 0, "connection", "Returns the given string.", echo),
-        cmd("hello", -1, "fast no_auth", 0, 0, 0, "connection", "Handshakes with the server.", hello),
-        cmd("auth", -2, "fast no_auth", 0, 0, 0, "connection", "Authenticates the connection.", auth),
-        cmd("select", 2, "fast", 0, 0, 0, "connection", "Changes the selected database.", select),
-        cmd("quit", -1, "fast no_auth subscribe_ok no_queue", 0, 0, 0, "connection", "Closes the connection.", quit),
-        cmd("reset", 1, "fast no_auth subscribe_ok no_queue", 0, 0, 0, "connection", "Resets the connection.", reset),
-        cmd("client", -2, "admin", 0, 0, 0, "connection", "A container for client connection commands.", client),
-        cmd("command", -1, "loading stale", 0, 0, 0, "server", "Returns detailed information about all commands.", command),
-        cmd("info", -1, "loading stale", 0, 0, 0, "server", "Returns information and statistics about the server.", info),
-        cmd("config", -2, "admin", 0, 0, 0, "server", "A container for server configuration commands.", config),
-        cmd("dbsize", 1, "readonly fast", 0, 0, 0, "server", "Returns the number of keys in the database.", dbsize),
-        cmd("time", 1, "fast", 0, 0, 0, "server", "Returns the server time.", time),
-        cmd("flushdb", -1, "write", 0, 0, 0, "server", "Removes all keys.", flush),
-        cmd("flushall", -1, "write", 0, 0, 0, "server", "Removes all keys.", flush),
-        cmd("multi", 1, "fast no_queue", 0, 0, 0, "transactions", "Starts a transaction.", multi),
-        cmd("exec", 1, "no_queue", 0, 0, 0, "transactions", "Executes all commands in a transaction.", exec),
-        cmd("discard", 1, "fast no_queue", 0, 0, 0, "transactions", "Discards a transaction.", discard),
-        cmd("watch", -2, "fast no_queue", 1, -1, 1, "transactions", "Monitors changes to keys.", watch),
-        cmd("unwatch", 1, "fast", 0, 0, 0, "transactions", "Forgets all watched keys.", unwatch),
-        cmd("publish", 3, "pubsub fast", 0, 0, 0, "pubsub", "Posts a message to a channel.", publish),
-        cmd("subscribe", -2, "pubsub subscribe_ok", 0, 0, 0, "pubsub", "Listens for messages on channels.", subscribe),
-        cmd("unsubscribe", -1, "pubsub subscribe_ok", 0, 0, 0, "pubsub", "Stops listening to channels.", unsubscribe),
-        cmd("psubscribe", -2, "pubsub subscribe_ok", 0, 0, 0, "pubsub", "Listens for messages on channel patterns.", psubscribe),
-        cmd("punsubscribe", -1, "pubsub subscribe_ok", 0, 0, 0, "pubsub", "Stops listening to channel patterns.", punsubscribe),
-        cmd("pubsub", -2, "pubsub", 0, 0, 0, "pubsub", "A container for pub/sub introspection.", pubsub),
-        cmd("bgrewriteaof", 1, "admin", 0, 0, 0, "server", "Compacts the effect log into a snapshot.", bgrewriteaof),
-        cmd("bgsave", -1, "admin", 0, 0, 0, "server", "Compacts the effect log into a snapshot.", bgsave),
-        cmd("save", 1, "admin", 0, 0, 0, "server", "Compacts the effect log into a snapshot.", bgsave),
-        cmd("lastsave", 1, "fast", 0, 0, 0, "server", "Returns the time of the last snapshot.", lastsave),
-        cmd("shutdown", -1, "admin no_auth", 0, 0, 0, "server", "Stops the server gracefully.", shutdown),
-        cmd("aa.digest", 1, "readonly", 0, 0, 0, "crdt", "Returns a digest of the visible keyspace.", digest),
+        cmd(
+            "ping",
+            -1,
+            "fast subscribe_ok",
+            0,
+            0,
+            0,
+            "connection",
+            "Returns the server's liveliness response.",
+            ping,
+        ),
+        cmd(
+            "echo",
+            2,
+            "fast",
+            0,
+            0,
+            0,
+            "connection",
+            "Returns the given string.",
+            echo,
+        ),
+        cmd(
+            "hello",
+            -1,
+            "fast no_auth",
+            0,
+            0,
+            0,
+            "connection",
+            "Handshakes with the server.",
+            hello,
+        ),
+        cmd(
+            "auth",
+            -2,
+            "fast no_auth",
+            0,
+            0,
+            0,
+            "connection",
+            "Authenticates the connection.",
+            auth,
+        ),
+        cmd(
+            "select",
+            2,
+            "fast",
+            0,
+            0,
+            0,
+            "connection",
+            "Changes the selected database.",
+            select,
+        ),
+        cmd(
+            "quit",
+            -1,
+            "fast no_auth subscribe_ok no_queue",
+            0,
+            0,
+            0,
+            "connection",
+            "Closes the connection.",
+            quit,
+        ),
+        cmd(
+            "reset",
+            1,
+            "fast no_auth subscribe_ok no_queue",
+            0,
+            0,
+            0,
+            "connection",
+            "Resets the connection.",
+            reset,
+        ),
+        cmd(
+            "client",
+            -2,
+            "admin",
+            0,
+            0,
+            0,
+            "connection",
+            "A container for client connection commands.",
+            client,
+        ),
+        cmd(
+            "command",
+            -1,
+            "loading stale",
+            0,
+            0,
+            0,
+            "server",
+            "Returns detailed information about all commands.",
+            command,
+        ),
+        cmd(
+            "info",
+            -1,
+            "loading stale",
+            0,
+            0,
+            0,
+            "server",
+            "Returns information and statistics about the server.",
+            info,
+        ),
+        cmd(
+            "config",
+            -2,
+            "admin",
+            0,
+            0,
+            0,
+            "server",
+            "A container for server configuration commands.",
+            config,
+        ),
+        cmd(
+            "dbsize",
+            1,
+            "readonly fast",
+            0,
+            0,
+            0,
+            "server",
+            "Returns the number of keys in the database.",
+            dbsize,
+        ),
+        cmd(
+            "time",
+            1,
+            "fast",
+            0,
+            0,
+            0,
+            "server",
+            "Returns the server time.",
+            time,
+        ),
+        cmd(
+            "flushdb",
+            -1,
+            "write",
+            0,
+            0,
+            0,
+            "server",
+            "Removes all keys.",
+            flush,
+        ),
+        cmd(
+            "flushall",
+            -1,
+            "write",
+            0,
+            0,
+            0,
+            "server",
+            "Removes all keys.",
+            flush,
+        ),
+        cmd(
+            "multi",
+            1,
+            "fast no_queue",
+            0,
+            0,
+            0,
+            "transactions",
+            "Starts a transaction.",
+            multi,
+        ),
+        cmd(
+            "exec",
+            1,
+            "no_queue",
+            0,
+            0,
+            0,
+            "transactions",
+            "Executes all commands in a transaction.",
+            exec,
+        ),
+        cmd(
+            "discard",
+            1,
+            "fast no_queue",
+            0,
+            0,
+            0,
+            "transactions",
+            "Discards a transaction.",
+            discard,
+        ),
+        cmd(
+            "watch",
+            -2,
+            "fast no_queue",
+            1,
+            -1,
+            1,
+            "transactions",
+            "Monitors changes to keys.",
+            watch,
+        ),
+        cmd(
+            "unwatch",
+            1,
+            "fast",
+            0,
+            0,
+            0,
+            "transactions",
+            "Forgets all watched keys.",
+            unwatch,
+        ),
+        cmd(
+            "publish",
+            3,
+            "pubsub fast",
+            0,
+            0,
+            0,
+            "pubsub",
+            "Posts a message to a channel.",
+            publish,
+        ),
+        cmd(
+            "subscribe",
+            -2,
+            "pubsub subscribe_ok",
+            0,
+            0,
+            0,
+            "pubsub",
+            "Listens for messages on channels.",
+            subscribe,
+        ),
+        cmd(
+            "unsubscribe",
+            -1,
+            "pubsub subscribe_ok",
+            0,
+            0,
+            0,
+            "pubsub",
+            "Stops listening to channels.",
+            unsubscribe,
+        ),
+        cmd(
+            "psubscribe",
+            -2,
+            "pubsub subscribe_ok",
+            0,
+            0,
+            0,
+            "pubsub",
+            "Listens for messages on channel patterns.",
+            psubscribe,
+        ),
+        cmd(
+            "punsubscribe",
+            -1,
+            "pubsub subscribe_ok",
+            0,
+            0,
+            0,
+            "pubsub",
+            "Stops listening to channel patterns.",
+            punsubscribe,
+        ),
+        cmd(
+            "pubsub",
+            -2,
+            "pubsub",
+            0,
+            0,
+            0,
+            "pubsub",
+            "A container for pub/sub introspection.",
+            pubsub,
+        ),
+        cmd(
+            "bgrewriteaof",
+            1,
+            "admin",
+            0,
+            0,
+            0,
+            "server",
+            "Compacts the effect log into a snapshot.",
+            bgrewriteaof,
+        ),
+        cmd(
+            "bgsave",
+            -1,
+            "admin",
+            0,
+            0,
+            0,
+            "server",
+            "Compacts the effect log into a snapshot.",
+            bgsave,
+        ),
+        cmd(
+            "save",
+            1,
+            "admin",
+            0,
+            0,
+            0,
+            "server",
+            "Compacts the effect log into a snapshot.",
+            bgsave,
+        ),
+        cmd(
+            "lastsave",
+            1,
+            "fast",
+            0,
+            0,
+            0,
+            "server",
+            "Returns the time of the last snapshot.",
+            lastsave,
+        ),
+        cmd(
+            "shutdown",
+            -1,
+            "admin no_auth",
+            0,
+            0,
+            0,
+            "server",
+            "Stops the server gracefully.",
+            shutdown,
+        ),
+        cmd(
+            "aa.digest",
+            1,
+            "readonly",
+            0,
+            0,
+            0,
+            "crdt",
+            "Returns a digest of the visible keyspace.",
+            digest,
+        ),
     ]
 }
 
@@ -112,7 +432,9 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let mut i = 1;
     if let Some(v) = args.get(1) {
         let Some(n) = crate::resp::parse_i64_strict(v) else {
-            return Err(Cow::Borrowed("ERR Protocol version is not an integer or out of range"));
+            return Err(Cow::Borrowed(
+                "ERR Protocol version is not an integer or out of range",
+            ));
         };
         proto = match n {
             2 => Protocol::Resp2,
@@ -250,7 +572,12 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.bulk_or_null(name.as_deref());
         }
         "list" => {
-            let text: String = ctx.db.clients.values().map(|m| client_line(m, ctx.now_ms)).collect();
+            let text: String = ctx
+                .db
+                .clients
+                .values()
+                .map(|m| client_line(m, ctx.now_ms))
+                .collect();
             ctx.out.verbatim("txt", text.as_bytes());
         }
         "info" if args.len() == 2 => {
@@ -267,19 +594,27 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         "help" => {
             let lines = [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "ID", "    Return the ID of the current connection.",
-                "GETNAME", "    Return the name of the current connection.",
-                "INFO", "    Return information about the current client connection.",
-                "LIST", "    Return information about client connections.",
-                "SETNAME <name>", "    Assign the name <name> to the current connection.",
-                "HELP", "    Print this help.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "LIST",
+                "    Return information about client connections.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "HELP",
+                "    Print this help.",
             ];
             ctx.out.array(lines.len());
             for l in lines {
                 ctx.out.simple(l);
             }
         }
-        "id" | "setname" | "getname" | "info" | "setinfo" | "no-evict" | "no-touch" => return Err(wrong()),
+        "id" | "setname" | "getname" | "info" | "setinfo" | "no-evict" | "no-touch" => {
+            return Err(wrong())
+        }
         _ => {
             return Err(Cow::Owned(format!(
                 "ERR unknown subcommand '{}'. Try CLIENT HELP.",
@@ -401,7 +736,10 @@ fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             let Some(c) = lookup(&args[2]) else {
                 return Err(Cow::Borrowed("ERR Invalid command specified"));
             };
-            let keys: Vec<Bytes> = c.key_positions(args.len() - 2).map(|p| args[p + 2].clone()).collect();
+            let keys: Vec<Bytes> = c
+                .key_positions(args.len() - 2)
+                .map(|p| args[p + 2].clone())
+                .collect();
             if keys.is_empty() {
                 return Err(Cow::Borrowed("ERR The command has no key arguments"));
             }
@@ -438,7 +776,9 @@ fn human_bytes(n: u64) -> String {
 /// The text of INFO for the requested sections.
 pub fn info_text(db: &Db, sections: &[String], now_ms: u64) -> String {
     let everything = sections.is_empty()
-        || sections.iter().any(|s| s == "all" || s == "everything" || s == "default");
+        || sections
+            .iter()
+            .any(|s| s == "all" || s == "everything" || s == "default");
     let want = |name: &str| everything || sections.iter().any(|s| s == name);
     let mut out = String::new();
     let mut section = |title: &str, body: String| {
@@ -497,8 +837,15 @@ pub fn info_text(db: &Db, sections: &[String], now_ms: u64) -> String {
             format!(
                 "loading:0\r\naof_enabled:{}\r\naof_last_write_status:{}\r\n{}",
                 u8::from(db.settings.appendonly),
-                if db.persistence_error.is_some() { "err" } else { "ok" },
-                db.info_extra.get("persistence").cloned().unwrap_or_default()
+                if db.persistence_error.is_some() {
+                    "err"
+                } else {
+                    "ok"
+                },
+                db.info_extra
+                    .get("persistence")
+                    .cloned()
+                    .unwrap_or_default()
             ),
         );
     }
@@ -546,7 +893,12 @@ pub fn info_text(db: &Db, sections: &[String], now_ms: u64) -> String {
         section("Errorstats", body);
     }
     if want("crdt") {
-        let clock: Vec<String> = db.ks.clock().iter().map(|(a, s)| format!("{a}:{s}")).collect();
+        let clock: Vec<String> = db
+            .ks
+            .clock()
+            .iter()
+            .map(|(a, s)| format!("{a}:{s}"))
+            .collect();
         section(
             "CRDT",
             format!(
@@ -654,7 +1006,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             }
         }
         "set" => {
-            if args.len() < 4 || args.len() % 2 != 0 {
+            if args.len() < 4 || !args.len().is_multiple_of(2) {
                 return Err(arity_error("config|set"));
             }
             // Validate everything first so a failing CONFIG SET changes nothing.
@@ -669,7 +1021,8 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 };
                 match name.as_str() {
                     "maxmemory" => {
-                        parse_memory(value).ok_or_else(|| bad("argument must be a memory value"))?;
+                        parse_memory(value)
+                            .ok_or_else(|| bad("argument must be a memory value"))?;
                     }
                     "maxclients" | "timeout" => {
                         crate::resp::parse_i64_strict(value)
@@ -679,7 +1032,9 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                     "appendfsync" => {
                         let v = lower(value);
                         if !matches!(v.as_str(), "always" | "everysec" | "no") {
-                            return Err(bad("argument(s) must be one of the following: always, everysec, no"));
+                            return Err(bad(
+                                "argument(s) must be one of the following: always, everysec, no",
+                            ));
                         }
                     }
                     "maxmemory-policy" => {
@@ -688,7 +1043,8 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                         }
                     }
                     "requirepass" => {}
-                    "port" | "bind" | "dir" | "databases" | "appendonly" | "proto-max-bulk-len" | "save" => {
+                    "port" | "bind" | "dir" | "databases" | "appendonly" | "proto-max-bulk-len"
+                    | "save" => {
                         return Err(bad("can't set immutable config"));
                     }
                     _ => {
@@ -703,10 +1059,16 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 let s = &mut ctx.db.settings;
                 match name.as_str() {
                     "maxmemory" => s.maxmemory = parse_memory(&value).unwrap_or(0),
-                    "maxclients" => s.maxclients = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64,
-                    "timeout" => s.timeout = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64,
+                    "maxclients" => {
+                        s.maxclients = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64
+                    }
+                    "timeout" => {
+                        s.timeout = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64
+                    }
                     "appendfsync" => s.appendfsync = lower(&value),
-                    "requirepass" => s.requirepass = if value.is_empty() { None } else { Some(value) },
+                    "requirepass" => {
+                        s.requirepass = if value.is_empty() { None } else { Some(value) }
+                    }
                     _ => {}
                 }
             }
@@ -717,7 +1079,9 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.simple("OK");
         }
         "rewrite" if args.len() == 2 => {
-            return Err(Cow::Borrowed("ERR The server is running without a config file"))
+            return Err(Cow::Borrowed(
+                "ERR The server is running without a config file",
+            ))
         }
         "resetstat" | "rewrite" => return Err(arity_error(&format!("config|{sub}"))),
         _ => {
@@ -731,7 +1095,12 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
-    let n = ctx.db.ks.entries().filter(|(_, e)| e.winner().is_some()).count();
+    let n = ctx
+        .db
+        .ks
+        .entries()
+        .filter(|(_, e)| e.winner().is_some())
+        .count();
     ctx.out.int(n as i64);
     Ok(())
 }
@@ -745,7 +1114,6 @@ fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     ctx.out.bulk(now.subsec_micros().to_string().as_bytes());
     Ok(())
 }
-
 
 fn flush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     match args.len() {
@@ -910,9 +1278,9 @@ fn update_meta(ctx: &mut Ctx<'_>) {
 
 fn subscribe_generic(ctx: &mut Ctx<'_>, args: &[Bytes], pattern: bool) -> CmdResult {
     if ctx.client.multi.is_some() {
-        return Err(Cow::Owned(format!(
-            "ERR Command not allowed inside a transaction"
-        )));
+        return Err(Cow::Borrowed(
+            "ERR Command not allowed inside a transaction",
+        ));
     }
     let Some(tx) = ctx.client.sender.clone() else {
         return Err(Cow::Borrowed("ERR this connection cannot subscribe"));
@@ -926,9 +1294,16 @@ fn subscribe_generic(ctx: &mut Ctx<'_>, args: &[Bytes], pattern: bool) -> CmdRes
         };
         if !mine.contains(name) {
             mine.push(name.clone());
-            registry.entry(name.clone()).or_default().push((id, tx.clone()));
+            registry
+                .entry(name.clone())
+                .or_default()
+                .push((id, tx.clone()));
         }
-        sub_reply(ctx, if pattern { b"psubscribe" } else { b"subscribe" }, Some(name));
+        sub_reply(
+            ctx,
+            if pattern { b"psubscribe" } else { b"subscribe" },
+            Some(name),
+        );
     }
     update_meta(ctx);
     Ok(())
@@ -970,7 +1345,11 @@ fn unsubscribe_all(ctx: &mut Ctx<'_>, pattern: bool) -> usize {
 }
 
 fn unsubscribe_generic(ctx: &mut Ctx<'_>, args: &[Bytes], pattern: bool) -> CmdResult {
-    let kind: &[u8] = if pattern { b"punsubscribe" } else { b"unsubscribe" };
+    let kind: &[u8] = if pattern {
+        b"punsubscribe"
+    } else {
+        b"unsubscribe"
+    };
     let names: Vec<Bytes> = if args.len() > 1 {
         args[1..].to_vec()
     } else if pattern {
@@ -1040,7 +1419,8 @@ fn pubsub(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 fn bgrewriteaof(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     ctx.db.compaction_requested = true;
-    ctx.out.simple("Background append only file rewriting started");
+    ctx.out
+        .simple("Background append only file rewriting started");
     Ok(())
 }
 
@@ -1078,4 +1458,3 @@ fn digest(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     ctx.out.bulk(format!("{d:016x}").as_bytes());
     Ok(())
 }
-

@@ -15,26 +15,226 @@ const MAX_STRING: usize = 512 * 1024 * 1024;
 
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("get", 2, "readonly fast", 1, 1, 1, "string", "Returns the string value of a key.", get),
-        cmd("set", -3, "write denyoom", 1, 1, 1, "string", "Sets the string value of a key.", set),
-        cmd("setnx", 3, "write denyoom fast", 1, 1, 1, "string", "Sets a key only if it does not exist.", setnx),
-        cmd("setex", 4, "write denyoom", 1, 1, 1, "string", "Sets a key with an expiry in seconds.", setex),
-        cmd("psetex", 4, "write denyoom", 1, 1, 1, "string", "Sets a key with an expiry in milliseconds.", psetex),
-        cmd("getset", 3, "write denyoom fast", 1, 1, 1, "string", "Sets a key and returns its old value.", getset),
-        cmd("getdel", 2, "write fast", 1, 1, 1, "string", "Returns a key's value and deletes it.", getdel),
-        cmd("getex", -2, "write fast", 1, 1, 1, "string", "Returns a key's value and changes its expiry.", getex),
-        cmd("mget", -2, "readonly fast", 1, -1, 1, "string", "Returns the values of several keys.", mget),
-        cmd("mset", -3, "write denyoom", 1, -1, 2, "string", "Sets several keys.", mset),
-        cmd("msetnx", -3, "write denyoom", 1, -1, 2, "string", "Sets several keys only if none exists.", msetnx),
-        cmd("append", 3, "write denyoom fast", 1, 1, 1, "string", "Appends to a string.", append),
-        cmd("strlen", 2, "readonly fast", 1, 1, 1, "string", "Returns the length of a string.", strlen),
-        cmd("getrange", 4, "readonly", 1, 1, 1, "string", "Returns a substring.", getrange),
-        cmd("setrange", 4, "write denyoom", 1, 1, 1, "string", "Overwrites part of a string.", setrange),
-        cmd("incr", 2, "write denyoom fast", 1, 1, 1, "string", "Increments a counter by one.", incr),
-        cmd("decr", 2, "write denyoom fast", 1, 1, 1, "string", "Decrements a counter by one.", decr),
-        cmd("incrby", 3, "write denyoom fast", 1, 1, 1, "string", "Increments a counter.", incrby),
-        cmd("decrby", 3, "write denyoom fast", 1, 1, 1, "string", "Decrements a counter.", decrby),
-        cmd("incrbyfloat", 3, "write denyoom fast", 1, 1, 1, "string", "Increments a float counter.", incrbyfloat),
+        cmd(
+            "get",
+            2,
+            "readonly fast",
+            1,
+            1,
+            1,
+            "string",
+            "Returns the string value of a key.",
+            get,
+        ),
+        cmd(
+            "set",
+            -3,
+            "write denyoom",
+            1,
+            1,
+            1,
+            "string",
+            "Sets the string value of a key.",
+            set,
+        ),
+        cmd(
+            "setnx",
+            3,
+            "write denyoom fast",
+            1,
+            1,
+            1,
+            "string",
+            "Sets a key only if it does not exist.",
+            setnx,
+        ),
+        cmd(
+            "setex",
+            4,
+            "write denyoom",
+            1,
+            1,
+            1,
+            "string",
+            "Sets a key with an expiry in seconds.",
+            setex,
+        ),
+        cmd(
+            "psetex",
+            4,
+            "write denyoom",
+            1,
+            1,
+            1,
+            "string",
+            "Sets a key with an expiry in milliseconds.",
+            psetex,
+        ),
+        cmd(
+            "getset",
+            3,
+            "write denyoom fast",
+            1,
+            1,
+            1,
+            "string",
+            "Sets a key and returns its old value.",
+            getset,
+        ),
+        cmd(
+            "getdel",
+            2,
+            "write fast",
+            1,
+            1,
+            1,
+            "string",
+            "Returns a key's value and deletes it.",
+            getdel,
+        ),
+        cmd(
+            "getex",
+            -2,
+            "write fast",
+            1,
+            1,
+            1,
+            "string",
+            "Returns a key's value and changes its expiry.",
+            getex,
+        ),
+        cmd(
+            "mget",
+            -2,
+            "readonly fast",
+            1,
+            -1,
+            1,
+            "string",
+            "Returns the values of several keys.",
+            mget,
+        ),
+        cmd(
+            "mset",
+            -3,
+            "write denyoom",
+            1,
+            -1,
+            2,
+            "string",
+            "Sets several keys.",
+            mset,
+        ),
+        cmd(
+            "msetnx",
+            -3,
+            "write denyoom",
+            1,
+            -1,
+            2,
+            "string",
+            "Sets several keys only if none exists.",
+            msetnx,
+        ),
+        cmd(
+            "append",
+            3,
+            "write denyoom fast",
+            1,
+            1,
+            1,
+            "string",
+            "Appends to a string.",
+            append,
+        ),
+        cmd(
+            "strlen",
+            2,
+            "readonly fast",
+            1,
+            1,
+            1,
+            "string",
+            "Returns the length of a string.",
+            strlen,
+        ),
+        cmd(
+            "getrange",
+            4,
+            "readonly",
+            1,
+            1,
+            1,
+            "string",
+            "Returns a substring.",
+            getrange,
+        ),
+        cmd(
+            "setrange",
+            4,
+            "write denyoom",
+            1,
+            1,
+            1,
+            "string",
+            "Overwrites part of a string.",
+            setrange,
+        ),
+        cmd(
+            "incr",
+            2,
+            "write denyoom fast",
+            1,
+            1,
+            1,
+            "string",
+            "Increments a counter by one.",
+            incr,
+        ),
+        cmd(
+            "decr",
+            2,
+            "write denyoom fast",
+            1,
+            1,
+            1,
+            "string",
+            "Decrements a counter by one.",
+            decr,
+        ),
+        cmd(
+            "incrby",
+            3,
+            "write denyoom fast",
+            1,
+            1,
+            1,
+            "string",
+            "Increments a counter.",
+            incrby,
+        ),
+        cmd(
+            "decrby",
+            3,
+            "write denyoom fast",
+            1,
+            1,
+            1,
+            "string",
+            "Decrements a counter.",
+            decrby,
+        ),
+        cmd(
+            "incrbyfloat",
+            3,
+            "write denyoom fast",
+            1,
+            1,
+            1,
+            "string",
+            "Increments a float counter.",
+            incrbyfloat,
+        ),
     ]
 }
 
@@ -291,7 +491,7 @@ fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 fn mset_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> CmdResult {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Err(arity_error(if nx { "msetnx" } else { "mset" }));
     }
     if nx && args[1..].chunks(2).any(|kv| ctx.get(&kv[0]).is_some()) {
@@ -300,7 +500,12 @@ fn mset_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> CmdResult {
     }
     let mut ops = Vec::with_capacity(args.len());
     for kv in args[1..].chunks(2) {
-        ops.extend(string_write_ops(ctx, &kv[0], kv[1].clone(), TtlChange::Clear));
+        ops.extend(string_write_ops(
+            ctx,
+            &kv[0],
+            kv[1].clone(),
+            TtlChange::Clear,
+        ));
     }
     ctx.write(ops);
     if nx {
@@ -432,7 +637,13 @@ fn incr_by(ctx: &mut Ctx<'_>, key: &Bytes, delta: i64) -> CmdResult {
     if next >= COUNTER_LIMIT || next <= -COUNTER_LIMIT || next > i128::from(i64::MAX) {
         return Err(Cow::Borrowed(ERR_OVERFLOW));
     }
-    ctx.write(vec![op(key, OpKind::StrAdd { slot, delta: Delta::Int(delta) })]);
+    ctx.write(vec![op(
+        key,
+        OpKind::StrAdd {
+            slot,
+            delta: Delta::Int(delta),
+        },
+    )]);
     ctx.out.int(next as i64);
     Ok(())
 }
@@ -479,7 +690,13 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if !next.is_finite() || !delta.is_finite() {
         return Err(Cow::Borrowed("ERR increment would produce NaN or Infinity"));
     }
-    ctx.write(vec![op(key, OpKind::StrAdd { slot, delta: Delta::Float(delta) })]);
+    ctx.write(vec![op(
+        key,
+        OpKind::StrAdd {
+            slot,
+            delta: Delta::Float(delta),
+        },
+    )]);
     let shown = match ctx.get(key).map(|s| &s.value) {
         Some(Value::Str(c)) => c.read().into_owned(),
         _ => crate::resp::format_double_human(next).into_bytes(),

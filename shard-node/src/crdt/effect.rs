@@ -42,23 +42,56 @@ pub enum OpKind {
     /// Observed-remove of every key (`FLUSHDB`/`FLUSHALL`); the op's key is empty.
     FlushAll,
     /// Replaces the observed expiry votes with a deadline (unix ms).
-    Expire { at_ms: u64 },
+    Expire {
+        at_ms: u64,
+    },
     /// Replaces the observed expiry votes with a persist vote.
     Persist,
     /// Drops the observed expiry votes (a `SET` without `KEEPTTL`).
     ClearExpiry,
     /// Register write of a string; cancels the observed value and increments.
-    StrSet { slot: Stamp, value: Bytes },
+    StrSet {
+        slot: Stamp,
+        value: Bytes,
+    },
     /// Counter increment on a string.
-    StrAdd { slot: Stamp, delta: Delta },
-    HashSet { slot: Stamp, field: Bytes, value: Bytes },
-    HashAdd { slot: Stamp, field: Bytes, delta: Delta },
-    HashDel { field: Bytes },
-    SetAdd { slot: Stamp, member: Bytes },
-    SetRem { member: Bytes },
-    ZAdd { slot: Stamp, member: Bytes, score: f64 },
-    ZAddDelta { slot: Stamp, member: Bytes, delta: f64 },
-    ZRem { member: Bytes },
+    StrAdd {
+        slot: Stamp,
+        delta: Delta,
+    },
+    HashSet {
+        slot: Stamp,
+        field: Bytes,
+        value: Bytes,
+    },
+    HashAdd {
+        slot: Stamp,
+        field: Bytes,
+        delta: Delta,
+    },
+    HashDel {
+        field: Bytes,
+    },
+    SetAdd {
+        slot: Stamp,
+        member: Bytes,
+    },
+    SetRem {
+        member: Bytes,
+    },
+    ZAdd {
+        slot: Stamp,
+        member: Bytes,
+        score: f64,
+    },
+    ZAddDelta {
+        slot: Stamp,
+        member: Bytes,
+        delta: f64,
+    },
+    ZRem {
+        member: Bytes,
+    },
     /// Inserts an element right after `after` (`None`: at the head).
     ListInsert {
         slot: Stamp,
@@ -66,12 +99,20 @@ pub enum OpKind {
         after: Option<ElemId>,
         value: Bytes,
     },
-    ListRemove { id: ElemId },
+    ListRemove {
+        id: ElemId,
+    },
     /// Last-writer-wins write of an element's value.
-    ListSet { id: ElemId, value: Bytes },
+    ListSet {
+        id: ElemId,
+        value: Bytes,
+    },
     /// A pub/sub message: changes no key; delivered to subscribers wherever it is applied, so
     /// it reaches every region exactly once and in publish order. The op's key is empty.
-    Publish { channel: Bytes, payload: Bytes },
+    Publish {
+        channel: Bytes,
+        payload: Bytes,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

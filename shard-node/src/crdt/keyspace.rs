@@ -79,7 +79,13 @@ impl Entry {
     }
 
     /// The slot of `kind`, created if absent, with the writer's creation marker recorded.
-    fn slot_mut(&mut self, kind: Kind, created: Stamp, dot: Dot, observed: &VectorClock) -> &mut Value {
+    fn slot_mut(
+        &mut self,
+        kind: Kind,
+        created: Stamp,
+        dot: Dot,
+        observed: &VectorClock,
+    ) -> &mut Value {
         let idx = match self.slots.iter().position(|s| s.value.kind() == kind) {
             Some(i) => i,
             None => {
@@ -340,9 +346,7 @@ impl Keyspace {
             return false;
         };
         match entry.deadline_vote() {
-            Some((ms, dot)) if ms <= now_ms => {
-                for_write || self.own_actors.contains(&dot.actor)
-            }
+            Some((ms, dot)) if ms <= now_ms => for_write || self.own_actors.contains(&dot.actor),
             _ => false,
         }
     }
@@ -415,10 +419,10 @@ impl Keyspace {
                 | OpKind::SetAdd { slot, .. }
                 | OpKind::ZAdd { slot, .. }
                 | OpKind::ZAddDelta { slot, .. }
-                | OpKind::ListInsert { slot, .. } => {
-                    if *slot == NEW_SLOT {
-                        *slot = stamp;
-                    }
+                | OpKind::ListInsert { slot, .. }
+                    if *slot == NEW_SLOT =>
+                {
+                    *slot = stamp;
                 }
                 _ => {}
             }
@@ -795,7 +799,11 @@ impl Keyspace {
                         _ => 0,
                     })
                     .sum();
-                let votes = if e.slots.is_empty() { e.expiry.len() } else { 0 };
+                let votes = if e.slots.is_empty() {
+                    e.expiry.len()
+                } else {
+                    0
+                };
                 list + votes
             })
             .sum()
@@ -849,7 +857,9 @@ impl Keyspace {
                 }
             }
             let mut votes = std::mem::take(&mut mine.expiry);
-            votes.retain(|(d, _)| theirs.expiry.iter().any(|(t, _)| t == d) || !their_ctx.covers(*d));
+            votes.retain(|(d, _)| {
+                theirs.expiry.iter().any(|(t, _)| t == d) || !their_ctx.covers(*d)
+            });
             for (d, v) in &theirs.expiry {
                 if !votes.iter().any(|(m, _)| m == d) && !mine_ctx.covers(*d) {
                     votes.push((*d, *v));

@@ -328,7 +328,10 @@ impl ListValue {
             None => 0,
             // The reference is always delivered first under causal delivery; if it has been
             // collected the element goes to the end rather than being lost.
-            Some(a) => self.position_of(a).map(|p| p + 1).unwrap_or(self.elems.len()),
+            Some(a) => self
+                .position_of(a)
+                .map(|p| p + 1)
+                .unwrap_or(self.elems.len()),
         };
         while pos < self.elems.len() && self.elems[pos].stamp > elem.stamp {
             pos += 1;
@@ -468,7 +471,6 @@ impl ListValue {
             self.integrate(elem.origin, elem);
         }
     }
-
 }
 
 /// The type of a value, as `TYPE` prints it.

@@ -15,7 +15,7 @@
 pub mod persist;
 
 use crate::commands::{dispatch, ClientMeta, ClientState, Db, PubMessage};
-use crate::resp::{Limits, Protocol, RequestParser, ReplyWriter};
+use crate::resp::{Limits, Protocol, ReplyWriter, RequestParser};
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
@@ -177,7 +177,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result
     // Let connections finish the batch in hand; they see the shutdown signal too.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !tasks.is_empty() {
-        if tokio::time::timeout_at(deadline, tasks.join_next()).await.is_err() {
+        if tokio::time::timeout_at(deadline, tasks.join_next())
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -192,7 +195,12 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result
     Ok(())
 }
 
-async fn handle_connection(mut socket: TcpStream, addr: SocketAddr, laddr: SocketAddr, shared: Arc<Shared>) {
+async fn handle_connection(
+    mut socket: TcpStream,
+    addr: SocketAddr,
+    laddr: SocketAddr,
+    shared: Arc<Shared>,
+) {
     let _ = socket.set_nodelay(true);
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::unbounded_channel::<PubMessage>();
@@ -205,7 +213,9 @@ async fn handle_connection(mut socket: TcpStream, addr: SocketAddr, laddr: Socke
     };
     if rejected {
         shared.state.lock().db.stats.rejected_connections += 1;
-        let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+        let _ = socket
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
         return;
     }
     {
@@ -485,7 +495,7 @@ pub async fn expiry_sweeper(shared: Arc<Shared>) {
         let now = now_ms();
         let mut state = shared.state.lock();
         rounds += 1;
-        if rounds % 10 == 0 {
+        if rounds.is_multiple_of(10) {
             collect_tombstones(&mut state);
         }
         if state.db.ks.keys_with_deadline() == 0 || !state.db.repl.is_primary() {

@@ -24,7 +24,10 @@ pub const AUTO_COMPACT_BYTES: u64 = 64 * 1024 * 1024;
 /// Rebuilds `ks` from what the store recovered. Returns the number of effects replayed.
 pub fn recover(ks: &mut Keyspace, recovered: Recovered) -> usize {
     for note in &recovered.truncated {
-        tracing::warn!(?note, "the log had a damaged part; it was cut off and set aside");
+        tracing::warn!(
+            ?note,
+            "the log had a damaged part; it was cut off and set aside"
+        );
     }
     if let Some(header) = &recovered.snapshot_header {
         match postcard::from_bytes::<KeyspaceMeta>(header) {
@@ -140,8 +143,14 @@ pub async fn compactor(shared: Arc<Shared>) {
         let shared2 = shared.clone();
         let started = std::time::Instant::now();
         match tokio::task::spawn_blocking(move || compact_once(&shared2)).await {
-            Ok(Ok(keys)) => tracing::info!(keys, ms = started.elapsed().as_millis() as u64, "snapshot written; older log segments removed"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "compaction failed; the log still holds everything"),
+            Ok(Ok(keys)) => tracing::info!(
+                keys,
+                ms = started.elapsed().as_millis() as u64,
+                "snapshot written; older log segments removed"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "compaction failed; the log still holds everything")
+            }
             Err(e) => tracing::warn!(error = %e, "compaction task failed"),
         }
     }

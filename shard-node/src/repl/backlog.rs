@@ -45,7 +45,11 @@ fn weight(effect: &Effect) -> usize {
 
 /// A fresh random replication id (40 hex characters, like Redis).
 pub fn new_replid() -> String {
-    format!("{:032x}{:08x}", rand::random::<u128>(), rand::random::<u32>())
+    format!(
+        "{:032x}{:08x}",
+        rand::random::<u128>(),
+        rand::random::<u32>()
+    )
 }
 
 impl Backlog {
@@ -117,7 +121,13 @@ impl Backlog {
             return None;
         }
         let skip = (offset - self.first_offset) as usize;
-        Some(self.entries.iter().skip(skip).map(|(e, _)| e.clone()).collect())
+        Some(
+            self.entries
+                .iter()
+                .skip(skip)
+                .map(|(e, _)| e.clone())
+                .collect(),
+        )
     }
 
     /// The offset to stream from for a peer whose clock is `clock`, if the backlog covers
@@ -163,7 +173,11 @@ mod tests {
         assert!(b.since_offset(1).is_none());
         assert_eq!(b.since_offset(3).map(|v| v.len()), Some(2));
         let mut clock = VectorClock::new();
-        assert_eq!(b.start_for_clock(&clock), None, "the peer lacks trimmed effects");
+        assert_eq!(
+            b.start_for_clock(&clock),
+            None,
+            "the peer lacks trimmed effects"
+        );
         clock.raise(ActorId(1), 3);
         assert_eq!(b.start_for_clock(&clock), Some(3));
         clock.raise(ActorId(1), 5);

@@ -45,7 +45,13 @@ fn current_address(shared: &Shared, target: &LinkTarget, generation: u64) -> Opt
     }
 }
 
-fn set_status(shared: &Shared, target: &LinkTarget, generation: u64, state: LinkState, error: Option<String>) {
+fn set_status(
+    shared: &Shared,
+    target: &LinkTarget,
+    generation: u64,
+    state: LinkState,
+    error: Option<String>,
+) {
     let mut st = shared.state.lock();
     let repl = &mut st.db.repl;
     match target {
@@ -58,7 +64,11 @@ fn set_status(shared: &Shared, target: &LinkTarget, generation: u64, state: Link
             }
         }
         LinkTarget::Peer(name) => {
-            if let Some(p) = repl.peers.get_mut(name).filter(|p| p.generation == generation) {
+            if let Some(p) = repl
+                .peers
+                .get_mut(name)
+                .filter(|p| p.generation == generation)
+            {
                 p.state = state;
                 if let Some(e) = error {
                     p.last_error = e;
@@ -132,7 +142,11 @@ async fn read_line(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<String,
     }
 }
 
-async fn command(socket: &mut TcpStream, buf: &mut BytesMut, args: &[&[u8]]) -> Result<String, LinkError> {
+async fn command(
+    socket: &mut TcpStream,
+    buf: &mut BytesMut,
+    args: &[&[u8]],
+) -> Result<String, LinkError> {
     let mut out = BytesMut::new();
     crate::resp::write_command(&mut out, args);
     socket.write_all(&out).await?;
@@ -151,7 +165,12 @@ struct FullTransfer {
     replid: String,
 }
 
-async fn session(shared: &Arc<Shared>, target: &LinkTarget, generation: u64, addr: &str) -> Result<(), LinkError> {
+async fn session(
+    shared: &Arc<Shared>,
+    target: &LinkTarget,
+    generation: u64,
+    addr: &str,
+) -> Result<(), LinkError> {
     set_status(shared, target, generation, LinkState::Connecting, None);
     let mut socket = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
         .await
@@ -178,7 +197,11 @@ async fn session(shared: &Arc<Shared>, target: &LinkTarget, generation: u64, add
     if let Some(secret) = &secret {
         command(&mut socket, &mut buf, &[b"AUTH", secret]).await?;
     }
-    let kind: &[u8] = if *target == LinkTarget::Primary { b"replica" } else { b"peer" };
+    let kind: &[u8] = if *target == LinkTarget::Primary {
+        b"replica"
+    } else {
+        b"peer"
+    };
     command(
         &mut socket,
         &mut buf,
@@ -197,16 +220,27 @@ async fn session(shared: &Arc<Shared>, target: &LinkTarget, generation: u64, add
         LinkTarget::Primary => {
             crate::resp::write_command(
                 &mut out,
-                &[b"AA.SYNC", resume.0.as_bytes(), resume.1.to_string().as_bytes()],
+                &[
+                    b"AA.SYNC",
+                    resume.0.as_bytes(),
+                    resume.1.to_string().as_bytes(),
+                ],
             );
         }
         LinkTarget::Peer(_) => {
-            let clock = postcard::to_allocvec(shared.state.lock().db.ks.clock()).unwrap_or_default();
+            let clock =
+                postcard::to_allocvec(shared.state.lock().db.ks.clock()).unwrap_or_default();
             crate::resp::write_command(&mut out, &[&b"AA.PULL"[..], &clock]);
         }
     }
     socket.write_all(&out).await?;
-    set_status(shared, target, generation, LinkState::Syncing, Some(String::new()));
+    set_status(
+        shared,
+        target,
+        generation,
+        LinkState::Syncing,
+        Some(String::new()),
+    );
     tracing::info!(link = ?target, %addr, "link connected");
 
     let mut parser = RequestParser::new();
@@ -330,11 +364,19 @@ fn apply_frames(
     let _ = state.flush_log();
     let db = &state.db;
     let ack = match target {
-        LinkTarget::Primary => db.repl.master.as_ref().and_then(|m| m.master_offset).map(|o| {
-            let mut out = BytesMut::new();
-            crate::resp::write_command(&mut out, &[&b"REPLCONF"[..], b"ACK", o.to_string().as_bytes()]);
-            out
-        }),
+        LinkTarget::Primary => db
+            .repl
+            .master
+            .as_ref()
+            .and_then(|m| m.master_offset)
+            .map(|o| {
+                let mut out = BytesMut::new();
+                crate::resp::write_command(
+                    &mut out,
+                    &[&b"REPLCONF"[..], b"ACK", o.to_string().as_bytes()],
+                );
+                out
+            }),
         LinkTarget::Peer(_) => {
             if got_effects || full.is_none() {
                 let clock = postcard::to_allocvec(db.ks.clock()).unwrap_or_default();
@@ -351,14 +393,22 @@ fn apply_frames(
     Ok(ack)
 }
 
-fn current_address_locked(repl: &crate::repl::ReplState, target: &LinkTarget, generation: u64) -> Option<()> {
+fn current_address_locked(
+    repl: &crate::repl::ReplState,
+    target: &LinkTarget,
+    generation: u64,
+) -> Option<()> {
     match target {
         LinkTarget::Primary => repl
             .master
             .as_ref()
             .filter(|m| m.generation == generation && matches!(repl.role, Role::Replica { .. }))
             .map(|_| ()),
-        LinkTarget::Peer(name) => repl.peers.get(name).filter(|p| p.generation == generation).map(|_| ()),
+        LinkTarget::Peer(name) => repl
+            .peers
+            .get(name)
+            .filter(|p| p.generation == generation)
+            .map(|_| ()),
     }
 }
 
@@ -379,7 +429,10 @@ fn set_link_up(state: &mut crate::net::State, target: &LinkTarget) {
 }
 
 fn parse_u64(b: &[u8]) -> u64 {
-    std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Installs a full transfer: a replica takes the primary's state as its own; a peer's state is
@@ -427,7 +480,8 @@ fn finish_full_transfer(
 
 /// True when an effect comes from a newer epoch of this node's own shard.
 pub fn is_newer_epoch(ks: &Keyspace, effect: &Effect) -> bool {
-    effect.dot.actor.lineage() == ks.actor_id().lineage() && effect.dot.actor.epoch() > ks.actor().epoch
+    effect.dot.actor.lineage() == ks.actor_id().lineage()
+        && effect.dot.actor.epoch() > ks.actor().epoch
 }
 
 /// Pub/sub messages carried by an effect.

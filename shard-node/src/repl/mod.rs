@@ -63,7 +63,10 @@ impl LinkState {
 pub enum Role {
     Primary,
     /// Following a primary.
-    Replica { host: String, port: u16 },
+    Replica {
+        host: String,
+        port: u16,
+    },
     /// A former primary that saw a newer epoch of its shard: read-only until re-pointed.
     Fenced,
 }
@@ -156,7 +159,10 @@ impl ReplState {
 
     /// Replicas whose acknowledged offset reached `offset`.
     pub fn replicas_at(&self, offset: u64) -> usize {
-        self.replicas.values().filter(|r| r.ack_offset >= offset).count()
+        self.replicas
+            .values()
+            .filter(|r| r.ack_offset >= offset)
+            .count()
     }
 
     /// The clock every participant is known to have seen (for collecting tombstones), if every
@@ -204,7 +210,8 @@ impl ReplState {
                 ));
                 out.push_str(&format!(
                     "master_last_io_seconds_ago:{}\r\n",
-                    link.map(|l| now_ms.saturating_sub(l.last_io_ms) / 1000).unwrap_or(0)
+                    link.map(|l| now_ms.saturating_sub(l.last_io_ms) / 1000)
+                        .unwrap_or(0)
                 ));
                 out.push_str(&format!(
                     "master_sync_in_progress:{}\r\n",

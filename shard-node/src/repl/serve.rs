@@ -52,19 +52,26 @@ pub async fn serve_link(
         let db = &mut state.db;
         let backlog = &db.repl.backlog;
         let resume = match &request {
-            LinkRequest::Sync { replid, offset } => offset
-                .filter(|o| *replid == backlog.replid && backlog.since_offset(*o).is_some()),
+            LinkRequest::Sync { replid, offset } => {
+                offset.filter(|o| *replid == backlog.replid && backlog.since_offset(*o).is_some())
+            }
             LinkRequest::Pull { clock } => backlog.start_for_clock(clock),
         };
         let replid = backlog.replid.clone();
         let start = match resume {
             Some(o) => {
-                frame(&mut out, &[b"CONT", replid.as_bytes(), o.to_string().as_bytes()]);
+                frame(
+                    &mut out,
+                    &[b"CONT", replid.as_bytes(), o.to_string().as_bytes()],
+                );
                 o
             }
             None => {
                 let next = backlog.next_offset();
-                frame(&mut out, &[b"FULL", replid.as_bytes(), next.to_string().as_bytes()]);
+                frame(
+                    &mut out,
+                    &[b"FULL", replid.as_bytes(), next.to_string().as_bytes()],
+                );
                 let meta = postcard::to_allocvec(&db.ks.meta()).unwrap_or_default();
                 frame(&mut out, &[b"META", &meta]);
                 for (k, e) in db.ks.entries() {
