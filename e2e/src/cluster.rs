@@ -99,6 +99,8 @@ pub struct ClusterSpec {
     pub images: ImageTable,
     /// Start the node agent (nodes and pods); without it the cluster has no nodes.
     pub agent: bool,
+    /// Keep the run directory when the cluster stops (it is always kept after a failure).
+    pub keep_dir: bool,
 }
 
 impl ClusterSpec {
@@ -114,6 +116,7 @@ impl ClusterSpec {
             heartbeat_interval: Duration::from_secs(2),
             images: ImageTable::with_defaults(),
             agent: true,
+            keep_dir: false,
         }
     }
 
@@ -474,7 +477,8 @@ impl LocalCluster {
         out
     }
 
-    /// Stops the pods, then every component in reverse start order.
+    /// Stops the pods, then every component in reverse start order (the run directory is
+    /// removed unless the spec keeps it or `AADB_E2E_KEEP` is set).
     pub async fn stop(mut self) {
         self.shutdown().await;
     }
@@ -510,7 +514,7 @@ impl Drop for LocalCluster {
         while let Some(mut c) = self.components.pop() {
             c.stop(Duration::from_secs(2));
         }
-        if !failed && std::env::var_os("AADB_E2E_KEEP").is_none() {
+        if !failed && !self.spec.keep_dir && std::env::var_os("AADB_E2E_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

@@ -1,5 +1,21 @@
 //! End-to-end support: a real local Kubernetes control plane started as processes, a node agent
 //! that runs pods as local processes, and the scenarios that use them.
 //!
-//! Contract: everything listens on 127.0.0.0/8 only. Filled in with the control-plane work.
+//! Contract: everything listens on 127.0.0.0/8 only. The upstream binaries come from
+//! `make k8s-bins` (`target/k8s/bin/`); [`LocalCluster`] fails with a message naming that
+//! command when they are missing.
 #![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod bins;
+pub mod certs;
+pub mod cluster;
+mod error;
+pub mod fleet;
+pub mod http;
+pub mod process;
+pub mod testapp;
+
+pub use agent::{ImageTable, NodeAgent};
+pub use cluster::{Addressing, ClusterSpec, LocalCluster};
+pub use error::{Error, Result};

@@ -120,6 +120,10 @@ pub struct ServerArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Memory for the replication backlog (recent effects kept for replicas and peers to
+    /// resume from); bytes, or with kb/mb/gb.
+    #[arg(long, env = "SHARD_NODE_REPL_BACKLOG_SIZE", default_value = "16mb", value_parser = parse_memory_arg)]
+    pub repl_backlog_size: u64,
     /// Maximum size of one bulk argument in bytes.
     #[arg(long, env = "SHARD_NODE_PROTO_MAX_BULK_LEN", default_value_t = 512 * 1024 * 1024)]
     pub proto_max_bulk_len: u64,

@@ -116,6 +116,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     db.run_id = format!("{:040x}", rand::random::<u128>());
     db.participant = args.participant.clone();
     db.repl = shard_node::repl::ReplState::new(db.ks.clock().clone());
+    db.repl.backlog.set_limit(args.repl_backlog_size as usize);
     if let Some(r) = &args.replicaof {
         if let Ok((host, port)) = shard_node::commands::replication::parse_peer_addr(r) {
             shard_node::commands::replication::follow(&mut db, host, port);

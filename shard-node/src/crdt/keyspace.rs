@@ -151,7 +151,9 @@ pub struct Keyspace {
     own_actors: Vec<ActorId>,
     clock: VectorClock,
     hlc: Hlc,
-    entries: FastMap<Blob, Entry>,
+    /// Entries are boxed: the hash table's buckets stay small, which matters more for memory
+    /// than the extra indirection costs in speed.
+    entries: FastMap<Blob, Box<Entry>>,
     deadlines: BTreeSet<(u64, Blob)>,
     single_participant: bool,
     watched: FastMap<Blob, u64>,
@@ -296,16 +298,16 @@ impl Keyspace {
         if let Some(d) = entry.deadline() {
             self.deadlines.insert((d, key.clone()));
         }
-        self.entries.insert(key, entry);
+        self.entries.insert(key, Box::new(entry));
     }
 
     /// Every key with its entry (for snapshots and scans).
     pub fn entries(&self) -> impl Iterator<Item = (&Blob, &Entry)> {
-        self.entries.iter()
+        self.entries.iter().map(|(k, e)| (k, &**e))
     }
 
     pub fn raw_entry(&self, key: &[u8]) -> Option<&Entry> {
-        self.entries.get(key)
+        self.entries.get(key).map(|e| &**e)
     }
 
     fn is_expired(entry: &Entry, now_ms: u64) -> bool {
@@ -649,7 +651,7 @@ impl Keyspace {
         let single = self.single_participant;
         if let Some(capture) = &mut self.capture {
             if !capture.contains_key(key) {
-                capture.insert(Blob::from(key), self.entries.get(key).cloned());
+                capture.insert(Blob::from(key), self.entries.get(key).map(|e| (**e).clone()));
             }
         }
         let (before, after, remove) = {
@@ -716,7 +718,7 @@ impl Keyspace {
     pub fn captured_entry(&self, key: &[u8]) -> Option<Entry> {
         match self.capture.as_ref().and_then(|c| c.get(key)) {
             Some(pre) => pre.clone(),
-            None => self.entries.get(key).cloned(),
+            None => self.entries.get(key).map(|e| (**e).clone()),
         }
     }
 
@@ -817,7 +819,7 @@ impl Keyspace {
         let mut keys: BTreeSet<Blob> = self.entries.keys().cloned().collect();
         keys.extend(other.entries.keys().cloned());
         for key in keys {
-            let theirs = other.entries.get(&key).unwrap_or(&empty);
+            let theirs = other.entries.get(&key).map(|e| &**e).unwrap_or(&empty);
             let mine = self.entries.entry(key.clone()).or_default();
             for t in &theirs.slots {
                 let kind = t.value.kind();

@@ -498,20 +498,21 @@ impl Kind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     Str(Counted<Blob>),
-    Hash(HashValue),
-    Set(SetValue),
-    ZSet(ZSetValue),
-    List(ListValue),
+    // Collections are boxed so the common string case keeps entries small.
+    Hash(Box<HashValue>),
+    Set(Box<SetValue>),
+    ZSet(Box<ZSetValue>),
+    List(Box<ListValue>),
 }
 
 impl Value {
     pub fn empty(kind: Kind) -> Value {
         match kind {
             Kind::Str => Value::Str(Counted::default()),
-            Kind::Hash => Value::Hash(HashValue::default()),
-            Kind::Set => Value::Set(SetValue::default()),
-            Kind::ZSet => Value::ZSet(ZSetValue::default()),
-            Kind::List => Value::List(ListValue::default()),
+            Kind::Hash => Value::Hash(Box::default()),
+            Kind::Set => Value::Set(Box::default()),
+            Kind::ZSet => Value::ZSet(Box::default()),
+            Kind::List => Value::List(Box::default()),
         }
     }
 

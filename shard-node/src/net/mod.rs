@@ -40,8 +40,8 @@ impl State {
             return Ok(());
         }
         let effects = std::mem::take(&mut self.db.ks.outbox);
-        for e in effects {
-            self.record(Arc::new(e));
+        for e in &effects {
+            self.record(e);
         }
         self.flush_log()
     }
@@ -62,18 +62,19 @@ impl State {
         for (channel, payload) in messages {
             crate::commands::server::deliver(&mut self.db, &channel, &payload);
         }
-        self.record(Arc::new(effect));
+        self.record(&effect);
     }
 
-    fn record(&mut self, effect: Arc<crate::crdt::Effect>) {
+    /// Appends an applied effect to the log buffer and the replication backlog.
+    fn record(&mut self, effect: &crate::crdt::Effect) {
+        let mut buf = Vec::with_capacity(64);
+        effect.encode(&mut buf);
         if let Some(store) = self.store.as_mut() {
-            let mut buf = Vec::with_capacity(64);
-            effect.encode(&mut buf);
             if let Err(err) = store.append(&buf) {
                 self.note_log_failure(err.to_string());
             }
         }
-        self.db.repl.backlog.push(effect);
+        self.db.repl.backlog.push(effect.dot, bytes::Bytes::from(buf));
     }
 
     /// Flushes buffered log records (fsyncing with `appendfsync always`).

@@ -10,37 +10,19 @@
 //! Because entries are in apply order, streaming them from any start point preserves causal
 //! order.
 
-use crate::crdt::{Effect, VectorClock};
+use crate::crdt::{Dot, VectorClock};
+use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 pub struct Backlog {
-    entries: VecDeque<(Arc<Effect>, usize)>,
+    /// Each effect's dot and its encoding (owned bytes: nothing else is kept alive).
+    entries: VecDeque<(Dot, Bytes)>,
     first_offset: u64,
     next_offset: u64,
     base_clock: VectorClock,
     bytes: usize,
     limit: usize,
     pub replid: String,
-}
-
-/// Rough in-memory size of an effect, for the byte budget.
-fn weight(effect: &Effect) -> usize {
-    64 + effect
-        .ops
-        .iter()
-        .map(|op| {
-            32 + op.key.len()
-                + match &op.kind {
-                    crate::crdt::OpKind::StrSet { value, .. }
-                    | crate::crdt::OpKind::HashSet { value, .. }
-                    | crate::crdt::OpKind::ListInsert { value, .. }
-                    | crate::crdt::OpKind::ListSet { value, .. } => value.len(),
-                    crate::crdt::OpKind::Publish { payload, .. } => payload.len(),
-                    _ => 16,
-                }
-        })
-        .sum::<usize>()
 }
 
 /// A fresh random replication id (40 hex characters, like Redis).
@@ -90,15 +72,18 @@ impl Backlog {
         self.bytes
     }
 
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     pub fn set_limit(&mut self, limit: usize) {
         self.limit = limit.max(1);
         self.trim();
     }
 
-    pub fn push(&mut self, effect: Arc<Effect>) -> u64 {
-        let w = weight(&effect);
-        self.entries.push_back((effect, w));
-        self.bytes += w;
+    pub fn push(&mut self, dot: Dot, encoded: Bytes) -> u64 {
+        self.bytes += encoded.len() + 48;
+        self.entries.push_back((dot, encoded));
         let offset = self.next_offset;
         self.next_offset += 1;
         self.trim();
@@ -107,27 +92,21 @@ impl Backlog {
 
     fn trim(&mut self) {
         while self.bytes > self.limit && self.entries.len() > 1 {
-            if let Some((old, w)) = self.entries.pop_front() {
-                self.bytes -= w;
-                self.base_clock.raise(old.dot.actor, old.dot.seq);
+            if let Some((dot, encoded)) = self.entries.pop_front() {
+                self.bytes -= encoded.len() + 48;
+                self.base_clock.raise(dot.actor, dot.seq);
                 self.first_offset += 1;
             }
         }
     }
 
     /// Effects from `offset` on, if the backlog still holds them.
-    pub fn since_offset(&self, offset: u64) -> Option<Vec<Arc<Effect>>> {
+    pub fn since_offset(&self, offset: u64) -> Option<Vec<(Dot, Bytes)>> {
         if offset < self.first_offset || offset > self.next_offset {
             return None;
         }
         let skip = (offset - self.first_offset) as usize;
-        Some(
-            self.entries
-                .iter()
-                .skip(skip)
-                .map(|(e, _)| e.clone())
-                .collect(),
-        )
+        Some(self.entries.iter().skip(skip).cloned().collect())
     }
 
     /// The offset to stream from for a peer whose clock is `clock`, if the backlog covers
@@ -139,7 +118,7 @@ impl Backlog {
         let first_missing = self
             .entries
             .iter()
-            .position(|(e, _)| !clock.covers(e.dot))
+            .position(|(dot, _)| !clock.covers(*dot))
             .unwrap_or(self.entries.len());
         Some(self.first_offset + first_missing as u64)
     }
@@ -148,25 +127,24 @@ impl Backlog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crdt::{ActorId, Dot};
+    use crate::crdt::ActorId;
 
-    fn effect(actor: u64, seq: u64) -> Arc<Effect> {
-        Arc::new(Effect {
-            dot: Dot {
+    fn effect(actor: u64, seq: u64) -> (Dot, Bytes) {
+        (
+            Dot {
                 actor: ActorId(actor),
                 seq,
             },
-            ts: seq,
-            deps: VectorClock::new(),
-            ops: Vec::new(),
-        })
+            Bytes::from(vec![0u8; 16]),
+        )
     }
 
     #[test]
     fn resumes_by_offset_and_by_clock_until_trimmed() {
         let mut b = Backlog::new(64 * 3, VectorClock::new());
         for seq in 1..=5 {
-            b.push(effect(1, seq));
+            let (dot, bytes) = effect(1, seq);
+            b.push(dot, bytes);
         }
         assert_eq!(b.next_offset(), 5);
         assert_eq!(b.first_offset(), 2, "only three entries fit");

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 pub const LINK_PROTOCOL_VERSION: u32 = 1;
 
 /// Default backlog budget in bytes.
-pub const DEFAULT_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkState {
@@ -234,7 +234,7 @@ impl ReplState {
         ));
         out.push_str(&format!(
             "repl_backlog_active:1\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
-            DEFAULT_BACKLOG_BYTES,
+            self.backlog.limit(),
             self.backlog.first_offset(),
             self.backlog.len()
         ));

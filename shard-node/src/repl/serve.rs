@@ -110,13 +110,10 @@ pub async fn serve_link(
             let backlog = &state.db.repl.backlog;
             match backlog.since_offset(sent) {
                 Some(effects) => {
-                    let mut buf = Vec::with_capacity(128);
-                    for e in &effects {
-                        let skip = known_clock.as_ref().is_some_and(|c| c.covers(e.dot));
+                    for (dot, encoded) in &effects {
+                        let skip = known_clock.as_ref().is_some_and(|c| c.covers(*dot));
                         if !skip {
-                            buf.clear();
-                            e.encode(&mut buf);
-                            frame(&mut out, &[b"E", &buf]);
+                            frame(&mut out, &[b"E", encoded]);
                         }
                     }
                     sent += effects.len() as u64;

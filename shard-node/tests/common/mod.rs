@@ -425,6 +425,17 @@ impl ShardNode {
         self.proc.as_ref().and_then(|p| p.pid())
     }
 
+    /// The extra command-line arguments given with [`NodeBuilder::arg`].
+    pub fn extra_args(&self) -> &[String] {
+        &self.builder.extra
+    }
+
+    /// Replaces the extra command-line arguments; they apply from the next (re)start, so a
+    /// stopped node can come back with another role (e.g. `--replicaof` a new primary).
+    pub fn set_extra_args(&mut self, extra: Vec<String>) {
+        self.builder.extra = extra;
+    }
+
     pub fn args(&self) -> Vec<String> {
         let b = &self.builder;
         let mut a: Vec<String> = vec![
@@ -740,6 +751,18 @@ impl RawConn {
     /// Connects to `127.0.0.1:port` with [`IO_TIMEOUT`] for reads and writes.
     pub fn connect(port: u16) -> RawConn {
         Self::try_connect(port).unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"))
+    }
+
+    /// Wraps an already connected stream (for example one accepted by a test's own listener,
+    /// to play the other end of a protocol), with [`IO_TIMEOUT`] for reads and writes.
+    pub fn from_stream(stream: TcpStream) -> io::Result<RawConn> {
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(RawConn {
+            stream,
+            buf: Vec::new(),
+        })
     }
 
     pub fn try_connect(port: u16) -> io::Result<RawConn> {

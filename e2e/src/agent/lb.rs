@@ -1,0 +1,293 @@
+//! The "cloud" of the local cluster: Services of type LoadBalancer.
+//!
+//! Contract: each LoadBalancer Service gets a loopback ingress address `127.<c>.0.<m>` in
+//! `status.loadBalancer.ingress` and, for each TCP port, a listener on `<ingress>:<port>`
+//! that forwards every connection to a ready endpoint of the Service (from its
+//! EndpointSlices, matching the port by name; round robin). A connection arriving while no
+//! endpoint is ready is closed. A cut Service (region partition) closes its open connections
+//! and every new one until healed. A Service that stops being a LoadBalancer, or is deleted,
+//! loses its listeners and address.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::watcher;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::{lock, AbortOnDrop, Shared};
+
+struct Lb {
+    ip: Ipv4Addr,
+    ports: Vec<(String, u16)>,
+    cut: Arc<AtomicBool>,
+    cut_tx: watch::Sender<u64>,
+    listeners: Vec<AbortOnDrop>,
+}
+
+/// Load balancers of one agent.
+#[derive(Default)]
+pub(crate) struct LbState {
+    inner: Mutex<HashMap<String, Lb>>,
+    cut_all: AtomicBool,
+}
+
+fn key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+impl LbState {
+    pub fn ip_of(&self, ns: &str, name: &str) -> Option<Ipv4Addr> {
+        lock(&self.inner).get(&key(ns, name)).map(|l| l.ip)
+    }
+
+    pub fn set_cut(&self, ns: &str, name: &str, cut: bool) {
+        if let Some(l) = lock(&self.inner).get(&key(ns, name)) {
+            l.cut.store(cut, Ordering::SeqCst);
+            l.cut_tx.send_modify(|g| *g += 1);
+        }
+    }
+
+    pub fn set_cut_all(&self, cut: bool) {
+        self.cut_all.store(cut, Ordering::SeqCst);
+        for l in lock(&self.inner).values() {
+            l.cut.store(cut, Ordering::SeqCst);
+            l.cut_tx.send_modify(|g| *g += 1);
+        }
+    }
+
+    pub fn clear(&self) {
+        lock(&self.inner).clear();
+    }
+}
+
+fn is_lb(s: &Service) -> bool {
+    s.spec
+        .as_ref()
+        .and_then(|sp| sp.type_.as_deref())
+        .is_some_and(|t| t == "LoadBalancer")
+}
+
+fn tcp_ports(s: &Service) -> Vec<(String, u16)> {
+    s.spec
+        .as_ref()
+        .and_then(|sp| sp.ports.as_ref())
+        .map(|ps| {
+            ps.iter()
+                .filter(|p| p.protocol.as_deref().is_none_or(|x| x == "TCP"))
+                .filter_map(|p| Some((p.name.clone().unwrap_or_default(), u16::try_from(p.port).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn allocate_ip(shared: &Shared, taken: &HashMap<String, Lb>, wanted: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let used: Vec<Ipv4Addr> = taken.values().map(|l| l.ip).collect();
+    if let Some(w) = wanted {
+        if !used.contains(&w) && (2..=254).any(|m| shared.config.addressing.load_balancer_ip(m) == w) {
+            return Some(w);
+        }
+    }
+    (2..=254u8)
+        .map(|m| shared.config.addressing.load_balancer_ip(m))
+        .find(|ip| !used.contains(ip))
+}
+
+/// Watches Services and keeps the load balancers in line with them, until aborted.
+pub(crate) async fn service_loop(shared: Arc<Shared>) {
+    let api: Api<Service> = Api::all(shared.client.clone());
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => reconcile(&shared, &s).await,
+            Ok(watcher::Event::Delete(s)) => {
+                let k = key(
+                    s.metadata.namespace.as_deref().unwrap_or_default(),
+                    s.metadata.name.as_deref().unwrap_or_default(),
+                );
+                lock(&shared.lbs.inner).remove(&k);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("service watch: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn reconcile(shared: &Arc<Shared>, s: &Service) {
+    let (Some(ns), Some(name)) = (s.metadata.namespace.clone(), s.metadata.name.clone()) else {
+        return;
+    };
+    let k = key(&ns, &name);
+    if !is_lb(s) || s.metadata.deletion_timestamp.is_some() {
+        lock(&shared.lbs.inner).remove(&k);
+        return;
+    }
+    let ports = tcp_ports(s);
+    let reported: Option<Ipv4Addr> = s
+        .status
+        .as_ref()
+        .and_then(|st| st.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .and_then(|i| i.first())
+        .and_then(|i| i.ip.as_deref())
+        .and_then(|ip| ip.parse().ok());
+    let ip = {
+        let mut map = lock(&shared.lbs.inner);
+        let same = map.get(&k).is_some_and(|l| l.ports == ports);
+        if !same {
+            let previous = map.remove(&k).map(|l| l.ip);
+            let Some(ip) = allocate_ip(shared, &map, previous.or(reported)) else {
+                tracing::warn!("no free load balancer address for {k}");
+                return;
+            };
+            let cut = Arc::new(AtomicBool::new(shared.lbs.cut_all.load(Ordering::SeqCst)));
+            let (cut_tx, _) = watch::channel(0u64);
+            let rr = Arc::new(AtomicUsize::new(0));
+            let listeners = ports
+                .iter()
+                .map(|(pname, port)| {
+                    AbortOnDrop(tokio::spawn(listen(
+                        shared.clone(),
+                        ns.clone(),
+                        name.clone(),
+                        pname.clone(),
+                        SocketAddr::new(ip.into(), *port),
+                        cut.clone(),
+                        cut_tx.subscribe(),
+                        rr.clone(),
+                    )))
+                })
+                .collect();
+            map.insert(
+                k.clone(),
+                Lb {
+                    ip,
+                    ports: ports.clone(),
+                    cut,
+                    cut_tx,
+                    listeners,
+                },
+            );
+        }
+        match map.get(&k) {
+            Some(l) => l.ip,
+            None => return,
+        }
+    };
+    if reported != Some(ip) {
+        let api: Api<Service> = Api::namespaced(shared.client.clone(), &ns);
+        let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]}}});
+        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            tracing::warn!("service {k} status: {e}");
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn listen(
+    shared: Arc<Shared>,
+    ns: String,
+    svc: String,
+    port_name: String,
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    cut_rx: watch::Receiver<u64>,
+    rr: Arc<AtomicUsize>,
+) {
+    let listener = loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => break l,
+            Err(e) => {
+                tracing::warn!("load balancer {ns}/{svc} bind {addr}: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    loop {
+        let Ok((conn, _)) = listener.accept().await else {
+            continue;
+        };
+        if cut.load(Ordering::SeqCst) {
+            drop(conn);
+            continue;
+        }
+        let shared = shared.clone();
+        let (ns, svc, port_name) = (ns.clone(), svc.clone(), port_name.clone());
+        let (cut, mut cut_rx, rr) = (cut.clone(), cut_rx.clone(), rr.clone());
+        tokio::spawn(async move {
+            let Some(target) = pick_endpoint(&shared, &ns, &svc, &port_name, &rr).await else {
+                return;
+            };
+            let Ok(Ok(mut upstream)) =
+                tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(target)).await
+            else {
+                return;
+            };
+            let mut conn = conn;
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream) => {}
+                _ = async {
+                    loop {
+                        if cut_rx.changed().await.is_err() || cut.load(Ordering::SeqCst) {
+                            break;
+                        }
+                    }
+                } => {}
+            }
+        });
+    }
+}
+
+async fn pick_endpoint(
+    shared: &Shared,
+    ns: &str,
+    svc: &str,
+    port_name: &str,
+    rr: &AtomicUsize,
+) -> Option<SocketAddr> {
+    let api: Api<EndpointSlice> = Api::namespaced(shared.client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={svc}"));
+    let slices = api.list(&lp).await.ok()?;
+    let mut candidates: Vec<SocketAddr> = Vec::new();
+    for s in &slices.items {
+        let port = s
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.clone().unwrap_or_default() == port_name)
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok());
+        let Some(port) = port else { continue };
+        for e in &s.endpoints {
+            let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            if !ready {
+                continue;
+            }
+            for a in &e.addresses {
+                if let Ok(ip) = a.parse::<Ipv4Addr>() {
+                    // Never forward outside loopback.
+                    if ip.is_loopback() {
+                        candidates.push(SocketAddr::new(ip.into(), port));
+                    }
+                }
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return None;
+    }
+    candidates.sort();
+    let i = rr.fetch_add(1, Ordering::Relaxed) % candidates.len();
+    candidates.get(i).copied()
+}
