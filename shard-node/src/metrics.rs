@@ -54,7 +54,7 @@ pub fn render(shared: &Shared) -> String {
     let command_seconds = Family::<CommandLabel, Counter<f64, AtomicU64>>::default();
     for (name, (calls, micros)) in &db.stats.commands {
         let label = CommandLabel {
-            command: name.clone(),
+            command: name.to_string(),
         };
         commands.get_or_create(&label).inc_by(*calls);
         command_seconds

@@ -167,11 +167,7 @@ fn play(rules: &[Rule]) -> (Cluster, Vec<String>) {
             }
         }
     }
-    eprintln!(
-        "played {} rules in {:?}",
-        rules.len(),
-        started.elapsed()
-    );
+    eprintln!("played {} rules in {:?}", rules.len(), started.elapsed());
     (c, failures)
 }
 
@@ -207,7 +203,8 @@ fn keys_and_deletes() {
             ],
         },
         Rule {
-            name: "concurrent creation with two types: the later timestamp's type wins (string later)",
+            name:
+                "concurrent creation with two types: the later timestamp's type wins (string later)",
             setup: &[],
             concurrent: &[
                 (0, B, &["SADD", "type2", "x"], Expect::Is("1")),
@@ -291,7 +288,11 @@ fn keys_and_deletes() {
 fn flushall_is_an_observed_remove_of_every_key() {
     play_all(&[Rule {
         name: "FLUSHALL removes only what the flushing region had seen",
-        setup: &[&["SET", "fa", "1"], &["SADD", "fs", "m"], &["RPUSH", "fl", "x"]],
+        setup: &[
+            &["SET", "fa", "1"],
+            &["SADD", "fs", "m"],
+            &["RPUSH", "fl", "x"],
+        ],
         concurrent: &[
             (0, A, &["FLUSHALL"], Expect::Is("OK")),
             (0, B, &["SET", "fb", "2"], Expect::Is("OK")),
@@ -344,7 +345,11 @@ fn tombstones_are_collected_once_every_participant_saw_the_delete() {
     c.converge(CONVERGE).unwrap_or_else(|e| panic!("{e}"));
     for id in c.ids() {
         let label = c.label(id);
-        assert_eq!(c.q(id, &["LRANGE", "tl", "0", "-1"]).text(), "[b]", "{label}");
+        assert_eq!(
+            c.q(id, &["LRANGE", "tl", "0", "-1"]).text(),
+            "[b]",
+            "{label}"
+        );
         poll_ok(Duration::from_secs(10), || match pending(&mut c, id)? {
             0 => Ok(()),
             n => Err(format!("{n} tombstones pending")),
@@ -526,7 +531,12 @@ fn hashes() {
                 (0, A, &["HINCRBY", "h4", "n", "2"], Expect::Is("3")),
                 (0, B, &["HINCRBY", "h4", "n", "5"], Expect::Is("6")),
                 (0, A, &["HINCRBYFLOAT", "h4", "m", "0.5"], Expect::Is("0.5")),
-                (0, C, &["HINCRBYFLOAT", "h4", "m", "0.25"], Expect::Is("0.25")),
+                (
+                    0,
+                    C,
+                    &["HINCRBYFLOAT", "h4", "m", "0.25"],
+                    Expect::Is("0.25"),
+                ),
             ],
             checks: &[
                 (&["HGET", "h4", "n"], Expect::Is("8")),
@@ -642,7 +652,10 @@ fn sorted_sets() {
                 (0, A, &["DEL", "z5"], Expect::Is("1")),
                 (0, C, &["ZADD", "z5", "2", "y"], Expect::Is("1")),
             ],
-            checks: &[(&["ZRANGE", "z5", "0", "-1", "WITHSCORES"], Expect::Is("[y,2]"))],
+            checks: &[(
+                &["ZRANGE", "z5", "0", "-1", "WITHSCORES"],
+                Expect::Is("[y,2]"),
+            )],
         },
     ]);
 }
@@ -656,8 +669,18 @@ fn lists() {
             name: "concurrent LINSERT at one place: one order, the same everywhere",
             setup: &[&["RPUSH", "L1", "x"]],
             concurrent: &[
-                (0, A, &["LINSERT", "L1", "AFTER", "x", "y1"], Expect::Is("2")),
-                (0, B, &["LINSERT", "L1", "AFTER", "x", "y2"], Expect::Is("2")),
+                (
+                    0,
+                    A,
+                    &["LINSERT", "L1", "AFTER", "x", "y1"],
+                    Expect::Is("2"),
+                ),
+                (
+                    0,
+                    B,
+                    &["LINSERT", "L1", "AFTER", "x", "y2"],
+                    Expect::Is("2"),
+                ),
             ],
             checks: &[(
                 &["LRANGE", "L1", "0", "-1"],
@@ -672,7 +695,10 @@ fn lists() {
                 (0, B, &["RPUSH", "L2", "b"], Expect::Is("1")),
                 (0, C, &["LPUSH", "L2", "c"], Expect::Is("1")),
             ],
-            checks: &[(&["LRANGE", "L2", "0", "-1"], Expect::Members(&["a", "b", "c"]))],
+            checks: &[(
+                &["LRANGE", "L2", "0", "-1"],
+                Expect::Members(&["a", "b", "c"]),
+            )],
         },
         Rule {
             name: "DEL removes only observed elements: from [x], LPUSH y ‖ DEL → [y]",
@@ -855,10 +881,12 @@ impl Subscriber {
     fn read_until(&mut self, last: &str) -> Vec<String> {
         let mut got = Vec::new();
         loop {
-            let frame = self
-                .conn
-                .read_frame()
-                .unwrap_or_else(|e| panic!("{}: waiting for {last:?}, got {got:?}, then {e:?}", self.label));
+            let frame = self.conn.read_frame().unwrap_or_else(|e| {
+                panic!(
+                    "{}: waiting for {last:?}, got {got:?}, then {e:?}",
+                    self.label
+                )
+            });
             let reply = Reply::parse(&frame).unwrap_or_else(|e| panic!("{e}"));
             let items = reply.items();
             assert_eq!(
@@ -881,7 +909,11 @@ impl Subscriber {
 #[test]
 fn publish_reaches_every_region_once_in_order() {
     let mut c = cluster();
-    let mut subs: Vec<Subscriber> = c.ids().iter().map(|id| Subscriber::new(&c, *id, "news")).collect();
+    let mut subs: Vec<Subscriber> = c
+        .ids()
+        .iter()
+        .map(|id| Subscriber::new(&c, *id, "news"))
+        .collect();
     // Subscriptions are local; wait until the publisher's own region counts one subscriber.
     let mut published = Vec::new();
     let publish = |c: &mut Cluster, msg: &str, published: &mut Vec<String>| {
@@ -903,13 +935,22 @@ fn publish_reaches_every_region_once_in_order() {
     publish(&mut c, "end", &mut published);
     for s in subs.iter_mut() {
         let got = s.read_until("end");
-        assert_eq!(got, published, "{}: messages, in publish order, once each", s.label);
+        assert_eq!(
+            got, published,
+            "{}: messages, in publish order, once each",
+            s.label
+        );
     }
     // A message published in another region arrives next (no late duplicates in between).
     let reply = c.q((C, 0), &["PUBLISH", "news", "from-c"]);
     assert!(!reply.is_error());
     for s in subs.iter_mut() {
-        assert_eq!(s.read_until("from-c"), vec!["from-c".to_owned()], "{}", s.label);
+        assert_eq!(
+            s.read_until("from-c"),
+            vec!["from-c".to_owned()],
+            "{}",
+            s.label
+        );
     }
 }
 
@@ -936,11 +977,8 @@ fn a_transaction_is_never_seen_half_applied() {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let frame = conn.cmd_str(&["MGET", "tx:a", "tx:b", "tx:c"]);
                     let reply = Reply::parse(&frame).unwrap_or_else(|e| panic!("{e}"));
-                    let vals: Vec<i64> = reply
-                        .items()
-                        .iter()
-                        .map(|r| r.int().unwrap_or(0))
-                        .collect();
+                    let vals: Vec<i64> =
+                        reply.items().iter().map(|r| r.int().unwrap_or(0)).collect();
                     assert!(
                         vals.len() == 3 && vals[0] == vals[1] && vals[1] == vals[2],
                         "{label} shows half a transaction: {}",

@@ -135,7 +135,7 @@ pub struct Settings {
 /// Counters reported by INFO and /metrics.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
-    pub commands: HashMap<String, (u64, u64)>,
+    pub commands: HashMap<&'static str, (u64, u64)>,
     pub total_commands: u64,
     pub total_connections: u64,
     pub rejected_connections: u64,
@@ -496,11 +496,7 @@ pub fn run(
         (command.handler)(&mut ctx, args)
     };
     let micros = start.elapsed().as_micros() as u64;
-    let entry = db
-        .stats
-        .commands
-        .entry(command.name.to_string())
-        .or_insert((0, 0));
+    let entry = db.stats.commands.entry(command.name).or_insert((0, 0));
     entry.0 += 1;
     entry.1 += micros;
     db.stats.total_commands += 1;

@@ -869,7 +869,7 @@ pub fn info_text(db: &Db, sections: &[String], now_ms: u64) -> String {
         section("Replication", db.repl.info(now_ms));
     }
     if want("commandstats") {
-        let mut names: Vec<&String> = db.stats.commands.keys().collect();
+        let mut names: Vec<&&'static str> = db.stats.commands.keys().collect();
         names.sort();
         let body: String = names
             .into_iter()

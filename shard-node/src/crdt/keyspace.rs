@@ -651,7 +651,10 @@ impl Keyspace {
         let single = self.single_participant;
         if let Some(capture) = &mut self.capture {
             if !capture.contains_key(key) {
-                capture.insert(Blob::from(key), self.entries.get(key).map(|e| (**e).clone()));
+                capture.insert(
+                    Blob::from(key),
+                    self.entries.get(key).map(|e| (**e).clone()),
+                );
             }
         }
         let (before, after, remove) = {

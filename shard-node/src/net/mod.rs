@@ -74,7 +74,10 @@ impl State {
                 self.note_log_failure(err.to_string());
             }
         }
-        self.db.repl.backlog.push(effect.dot, bytes::Bytes::from(buf));
+        self.db
+            .repl
+            .backlog
+            .push(effect.dot, bytes::Bytes::from(buf));
     }
 
     /// Flushes buffered log records (fsyncing with `appendfsync always`).
