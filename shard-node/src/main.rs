@@ -74,7 +74,9 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let now = net::now_ms();
-    let mut ks = Keyspace::new(Actor::new(args.participant.clone(), args.shard, 1), true);
+    // Without other participants or a primary, removed state can be dropped at once.
+    let single = args.peers.is_empty() && args.replicaof.is_none();
+    let mut ks = Keyspace::new(Actor::new(args.participant.clone(), args.shard, 1), single);
     let policy = match args.appendfsync {
         AppendFsync::Always => FsyncPolicy::Always,
         AppendFsync::Everysec => FsyncPolicy::EverySec,

@@ -166,6 +166,9 @@ pub fn follow(db: &mut Db, host: String, port: u16) {
         last_error: String::new(),
         generation,
     });
+    // A replica keeps removed state until its primary says every participant has seen it, so
+    // later effects that refer to removed list elements find them.
+    db.ks.set_single_participant(false);
     db.repl.actions.push(ReplAction::FollowPrimary);
 }
 
@@ -175,6 +178,8 @@ pub fn promote(db: &mut Db) {
     db.ks.set_epoch(epoch);
     db.repl.role = Role::Primary;
     db.repl.master = None;
+    let single = db.repl.peers.is_empty();
+    db.ks.set_single_participant(single);
     // A new history starts here; replicas of the old primary resynchronise.
     let clock = db.ks.clock().clone();
     db.repl.backlog.reset(clock);
