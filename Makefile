@@ -55,8 +55,9 @@ check-generated: generate ## Fail if generated files differ from the committed o
 ci: lint check-generated test ## Lint, generated files, tests (.ci/run runs these steps)
 
 .PHONY: bench
-bench: ## Throughput and memory per key against redis-server (bench/run.sh)
+bench: ## Throughput and memory against redis-server, then replication throughput and lag
 	bash bench/run.sh
+	BENCH_SKIP_BUILD=1 bash bench/replication.sh
 
 .PHONY: demo
 demo: ## Local active-active demo (needs the operator, which is not written yet)
