@@ -48,7 +48,7 @@ impl State {
 
     /// Records an effect received over a link (already applied): fencing check, pub/sub
     /// delivery, log and backlog.
-    pub fn record_received(&mut self, effect: crate::crdt::Effect) {
+    pub fn record_received(&mut self, effect: crate::crdt::Effect, encoded: Option<bytes::Bytes>) {
         if self.db.repl.is_primary() && crate::repl::link::is_newer_epoch(&self.db.ks, &effect) {
             tracing::warn!(
                 epoch = effect.dot.actor.epoch(),

@@ -284,6 +284,9 @@ fn apply_frames(
     }
     let now = now_ms();
     let mut applied: Vec<Effect> = Vec::new();
+    // Received encodings, reused for this node's log and backlog (copied: the frame is a view
+    // into the socket buffer).
+    let mut encodings: std::collections::HashMap<crate::crdt::Dot, Bytes> = Default::default();
     let mut got_effects = false;
     for f in frames.drain(..) {
         let word = |i: usize| f.get(i).map(|a| &a[..]).unwrap_or(b"");
@@ -323,6 +326,7 @@ fn apply_frames(
             b"E" => {
                 let effect = Effect::decode(word(1))
                     .map_err(|e| LinkError::Io(format!("undecodable effect: {e}")))?;
+                encodings.insert(effect.dot, Bytes::copy_from_slice(word(1)));
                 got_effects = true;
                 let db = &mut state.db;
                 if let (LinkTarget::Primary, Some(m)) = (target, db.repl.master.as_mut()) {
@@ -359,7 +363,8 @@ fn apply_frames(
         }
     }
     for effect in applied {
-        state.record_received(effect);
+        let encoded = encodings.remove(&effect.dot);
+        state.record_received(effect, encoded);
     }
     let _ = state.flush_log();
     let db = &state.db;
