@@ -124,6 +124,11 @@ pub struct ServerArgs {
     /// resume from); bytes, or with kb/mb/gb.
     #[arg(long, env = "SHARD_NODE_REPL_BACKLOG_SIZE", default_value = "16mb", value_parser = parse_memory_arg)]
     pub repl_backlog_size: u64,
+    /// Threads serving connections. 1 (the default) runs every connection on one thread, like
+    /// redis-server, which is fastest when clients are many and commands are small; more
+    /// threads help with expensive commands and TLS.
+    #[arg(long, env = "SHARD_NODE_IO_THREADS", default_value_t = 1)]
+    pub io_threads: usize,
     /// Maximum size of one bulk argument in bytes.
     #[arg(long, env = "SHARD_NODE_PROTO_MAX_BULK_LEN", default_value_t = 512 * 1024 * 1024)]
     pub proto_max_bulk_len: u64,

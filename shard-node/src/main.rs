@@ -65,7 +65,14 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_ca.is_some() {
         anyhow::bail!("--tls-cert/--tls-key/--tls-ca secure replication links, which this build does not include yet");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = if args.io_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.io_threads);
+        b
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

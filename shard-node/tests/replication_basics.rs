@@ -72,7 +72,12 @@ fn a_replica_refuses_writes_with_readonly_and_serves_reads() {
         &["EXPIRE", "k", "10"],
         &["FLUSHALL"],
     ] {
-        assert_eq!(r.q(cmd).text(), READONLY, "`{}` on a replica", cmd.join(" "));
+        assert_eq!(
+            r.q(cmd).text(),
+            READONLY,
+            "`{}` on a replica",
+            cmd.join(" ")
+        );
     }
     // A transaction with a write is refused as a whole.
     let replies = r
@@ -112,7 +117,10 @@ fn info_replication_and_role_carry_redis_fields() {
     }
     let offset = wait_caught_up(&mut p, &mut c1);
     assert_eq!(wait_caught_up(&mut p, &mut c2), offset);
-    assert!(offset >= 8, "master_repl_offset {offset} counts the 8 writes");
+    assert!(
+        offset >= 8,
+        "master_repl_offset {offset} counts the 8 writes"
+    );
 
     // The primary.
     let pi = poll_ok(LINK_UP, || {
@@ -131,7 +139,11 @@ fn info_replication_and_role_carry_redis_fields() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(field(&pi, "role").as_deref(), Some("master"), "{pi}");
     assert_eq!(field(&pi, "connected_slaves").as_deref(), Some("2"), "{pi}");
-    assert_eq!(field(&pi, "master_repl_offset"), Some(offset.to_string()), "{pi}");
+    assert_eq!(
+        field(&pi, "master_repl_offset"),
+        Some(offset.to_string()),
+        "{pi}"
+    );
     let replid = field(&pi, "master_replid").unwrap_or_default();
     assert!(
         replid.len() == 40 && replid.chars().all(|c| c.is_ascii_hexdigit()),
@@ -143,19 +155,49 @@ fn info_replication_and_role_carry_redis_fields() {
             line.split(',').filter_map(|p| p.split_once('=')).collect();
         assert_eq!(kv.get("ip"), Some(&"127.0.0.1"), "slave{n}: {line}");
         assert_eq!(kv.get("state"), Some(&"online"), "slave{n}: {line}");
-        assert_eq!(kv.get("offset"), Some(&offset.to_string().as_str()), "slave{n}: {line}");
-        assert!(kv.get("port").is_some_and(|p| p.parse::<u16>().is_ok()), "slave{n}: {line}");
-        assert!(kv.get("lag").is_some_and(|l| l.parse::<u64>().is_ok()), "slave{n}: {line}");
+        assert_eq!(
+            kv.get("offset"),
+            Some(&offset.to_string().as_str()),
+            "slave{n}: {line}"
+        );
+        assert!(
+            kv.get("port").is_some_and(|p| p.parse::<u16>().is_ok()),
+            "slave{n}: {line}"
+        );
+        assert!(
+            kv.get("lag").is_some_and(|l| l.parse::<u64>().is_ok()),
+            "slave{n}: {line}"
+        );
     }
 
     // A replica.
     let ri = info(&mut c1, "replication");
     assert_eq!(field(&ri, "role").as_deref(), Some("slave"), "{ri}");
-    assert_eq!(field(&ri, "master_host").as_deref(), Some("127.0.0.1"), "{ri}");
-    assert_eq!(field(&ri, "master_port"), Some(primary.port().to_string()), "{ri}");
-    assert_eq!(field(&ri, "master_link_status").as_deref(), Some("up"), "{ri}");
-    assert_eq!(field(&ri, "master_sync_in_progress").as_deref(), Some("0"), "{ri}");
-    assert_eq!(field(&ri, "slave_repl_offset"), Some(offset.to_string()), "{ri}");
+    assert_eq!(
+        field(&ri, "master_host").as_deref(),
+        Some("127.0.0.1"),
+        "{ri}"
+    );
+    assert_eq!(
+        field(&ri, "master_port"),
+        Some(primary.port().to_string()),
+        "{ri}"
+    );
+    assert_eq!(
+        field(&ri, "master_link_status").as_deref(),
+        Some("up"),
+        "{ri}"
+    );
+    assert_eq!(
+        field(&ri, "master_sync_in_progress").as_deref(),
+        Some("0"),
+        "{ri}"
+    );
+    assert_eq!(
+        field(&ri, "slave_repl_offset"),
+        Some(offset.to_string()),
+        "{ri}"
+    );
     assert_eq!(field(&ri, "slave_read_only").as_deref(), Some("1"), "{ri}");
     assert_eq!(field(&ri, "connected_slaves").as_deref(), Some("0"), "{ri}");
     assert!(
@@ -175,7 +217,9 @@ fn info_replication_and_role_carry_redis_fields() {
         let f = r.items();
         assert_eq!(f.len(), 3, "ROLE replica entry {}", r.text());
         assert_eq!(f[0], Reply::Bulk(b"127.0.0.1".to_vec()));
-        assert!(matches!(&f[1], Reply::Bulk(b) if std::str::from_utf8(b).is_ok_and(|s| s.parse::<u16>().is_ok())));
+        assert!(
+            matches!(&f[1], Reply::Bulk(b) if std::str::from_utf8(b).is_ok_and(|s| s.parse::<u16>().is_ok()))
+        );
         assert_eq!(f[2], Reply::Bulk(offset.to_string().into_bytes()));
     }
     // ROLE on a replica: ["slave", host, port, "connected", offset].
@@ -199,8 +243,14 @@ fn info_replication_and_role_carry_redis_fields() {
     );
     assert_eq!(c2.q(&["REPLICAOF", "NO", "ONE"]).text(), "OK");
     let role = c2.q(&["ROLE"]);
-    assert_eq!(role.items().first().map(Reply::text).as_deref(), Some("master"));
-    assert_eq!(field(&info(&mut c2, "replication"), "role").as_deref(), Some("master"));
+    assert_eq!(
+        role.items().first().map(Reply::text).as_deref(),
+        Some("master")
+    );
+    assert_eq!(
+        field(&info(&mut c2, "replication"), "role").as_deref(),
+        Some("master")
+    );
     // The primary notices that it lost a replica.
     poll_ok(LINK_UP, || {
         let pi = p.info("replication")?;
@@ -234,7 +284,11 @@ fn the_primary_reports_each_replica_by_its_listening_port() {
         replica.port()
     );
     let role = p.q(&["ROLE"]);
-    let entry = role.items().get(2).map(|r| r.items().to_vec()).unwrap_or_default();
+    let entry = role
+        .items()
+        .get(2)
+        .map(|r| r.items().to_vec())
+        .unwrap_or_default();
     assert_eq!(
         entry.first().map(|e| e.items().get(1).map(Reply::text)),
         Some(Some(replica.port().to_string())),
@@ -287,10 +341,21 @@ fn wait_counts_the_replicas_that_acknowledged() {
 
     assert_eq!(p.q(&["SET", "a", "1"]).text(), "OK");
     assert_eq!(p.q(&["WAIT", "2", "5000"]).text(), "2");
-    assert_eq!(p.q(&["WAIT", "0", "0"]).text(), "2", "everything is acknowledged");
+    assert_eq!(
+        p.q(&["WAIT", "0", "0"]).text(),
+        "2",
+        "everything is acknowledged"
+    );
     let t = Instant::now();
-    assert_eq!(p.q(&["WAIT", "3", "200"]).text(), "2", "only two replicas exist");
-    assert!(t.elapsed() >= Duration::from_millis(190), "WAIT returned before its timeout");
+    assert_eq!(
+        p.q(&["WAIT", "3", "200"]).text(),
+        "2",
+        "only two replicas exist"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(190),
+        "WAIT returned before its timeout"
+    );
 
     // One replica cut off: a new write is acknowledged by one.
     p2.partition_one_way(shard_node::faultproxy::Direction::ServerToClient);
@@ -298,9 +363,16 @@ fn wait_counts_the_replicas_that_acknowledged() {
     assert_eq!(p.q(&["WAIT", "1", "5000"]).text(), "1");
     let t = Instant::now();
     assert_eq!(p.q(&["WAIT", "2", "300"]).text(), "1");
-    assert!(t.elapsed() >= Duration::from_millis(290), "WAIT returned before its timeout");
+    assert!(
+        t.elapsed() >= Duration::from_millis(290),
+        "WAIT returned before its timeout"
+    );
     assert_eq!(c1.q(&["GET", "b"]).text(), "2");
-    assert_eq!(c2.q(&["GET", "b"]).text(), "(nil)", "the cut replica cannot have it");
+    assert_eq!(
+        c2.q(&["GET", "b"]).text(),
+        "(nil)",
+        "the cut replica cannot have it"
+    );
 
     // Healed, the second replica catches up and WAIT counts it again.
     p2.heal();
@@ -326,7 +398,10 @@ fn wait_log_line(node: &ShardNode, needles: &[&str]) -> String {
 
 #[test]
 fn a_link_with_the_wrong_password_is_refused_and_the_node_logs_why() {
-    let a = NodeBuilder::new().participant("A").requirepass("right").start();
+    let a = NodeBuilder::new()
+        .participant("A")
+        .requirepass("right")
+        .start();
     let mut ca = Client::new(a.port(), Some("right"));
     assert_eq!(ca.q(&["SET", "secret", "1"]).text(), "OK");
 
@@ -356,7 +431,11 @@ fn a_link_with_the_wrong_password_is_refused_and_the_node_logs_why() {
     wait_log_line(&r, &["refused", "WRONGPASS"]);
     let mut cr = Client::new(r.port(), Some("wrong"));
     let ri = info(&mut cr, "replication");
-    assert_eq!(field(&ri, "master_link_status").as_deref(), Some("down"), "{ri}");
+    assert_eq!(
+        field(&ri, "master_link_status").as_deref(),
+        Some("down"),
+        "{ri}"
+    );
     assert_eq!(cr.q(&["GET", "secret"]).text(), "(nil)");
 
     // A peer without a password at all.
@@ -375,12 +454,18 @@ fn a_link_with_the_wrong_password_is_refused_and_the_node_logs_why() {
         .arg(format!("A=127.0.0.1:{}", a.port()))
         .start();
     let mut cc = Client::new(c.port(), Some("right"));
-    poll_ok(LINK_UP, || match cc.call(&["GET", "secret"])?.text().as_str() {
-        "1" => Ok(()),
-        other => Err(other.to_owned()),
+    poll_ok(LINK_UP, || {
+        match cc.call(&["GET", "secret"])?.text().as_str() {
+            "1" => Ok(()),
+            other => Err(other.to_owned()),
+        }
     })
     .unwrap_or_else(|e| panic!("the peer with the right password got nothing: {e}"));
-    assert_eq!(cb.q(&["GET", "secret"]).text(), "(nil)", "B still has nothing");
+    assert_eq!(
+        cb.q(&["GET", "secret"]).text(),
+        "(nil)",
+        "B still has nothing"
+    );
     assert_eq!(ca.q(&["PING"]).text(), "PONG");
 }
 
@@ -401,11 +486,23 @@ fn a_link_handshake_with_another_version_or_shard_is_refused() {
         reply.text()
     );
     let reply = Reply::parse(&raw.cmd_str(&["AA.HELLO", "1", "A", "0", "peer", "A"])).unwrap();
-    assert!(reply.is_error(), "a peer link to its own participant: {}", reply.text());
+    assert!(
+        reply.is_error(),
+        "a peer link to its own participant: {}",
+        reply.text()
+    );
     let reply = Reply::parse(&raw.cmd_str(&["AA.HELLO", "1", "B", "0", "replica", "B"])).unwrap();
-    assert!(reply.is_error(), "a replica of another participant: {}", reply.text());
+    assert!(
+        reply.is_error(),
+        "a replica of another participant: {}",
+        reply.text()
+    );
     let reply = Reply::parse(&raw.cmd_str(&["AA.SYNC", "?", "-1"])).unwrap();
-    assert!(reply.is_error(), "AA.SYNC without a handshake: {}", reply.text());
+    assert!(
+        reply.is_error(),
+        "AA.SYNC without a handshake: {}",
+        reply.text()
+    );
     // The connection is still an ordinary client connection.
     assert_eq!(raw.cmd_str(&["PING"]), b"+PONG\r\n");
 }
@@ -434,7 +531,10 @@ fn garbage_from_a_link_client_closes_the_link_not_the_node() {
             let first = raw.read_frame().expect("first frame of the stream");
             let first = Reply::parse(&first).expect("a frame");
             assert!(
-                matches!(first.items().first().map(Reply::text).as_deref(), Some("FULL" | "CONT")),
+                matches!(
+                    first.items().first().map(Reply::text).as_deref(),
+                    Some("FULL" | "CONT")
+                ),
                 "{}",
                 first.text()
             );
@@ -444,12 +544,19 @@ fn garbage_from_a_link_client_closes_the_link_not_the_node() {
                 raw.read_to_close().is_ok(),
                 "garbage #{i} on a {kind} stream did not close it"
             );
-            assert_eq!(c.q(&["PING"]).text(), "PONG", "after garbage #{i} on a {kind} stream");
+            assert_eq!(
+                c.q(&["PING"]).text(),
+                "PONG",
+                "after garbage #{i} on a {kind} stream"
+            );
         }
     }
     // A malformed clock in AA.PULL is an error reply, not a crash.
     let mut raw = RawConn::connect(node.port());
-    assert_eq!(raw.cmd_str(&["AA.HELLO", "1", "B", "0", "peer", "B"]), b"+OK\r\n");
+    assert_eq!(
+        raw.cmd_str(&["AA.HELLO", "1", "B", "0", "peer", "B"]),
+        b"+OK\r\n"
+    );
     let reply = Reply::parse(&raw.cmd(&[b"AA.PULL", b"\xff\xff\xff\xff\xff"])).unwrap();
     assert!(reply.is_error(), "{}", reply.text());
     wait_log_line(&node, &["garbage on the link"]);
@@ -467,9 +574,18 @@ fn garbage_from_the_other_end_of_a_link_closes_it_not_the_node() {
         ("not RESP", b"*1\r\n$zz\r\n".to_vec()),
         ("an unknown frame", b"*1\r\n$5\r\nHELLO\r\n".to_vec()),
         ("an undecodable effect", effect_junk.to_vec()),
-        ("a full copy without META", b"*3\r\n$4\r\nFULL\r\n$1\r\nx\r\n$1\r\n0\r\n*1\r\n$3\r\nEND\r\n".to_vec()),
-        ("an absurd length", b"*2\r\n$1\r\nE\r\n$999999999999\r\n".to_vec()),
-        ("binary noise", (0u8..=255).rev().cycle().take(4096).collect()),
+        (
+            "a full copy without META",
+            b"*3\r\n$4\r\nFULL\r\n$1\r\nx\r\n$1\r\n0\r\n*1\r\n$3\r\nEND\r\n".to_vec(),
+        ),
+        (
+            "an absurd length",
+            b"*2\r\n$1\r\nE\r\n$999999999999\r\n".to_vec(),
+        ),
+        (
+            "binary noise",
+            (0u8..=255).rev().cycle().take(4096).collect(),
+        ),
     ];
     let n = variants.len();
     let server = std::thread::spawn(move || {
@@ -533,9 +649,16 @@ fn garbage_from_the_other_end_of_a_link_closes_it_not_the_node() {
         .arg("--replicaof")
         .arg(fake.to_string())
         .start();
-    assert!(server.join().expect("fake primary"), "the replica kept the link open");
+    assert!(
+        server.join().expect("fake primary"),
+        "the replica kept the link open"
+    );
     let mut r = Client::new(replica.port(), None);
     assert_eq!(r.q(&["PING"]).text(), "PONG");
     let ri = info(&mut r, "replication");
-    assert_eq!(field(&ri, "master_link_status").as_deref(), Some("down"), "{ri}");
+    assert_eq!(
+        field(&ri, "master_link_status").as_deref(),
+        Some("down"),
+        "{ri}"
+    );
 }
