@@ -63,8 +63,10 @@ pub struct CertPaths {
     pub sa_pub: PathBuf,
 }
 
-fn ca(common_name: &str) -> Result<(CertPair, Issuer<'static, KeyPair>)> {
-    let key = KeyPair::generate()?;
+const SERVING_CA: &str = "aadb-e2e serving CA";
+const CLIENT_CA: &str = "aadb-e2e client CA";
+
+fn ca_params(common_name: &str) -> Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params
@@ -75,6 +77,12 @@ fn ca(common_name: &str) -> Result<(CertPair, Issuer<'static, KeyPair>)> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    Ok(params)
+}
+
+fn ca(common_name: &str) -> Result<(CertPair, Issuer<'static, KeyPair>)> {
+    let key = KeyPair::generate()?;
+    let params = ca_params(common_name)?;
     let cert = params.self_signed(&key)?;
     let pair = CertPair {
         cert_pem: cert.pem(),
@@ -110,8 +118,8 @@ impl ClusterCerts {
     /// Generates a fresh set; `service_ip` is the first address of the service range (the
     /// `kubernetes` Service's cluster IP).
     pub fn generate(service_ip: Ipv4Addr) -> Result<Self> {
-        let (serving_ca, serving_issuer) = ca("aadb-e2e serving CA")?;
-        let (client_ca, client_issuer) = ca("aadb-e2e client CA")?;
+        let (serving_ca, serving_issuer) = ca(SERVING_CA)?;
+        let (client_ca, client_issuer) = ca(CLIENT_CA)?;
 
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![
@@ -158,7 +166,8 @@ impl ClusterCerts {
     /// operator identity bound by RBAC).
     pub fn issue_client(&self, common_name: &str, orgs: &[&str]) -> Result<CertPair> {
         let key = KeyPair::from_pem(&self.client_ca.key_pem)?;
-        let issuer = Issuer::from_ca_cert_pem(&self.client_ca.cert_pem, key)?;
+        // The issuer is its name, key usages and key; the key identifier derives from the key.
+        let issuer = Issuer::new(ca_params(CLIENT_CA)?, key);
         client(&issuer, common_name, orgs)
     }
 

@@ -144,6 +144,17 @@ pub struct LocalCluster {
     client: Client,
     agent: Option<NodeAgent>,
     stopped: bool,
+    failed: bool,
+}
+
+/// What the second half of the start-up needs from the first.
+struct Boot {
+    bins: Binaries,
+    logs: PathBuf,
+    paths: crate::certs::CertPaths,
+    kcm_kubeconfig: PathBuf,
+    sched_kubeconfig: PathBuf,
+    sched_config: PathBuf,
 }
 
 const API_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -227,6 +238,9 @@ impl LocalCluster {
             format!("--service-account-key-file={}", p(&paths.sa_pub)),
             format!("--service-account-signing-key-file={}", p(&paths.sa_key)),
             format!("--service-cluster-ip-range={}", addressing.service_cidr()),
+            // No kube-proxy and no in-cluster clients: the `kubernetes` Service needs no
+            // endpoints (the reconciler also refuses a loopback advertise address).
+            "--endpoint-reconciler-type=none".into(),
             "--allow-privileged=true".into(),
             "--profiling=false".into(),
             "--v=1".into(),
@@ -255,10 +269,42 @@ impl LocalCluster {
             client,
             agent: None,
             stopped: false,
+            failed: false,
         };
-        cluster.wait_api_ready().await?;
+        let boot = Boot {
+            bins,
+            logs,
+            paths,
+            kcm_kubeconfig,
+            sched_kubeconfig,
+            sched_config,
+        };
+        if let Err(e) = cluster.boot(boot).await {
+            cluster.failed = true;
+            eprintln!(
+                "cluster {} did not start: {e}; run directory kept at {}{}",
+                cluster.spec.name,
+                cluster.dir.display(),
+                cluster.log_report()
+            );
+            return Err(e);
+        }
+        Ok(cluster)
+    }
 
-        let grace = cluster.spec.node_monitor_grace.as_secs().max(2);
+    async fn boot(&mut self, b: Boot) -> Result<()> {
+        let Boot {
+            bins,
+            logs,
+            paths,
+            kcm_kubeconfig,
+            sched_kubeconfig,
+            sched_config,
+        } = b;
+        let p = |x: &Path| x.display().to_string();
+        self.wait_api_ready().await?;
+
+        let grace = self.spec.node_monitor_grace.as_secs().max(2);
         let kcm_args = vec![
             format!("--kubeconfig={}", p(&kcm_kubeconfig)),
             format!("--authentication-kubeconfig={}", p(&kcm_kubeconfig)),
@@ -270,13 +316,13 @@ impl LocalCluster {
             "--bind-address=127.0.0.1".into(),
             "--secure-port=0".into(),
             "--controllers=*".into(),
-            format!("--cluster-name={}", cluster.spec.name),
+            format!("--cluster-name={}", self.spec.name),
             format!("--node-monitor-grace-period={grace}s"),
             "--node-monitor-period=1s".into(),
             "--profiling=false".into(),
             "--v=1".into(),
         ];
-        cluster.components.push(Component::spawn(
+        self.components.push(Component::spawn(
             "kube-controller-manager",
             &bins.path("kube-controller-manager"),
             &kcm_args,
@@ -292,33 +338,33 @@ impl LocalCluster {
             "--profiling=false".into(),
             "--v=1".into(),
         ];
-        cluster.components.push(Component::spawn(
+        self.components.push(Component::spawn(
             "kube-scheduler",
             &bins.path("kube-scheduler"),
             &sched_args,
             &[],
             &logs.join("kube-scheduler.log"),
         )?);
-        cluster.wait_default_service_account().await?;
+        self.wait_default_service_account().await?;
 
-        if cluster.spec.agent {
+        if self.spec.agent {
             let config = AgentConfig {
-                cluster: cluster.spec.name.clone(),
-                addressing,
-                zones: cluster.spec.zones.clone(),
-                nodes_per_zone: cluster.spec.nodes_per_zone,
-                heartbeat_interval: cluster.spec.heartbeat_interval,
-                dir: cluster.dir.join("agent"),
-                images: cluster.spec.images.clone(),
+                cluster: self.spec.name.clone(),
+                addressing: self.addressing,
+                zones: self.spec.zones.clone(),
+                nodes_per_zone: self.spec.nodes_per_zone,
+                heartbeat_interval: self.spec.heartbeat_interval,
+                dir: self.dir.join("agent"),
+                images: self.spec.images.clone(),
                 kubernetes_version: crate::bins::pinned_kubernetes_version().to_string(),
                 api_host: "127.0.0.1".into(),
-                api_port,
+                api_port: self.api_port,
             };
-            let agent = NodeAgent::start(cluster.client.clone(), config).await?;
-            cluster.agent = Some(agent);
-            cluster.wait_nodes_ready().await?;
+            let agent = NodeAgent::start(self.client.clone(), config).await?;
+            self.agent = Some(agent);
+            self.wait_nodes_ready().await?;
         }
-        Ok(cluster)
+        Ok(())
     }
 
     async fn wait_api_ready(&mut self) -> Result<()> {
@@ -499,8 +545,8 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        let failed = std::thread::panicking();
-        if failed {
+        let failed = self.failed || std::thread::panicking();
+        if std::thread::panicking() {
             eprintln!(
                 "cluster {} failed; run directory kept at {}{}",
                 self.spec.name,

@@ -40,7 +40,7 @@ pub enum Error {
         waited: std::time::Duration,
     },
     /// A component process exited while it was expected to run.
-    #[error("{name} exited ({status}); log: {log}")]
+    #[error("{name} exited ({status}); log: {log}; its last lines:\n{tail}")]
     ComponentExited {
         /// The component.
         name: String,
@@ -48,6 +48,8 @@ pub enum Error {
         status: String,
         /// Where its log is.
         log: PathBuf,
+        /// The end of its log.
+        tail: String,
     },
     /// A request that the caller got wrong, or a state the caller did not expect.
     #[error("{0}")]

@@ -7,6 +7,7 @@
 //! - `aadb-e2e testapp --listen ADDR --data DIR` is the small workload the tests run as pods.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -93,6 +93,7 @@ impl Component {
                 name: self.name.clone(),
                 status: status.to_string(),
                 log: self.log.clone(),
+                tail: tail(&self.log, 3000),
             }),
             Err(e) => Err(Error::io(format!("wait for {}", self.name), e)),
         }

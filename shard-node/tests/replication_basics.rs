@@ -8,7 +8,7 @@ mod common;
 mod replication_support;
 
 use common::{info_field, NodeBuilder, RawConn, ShardNode};
-use replication_support::{loopback, poll_ok, Client, Reply};
+use replication_support::{loopback, poll_ok, wait_closed, Client, Reply};
 use shard_node::faultproxy::BlockingFaultProxy;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -79,7 +79,10 @@ fn a_replica_refuses_writes_with_readonly_and_serves_reads() {
             cmd.join(" ")
         );
     }
-    // A transaction with a write is refused as a whole.
+    assert_eq!(r.q(&["GET", "k"]).text(), "v", "nothing was written");
+    assert_eq!(r.q(&["DBSIZE"]).text(), "2");
+    // A write inside MULTI is refused when it is queued and the transaction aborts, as in
+    // Redis.
     let replies = r
         .pipeline(&[
             vec![b"MULTI".to_vec()],
@@ -87,12 +90,17 @@ fn a_replica_refuses_writes_with_readonly_and_serves_reads() {
             vec![b"EXEC".to_vec()],
         ])
         .expect("pipeline");
-    assert!(
-        replies[1].text() == READONLY || replies[2].is_error(),
-        "MULTI/SET/EXEC on a replica: {replies:?}"
-    );
+    let texts: Vec<String> = replies.iter().map(Reply::text).collect();
     assert_eq!(r.q(&["GET", "k"]).text(), "v", "nothing was written");
-    assert_eq!(r.q(&["DBSIZE"]).text(), "2");
+    assert_eq!(
+        texts,
+        vec![
+            "OK".to_owned(),
+            READONLY.to_owned(),
+            "-EXECABORT Transaction discarded because of previous errors.".to_owned()
+        ],
+        "MULTI / SET / EXEC on a replica"
+    );
     // Promoted, it takes writes.
     assert_eq!(r.q(&["REPLICAOF", "NO", "ONE"]).text(), "OK");
     assert_eq!(r.q(&["SET", "k", "w"]).text(), "OK");
@@ -357,8 +365,9 @@ fn wait_counts_the_replicas_that_acknowledged() {
         "WAIT returned before its timeout"
     );
 
-    // One replica cut off: a new write is acknowledged by one.
-    p2.partition_one_way(shard_node::faultproxy::Direction::ServerToClient);
+    // One replica slowed down (its link delays every chunk by 3 s): a new write is
+    // acknowledged by one replica until the delay is lifted.
+    p2.delay(Duration::from_secs(3));
     assert_eq!(p.q(&["SET", "b", "2"]).text(), "OK");
     assert_eq!(p.q(&["WAIT", "1", "5000"]).text(), "1");
     let t = Instant::now();
@@ -371,13 +380,27 @@ fn wait_counts_the_replicas_that_acknowledged() {
     assert_eq!(
         c2.q(&["GET", "b"]).text(),
         "(nil)",
-        "the cut replica cannot have it"
+        "the slowed replica cannot have it yet"
     );
 
-    // Healed, the second replica catches up and WAIT counts it again.
     p2.heal();
     assert_eq!(p.q(&["WAIT", "2", "10000"]).text(), "2");
     assert_eq!(c2.q(&["GET", "b"]).text(), "2");
+
+    // One replica disconnected: the primary forgets it, WAIT counts one; back, two again.
+    p2.partition();
+    poll_ok(LINK_UP, || {
+        match field(&p.info("replication")?, "connected_slaves").as_deref() {
+            Some("1") => Ok(()),
+            other => Err(format!("connected_slaves {other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.q(&["SET", "c", "3"]).text(), "OK");
+    assert_eq!(p.q(&["WAIT", "2", "200"]).text(), "1");
+    p2.heal();
+    assert_eq!(p.q(&["WAIT", "2", "10000"]).text(), "2");
+    assert_eq!(c2.q(&["GET", "c"]).text(), "3");
 
     // WAIT is refused on a replica, as in Redis.
     assert!(c1.q(&["WAIT", "1", "10"]).is_error());
@@ -514,8 +537,21 @@ fn garbage_from_a_link_client_closes_the_link_not_the_node() {
     let node = NodeBuilder::new().participant("A").start();
     let mut c = Client::new(node.port(), None);
     assert_eq!(c.q(&["SET", "k", "v"]).text(), "OK");
-    let garbage: [&[u8]; 3] = [b"*1\r\n$zz\r\n", b"*-5x\r\n", b"$99999999999999999999\r\n"];
-    for (i, junk) in garbage.iter().enumerate() {
+    let garbage: [(&str, &[u8]); 5] = [
+        ("a bad bulk length", b"*1\r\n$zz\r\n"),
+        ("a bad array length", b"*-5x\r\n"),
+        (
+            "an oversized bulk length",
+            b"*1\r\n$99999999999999999999\r\n",
+        ),
+        ("binary noise", b"\x00\xff\x13\x37*\r\n\xfe$\r\n"),
+        (
+            "a command that is not an acknowledgement",
+            b"*1\r\n$3\r\nFOO\r\n",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, junk) in garbage {
         for kind in ["replica", "peer"] {
             let mut raw = RawConn::connect(node.port());
             let (who, start): (&str, Vec<&[u8]>) = if kind == "replica" {
@@ -539,15 +575,13 @@ fn garbage_from_a_link_client_closes_the_link_not_the_node() {
                 first.text()
             );
             raw.send(junk).expect("send garbage");
-            raw.set_read_timeout(Duration::from_secs(10));
-            assert!(
-                raw.read_to_close().is_ok(),
-                "garbage #{i} on a {kind} stream did not close it"
-            );
+            if let Err(e) = wait_closed(&mut raw, Duration::from_secs(7)) {
+                failures.push(format!("{what} on a {kind} stream did not close it: {e}"));
+            }
             assert_eq!(
                 c.q(&["PING"]).text(),
                 "PONG",
-                "after garbage #{i} on a {kind} stream"
+                "after {what} on a {kind} stream"
             );
         }
     }
@@ -559,8 +593,15 @@ fn garbage_from_a_link_client_closes_the_link_not_the_node() {
     );
     let reply = Reply::parse(&raw.cmd(&[b"AA.PULL", b"\xff\xff\xff\xff\xff"])).unwrap();
     assert!(reply.is_error(), "{}", reply.text());
-    wait_log_line(&node, &["garbage on the link"]);
+    assert_eq!(raw.cmd_str(&["PING"]), b"+PONG\r\n");
+    wait_log_line(&node, &["replication stream ended", "garbage on the link"]);
     assert_eq!(c.q(&["GET", "k"]).text(), "v");
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
 }
 
 /// A fake primary or peer that answers the handshake and then sends garbage: the node closes
@@ -605,8 +646,8 @@ fn garbage_from_the_other_end_of_a_link_closes_it_not_the_node() {
                 conn.send(b"+OK\r\n").expect("answer the handshake");
             }
             conn.send(&junk).expect("send garbage");
-            let ended = conn.read_to_close();
-            closed.push((name, ended.is_ok()));
+            let ended = wait_closed(&mut conn, Duration::from_secs(10));
+            closed.push((name, ended));
         }
         closed
     });
@@ -617,16 +658,21 @@ fn garbage_from_the_other_end_of_a_link_closes_it_not_the_node() {
         .start();
     let results = server.join().expect("fake peer");
     for (name, closed) in &results {
-        assert!(closed, "the node did not close the link after {name}");
+        if let Err(e) = closed {
+            panic!("the node did not close the link after {name}: {e}");
+        }
     }
     assert_eq!(results.len(), n);
     let mut c = Client::new(peer.port(), None);
     assert_eq!(c.q(&["SET", "k", "v"]).text(), "OK");
     assert_eq!(c.q(&["GET", "k"]).text(), "v");
-    wait_log_line(&peer, &["garbage on the link"]);
     let peers = replication_support::parse_peers(&c.q(&["AA.PEERS"])).expect("AA.PEERS");
     assert_eq!(peers.len(), 1);
-    assert_ne!(peers[0]["state"], "up");
+    assert_ne!(peers[0]["state"], "up", "{peers:?}");
+    assert!(
+        !peers[0]["last_error"].is_empty(),
+        "AA.PEERS says why: {peers:?}"
+    );
 
     // The same for a replica following a fake primary.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -642,17 +688,16 @@ fn garbage_from_the_other_end_of_a_link_closes_it_not_the_node() {
             conn.send(b"+OK\r\n").expect("answer");
         }
         conn.send(b"*1\r\n$zz\r\n").expect("garbage");
-        conn.read_to_close().is_ok()
+        wait_closed(&mut conn, Duration::from_secs(10))
     });
     let replica = NodeBuilder::new()
         .participant("A")
         .arg("--replicaof")
         .arg(fake.to_string())
         .start();
-    assert!(
-        server.join().expect("fake primary"),
-        "the replica kept the link open"
-    );
+    if let Err(e) = server.join().expect("fake primary") {
+        panic!("the replica kept the link open after garbage: {e}");
+    }
     let mut r = Client::new(replica.port(), None);
     assert_eq!(r.q(&["PING"]).text(), "PONG");
     let ri = info(&mut r, "replication");

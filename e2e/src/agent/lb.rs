@@ -30,7 +30,8 @@ struct Lb {
     ports: Vec<(String, u16)>,
     cut: Arc<AtomicBool>,
     cut_tx: watch::Sender<u64>,
-    listeners: Vec<AbortOnDrop>,
+    /// Dropping the entry stops its listeners.
+    _listeners: Vec<AbortOnDrop>,
 }
 
 /// Load balancers of one agent.
@@ -176,7 +177,7 @@ async fn reconcile(shared: &Arc<Shared>, s: &Service) {
                     ports: ports.clone(),
                     cut,
                     cut_tx,
-                    listeners,
+                    _listeners: listeners,
                 },
             );
         }
@@ -269,7 +270,7 @@ async fn pick_endpoint(
             .and_then(|p| p.port)
             .and_then(|p| u16::try_from(p).ok());
         let Some(port) = port else { continue };
-        for e in &s.endpoints {
+        for e in s.endpoints.iter().flatten() {
             let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
             if !ready {
                 continue;

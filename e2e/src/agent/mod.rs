@@ -78,7 +78,6 @@ pub struct NodeInfo {
 }
 
 pub(crate) struct PodEntry {
-    pub node: String,
     pub namespace: String,
     pub name: String,
     pub tx: tokio::sync::watch::Sender<Option<Arc<k8s_openapi::api::core::v1::Pod>>>,
@@ -345,7 +344,7 @@ mod tests {
         assert_eq!(x, Ipv4Addr::new(127, 10, 1, 2));
         let z = pool.allocate(&a, 1).expect("z");
         assert_eq!(z, Ipv4Addr::new(127, 10, 2, 2));
-        for _ in 0..250 {
+        for _ in 0..251 {
             let _ = pool.allocate(&a, 0);
         }
         assert!(pool.allocate(&a, 0).is_none());

@@ -122,7 +122,6 @@ fn offer(shared: &Arc<Shared>, pod: Pod) {
     let (tx, rx) = watch::channel(Some(pod.clone()));
     let pids = Arc::new(Mutex::new(HashMap::new()));
     let mut entry = PodEntry {
-        node: node.clone(),
         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
         name: pod.metadata.name.clone().unwrap_or_default(),
         tx,

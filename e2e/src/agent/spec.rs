@@ -133,7 +133,7 @@ pub fn resolve_env(
 ) -> Result<Vec<(String, String)>, String> {
     let mut order: Vec<String> = Vec::new();
     let mut vars: HashMap<String, String> = HashMap::new();
-    let mut set = |k: String, v: String, order: &mut Vec<String>, vars: &mut HashMap<String, String>| {
+    let set = |k: String, v: String, order: &mut Vec<String>, vars: &mut HashMap<String, String>| {
         if !vars.contains_key(&k) {
             order.push(k.clone());
         }

@@ -168,8 +168,12 @@ async fn reclaim(shared: &Shared, pv: &PersistentVolume) -> Result<()> {
 pub(crate) async fn provisioner_loop(shared: Arc<Shared>) {
     let pvcs: Api<PersistentVolumeClaim> = Api::all(shared.client.clone());
     let pvs: Api<PersistentVolume> = Api::all(shared.client.clone());
-    let claims = watcher(pvcs, watcher::Config::default()).map(|e| e.map(Either::Claim));
-    let volumes = watcher(pvs, watcher::Config::default()).map(|e| e.map(Either::Volume));
+    let claims = watcher(pvcs, watcher::Config::default())
+        .map(|e| e.map(Either::Claim))
+        .boxed();
+    let volumes = watcher(pvs, watcher::Config::default())
+        .map(|e| e.map(Either::Volume))
+        .boxed();
     let mut events = futures::stream::select(claims, volumes);
     while let Some(ev) = events.next().await {
         let ev = match ev {
@@ -426,8 +430,9 @@ async fn service_account_token(
     let api: Api<ServiceAccount> = Api::namespaced(shared.client.clone(), &ns);
     let req = TokenRequest {
         metadata: Default::default(),
-        spec: TokenRequestSpec {
-            audiences: audience.into_iter().collect(),
+        spec: Some(TokenRequestSpec {
+            audiences: audience.map(|a| vec![a]),
+            attestations: None,
             expiration_seconds: Some(expiration.unwrap_or(3607).max(600)),
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
@@ -435,15 +440,14 @@ async fn service_account_token(
                 name: pod.metadata.name.clone(),
                 uid: pod.metadata.uid.clone(),
             }),
-        },
+        }),
         status: None,
     };
-    let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
     let out: TokenRequest = api
-        .create_subresource("token", &sa, &PostParams::default(), body)
+        .create_subresource("token", &sa, &PostParams::default(), &req)
         .await
         .map_err(|e| format!("token for serviceaccount {sa}: {e}"))?;
     out.status
-        .map(|s| s.token)
+        .and_then(|s| s.token)
         .ok_or_else(|| "token request returned no token".to_string())
 }

@@ -194,6 +194,8 @@ pub struct ClientState {
     pub link_hello: Option<(String, String)>,
     /// Set by WAIT: the connection waits for replica acknowledgements before replying.
     pub pending_wait: Option<crate::repl::WaitRequest>,
+    /// Set by `REPLCONF listening-port`: the port a replica serves clients on.
+    pub listening_port: Option<u16>,
 }
 
 impl ClientState {
@@ -213,6 +215,7 @@ impl ClientState {
             link_request: None,
             link_hello: None,
             pending_wait: None,
+            listening_port: None,
         }
     }
 

@@ -269,7 +269,15 @@ fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-fn replconf(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
+fn replconf(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    if args.len().is_multiple_of(2) {
+        return Err(Cow::Borrowed(ERR_SYNTAX));
+    }
+    for pair in args[1..].chunks(2) {
+        if is(&pair[0], "listening-port") {
+            ctx.client.listening_port = Some(parse_port(&pair[1])?);
+        }
+    }
     ctx.out.simple("OK");
     Ok(())
 }

@@ -62,22 +62,27 @@ impl State {
         for (channel, payload) in messages {
             crate::commands::server::deliver(&mut self.db, &channel, &payload);
         }
-        self.record(&effect);
+        match encoded {
+            Some(bytes) => self.record_encoded(effect.dot, bytes),
+            None => self.record(&effect),
+        }
     }
 
     /// Appends an applied effect to the log buffer and the replication backlog.
     fn record(&mut self, effect: &crate::crdt::Effect) {
         let mut buf = Vec::with_capacity(64);
         effect.encode(&mut buf);
+        self.record_encoded(effect.dot, bytes::Bytes::from(buf));
+    }
+
+    /// Like [`State::record`] with the effect's encoding at hand (owned bytes).
+    fn record_encoded(&mut self, dot: crate::crdt::Dot, encoded: bytes::Bytes) {
         if let Some(store) = self.store.as_mut() {
-            if let Err(err) = store.append(&buf) {
+            if let Err(err) = store.append(&encoded) {
                 self.note_log_failure(err.to_string());
             }
         }
-        self.db
-            .repl
-            .backlog
-            .push(effect.dot, bytes::Bytes::from(buf));
+        self.db.repl.backlog.push(dot, encoded);
     }
 
     /// Flushes buffered log records (fsyncing with `appendfsync always`).
@@ -286,7 +291,11 @@ async fn handle_connection(
                             let name = client.link_hello.as_ref().map(|(_, n)| n.clone()).unwrap_or_default();
                             shared.connections.fetch_sub(1, Ordering::Relaxed);
                             let input = std::mem::take(&mut input);
-                            crate::repl::serve::serve_link(socket, shared.clone(), id, addr.to_string(), name, request, input).await;
+                            let link_addr = match client.listening_port {
+                                Some(port) => format!("{}:{port}", addr.ip()),
+                                None => addr.to_string(),
+                            };
+                            crate::repl::serve::serve_link(socket, shared.clone(), id, link_addr, name, request, input).await;
                             return;
                         }
                         Processed::Wait(wait) => {

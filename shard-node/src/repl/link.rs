@@ -215,6 +215,15 @@ async fn session(
         ],
     )
     .await?;
+    if *target == LinkTarget::Primary {
+        let port = shared.state.lock().db.tcp_port;
+        command(
+            &mut socket,
+            &mut buf,
+            &[b"REPLCONF", b"listening-port", port.to_string().as_bytes()],
+        )
+        .await?;
+    }
     let mut out = BytesMut::new();
     match target {
         LinkTarget::Primary => {

@@ -227,11 +227,18 @@ impl ReplState {
                 out.push_str("role:slave\r\nmaster_host:\r\nmaster_port:0\r\nmaster_link_status:down\r\nslave_read_only:1\r\nconnected_slaves:0\r\naadb_fenced:1\r\n");
             }
         }
-        out.push_str(&format!("master_replid:{}\r\n", self.backlog.replid));
-        out.push_str(&format!(
-            "master_repl_offset:{}\r\n",
-            self.backlog.next_offset()
-        ));
+        // A replica reports its position in the primary's stream, as Redis does.
+        let (replid, offset) = match (&self.role, &self.master) {
+            (Role::Replica { .. }, Some(m)) => (
+                m.master_replid
+                    .clone()
+                    .unwrap_or_else(|| self.backlog.replid.clone()),
+                m.master_offset.unwrap_or(0),
+            ),
+            _ => (self.backlog.replid.clone(), self.backlog.next_offset()),
+        };
+        out.push_str(&format!("master_replid:{replid}\r\n"));
+        out.push_str(&format!("master_repl_offset:{offset}\r\n"));
         out.push_str(&format!(
             "repl_backlog_active:1\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
             self.backlog.limit(),

@@ -243,6 +243,28 @@ impl Client {
     }
 }
 
+/// Reads (and discards) whatever arrives on `conn` until the other end closes it; `Err` if
+/// it is still open after `timeout` (a stream that keeps sending heartbeats never times out
+/// a single read, hence the overall deadline).
+pub fn wait_closed(conn: &mut RawConn, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    conn.set_read_timeout(Duration::from_millis(200));
+    let mut frames = 0usize;
+    loop {
+        match conn.read_frame() {
+            Ok(_) => frames += 1,
+            Err(common::ReadEnd::Closed(_)) => return Ok(()),
+            Err(common::ReadEnd::Timeout(_)) => {}
+            Err(e) => return Err(format!("reading until close: {e:?}")),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "still open after {timeout:?} ({frames} frames read meanwhile)"
+            ));
+        }
+    }
+}
+
 /// `127.0.0.1:port`.
 pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -628,6 +650,87 @@ impl Cluster {
         })
         .map(|()| started.elapsed())
         .map_err(|e| format!("{e}\n{}", self.describe()))
+    }
+}
+
+impl Cluster {
+    /// Every visible key of a node with its type and a canonical rendering of its value
+    /// (members of sets sorted), for showing what differs when digests do.
+    pub fn dump(&mut self, id: NodeId) -> Result<BTreeMap<String, String>, String> {
+        let c = self.client(id);
+        let keys = c.call(&["KEYS", "*"])?;
+        let mut out = BTreeMap::new();
+        for k in keys.items() {
+            let k = k.text();
+            let kind = c.call(&["TYPE", &k])?.text();
+            let value = match kind.as_str() {
+                "string" => c.call(&["GET", &k])?.text(),
+                "hash" => {
+                    let r = c.call(&["HGETALL", &k])?;
+                    let mut pairs: Vec<String> = r
+                        .items()
+                        .chunks(2)
+                        .map(|p| {
+                            format!(
+                                "{}={}",
+                                p[0].text(),
+                                p.get(1).map(Reply::text).unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    pairs.sort();
+                    pairs.join(",")
+                }
+                "set" => {
+                    let mut m: Vec<String> = c
+                        .call(&["SMEMBERS", &k])?
+                        .items()
+                        .iter()
+                        .map(Reply::text)
+                        .collect();
+                    m.sort();
+                    m.join(",")
+                }
+                "zset" => c.call(&["ZRANGE", &k, "0", "-1", "WITHSCORES"])?.text(),
+                "list" => c.call(&["LRANGE", &k, "0", "-1"])?.text(),
+                _ => String::new(),
+            };
+            let ttl = c.call(&["PTTL", &k])?.int().unwrap_or(-3);
+            let ttl = if ttl >= 0 { " (expires)" } else { "" };
+            out.insert(k, format!("{kind} {value}{ttl}"));
+        }
+        Ok(out)
+    }
+
+    /// The keys on which running nodes disagree, one line per key and node.
+    pub fn diff(&mut self) -> String {
+        let ids = self.running_ids();
+        let mut dumps = Vec::new();
+        for id in &ids {
+            match self.dump(*id) {
+                Ok(d) => dumps.push((self.label(*id), d)),
+                Err(e) => return format!("cannot dump {}: {e}", self.label(*id)),
+            }
+        }
+        let mut keys = BTreeSet::new();
+        for (_, d) in &dumps {
+            keys.extend(d.keys().cloned());
+        }
+        let mut out = String::new();
+        for k in keys {
+            let values: BTreeSet<Option<&String>> = dumps.iter().map(|(_, d)| d.get(&k)).collect();
+            if values.len() > 1 {
+                out.push_str(&format!("  key {k:?}:\n"));
+                for (label, d) in &dumps {
+                    let v = d.get(&k).map(String::as_str).unwrap_or("(absent)");
+                    out.push_str(&format!("    {label:6} {v}\n"));
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push_str("  (no visible difference in the dumps)\n");
+        }
+        out
     }
 }
 

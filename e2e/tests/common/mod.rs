@@ -1,0 +1,190 @@
+//! Shared harness of the end-to-end tests: one local cluster per test binary, started on
+//! first use on a runtime that lives as long as the binary, so the tests of a file share the
+//! cluster's start-up cost and use namespaces of their own.
+//!
+//! A test that fails prints the tail of every component's and pod's log. Missing upstream
+//! binaries fail every test with the message to run `make k8s-bins`.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aadb_e2e::{ClusterSpec, LocalCluster};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+
+pub struct Harness {
+    pub rt: tokio::runtime::Runtime,
+    pub cluster: LocalCluster,
+}
+
+static HARNESS: OnceLock<Result<Harness, String>> = OnceLock::new();
+
+/// The directory runs of this test binary use; stale ones of dead processes are removed.
+pub fn run_dir(name: &str) -> PathBuf {
+    let base = aadb_e2e::bins::workspace_root().join("target/e2e-runs");
+    if let Ok(rd) = std::fs::read_dir(&base) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let pid = n.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !aadb_e2e::process::pid_alive(p)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    base.join(format!("{name}-{}", std::process::id()))
+}
+
+/// The image table of the tests: the testapp is this workspace's `aadb-e2e testapp`.
+pub fn images() -> aadb_e2e::ImageTable {
+    let mut t = aadb_e2e::ImageTable::with_defaults();
+    t.insert("aadb-e2e-testapp", env!("CARGO_BIN_EXE_aadb-e2e"), &["testapp"]);
+    t
+}
+
+/// Starts (once) and returns this binary's cluster.
+pub fn harness(name: &str, customize: fn(&mut ClusterSpec)) -> &'static Harness {
+    let h = HARNESS.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut spec = ClusterSpec::new(name, 0);
+        spec.images = images();
+        customize(&mut spec);
+        let dir = run_dir(name);
+        let started = Instant::now();
+        // Start on a runtime worker: the processes' parent-death signal follows that thread,
+        // which lives as long as the runtime (the whole test binary).
+        let cluster = rt
+            .block_on(async move { tokio::spawn(async move { LocalCluster::start(spec, &dir).await }).await })
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("starting the local cluster failed: {e}"))?;
+        eprintln!("cluster {name} ready in {:.1}s", started.elapsed().as_secs_f64());
+        Ok(Harness { rt, cluster })
+    });
+    match h {
+        Ok(h) => h,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Runs one test body on the harness runtime; on failure prints the cluster's logs.
+pub fn run<F, Fut>(h: &'static Harness, body: F)
+where
+    F: FnOnce(&'static LocalCluster) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let fut = body(&h.cluster);
+    let res = h.rt.block_on(async move { tokio::spawn(fut).await });
+    if let Err(e) = res {
+        eprintln!("{}", h.cluster.log_report());
+        match e.try_into_panic() {
+            Ok(p) => {
+                // Re-panic here with the message: the task's own report went to the runtime
+                // thread's output, which belongs to another test.
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "test body panicked".to_string());
+                panic!("{msg}");
+            }
+            Err(e) => panic!("test task failed: {e}"),
+        }
+    }
+}
+
+/// Creates a namespace for one test.
+pub async fn namespace(c: &LocalCluster, name: &str) -> String {
+    let api: Api<Namespace> = Api::all(c.client());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))
+    .expect("namespace object");
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("create namespace {name}: {e}"),
+    }
+    name.to_string()
+}
+
+/// Polls `check` until it returns Some, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if started.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Server-side applies a namespaced object given as JSON with the admin client.
+pub async fn apply_ns<K>(c: &LocalCluster, ns: &str, obj: serde_json::Value) -> K
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let name = obj["metadata"]["name"].as_str().expect("metadata.name").to_string();
+    let api: Api<K> = Api::namespaced(c.client(), ns);
+    api.patch(
+        &name,
+        &kube::api::PatchParams::apply("aadb-e2e-tests").force(),
+        &kube::api::Patch::Apply(obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"))
+}
+
+/// Server-side applies a cluster-scoped object given as JSON with the admin client.
+pub async fn apply_cluster<K>(c: &LocalCluster, obj: serde_json::Value) -> K
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let name = obj["metadata"]["name"].as_str().expect("metadata.name").to_string();
+    let api: Api<K> = Api::all(c.client());
+    api.patch(
+        &name,
+        &kube::api::PatchParams::apply("aadb-e2e-tests").force(),
+        &kube::api::Patch::Apply(obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"))
+}
+
+/// Runs an upstream binary from `target/k8s/bin` with this cluster's admin kubeconfig and
+/// returns (success, stdout, stderr).
+pub async fn tool(c: &LocalCluster, name: &str, args: &[&str], env: &[(&str, &std::path::Path)]) -> (bool, String, String) {
+    let bins = aadb_e2e::bins::Binaries::locate().unwrap_or_else(|e| panic!("{e}"));
+    let out = tokio::process::Command::new(bins.path(name))
+        .args(args)
+        .env("KUBECONFIG", c.kubeconfig_path())
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
