@@ -374,7 +374,8 @@ fn random_workload_with_partitions_and_crashes_converges() {
     let states = c.describe();
     if let Err(e) = &converged {
         panic!(
-            "REPL_SEED={seed}: digests differ 5 s after the final heal: {e}\nkeys that differ:\n{}schedule:\n  {}",
+            "REPL_SEED={seed}: digests differ 5 s after the final heal: {e}\nlinks:\n{}keys that differ:\n{}schedule:\n  {}",
+            c.describe_links(),
             c.diff(),
             schedule.join("\n  ")
         );

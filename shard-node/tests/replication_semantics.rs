@@ -14,7 +14,7 @@
 mod common;
 mod replication_support;
 
-use replication_support::{let_the_clock_tick, poll_ok, Cluster, NodeId, Reply};
+use replication_support::{let_the_clock_tick, poll_ok, Cluster, Link, NodeId, Reply};
 use std::time::{Duration, Instant};
 
 const REGIONS: [&str; 3] = ["A", "B", "C"];
@@ -40,6 +40,8 @@ enum Expect {
     Float(f64),
     /// An integer in this inclusive range.
     IntIn(i64, i64),
+    /// Anything that is not an error, as long as every node answers exactly the same.
+    Same,
 }
 
 impl Expect {
@@ -63,6 +65,8 @@ impl Expect {
                 .parse::<f64>()
                 .is_ok_and(|got| (got - want).abs() < 1e-9),
             Expect::IntIn(lo, hi) => reply.int().is_some_and(|n| *lo <= n && n <= *hi),
+            // Compared across the nodes by the caller.
+            Expect::Same => !reply.is_error(),
         };
         if ok {
             Ok(())
@@ -154,6 +158,7 @@ fn play(rules: &[Rule]) -> (Cluster, Vec<String>) {
     }
     for rule in rules {
         for (cmd, expect) in rule.checks {
+            let mut answers = Vec::new();
             for id in c.ids() {
                 let reply = c.q(id, cmd);
                 if let Err(e) = expect.check(&reply) {
@@ -164,6 +169,19 @@ fn play(rules: &[Rule]) -> (Cluster, Vec<String>) {
                         c.label(id)
                     ));
                 }
+                answers.push(format!("{}={}", c.label(id), reply.text()));
+            }
+            let distinct: std::collections::BTreeSet<&str> = answers
+                .iter()
+                .filter_map(|a| a.split_once('=').map(|(_, v)| v))
+                .collect();
+            if distinct.len() > 1 {
+                failures.push(format!(
+                    "{}: `{}` differs between nodes: {}",
+                    rule.name,
+                    cmd.join(" "),
+                    answers.join(" ")
+                ));
             }
         }
     }
@@ -358,6 +376,57 @@ fn tombstones_are_collected_once_every_participant_saw_the_delete() {
     }
 }
 
+/// "Every participant has seen the delete" is not enough to drop a removed list element: a
+/// participant may have inserted next to it, concurrently, and that insert may still be on its
+/// way. Here B and C have seen A's LPOP (and acknowledged it), but A has not yet received C's
+/// concurrent LINSERT AFTER the popped element.
+#[test]
+fn a_removed_element_is_kept_while_an_insert_next_to_it_is_in_flight() {
+    let mut c = cluster();
+    assert!(!c.q((A, 0), &["RPUSH", "tr", "a", "b", "c"]).is_error());
+    c.converge(CONVERGE).unwrap_or_else(|e| panic!("{e}"));
+    c.isolate_regions();
+    c.wait_cut();
+    assert_eq!(c.q((A, 0), &["LPOP", "tr"]).text(), "a");
+    assert_eq!(
+        c.q((C, 0), &["LINSERT", "tr", "AFTER", "a", "z"]).text(),
+        "4"
+    );
+    // B and C pull from A (and acknowledge the pop); A still hears nothing from them.
+    c.heal(Link::Peer(B, A));
+    c.heal(Link::Peer(C, A));
+    for id in [(B, 0), (C, 0)] {
+        poll_ok(Duration::from_secs(10), || {
+            match c.call(id, &["LINDEX", "tr", "0"])?.text().as_str() {
+                "a" => Err("the pop has not arrived".to_owned()),
+                _ => Ok(()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", c.label(id)));
+    }
+    // Give A a few collection periods (once a second) in which it could drop the tombstone.
+    let until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.heal_all();
+    let converged = c.converge(CONVERGE);
+    let mut lists = Vec::new();
+    for id in c.ids() {
+        lists.push(format!(
+            "{}={}",
+            c.label(id),
+            c.q(id, &["LRANGE", "tr", "0", "-1"]).text()
+        ));
+    }
+    assert!(
+        converged.is_ok() && lists.iter().all(|l| l.ends_with("=[z,b,c]")),
+        "want [z,b,c] everywhere, got {}\n{}",
+        lists.join(" "),
+        converged.err().unwrap_or_default()
+    );
+}
+
 // ---- Strings ----
 
 #[test]
@@ -471,6 +540,29 @@ fn counters() {
             checks: &[
                 (&["GET", "f"], Expect::Is("3.75")),
                 (&["TYPE", "f"], Expect::Is("string")),
+            ],
+        },
+        Rule {
+            name: "concurrent float increments give the same value everywhere (INCRBYFLOAT)",
+            // (0.1 + 0.2) + 2.2 = 2.5 but (0.1 + 2.2) + 0.2 = 2.5000000000000004 in binary
+            // floating point: the sum must not depend on the order effects arrived in.
+            setup: &[&["SET", "fo", "0.1"]],
+            concurrent: &[
+                (0, A, &["INCRBYFLOAT", "fo", "0.2"], Expect::Ok),
+                (0, B, &["INCRBYFLOAT", "fo", "2.2"], Expect::Ok),
+            ],
+            checks: &[(&["GET", "fo"], Expect::Float(2.5)), (&["GET", "fo"], Expect::Same)],
+        },
+        Rule {
+            name: "concurrent float increments give the same value everywhere (HINCRBYFLOAT)",
+            setup: &[&["HSET", "hfo", "x", "0.1"]],
+            concurrent: &[
+                (0, A, &["HINCRBYFLOAT", "hfo", "x", "0.2"], Expect::Ok),
+                (0, B, &["HINCRBYFLOAT", "hfo", "x", "2.2"], Expect::Ok),
+            ],
+            checks: &[
+                (&["HGET", "hfo", "x"], Expect::Float(2.5)),
+                (&["HGET", "hfo", "x"], Expect::Same),
             ],
         },
         Rule {
@@ -623,6 +715,18 @@ fn sorted_sets() {
                 (0, B, &["ZINCRBY", "z2", "1", "x"], Expect::Float(2.1)),
             ],
             checks: &[(&["ZSCORE", "z2", "x"], Expect::Float(3.1))],
+        },
+        Rule {
+            name: "concurrent ZINCRBY give the same score everywhere",
+            setup: &[&["ZADD", "zfo", "0.1", "x"]],
+            concurrent: &[
+                (0, A, &["ZINCRBY", "zfo", "0.2", "x"], Expect::Ok),
+                (0, B, &["ZINCRBY", "zfo", "2.2", "x"], Expect::Ok),
+            ],
+            checks: &[
+                (&["ZSCORE", "zfo", "x"], Expect::Float(2.5)),
+                (&["ZSCORE", "zfo", "x"], Expect::Same),
+            ],
         },
         Rule {
             name: "ZREM cancels only the observed score: from 4.1, ZREM ‖ ZINCRBY 2 → 2",

@@ -208,7 +208,10 @@ async fn listen(
 ) {
     let listener = loop {
         match TcpListener::bind(addr).await {
-            Ok(l) => break l,
+            Ok(l) => {
+                tracing::debug!("load balancer {ns}/{svc} listening on {addr}");
+                break l;
+            }
             Err(e) => {
                 tracing::warn!("load balancer {ns}/{svc} bind {addr}: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -228,11 +231,13 @@ async fn listen(
         let (cut, mut cut_rx, rr) = (cut.clone(), cut_rx.clone(), rr.clone());
         tokio::spawn(async move {
             let Some(target) = pick_endpoint(&shared, &ns, &svc, &port_name, &rr).await else {
+                tracing::debug!("load balancer {ns}/{svc}: no ready endpoint for port {port_name:?}");
                 return;
             };
             let Ok(Ok(mut upstream)) =
                 tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(target)).await
             else {
+                tracing::debug!("load balancer {ns}/{svc}: cannot reach {target}");
                 return;
             };
             let mut conn = conn;
@@ -259,7 +264,13 @@ async fn pick_endpoint(
 ) -> Option<SocketAddr> {
     let api: Api<EndpointSlice> = Api::namespaced(shared.client.clone(), ns);
     let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={svc}"));
-    let slices = api.list(&lp).await.ok()?;
+    let slices = match api.list(&lp).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("endpoint slices of {ns}/{svc}: {e}");
+            return None;
+        }
+    };
     let mut candidates: Vec<SocketAddr> = Vec::new();
     for s in &slices.items {
         let port = s

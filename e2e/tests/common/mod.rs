@@ -56,6 +56,18 @@ pub fn harness(name: &str, customize: fn(&mut ClusterSpec)) -> &'static Harness 
         spec.images = images();
         customize(&mut spec);
         let dir = run_dir(name);
+        // The agent's own log goes next to the pod logs, so failure reports include it.
+        let agent_logs = dir.join("agent/logs");
+        std::fs::create_dir_all(&agent_logs).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(agent_logs.join("agent.log")).map_err(|e| e.to_string())?;
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,kube_client=off,kube_runtime=warn,aadb_e2e=debug".into()),
+            )
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(log))
+            .try_init();
         let started = Instant::now();
         // Start on a runtime worker: the processes' parent-death signal follows that thread,
         // which lives as long as the runtime (the whole test binary).

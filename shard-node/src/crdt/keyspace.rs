@@ -51,7 +51,7 @@ impl Slot {
 pub struct Entry {
     pub slots: SmallVec<[Slot; 1]>,
     /// Expiry votes: `(dot, Some(deadline_ms))` or `(dot, None)` for persist.
-    pub expiry: Vec<(Dot, Option<u64>)>,
+    pub expiry: thin_vec::ThinVec<(Dot, Option<u64>)>,
 }
 
 impl Entry {
@@ -650,11 +650,12 @@ impl Keyspace {
     fn touch_key<F: FnOnce(&mut Entry)>(&mut self, key: &[u8], change: F) {
         let single = self.single_participant;
         if let Some(capture) = &mut self.capture {
-            if !capture.contains_key(key) {
-                capture.insert(
-                    Blob::from(key),
-                    self.entries.get(key).map(|e| (**e).clone()),
-                );
+            // Keys created after the capture began are not in the snapshot's key list, so only
+            // existing keys need their previous state kept.
+            if let Some(existing) = self.entries.get(key) {
+                if !capture.contains_key(key) {
+                    capture.insert(Blob::from(key), Some((**existing).clone()));
+                }
             }
         }
         let (before, after, remove) = {
@@ -871,7 +872,7 @@ impl Keyspace {
                 }
             }
             votes.sort();
-            mine.expiry = votes;
+            mine.expiry = votes.into_iter().collect();
             mine.slots.retain(|s| !s.value.is_dead());
             if mine.slots.is_empty() && mine.expiry.is_empty() {
                 self.entries.remove(&key);

@@ -12,6 +12,7 @@ use super::effect::{Delta, ElemId};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use thin_vec::ThinVec;
 
 /// Owned bytes as stored in the keyspace (never a view into a network buffer).
 pub type Blob = Box<[u8]>;
@@ -96,14 +97,15 @@ pub fn parse_num(bytes: &[u8]) -> Option<Num> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Counted<T> {
     pub base: SmallVec<[(Dot, u64, T); 1]>,
-    pub adds: Vec<(Dot, Delta)>,
+    /// Increments, usually none: a thin vector costs one word when empty.
+    pub adds: ThinVec<(Dot, Delta)>,
 }
 
 impl<T> Default for Counted<T> {
     fn default() -> Self {
         Counted {
             base: SmallVec::new(),
-            adds: Vec::new(),
+            adds: ThinVec::new(),
         }
     }
 }
@@ -152,7 +154,7 @@ impl<T: Clone> Counted<T> {
             .filter(|(_, d)| matches!(d, Delta::Float(_)))
             .count();
         let merge_floats = floats > FLOAT_ADDS_KEPT;
-        let mut merged: Vec<(Dot, Delta)> = Vec::with_capacity(self.adds.len());
+        let mut merged: ThinVec<(Dot, Delta)> = ThinVec::with_capacity(self.adds.len());
         for (dot, delta) in self.adds.drain(..) {
             let mergeable = stable.covers(dot) && (merge_floats || matches!(delta, Delta::Int(_)));
             let target = if mergeable {
@@ -191,8 +193,10 @@ impl<T: Clone> Counted<T> {
         );
         base.sort_by_key(|e| e.0);
         self.base = base.into_iter().collect();
-        join_dotted(&mut self.adds, mine_ctx, &other.adds, their_ctx, |e| e.0);
-        self.adds.sort_by_key(|e| e.0);
+        let mut adds: Vec<(Dot, Delta)> = self.adds.drain(..).collect();
+        join_dotted(&mut adds, mine_ctx, &other.adds, their_ctx, |e| e.0);
+        adds.sort_by_key(|e| e.0);
+        self.adds = adds.into_iter().collect();
     }
 
     /// Puts entries in a canonical order so equal states compare equal.

@@ -25,6 +25,10 @@ pub struct Backlog {
     pub replid: String,
 }
 
+/// Memory an entry costs besides its encoding (queue slot, allocation headers), so the budget
+/// tracks real memory use.
+const ENTRY_OVERHEAD: usize = 112;
+
 /// A fresh random replication id (40 hex characters, like Redis).
 pub fn new_replid() -> String {
     format!(
@@ -82,7 +86,7 @@ impl Backlog {
     }
 
     pub fn push(&mut self, dot: Dot, encoded: Bytes) -> u64 {
-        self.bytes += encoded.len() + 48;
+        self.bytes += encoded.len() + ENTRY_OVERHEAD;
         self.entries.push_back((dot, encoded));
         let offset = self.next_offset;
         self.next_offset += 1;
@@ -93,7 +97,7 @@ impl Backlog {
     fn trim(&mut self) {
         while self.bytes > self.limit && self.entries.len() > 1 {
             if let Some((dot, encoded)) = self.entries.pop_front() {
-                self.bytes -= encoded.len() + 48;
+                self.bytes -= encoded.len() + ENTRY_OVERHEAD;
                 self.base_clock.raise(dot.actor, dot.seq);
                 self.first_offset += 1;
             }

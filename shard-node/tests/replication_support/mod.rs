@@ -702,6 +702,51 @@ impl Cluster {
         Ok(out)
     }
 
+    /// The state of every link as the nodes report it: `AA.PEERS` of the primaries and the
+    /// master link of the replicas.
+    pub fn describe_links(&mut self) -> String {
+        let mut out = String::new();
+        for id in self.running_ids() {
+            let label = self.label(id);
+            if id.1 == 0 {
+                match self.peers(id) {
+                    Ok(peers) => {
+                        for p in peers {
+                            let fields: Vec<String> =
+                                p.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                            out.push_str(&format!("  {label:6} peer {}\n", fields.join(" ")));
+                        }
+                    }
+                    Err(e) => out.push_str(&format!("  {label:6} AA.PEERS: {e}\n")),
+                }
+                if let Ok(info) = self.client(id).info("replication") {
+                    let lines: Vec<&str> = info
+                        .lines()
+                        .filter(|l| l.starts_with("slave") || l.starts_with("master_repl_offset"))
+                        .collect();
+                    out.push_str(&format!("  {label:6} {}\n", lines.join(" ")));
+                }
+            } else {
+                match self.client(id).info("replication") {
+                    Ok(info) => {
+                        let lines: Vec<&str> = info
+                            .lines()
+                            .filter(|l| {
+                                l.starts_with("master_link_status")
+                                    || l.starts_with("slave_repl_offset")
+                                    || l.starts_with("master_sync_in_progress")
+                                    || l.starts_with("master_last_io")
+                            })
+                            .collect();
+                        out.push_str(&format!("  {label:6} {}\n", lines.join(" ")));
+                    }
+                    Err(e) => out.push_str(&format!("  {label:6} INFO: {e}\n")),
+                }
+            }
+        }
+        out
+    }
+
     /// The keys on which running nodes disagree, one line per key and node.
     pub fn diff(&mut self) -> String {
         let ids = self.running_ids();
