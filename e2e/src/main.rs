@@ -88,6 +88,8 @@ fn main() -> Result<()> {
     }
 }
 
+const SETSID: &str = "/usr/bin/setsid";
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
@@ -103,7 +105,18 @@ fn up(clusters: usize, zones: usize, dir: &std::path::Path, timeout: Duration) -
     }
     let log = std::fs::File::create(fd.log_file())?;
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    // Its own session (util-linux `setsid`, which execs in place), so that closing the
+    // terminal that ran `up` does not stop the clusters.
+    let mut cmd = if std::path::Path::new(SETSID).is_file() {
+        let mut c = Command::new(SETSID);
+        c.arg(exe);
+        c
+    } else {
+        let mut c = Command::new(exe);
+        c.process_group(0);
+        c
+    };
+    let mut child = cmd
         .arg("serve")
         .arg(format!("--clusters={clusters}"))
         .arg(format!("--zones={zones}"))
@@ -112,7 +125,6 @@ fn up(clusters: usize, zones: usize, dir: &std::path::Path, timeout: Duration) -
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        .process_group(0)
         .spawn()
         .context("start the serving process")?;
     std::fs::write(fd.pid_file(), child.id().to_string())?;

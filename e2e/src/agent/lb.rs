@@ -2,9 +2,11 @@
 //!
 //! Contract: each LoadBalancer Service gets a loopback ingress address `127.<c>.0.<m>` in
 //! `status.loadBalancer.ingress` and, for each TCP port, a listener on `<ingress>:<port>`
-//! that forwards every connection to a ready endpoint of the Service (from its
-//! EndpointSlices, matching the port by name; round robin). A connection arriving while no
-//! endpoint is ready is closed. A cut Service (region partition) closes its open connections
+//! that forwards every connection to a ready pod selected by the Service, at the port's
+//! `targetPort` (a number or a container port name), round robin. The pods are read
+//! directly: EndpointSlices cannot hold loopback addresses (the apiserver refuses them), so
+//! the endpoint-slice controller publishes nothing for these pods. A connection arriving
+//! while no pod is ready is closed. A cut Service (region partition) closes its open connections
 //! and every new one until healed. A Service that stops being a LoadBalancer, or is deleted,
 //! loses its listeners and address.
 
@@ -15,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use serde_json::json;
@@ -262,44 +264,66 @@ async fn pick_endpoint(
     port_name: &str,
     rr: &AtomicUsize,
 ) -> Option<SocketAddr> {
-    let api: Api<EndpointSlice> = Api::namespaced(shared.client.clone(), ns);
-    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={svc}"));
-    let slices = match api.list(&lp).await {
+    let services: Api<Service> = Api::namespaced(shared.client.clone(), ns);
+    let service = match services.get(svc).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::debug!("endpoint slices of {ns}/{svc}: {e}");
+            tracing::debug!("service {ns}/{svc}: {e}");
             return None;
         }
     };
-    let mut candidates: Vec<SocketAddr> = Vec::new();
-    for s in &slices.items {
-        let port = s
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.clone().unwrap_or_default() == port_name)
-            .and_then(|p| p.port)
-            .and_then(|p| u16::try_from(p).ok());
-        let Some(port) = port else { continue };
-        for e in s.endpoints.iter().flatten() {
-            let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if !ready {
-                continue;
-            }
-            for a in &e.addresses {
-                if let Ok(ip) = a.parse::<Ipv4Addr>() {
-                    // Never forward outside loopback.
-                    if ip.is_loopback() {
-                        candidates.push(SocketAddr::new(ip.into(), port));
-                    }
-                }
-            }
+    let spec = service.spec?;
+    let selector = spec.selector.filter(|s| !s.is_empty())?;
+    let target = spec
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.clone().unwrap_or_default() == port_name)
+        .map(|p| p.target_port.clone().unwrap_or(IntOrString::Int(p.port)))?;
+    let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
+    let list = match pods.list(&ListParams::default().labels(&labels.join(","))).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!("pods of {ns}/{svc}: {e}");
+            return None;
         }
-    }
+    };
+    let mut candidates: Vec<SocketAddr> = list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+        .filter_map(|p| {
+            let ip: Ipv4Addr = p.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+            // Never forward outside loopback.
+            if !ip.is_loopback() {
+                return None;
+            }
+            let port = match &target {
+                IntOrString::Int(i) => u16::try_from(*i).ok()?,
+                IntOrString::String(name) => p
+                    .spec
+                    .as_ref()?
+                    .containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter().flatten())
+                    .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                    .and_then(|cp| u16::try_from(cp.container_port).ok())?,
+            };
+            Some(SocketAddr::new(ip.into(), port))
+        })
+        .collect();
     if candidates.is_empty() {
         return None;
     }
     candidates.sort();
     let i = rr.fetch_add(1, Ordering::Relaxed) % candidates.len();
     candidates.get(i).copied()
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }

@@ -238,7 +238,8 @@ impl Hlc {
         self.last = if candidate > self.last {
             candidate
         } else {
-            self.last + 1
+            // Saturates rather than overflowing if a peer sent an absurd timestamp.
+            self.last.saturating_add(1)
         };
         self.last
     }
