@@ -14,7 +14,7 @@ CRD_OUT ?= manifests/crd/activeactivedatabases.yaml
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Release build of shard-node (target/release/shard-node)
@@ -68,3 +68,26 @@ demo: ## Local active-active demo (needs the operator, which is not written yet)
 down: ## Tear the demo down (needs the operator, which is not written yet)
 	@echo "make down tears down what make demo starts, which needs the aadb operator; it does not exist yet, so there is nothing to tear down." >&2
 	@exit 1
+
+# Local Kubernetes control plane (e2e/, scripts/k8s-bins.sh).
+E2E_CLUSTERS ?= 3
+E2E_ZONES ?= 3
+E2E_DIR ?= target/e2e-up
+
+.PHONY: k8s-bins
+k8s-bins: ## Build the pinned kube-apiserver/-controller-manager/-scheduler, kubectl, etcd, helm, kubeconform into target/k8s/bin (cached)
+	bash scripts/k8s-bins.sh
+
+.PHONY: e2e-up
+e2e-up: k8s-bins ## Start local clusters in the background (E2E_CLUSTERS=3 E2E_ZONES=3 E2E_DIR=target/e2e-up)
+	$(CARGO) build $(LOCKED) -p aadb-e2e --bin aadb-e2e
+	target/debug/aadb-e2e up --clusters $(E2E_CLUSTERS) --zones $(E2E_ZONES) --dir $(E2E_DIR)
+
+.PHONY: e2e-down
+e2e-down: ## Stop the clusters that e2e-up started
+	$(CARGO) build $(LOCKED) -p aadb-e2e --bin aadb-e2e
+	target/debug/aadb-e2e down --dir $(E2E_DIR)
+
+.PHONY: kind-e2e
+kind-e2e: ## Multi-cluster e2e on kind (needs docker or podman, kind, helm; see e2e/kind/README.md)
+	bash e2e/kind/run.sh

@@ -98,9 +98,7 @@ fn client(issuer: &Issuer<'_, KeyPair>, common_name: &str, orgs: &[&str]) -> Res
         .distinguished_name
         .push(DnType::CommonName, common_name);
     for o in orgs {
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, *o);
+        params.distinguished_name.push(DnType::OrganizationName, *o);
     }
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -173,7 +171,8 @@ impl ClusterCerts {
 
     /// Writes the files the control-plane processes read into `dir`.
     pub fn write(&self, dir: &Path) -> Result<CertPaths> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let put = |name: &str, body: &str| -> Result<PathBuf> {
             let p = dir.join(name);
             std::fs::write(&p, body).map_err(|e| Error::io(format!("write {}", p.display()), e))?;
@@ -197,7 +196,10 @@ mod tests {
     #[test]
     fn generates_distinct_pem_material() {
         let c = ClusterCerts::generate(Ipv4Addr::new(127, 10, 240, 1)).expect("certs");
-        assert!(c.serving_ca.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(c
+            .serving_ca
+            .cert_pem
+            .starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(c.admin.key_pem.contains("PRIVATE KEY"));
         assert_ne!(c.serving_ca.cert_pem, c.client_ca.cert_pem);
         assert!(c.service_account_pub_pem.contains("PUBLIC KEY"));

@@ -110,7 +110,10 @@ impl ClusterSpec {
         ClusterSpec {
             name: name.to_string(),
             index,
-            zones: ["a", "b", "c"].iter().map(|z| format!("{name}-{z}")).collect(),
+            zones: ["a", "b", "c"]
+                .iter()
+                .map(|z| format!("{name}-{z}"))
+                .collect(),
             nodes_per_zone: 1,
             node_monitor_grace: Duration::from_secs(12),
             heartbeat_interval: Duration::from_secs(2),
@@ -189,7 +192,13 @@ impl LocalCluster {
             &certs.controller_manager,
         )?;
         let sched_kubeconfig = pki.join("scheduler.kubeconfig");
-        write_kubeconfig(&sched_kubeconfig, &spec.name, &server, &certs, &certs.scheduler)?;
+        write_kubeconfig(
+            &sched_kubeconfig,
+            &spec.name,
+            &server,
+            &certs,
+            &certs.scheduler,
+        )?;
         let sched_config = pki.join("scheduler.json");
         let sched_json = serde_json::json!({
             "apiVersion": "kubescheduler.config.k8s.io/v1",
@@ -536,6 +545,10 @@ impl LocalCluster {
         self.stopped = true;
         if let Some(agent) = self.agent.take() {
             agent.shutdown().await;
+        }
+        // All at once: each component's own graceful shutdown then overlaps.
+        for c in &self.components {
+            let _ = crate::process::signal(c.pid(), nix::sys::signal::Signal::SIGTERM);
         }
         while let Some(mut c) = self.components.pop() {
             c.stop(Duration::from_secs(5));

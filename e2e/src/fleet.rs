@@ -55,18 +55,25 @@ impl Fleet {
     /// Starts `count` clusters with `zones` zones each in `dir`.
     pub async fn start(count: usize, zones: usize, dir: &Path, keep_dirs: bool) -> Result<Self> {
         if count == 0 || count > 100 {
-            return Err(Error::Invalid(format!("cluster count {count} not in 1..=100")));
+            return Err(Error::Invalid(format!(
+                "cluster count {count} not in 1..=100"
+            )));
         }
         if zones == 0 || zones > 26 {
             return Err(Error::Invalid(format!("zone count {zones} not in 1..=26")));
         }
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let starts = cluster_names(count).into_iter().enumerate().map(|(i, name)| {
-            let mut spec = ClusterSpec::new(&name, u8::try_from(i).unwrap_or(u8::MAX)).zones(zones);
-            spec.keep_dir = keep_dirs;
-            let d = dir.join(&name);
-            async move { LocalCluster::start(spec, &d).await }
-        });
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let starts = cluster_names(count)
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut spec =
+                    ClusterSpec::new(&name, u8::try_from(i).unwrap_or(u8::MAX)).zones(zones);
+                spec.keep_dir = keep_dirs;
+                let d = dir.join(&name);
+                async move { LocalCluster::start(spec, &d).await }
+            });
         let results = futures::future::join_all(starts).await;
         let mut clusters = Vec::new();
         let mut first_err = None;
@@ -182,7 +189,11 @@ impl FleetDir {
 
     /// The serving process, if its pid file names a live process.
     pub fn running_pid(&self) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()?;
+        let pid: u32 = std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         crate::process::pid_alive(pid).then_some(pid)
     }
 

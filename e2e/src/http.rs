@@ -82,7 +82,8 @@ mod tests {
 
     #[test]
     fn parses_status_and_body() {
-        let r = parse_response(b"HTTP/1.1 503 Service Unavailable\r\nA: b\r\n\r\nnope").expect("ok");
+        let r =
+            parse_response(b"HTTP/1.1 503 Service Unavailable\r\nA: b\r\n\r\nnope").expect("ok");
         assert_eq!(r.status, 503);
         assert_eq!(r.body, "nope");
         assert!(parse_response(b"garbage").is_err());

@@ -19,7 +19,10 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::Signal;
 
 #[derive(Parser)]
-#[command(name = "aadb-e2e", about = "Local Kubernetes control planes for aadb end-to-end work")]
+#[command(
+    name = "aadb-e2e",
+    about = "Local Kubernetes control planes for aadb end-to-end work"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -71,15 +74,27 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Up { clusters, zones, dir, timeout } => up(clusters, zones, &dir, Duration::from_secs(timeout)),
+        Cmd::Up {
+            clusters,
+            zones,
+            dir,
+            timeout,
+        } => up(clusters, zones, &dir, Duration::from_secs(timeout)),
         Cmd::Down { dir } => down(&dir),
-        Cmd::Serve { clusters, zones, dir } => runtime()?.block_on(serve(clusters, zones, dir)),
+        Cmd::Serve {
+            clusters,
+            zones,
+            dir,
+        } => runtime()?.block_on(serve(clusters, zones, dir)),
         Cmd::Testapp { listen, data } => {
             let listen = match listen {
                 Some(l) => l,
                 None => {
-                    let ip = std::env::var("POD_IP").context("--listen not given and POD_IP not set")?;
-                    format!("{ip}:8080").parse().context("POD_IP is not an address")?
+                    let ip =
+                        std::env::var("POD_IP").context("--listen not given and POD_IP not set")?;
+                    format!("{ip}:8080")
+                        .parse()
+                        .context("POD_IP is not an address")?
                 }
             };
             runtime()?.block_on(aadb_e2e::testapp::run(listen, data))?;
@@ -91,14 +106,21 @@ fn main() -> Result<()> {
 const SETSID: &str = "/usr/bin/setsid";
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn up(clusters: usize, zones: usize, dir: &std::path::Path, timeout: Duration) -> Result<()> {
     let fd = FleetDir::new(dir)?;
-    std::fs::create_dir_all(fd.path()).with_context(|| format!("create {}", fd.path().display()))?;
+    std::fs::create_dir_all(fd.path())
+        .with_context(|| format!("create {}", fd.path().display()))?;
     if let Some(pid) = fd.running_pid() {
-        bail!("clusters are already up in {} (pid {pid}); run `aadb-e2e down --dir {}` first", fd.path().display(), fd.path().display());
+        bail!(
+            "clusters are already up in {} (pid {pid}); run `aadb-e2e down --dir {}` first",
+            fd.path().display(),
+            fd.path().display()
+        );
     }
     for f in [fd.ready_file(), fd.pid_file(), fd.pids_file()] {
         let _ = std::fs::remove_file(f);
@@ -135,20 +157,38 @@ fn up(clusters: usize, zones: usize, dir: &std::path::Path, timeout: Duration) -
         }
         if let Some(status) = child.try_wait()? {
             eprintln!("{}", tail(&fd.log_file(), 20_000));
-            bail!("the serving process exited ({status}) before the clusters were ready; log: {}", fd.log_file().display());
+            bail!(
+                "the serving process exited ({status}) before the clusters were ready; log: {}",
+                fd.log_file().display()
+            );
         }
         if started.elapsed() > timeout {
             let _ = signal(child.id(), Signal::SIGTERM);
             eprintln!("{}", tail(&fd.log_file(), 20_000));
-            bail!("clusters not ready after {timeout:?}; log: {}", fd.log_file().display());
+            bail!(
+                "clusters not ready after {timeout:?}; log: {}",
+                fd.log_file().display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     let info = std::fs::read_to_string(fd.clusters_file()).unwrap_or_default();
-    let clusters: Vec<aadb_e2e::fleet::ClusterInfo> = serde_json::from_str(&info).unwrap_or_default();
-    println!("{} cluster(s) ready in {:.1}s (pid {}):", clusters.len(), started.elapsed().as_secs_f64(), child.id());
+    let clusters: Vec<aadb_e2e::fleet::ClusterInfo> =
+        serde_json::from_str(&info).unwrap_or_default();
+    println!(
+        "{} cluster(s) ready in {:.1}s (pid {}):",
+        clusters.len(),
+        started.elapsed().as_secs_f64(),
+        child.id()
+    );
     for c in clusters {
-        println!("  {:<10} {}  kubeconfig {}  zones {}", c.name, c.server, c.kubeconfig.display(), c.zones.join(","));
+        println!(
+            "  {:<10} {}  kubeconfig {}  zones {}",
+            c.name,
+            c.server,
+            c.kubeconfig.display(),
+            c.zones.join(",")
+        );
     }
     println!("stop with: aadb-e2e down --dir {}", fd.path().display());
     Ok(())
@@ -182,7 +222,11 @@ fn down(dir: &std::path::Path) -> Result<()> {
     for f in [fd.ready_file(), fd.pid_file()] {
         let _ = std::fs::remove_file(f);
     }
-    println!("stopped the clusters in {} in {:.1}s", fd.path().display(), started.elapsed().as_secs_f64());
+    println!(
+        "stopped the clusters in {} in {:.1}s",
+        fd.path().display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -201,7 +245,10 @@ async fn serve(clusters: usize, zones: usize, dir: PathBuf) -> Result<()> {
     };
     let pids: Vec<String> = fleet.pids().iter().map(|p| p.to_string()).collect();
     std::fs::write(fd.pids_file(), pids.join("\n"))?;
-    std::fs::write(fd.clusters_file(), serde_json::to_vec_pretty(&fleet.info(fd.path()))?)?;
+    std::fs::write(
+        fd.clusters_file(),
+        serde_json::to_vec_pretty(&fleet.info(fd.path()))?,
+    )?;
     std::fs::write(fd.ready_file(), "ready\n")?;
     eprintln!("ready: {} cluster(s) in {}", clusters, fd.path().display());
     tokio::select! {

@@ -21,9 +21,17 @@ fn cluster() -> &'static common::Harness {
 fn server_reports_the_pinned_version() {
     run(cluster(), |c| async move {
         let v = c.client().apiserver_version().await.expect("version");
-        assert_eq!(v.git_version, pinned_kubernetes_version(), "stamped version");
+        assert_eq!(
+            v.git_version,
+            pinned_kubernetes_version(),
+            "stamped version"
+        );
         assert_ne!(v.git_version, "v0.0.0");
-        let minor = pinned_kubernetes_version().split('.').nth(1).expect("minor").to_string();
+        let minor = pinned_kubernetes_version()
+            .split('.')
+            .nth(1)
+            .expect("minor")
+            .to_string();
         assert_eq!(v.major, "1");
         assert_eq!(v.minor, minor);
     });
@@ -32,14 +40,22 @@ fn server_reports_the_pinned_version() {
 #[test]
 fn nodes_are_ready_with_zone_labels_and_kubectl_sees_them() {
     run(cluster(), |c| async move {
-        let nodes = Api::<Node>::all(c.client()).list(&Default::default()).await.expect("nodes");
+        let nodes = Api::<Node>::all(c.client())
+            .list(&Default::default())
+            .await
+            .expect("nodes");
         assert_eq!(nodes.items.len(), 3);
         let mut zones: Vec<String> = nodes
             .items
             .iter()
             .map(|n| {
                 assert!(node_is_ready(n), "{:?} not ready", n.metadata.name);
-                n.metadata.labels.as_ref().and_then(|l| l.get("topology.kubernetes.io/zone")).cloned().expect("zone label")
+                n.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("topology.kubernetes.io/zone"))
+                    .cloned()
+                    .expect("zone label")
             })
             .collect();
         zones.sort();
@@ -96,12 +112,17 @@ fn crd_structural_schema_and_cel_rule_refuse_invalid_objects() {
             let name = name.clone();
             async move {
                 let crd = crds.get(&name).await.ok()?;
-                crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
             }
         })
         .await;
         let gvk = GroupVersionKind::gvk("e2e.aadb.local", "v1", "Widget");
-        let api: Api<DynamicObject> = Api::namespaced_with(c.client(), &ns, &ApiResource::from_gvk(&gvk));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(c.client(), &ns, &ApiResource::from_gvk(&gvk));
         let widget = |name: &str, spec: serde_json::Value| -> DynamicObject {
             serde_json::from_value(json!({
                 "apiVersion": "e2e.aadb.local/v1", "kind": "Widget",
@@ -110,23 +131,41 @@ fn crd_structural_schema_and_cel_rule_refuse_invalid_objects() {
             .expect("widget")
         };
         // Valid, with an unknown field that the structural schema prunes.
-        let created = eventually("the new resource is served", Duration::from_secs(30), || {
-            let api = api.clone();
-            let w = widget("good", json!({"replicas": 3, "minReplicas": 1, "unknownField": true}));
-            async move { api.create(&PostParams::default(), &w).await.ok() }
-        })
+        let created = eventually(
+            "the new resource is served",
+            Duration::from_secs(30),
+            || {
+                let api = api.clone();
+                let w = widget(
+                    "good",
+                    json!({"replicas": 3, "minReplicas": 1, "unknownField": true}),
+                );
+                async move { api.create(&PostParams::default(), &w).await.ok() }
+            },
+        )
         .await;
         assert_eq!(created.data["spec"]["replicas"], 3);
-        assert!(created.data["spec"].get("unknownField").is_none(), "pruned: {:?}", created.data);
+        assert!(
+            created.data["spec"].get("unknownField").is_none(),
+            "pruned: {:?}",
+            created.data
+        );
         // The CEL rule refuses this one.
         let err = api
-            .create(&PostParams::default(), &widget("bad-cel", json!({"replicas": 1, "minReplicas": 2})))
+            .create(
+                &PostParams::default(),
+                &widget("bad-cel", json!({"replicas": 1, "minReplicas": 2})),
+            )
             .await
             .expect_err("CEL rule must refuse minReplicas > replicas");
         match err {
             kube::Error::Api(s) => {
                 assert_eq!(s.code, 422, "{s:?}");
-                assert!(s.message.contains("minReplicas must not exceed replicas"), "{}", s.message);
+                assert!(
+                    s.message.contains("minReplicas must not exceed replicas"),
+                    "{}",
+                    s.message
+                );
             }
             e => panic!("unexpected error {e}"),
         }
@@ -136,14 +175,26 @@ fn crd_structural_schema_and_cel_rule_refuse_invalid_objects() {
             ("bad-min", json!({"replicas": -1})),
             ("missing", json!({"minReplicas": 1})),
         ] {
-            let err = api.create(&PostParams::default(), &widget(name, spec)).await.expect_err(name);
-            assert!(matches!(&err, kube::Error::Api(s) if s.code == 422), "{name}: {err}");
+            let err = api
+                .create(&PostParams::default(), &widget(name, spec))
+                .await
+                .expect_err(name);
+            assert!(
+                matches!(&err, kube::Error::Api(s) if s.code == 422),
+                "{name}: {err}"
+            );
         }
         // Updates are validated too.
         let mut good = api.get("good").await.expect("get good");
         good.data["spec"]["minReplicas"] = json!(9);
-        let err = api.replace("good", &PostParams::default(), &good).await.expect_err("update");
-        assert!(matches!(&err, kube::Error::Api(s) if s.code == 422), "{err}");
+        let err = api
+            .replace("good", &PostParams::default(), &good)
+            .await
+            .expect_err("update");
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 422),
+            "{err}"
+        );
     });
 }
 
@@ -152,8 +203,13 @@ fn garbage_collector_removes_dependents_of_a_deleted_owner() {
     run(cluster(), |c| async move {
         let ns = namespace(c, "gc").await;
         let cms: Api<ConfigMap> = Api::namespaced(c.client(), &ns);
-        let owner: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "owner"}, "data": {"a": "1"}})).expect("cm");
-        let owner = cms.create(&PostParams::default(), &owner).await.expect("owner");
+        let owner: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "owner"}, "data": {"a": "1"}}))
+                .expect("cm");
+        let owner = cms
+            .create(&PostParams::default(), &owner)
+            .await
+            .expect("owner");
         let uid = owner.metadata.uid.clone().expect("uid");
         for i in 0..3 {
             let dep: ConfigMap = serde_json::from_value(json!({
@@ -164,21 +220,35 @@ fn garbage_collector_removes_dependents_of_a_deleted_owner() {
                 "data": {"b": "2"},
             }))
             .expect("dependent");
-            cms.create(&PostParams::default(), &dep).await.expect("create dependent");
+            cms.create(&PostParams::default(), &dep)
+                .await
+                .expect("create dependent");
         }
-        let unrelated: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "unrelated"}})).expect("cm");
-        cms.create(&PostParams::default(), &unrelated).await.expect("unrelated");
-        cms.delete("owner", &DeleteParams::background()).await.expect("delete owner");
+        let unrelated: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "unrelated"}})).expect("cm");
+        cms.create(&PostParams::default(), &unrelated)
+            .await
+            .expect("unrelated");
+        cms.delete("owner", &DeleteParams::background())
+            .await
+            .expect("delete owner");
         eventually("dependents collected", Duration::from_secs(60), || {
             let cms = cms.clone();
             async move {
                 let left = cms.list(&Default::default()).await.ok()?;
-                let names: Vec<String> = left.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
+                let names: Vec<String> = left
+                    .items
+                    .iter()
+                    .filter_map(|c| c.metadata.name.clone())
+                    .collect();
                 (!names.iter().any(|n| n.starts_with("dependent-"))).then_some(names)
             }
         })
         .await;
-        assert!(cms.get_opt("unrelated").await.expect("get").is_some(), "unowned object survives");
+        assert!(
+            cms.get_opt("unrelated").await.expect("get").is_some(),
+            "unowned object survives"
+        );
     });
 }
 
@@ -194,7 +264,11 @@ fn node_without_heartbeats_goes_not_ready_and_recovers() {
             let node = node.clone();
             async move {
                 let n = nodes.get(&node).await.ok()?;
-                let ready = n.status?.conditions?.into_iter().find(|c| c.type_ == "Ready")?;
+                let ready = n
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
                 (ready.status != "True").then_some(ready)
             }
         })
@@ -238,11 +312,30 @@ fn helm_installs_a_chart_that_declares_a_kube_version() {
             ("HELM_CONFIG_HOME", home.join("config")),
             ("HELM_DATA_HOME", home.join("data")),
         ];
-        let env: Vec<(&str, &std::path::Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        let env: Vec<(&str, &std::path::Path)> =
+            env.iter().map(|(k, v)| (*k, v.as_path())).collect();
         let chart_s = chart.display().to_string();
-        let (ok, out, err) = tool(c, "helm", &["install", "demo", &chart_s, "-n", &ns, "--wait", "--timeout", "60s"], &env).await;
+        let (ok, out, err) = tool(
+            c,
+            "helm",
+            &[
+                "install",
+                "demo",
+                &chart_s,
+                "-n",
+                &ns,
+                "--wait",
+                "--timeout",
+                "60s",
+            ],
+            &env,
+        )
+        .await;
         assert!(ok, "helm install failed:\n{out}\n{err}");
-        let cm = Api::<ConfigMap>::namespaced(c.client(), &ns).get("demo-info").await.expect("release object");
+        let cm = Api::<ConfigMap>::namespaced(c.client(), &ns)
+            .get("demo-info")
+            .await
+            .expect("release object");
         let data = cm.data.expect("data");
         assert_eq!(data["kubeVersion"], pinned_kubernetes_version());
         let (ok, out, _) = tool(c, "helm", &["list", "-n", &ns, "-o", "json"], &env).await;
@@ -251,6 +344,9 @@ fn helm_installs_a_chart_that_declares_a_kube_version() {
         let old_s = old.display().to_string();
         let (ok, _, err) = tool(c, "helm", &["install", "old", &old_s, "-n", &ns], &env).await;
         assert!(!ok, "a chart requiring <1.20 must be refused");
-        assert!(err.contains("incompatible") || err.contains("kubeVersion"), "{err}");
+        assert!(
+            err.contains("incompatible") || err.contains("kubeVersion"),
+            "{err}"
+        );
     });
 }

@@ -4,13 +4,15 @@
 //! Region A writes more than its whole backlog (its size is read from `INFO replication`, so
 //! the test follows the default) while region B is killed; B restarts, finds that A's backlog
 //! no longer covers its vector clock, merges A's full state, and ends up identical to A, its
-//! replica too, including the deletes A made meanwhile.
+//! replica too, including the deletes A made meanwhile. (The replica resynchronises with the
+//! restarted B before the merge, so it must follow a change of its primary's state that came
+//! without effects.)
 
 mod common;
 mod replication_support;
 
 use common::info_field;
-use replication_support::{poll_ok, Cluster};
+use replication_support::{poll_ok, Cluster, Link};
 use std::time::{Duration, Instant};
 
 const A: usize = 0;
@@ -58,7 +60,7 @@ fn a_peer_down_longer_than_the_backlog_catches_up_by_full_merge() {
     let first_before = info_field(info.as_bytes(), "repl_backlog_first_byte_offset");
 
     // B goes down; A changes the shared data and writes 1.5 backlogs' worth.
-    c.node_mut((B, 0)).kill9();
+    c.kill9((B, 0));
     for cmd in [
         &["LPOP", "list"][..],
         &["SREM", "set", "x"],
@@ -91,11 +93,16 @@ fn a_peer_down_longer_than_the_backlog_catches_up_by_full_merge() {
         started.elapsed()
     );
 
-    // B comes back.
+    // B comes back. Its replica resynchronises with it first (B cannot reach A yet); then the
+    // link to A opens and B merges A's full state.
+    c.cut(Link::Peer(B, A));
+    c.restart((B, 0));
+    c.converge_among(&[(B, 0), (B, 1)], Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("B's replica did not resynchronise with B: {e}"));
     let t = Instant::now();
-    c.node_mut((B, 0)).restart();
+    c.heal(Link::Peer(B, A));
     let took = c
-        .converge(Duration::from_secs(30))
+        .converge_among(&[(A, 0), (B, 0)], Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("B did not catch up: {e}"));
     eprintln!(
         "B caught up {:?} after its restart ({took:?} of polling)",
@@ -116,6 +123,24 @@ fn a_peer_down_longer_than_the_backlog_catches_up_by_full_merge() {
     let line = peer_line(&mut c, (A, 0), "B");
     assert_eq!(full_merges(&line), 0, "A needed no full merge: {line}");
 
+    // The merge changed B's state without effects: its replica must get it all the same, and
+    // a write B makes now must be applied on the replica before WAIT counts it.
+    assert_eq!(c.q((B, 0), &["SET", "probe", "1"]).text(), "OK");
+    let acked = c.q((B, 0), &["WAIT", "1", "5000"]).text();
+    let applied = poll_ok(Duration::from_secs(5), || {
+        match c.call((B, 1), &["GET", "probe"])?.text().as_str() {
+            "1" => Ok(()),
+            other => Err(format!("GET probe = {other}")),
+        }
+    });
+    let converged = c.converge(Duration::from_secs(20));
+    assert!(
+        converged.is_ok() && applied.is_ok(),
+        "B's replica did not follow its primary through the full merge \
+         (WAIT 1 after a write on B returned {acked}; the write on the replica: {applied:?}): {}",
+        converged.err().unwrap_or_default()
+    );
+
     for id in c.ids() {
         let label = c.label(id);
         let mut check = |cmd: &[&str], want: &str| {
@@ -129,7 +154,7 @@ fn a_peer_down_longer_than_the_backlog_catches_up_by_full_merge() {
         check(&["ZSCORE", "zset", "m"], "3");
         check(&["GET", "from-b"], "1");
         check(&["STRLEN", "big:0"], &VALUE_SIZE.to_string());
-        check(&["DBSIZE"], "14");
+        check(&["DBSIZE"], "15");
     }
     let last = writes - 1;
     let reply = c.q(

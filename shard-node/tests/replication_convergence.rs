@@ -308,19 +308,19 @@ fn random_workload_with_partitions_and_crashes_converges() {
             random_fault(&mut c, &mut rng, &mut log);
         }
         if round == KILL_PRIMARY.0 {
-            c.node_mut((primary_victim, 0)).kill9();
+            c.kill9((primary_victim, 0));
             log.push(format!("kill -9 primary {}", REGIONS[primary_victim]));
         }
         if round == KILL_PRIMARY.1 {
-            c.node_mut((primary_victim, 0)).restart();
+            c.restart((primary_victim, 0));
             log.push(format!("restart primary {}", REGIONS[primary_victim]));
         }
         if round == KILL_REPLICA.0 {
-            c.node_mut((replica_victim, 1)).kill9();
+            c.kill9((replica_victim, 1));
             log.push(format!("kill -9 replica of {}", REGIONS[replica_victim]));
         }
         if round == KILL_REPLICA.1 {
-            c.node_mut((replica_victim, 1)).restart();
+            c.restart((replica_victim, 1));
             log.push(format!("restart replica of {}", REGIONS[replica_victim]));
         }
         if round == flush_round {

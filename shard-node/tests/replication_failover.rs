@@ -308,7 +308,7 @@ fn effects_of_a_dead_primary_come_back_through_a_peer_and_the_old_primary_is_fen
     );
 
     // The primary dies; its replica is promoted and the peer links are re-pointed at it.
-    c.node_mut((A, 0)).kill9();
+    c.kill9((A, 0));
     assert_eq!(cr.q(&["REPLICAOF", "NO", "ONE"]).text(), "OK");
     let to_b = c.proxy(Link::Peer(A, B)).addr().to_string();
     assert_eq!(cr.q(&["AA.PEER", "SET", "B", &to_b]).text(), "OK");
@@ -332,7 +332,7 @@ fn effects_of_a_dead_primary_come_back_through_a_peer_and_the_old_primary_is_fen
 
     // The old primary restarts with its old configuration (a primary peering with B). From B
     // it learns of the newer epoch of its shard and stops taking writes.
-    c.node_mut((A, 0)).restart();
+    c.restart((A, 0));
     let mut co = c.new_client((A, 0));
     wait_value(&mut co, "post", "1").unwrap_or_else(|e| panic!("old primary: {e}"));
     poll_ok(LINK_UP, || match co.call(&["SET", "probe", "x"])? {

@@ -73,11 +73,7 @@ impl ImageTable {
             })
             .unwrap_or_else(|| pick("AADB_E2E_BIN", "aadb-e2e"));
         let mut t = ImageTable::new();
-        t.insert(
-            "shard-node",
-            pick("AADB_SHARD_NODE_BIN", "shard-node"),
-            &[],
-        );
+        t.insert("shard-node", pick("AADB_SHARD_NODE_BIN", "shard-node"), &[]);
         t.insert(
             "aadb-operator",
             pick("AADB_OPERATOR_BIN", "aadb-operator"),
@@ -130,8 +126,7 @@ impl ImageTable {
                     .and_then(|n| n.to_str())
                     .unwrap_or(c0);
                 if let Some(e) = entry.filter(|e| {
-                    base == e.name
-                        || e.binary.file_name().and_then(|n| n.to_str()) == Some(base)
+                    base == e.name || e.binary.file_name().and_then(|n| n.to_str()) == Some(base)
                 }) {
                     return Ok((
                         Entrypoint {

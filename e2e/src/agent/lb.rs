@@ -86,16 +86,27 @@ fn tcp_ports(s: &Service) -> Vec<(String, u16)> {
         .map(|ps| {
             ps.iter()
                 .filter(|p| p.protocol.as_deref().is_none_or(|x| x == "TCP"))
-                .filter_map(|p| Some((p.name.clone().unwrap_or_default(), u16::try_from(p.port).ok()?)))
+                .filter_map(|p| {
+                    Some((
+                        p.name.clone().unwrap_or_default(),
+                        u16::try_from(p.port).ok()?,
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default()
 }
 
-fn allocate_ip(shared: &Shared, taken: &HashMap<String, Lb>, wanted: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+fn allocate_ip(
+    shared: &Shared,
+    taken: &HashMap<String, Lb>,
+    wanted: Option<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
     let used: Vec<Ipv4Addr> = taken.values().map(|l| l.ip).collect();
     if let Some(w) = wanted {
-        if !used.contains(&w) && (2..=254).any(|m| shared.config.addressing.load_balancer_ip(m) == w) {
+        if !used.contains(&w)
+            && (2..=254).any(|m| shared.config.addressing.load_balancer_ip(m) == w)
+        {
             return Some(w);
         }
     }
@@ -110,7 +121,9 @@ pub(crate) async fn service_loop(shared: Arc<Shared>) {
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     while let Some(ev) = stream.next().await {
         match ev {
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => reconcile(&shared, &s).await,
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                reconcile(&shared, &s).await
+            }
             Ok(watcher::Event::Delete(s)) => {
                 let k = key(
                     s.metadata.namespace.as_deref().unwrap_or_default(),
@@ -191,7 +204,10 @@ async fn reconcile(shared: &Arc<Shared>, s: &Service) {
     if reported != Some(ip) {
         let api: Api<Service> = Api::namespaced(shared.client.clone(), &ns);
         let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]}}});
-        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
             tracing::warn!("service {k} status: {e}");
         }
     }
@@ -233,7 +249,9 @@ async fn listen(
         let (cut, mut cut_rx, rr) = (cut.clone(), cut_rx.clone(), rr.clone());
         tokio::spawn(async move {
             let Some(target) = pick_endpoint(&shared, &ns, &svc, &port_name, &rr).await else {
-                tracing::debug!("load balancer {ns}/{svc}: no ready endpoint for port {port_name:?}");
+                tracing::debug!(
+                    "load balancer {ns}/{svc}: no ready endpoint for port {port_name:?}"
+                );
                 return;
             };
             let Ok(Ok(mut upstream)) =
@@ -282,7 +300,10 @@ async fn pick_endpoint(
         .map(|p| p.target_port.clone().unwrap_or(IntOrString::Int(p.port)))?;
     let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let pods: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
-    let list = match pods.list(&ListParams::default().labels(&labels.join(","))).await {
+    let list = match pods
+        .list(&ListParams::default().labels(&labels.join(",")))
+        .await
+    {
         Ok(l) => l,
         Err(e) => {
             tracing::debug!("pods of {ns}/{svc}: {e}");

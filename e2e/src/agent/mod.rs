@@ -186,7 +186,8 @@ impl NodeAgent {
             finished: Mutex::new(HashSet::new()),
             ips: Mutex::new(IpPool::default()),
             lbs: lb::LbState::default(),
-            path_env: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            path_env: std::env::var("PATH")
+                .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             config,
         });
         for n in &shared.nodes {
@@ -208,7 +209,12 @@ impl NodeAgent {
     }
 
     /// The process id of a running container (the first container when `container` is None).
-    pub fn container_pid(&self, namespace: &str, pod: &str, container: Option<&str>) -> Option<u32> {
+    pub fn container_pid(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+    ) -> Option<u32> {
         let pods = lock(&self.shared.pods);
         let e = pods
             .values()
@@ -225,10 +231,17 @@ impl NodeAgent {
     }
 
     /// SIGKILLs a container's process group, as a crash would; returns the pid killed.
-    pub fn kill_container(&self, namespace: &str, pod: &str, container: Option<&str>) -> Result<u32> {
-        let pid = self.container_pid(namespace, pod, container).ok_or_else(|| {
-            Error::Invalid(format!("no running process for pod {namespace}/{pod}"))
-        })?;
+    pub fn kill_container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+    ) -> Result<u32> {
+        let pid = self
+            .container_pid(namespace, pod, container)
+            .ok_or_else(|| {
+                Error::Invalid(format!("no running process for pod {namespace}/{pod}"))
+            })?;
         pods::signal_group(pid, Signal::SIGKILL)?;
         Ok(pid)
     }

@@ -36,12 +36,21 @@ fn labels(shared: &Shared, n: &NodeInfo) -> BTreeMap<String, String> {
         ("kubernetes.io/os", "linux"),
         ("kubernetes.io/arch", std::env::consts::ARCH),
         ("topology.kubernetes.io/zone", n.zone.as_str()),
-        ("topology.kubernetes.io/region", shared.config.cluster.as_str()),
+        (
+            "topology.kubernetes.io/region",
+            shared.config.cluster.as_str(),
+        ),
         ("node.kubernetes.io/instance-type", "aadb-e2e-process"),
     ]
     .iter()
     .map(|(k, v)| {
-        let v = if *v == "x86_64" { "amd64" } else if *v == "aarch64" { "arm64" } else { v };
+        let v = if *v == "x86_64" {
+            "amd64"
+        } else if *v == "aarch64" {
+            "arm64"
+        } else {
+            v
+        };
         (k.to_string(), v.to_string())
     })
     .collect()
@@ -53,7 +62,8 @@ fn status(shared: &Shared, n: &NodeInfo) -> Value {
         json!({"type": t, "status": s, "reason": reason, "message": msg,
                "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
-    let resources = json!({"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+    let resources =
+        json!({"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"});
     json!({
         "capacity": resources,
         "allocatable": resources,

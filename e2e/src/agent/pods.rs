@@ -154,8 +154,15 @@ fn offer(shared: &Arc<Shared>, pod: Pod) {
 
 #[derive(Clone, Debug)]
 enum State {
-    Waiting { reason: String, message: String },
-    Running { pid: u32, started_at: String, since: Instant },
+    Waiting {
+        reason: String,
+        message: String,
+    },
+    Running {
+        pid: u32,
+        started_at: String,
+        since: Instant,
+    },
     Terminated(Terminated),
 }
 
@@ -264,14 +271,23 @@ impl Worker {
         };
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let dir = shared.config.dir.join("pods").join(format!("{ns}_{name}_{uid}"));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let dir = shared
+            .config
+            .dir
+            .join("pods")
+            .join(format!("{ns}_{name}_{uid}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let spec = pod.spec.clone().unwrap_or_default();
         let mk = |c: &Container, init: bool| ContainerRt {
             spec: c.clone(),
             init,
             state: State::Waiting {
-                reason: if init { "PodInitializing".into() } else { "ContainerCreating".into() },
+                reason: if init {
+                    "PodInitializing".into()
+                } else {
+                    "ContainerCreating".into()
+                },
                 message: String::new(),
             },
             last: None,
@@ -400,7 +416,12 @@ impl Worker {
 
     fn handle(&mut self, ev: Ev) {
         match ev {
-            Ev::Exited { idx, gen, code, signal } => {
+            Ev::Exited {
+                idx,
+                gen,
+                code,
+                signal,
+            } => {
                 let policy = restart_policy(&self.pod);
                 let Some(c) = self.containers.get_mut(idx) else {
                     return;
@@ -409,7 +430,9 @@ impl Worker {
                     return;
                 }
                 let (started_at, ran_for) = match &c.state {
-                    State::Running { started_at, since, .. } => (started_at.clone(), since.elapsed()),
+                    State::Running {
+                        started_at, since, ..
+                    } => (started_at.clone(), since.elapsed()),
                     _ => (now_rfc3339(), Duration::ZERO),
                 };
                 lock(&self.pids).remove(&c.spec.name);
@@ -417,7 +440,11 @@ impl Worker {
                 let t = Terminated {
                     exit_code,
                     signal,
-                    reason: if exit_code == 0 { "Completed".into() } else { "Error".into() },
+                    reason: if exit_code == 0 {
+                        "Completed".into()
+                    } else {
+                        "Error".into()
+                    },
                     started_at,
                     finished_at: now_rfc3339(),
                     container_id: c.container_id.clone(),
@@ -482,23 +509,31 @@ impl Worker {
             .pod
             .metadata
             .deletion_grace_period_seconds
-            .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .or_else(|| {
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
             .unwrap_or(30);
         u64::try_from(g.max(0)).unwrap_or(0)
     }
 
     fn init_done(&self) -> bool {
-        self.containers.iter().filter(|c| c.init).all(|c| {
-            matches!(&c.state, State::Terminated(t) if t.exit_code == 0)
-        })
+        self.containers
+            .iter()
+            .filter(|c| c.init)
+            .all(|c| matches!(&c.state, State::Terminated(t) if t.exit_code == 0))
     }
 
     async fn start_due(&mut self) {
         let now = Instant::now();
         // Init containers: the first one not done, if due.
-        if let Some(idx) = self.containers.iter().position(|c| {
-            c.init && !matches!(&c.state, State::Terminated(t) if t.exit_code == 0)
-        }) {
+        if let Some(idx) = self
+            .containers
+            .iter()
+            .position(|c| c.init && !matches!(&c.state, State::Terminated(t) if t.exit_code == 0))
+        {
             let c = &self.containers[idx];
             let running = matches!(c.state, State::Running { .. });
             if !running && c.next_start.is_some_and(|t| t <= now) {
@@ -616,14 +651,22 @@ impl Worker {
             Err(m) => return self.fail_start(idx, "ErrImagePull", m),
         };
         if !entry.program.is_file() {
-            let m = format!("{} (image {image:?}) does not exist; build it first", entry.program.display());
+            let m = format!(
+                "{} (image {image:?}) does not exist; build it first",
+                entry.program.display()
+            );
             return self.fail_start(idx, "ErrImagePull", m);
         }
         let args: Vec<String> = entry
             .args
             .iter()
             .cloned()
-            .chain(resolve_args(&rest, spec.args.as_deref().unwrap_or(&[]), &full_env, &mounts))
+            .chain(resolve_args(
+                &rest,
+                spec.args.as_deref().unwrap_or(&[]),
+                &full_env,
+                &mounts,
+            ))
             .collect();
         let cwd = spec
             .working_dir
@@ -631,11 +674,15 @@ impl Worker {
             .map(|w| PathBuf::from(rewrite_path(w, &mounts)))
             .filter(|p| p.is_dir())
             .unwrap_or_else(|| self.dir.clone());
-        let log_path = cfg
-            .dir
-            .join("logs")
-            .join(format!("{}_{}_{}.log", self.ns(), self.name(), spec.name));
-        let log = match std::fs::File::options().create(true).append(true).open(&log_path) {
+        let log_path =
+            cfg.dir
+                .join("logs")
+                .join(format!("{}_{}_{}.log", self.ns(), self.name(), spec.name));
+        let log = match std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+        {
             Ok(f) => f,
             Err(e) => return self.fail_start(idx, "RunContainerError", format!("log: {e}")),
         };
@@ -646,7 +693,10 @@ impl Worker {
         // A parent-death signal too, so that pods never outlive the agent's process.
         let mut cmd = if std::path::Path::new(SETPRIV).is_file() {
             let mut c = tokio::process::Command::new(SETPRIV);
-            c.arg("--pdeathsig").arg("KILL").arg("--").arg(&entry.program);
+            c.arg("--pdeathsig")
+                .arg("KILL")
+                .arg("--")
+                .arg(&entry.program);
             c
         } else {
             tokio::process::Command::new(&entry.program)
@@ -704,7 +754,14 @@ impl Worker {
             };
             // Take the rest of the group with it.
             let _ = signal_group(pid, Signal::SIGKILL);
-            let _ = tx.send(Ev::Exited { idx, gen, code, signal }).await;
+            let _ = tx
+                .send(Ev::Exited {
+                    idx,
+                    gen,
+                    code,
+                    signal,
+                })
+                .await;
         })));
         if !c.init {
             let ctx = ProbeContext {
@@ -833,9 +890,10 @@ impl Worker {
 
     fn phase(&self, terminating: bool) -> &'static str {
         if !self.init_done() {
-            let failed_init = self.containers.iter().any(|c| {
-                c.init && matches!(&c.state, State::Terminated(t) if t.exit_code != 0)
-            });
+            let failed_init = self
+                .containers
+                .iter()
+                .any(|c| c.init && matches!(&c.state, State::Terminated(t) if t.exit_code != 0));
             return if failed_init { "Failed" } else { "Pending" };
         }
         let main: Vec<&ContainerRt> = self.containers.iter().filter(|c| !c.init).collect();

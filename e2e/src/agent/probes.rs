@@ -106,7 +106,10 @@ pub(crate) async fn probe_once(ctx: &ProbeContext, p: &Probe) -> bool {
         );
     }
     if let Some(h) = &p.http_get {
-        if h.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("https")) {
+        if h.scheme
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+        {
             return false;
         }
         let Some(port) = resolve_port(ctx, &h.port) else {

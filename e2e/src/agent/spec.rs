@@ -10,9 +10,10 @@
 //!   a ConfigMap or Secret with its prefix, before `env`;
 //! - command and args expand `$(NAME)` against the final environment;
 //! - a process has no mount namespace, so a volume's `mountPath` is mapped to a host
-//!   directory: every argument or variable value equal to a mount path, starting with
-//!   `<mountPath>/`, or of the form `--flag=<path…>` is rewritten to the host path. Programs
-//!   that build paths from other inputs should take them from flags or variables.
+//!   directory: every mount path that appears as a whole path in an argument or variable
+//!   value (alone, as `--flag=/data/x`, or inside a shell script) is rewritten to the host
+//!   path. Programs that build paths from other inputs should take them from flags or
+//!   variables.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -133,12 +134,13 @@ pub fn resolve_env(
 ) -> Result<Vec<(String, String)>, String> {
     let mut order: Vec<String> = Vec::new();
     let mut vars: HashMap<String, String> = HashMap::new();
-    let set = |k: String, v: String, order: &mut Vec<String>, vars: &mut HashMap<String, String>| {
-        if !vars.contains_key(&k) {
-            order.push(k.clone());
-        }
-        vars.insert(k, v);
-    };
+    let set =
+        |k: String, v: String, order: &mut Vec<String>, vars: &mut HashMap<String, String>| {
+            if !vars.contains_key(&k) {
+                order.push(k.clone());
+            }
+            vars.insert(k, v);
+        };
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
@@ -179,7 +181,9 @@ pub fn resolve_env(
                 match lookup.config_maps.get(&r.name).and_then(|d| d.get(&r.key)) {
                     Some(v) => Some(v.clone()),
                     None if r.optional == Some(true) => None,
-                    None => return Err(format!("configmap {:?} key {:?} not found", r.name, r.key)),
+                    None => {
+                        return Err(format!("configmap {:?} key {:?} not found", r.name, r.key))
+                    }
                 }
             } else if let Some(r) = &from.secret_key_ref {
                 match lookup.secrets.get(&r.name).and_then(|d| d.get(&r.key)) {
@@ -203,33 +207,54 @@ pub fn resolve_env(
         .collect())
 }
 
-/// Rewrites container paths under a mount to host paths (see the module contract).
+fn path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/')
+}
+
+/// Rewrites container paths under a mount to host paths (see the module contract): every
+/// occurrence of a mount path that starts a path (at the start, or after a character that
+/// cannot be part of a path) and ends one (at the end, at `/`, or before such a character)
+/// is replaced in a single pass, longest mount path first, so `/data` inside `/database` or
+/// inside an already rewritten host path is left alone.
 pub fn rewrite_path(value: &str, mounts: &[(String, PathBuf)]) -> String {
-    let one = |v: &str| -> Option<String> {
-        // Longest mount path first, so nested mounts win.
-        let mut best: Option<(&String, &PathBuf)> = None;
-        for (m, host) in mounts {
-            let m_trim = m.trim_end_matches('/');
-            let hit = v == m_trim || v.strip_prefix(m_trim).is_some_and(|r| r.starts_with('/'));
-            if hit && best.is_none_or(|(b, _)| b.len() < m.len()) {
-                best = Some((m, host));
+    let mut sorted: Vec<(&str, String)> = mounts
+        .iter()
+        .map(|(m, h)| (m.trim_end_matches('/'), h.display().to_string()))
+        .filter(|(m, _)| !m.is_empty())
+        .collect();
+    sorted.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
+    let mut out = String::with_capacity(value.len());
+    let mut i = 0;
+    let mut prev: Option<char> = None;
+    while i < value.len() {
+        let rest = &value[i..];
+        let starts_path = prev.is_none_or(|p| !path_char(p));
+        let hit = if starts_path && rest.starts_with('/') {
+            sorted.iter().find(|(m, _)| {
+                rest.starts_with(m)
+                    && rest[m.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|c| c == '/' || !path_char(c))
+            })
+        } else {
+            None
+        };
+        match hit {
+            Some((m, host)) => {
+                out.push_str(host);
+                i += m.len();
+                prev = m.chars().last();
+            }
+            None => {
+                let Some(c) = rest.chars().next() else { break };
+                out.push(c);
+                i += c.len_utf8();
+                prev = Some(c);
             }
         }
-        let (m, host) = best?;
-        let rest = &v[m.trim_end_matches('/').len()..];
-        Some(format!("{}{}", host.display(), rest))
-    };
-    if let Some(r) = one(value) {
-        return r;
     }
-    if let Some((flag, rhs)) = value.split_once('=') {
-        if flag.starts_with('-') {
-            if let Some(r) = one(rhs) {
-                return format!("{flag}={r}");
-            }
-        }
-    }
-    value.to_string()
+    out
 }
 
 /// The argv of a container after the entrypoint: `command[1..]` (or none) and `args`, each
@@ -268,7 +293,9 @@ mod tests {
     use kube::api::ObjectMeta;
 
     fn vars(kv: &[(&str, &str)]) -> HashMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -383,7 +410,17 @@ mod tests {
         assert_eq!(rewrite_path("/data/sub/f", &mounts), "/run/x/other/f");
         assert_eq!(rewrite_path("--dir=/data", &mounts), "--dir=/run/x/pvc");
         assert_eq!(rewrite_path("/database", &mounts), "/database");
-        assert_eq!(rewrite_path("a=/data", &mounts), "a=/data");
+        assert_eq!(rewrite_path("a=/data", &mounts), "a=/run/x/pvc");
+        assert_eq!(rewrite_path("/x/data", &mounts), "/x/data");
+        assert_eq!(
+            rewrite_path("cat /data/f > '/data/sub/g';ls /data", &mounts),
+            "cat /run/x/pvc/f > '/run/x/other/g';ls /run/x/pvc"
+        );
+        let nested = vec![("/work".to_string(), PathBuf::from("/work/run/v"))];
+        assert_eq!(
+            rewrite_path("/work /work/a", &nested),
+            "/work/run/v /work/run/v/a"
+        );
         let args = resolve_args(
             &["--dir".to_string()],
             &["/data".to_string(), "$(P)".to_string()],
@@ -397,6 +434,9 @@ mod tests {
     fn sub_paths_cannot_escape() {
         assert!(sub_path(Path::new("/v"), "../x").is_none());
         assert!(sub_path(Path::new("/v"), "/etc").is_none());
-        assert_eq!(sub_path(Path::new("/v"), "a/b"), Some(PathBuf::from("/v/a/b")));
+        assert_eq!(
+            sub_path(Path::new("/v"), "a/b"),
+            Some(PathBuf::from("/v/a/b"))
+        );
     }
 }

@@ -220,7 +220,11 @@ pub(crate) async fn prepare(
     pod_dir: &Path,
     facts: &PodFacts<'_>,
 ) -> std::result::Result<HashMap<String, PathBuf>, String> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut out = HashMap::new();
     let Some(spec) = pod.spec.as_ref() else {
         return Ok(out);
@@ -236,7 +240,15 @@ pub(crate) async fn prepare(
         };
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         if let Some(cm) = &v.config_map {
-            write_config_map(shared, &ns, &cm.name, cm.items.as_deref(), cm.optional, &dir).await?;
+            write_config_map(
+                shared,
+                &ns,
+                &cm.name,
+                cm.items.as_deref(),
+                cm.optional,
+                &dir,
+            )
+            .await?;
         }
         if let Some(s) = &v.secret {
             let name = s.secret_name.clone().unwrap_or_default();
@@ -253,11 +265,19 @@ pub(crate) async fn prepare(
         if let Some(p) = &v.projected {
             for src in p.sources.iter().flatten() {
                 if let Some(cm) = &src.config_map {
-                    write_config_map(shared, &ns, &cm.name, cm.items.as_deref(), cm.optional, &dir)
-                        .await?;
+                    write_config_map(
+                        shared,
+                        &ns,
+                        &cm.name,
+                        cm.items.as_deref(),
+                        cm.optional,
+                        &dir,
+                    )
+                    .await?;
                 }
                 if let Some(s) = &src.secret {
-                    write_secret(shared, &ns, &s.name, s.items.as_deref(), s.optional, &dir).await?;
+                    write_secret(shared, &ns, &s.name, s.items.as_deref(), s.optional, &dir)
+                        .await?;
                 }
                 if let Some(d) = &src.downward_api {
                     for item in d.items.iter().flatten() {
@@ -307,7 +327,11 @@ pub(crate) fn mounts(
     Ok(out)
 }
 
-async fn claim_path(shared: &Shared, ns: &str, claim: &str) -> std::result::Result<PathBuf, String> {
+async fn claim_path(
+    shared: &Shared,
+    ns: &str,
+    claim: &str,
+) -> std::result::Result<PathBuf, String> {
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(shared.client.clone(), ns);
     let pvc = pvcs
         .get_opt(claim)
@@ -373,7 +397,11 @@ async fn write_config_map(
     dir: &Path,
 ) -> std::result::Result<(), String> {
     let api: Api<ConfigMap> = Api::namespaced(shared.client.clone(), ns);
-    match api.get_opt(name).await.map_err(|e| format!("get configmap {name}: {e}"))? {
+    match api
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("get configmap {name}: {e}"))?
+    {
         Some(cm) => {
             let mut data: BTreeMap<String, Vec<u8>> = cm
                 .data
@@ -400,7 +428,11 @@ async fn write_secret(
     dir: &Path,
 ) -> std::result::Result<(), String> {
     let api: Api<Secret> = Api::namespaced(shared.client.clone(), ns);
-    match api.get_opt(name).await.map_err(|e| format!("get secret {name}: {e}"))? {
+    match api
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("get secret {name}: {e}"))?
+    {
         Some(s) => {
             let data: BTreeMap<String, Vec<u8>> = s
                 .data
@@ -421,7 +453,11 @@ async fn service_account_token(
     audience: Option<String>,
     expiration: Option<i64>,
 ) -> std::result::Result<String, String> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let sa = pod
         .spec
         .as_ref()

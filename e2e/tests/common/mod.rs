@@ -40,7 +40,11 @@ pub fn run_dir(name: &str) -> PathBuf {
 /// The image table of the tests: the testapp is this workspace's `aadb-e2e testapp`.
 pub fn images() -> aadb_e2e::ImageTable {
     let mut t = aadb_e2e::ImageTable::with_defaults();
-    t.insert("aadb-e2e-testapp", env!("CARGO_BIN_EXE_aadb-e2e"), &["testapp"]);
+    t.insert(
+        "aadb-e2e-testapp",
+        env!("CARGO_BIN_EXE_aadb-e2e"),
+        &["testapp"],
+    );
     t
 }
 
@@ -62,8 +66,9 @@ pub fn harness(name: &str, customize: fn(&mut ClusterSpec)) -> &'static Harness 
         let log = std::fs::File::create(agent_logs.join("agent.log")).map_err(|e| e.to_string())?;
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "info,kube_client=off,kube_runtime=warn,aadb_e2e=debug".into()),
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                    "info,kube_client=off,kube_runtime=warn,aadb_e2e=debug".into()
+                }),
             )
             .with_ansi(false)
             .with_writer(std::sync::Mutex::new(log))
@@ -72,10 +77,15 @@ pub fn harness(name: &str, customize: fn(&mut ClusterSpec)) -> &'static Harness 
         // Start on a runtime worker: the processes' parent-death signal follows that thread,
         // which lives as long as the runtime (the whole test binary).
         let cluster = rt
-            .block_on(async move { tokio::spawn(async move { LocalCluster::start(spec, &dir).await }).await })
+            .block_on(async move {
+                tokio::spawn(async move { LocalCluster::start(spec, &dir).await }).await
+            })
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("starting the local cluster failed: {e}"))?;
-        eprintln!("cluster {name} ready in {:.1}s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "cluster {name} ready in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
         Ok(Harness { rt, cluster })
     });
     match h {
@@ -152,7 +162,10 @@ where
         + serde::Serialize
         + std::fmt::Debug,
 {
-    let name = obj["metadata"]["name"].as_str().expect("metadata.name").to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .expect("metadata.name")
+        .to_string();
     let api: Api<K> = Api::namespaced(c.client(), ns);
     api.patch(
         &name,
@@ -172,7 +185,10 @@ where
         + serde::Serialize
         + std::fmt::Debug,
 {
-    let name = obj["metadata"]["name"].as_str().expect("metadata.name").to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .expect("metadata.name")
+        .to_string();
     let api: Api<K> = Api::all(c.client());
     api.patch(
         &name,
@@ -185,7 +201,12 @@ where
 
 /// Runs an upstream binary from `target/k8s/bin` with this cluster's admin kubeconfig and
 /// returns (success, stdout, stderr).
-pub async fn tool(c: &LocalCluster, name: &str, args: &[&str], env: &[(&str, &std::path::Path)]) -> (bool, String, String) {
+pub async fn tool(
+    c: &LocalCluster,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &std::path::Path)],
+) -> (bool, String, String) {
     let bins = aadb_e2e::bins::Binaries::locate().unwrap_or_else(|e| panic!("{e}"));
     let out = tokio::process::Command::new(bins.path(name))
         .args(args)
@@ -199,4 +220,46 @@ pub async fn tool(c: &LocalCluster, name: &str, args: &[&str], env: &[(&str, &st
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The testapp container: listens on its pod IP, keeps data under /data, probed over HTTP.
+pub fn app_container(image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": "app",
+        "image": image,
+        "args": ["--listen", "$(POD_IP):8080", "--data", "/data"],
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1},
+        "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2, "failureThreshold": 3},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    })
+}
+
+/// StatefulSet `web`: three replicas of `container` spread over zones, one claim each.
+pub fn web_statefulset(container: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "serviceName": "web", "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": {"app": "web"}},
+                    }],
+                    "containers": [container],
+                },
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }],
+        },
+    })
 }

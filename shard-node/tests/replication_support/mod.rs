@@ -450,6 +450,18 @@ impl Cluster {
         &mut self.nodes[id.0][id.1]
     }
 
+    /// SIGKILL of a node (its cached client connection goes too).
+    pub fn kill9(&mut self, id: NodeId) {
+        self.clients.remove(&id);
+        self.node_mut(id).kill9();
+    }
+
+    /// Restarts a killed node on its port and data directory.
+    pub fn restart(&mut self, id: NodeId) {
+        self.clients.remove(&id);
+        self.node_mut(id).restart();
+    }
+
     pub fn port(&self, id: NodeId) -> u16 {
         self.node(id).port()
     }
@@ -616,11 +628,21 @@ impl Cluster {
     /// Polls until every running node has the same digest and vector clock; returns how long
     /// that took.
     pub fn converge(&mut self, timeout: Duration) -> Result<Duration, String> {
+        let ids = self.running_ids();
+        self.converge_among(&ids, timeout)
+    }
+
+    /// Like [`Cluster::converge`], for the nodes `ids` only.
+    pub fn converge_among(
+        &mut self,
+        ids: &[NodeId],
+        timeout: Duration,
+    ) -> Result<Duration, String> {
         let started = Instant::now();
         poll_ok(timeout, || {
             let mut first: Option<NodeState> = None;
-            for id in self.running_ids() {
-                let s = self.state(id)?;
+            for id in ids {
+                let s = self.state(*id)?;
                 match &first {
                     None => first = Some(s),
                     Some(f) if *f == s => {}
@@ -630,7 +652,7 @@ impl Cluster {
             Ok(())
         })
         .map(|()| started.elapsed())
-        .map_err(|e| format!("{e}\n{}", self.describe()))
+        .map_err(|e| format!("{e}\n{}links:\n{}", self.describe(), self.describe_links()))
     }
 
     /// Polls until every running node has the same digest (the vector clocks may still
@@ -738,7 +760,12 @@ impl Cluster {
                                     || l.starts_with("master_last_io")
                             })
                             .collect();
-                        out.push_str(&format!("  {label:6} {}\n", lines.join(" ")));
+                        let role = self
+                            .client(id)
+                            .call(&["ROLE"])
+                            .map(|r| r.text())
+                            .unwrap_or_else(|e| e);
+                        out.push_str(&format!("  {label:6} {} ROLE {role}\n", lines.join(" ")));
                     }
                     Err(e) => out.push_str(&format!("  {label:6} INFO: {e}\n")),
                 }
