@@ -162,6 +162,8 @@ pub struct Keyspace {
     pub effects_applied: u64,
     /// `Some(None)`: a batch is open but has no effect yet; `Some(Some(e))`: its effect so far.
     batch: Option<Option<Effect>>,
+    /// Keys written since they were last fully collected (only tracked with other participants).
+    uncollected: std::collections::HashSet<Blob, ahash::RandomState>,
     /// Pre-images of keys changed while a snapshot is being captured (see `begin_capture`).
     capture: Option<FastMap<Blob, Option<Entry>>>,
 }
@@ -190,6 +192,7 @@ impl Keyspace {
             effects_applied: 0,
             batch: None,
             capture: None,
+            uncollected: Default::default(),
         }
     }
 
@@ -703,6 +706,9 @@ impl Keyspace {
         if remove {
             self.entries.remove(key);
         }
+        if !single && !remove && !self.uncollected.contains(key) {
+            self.uncollected.insert(Blob::from(key));
+        }
         if !self.watched.is_empty() {
             if let Some(v) = self.watched.get_mut(key) {
                 *v += 1;
@@ -750,9 +756,11 @@ impl Keyspace {
     /// Drops ordering-only state that every participant has seen (see the module contract).
     pub fn collect(&mut self, stable: &VectorClock) -> usize {
         let mut dropped = 0;
-        let keys: Vec<Blob> = self.entries.keys().cloned().collect();
+        // Only keys written since they were last fully collected can hold anything to drop.
+        let keys: Vec<Blob> = std::mem::take(&mut self.uncollected).into_iter().collect();
         for key in keys {
             let mut remove = false;
+            let mut settled = true;
             if let Some(entry) = self.entries.get_mut(&key) {
                 for slot in entry.slots.iter_mut() {
                     match &mut slot.value {
@@ -779,6 +787,10 @@ impl Keyspace {
                     dropped += entry.expiry.len();
                     remove = true;
                 }
+                settled = remove || entry_settled(entry, stable);
+            }
+            if !settled {
+                self.uncollected.insert(key.clone());
             }
             if remove {
                 if let Some(entry) = self.entries.remove(&key) {
@@ -911,6 +923,19 @@ impl Keyspace {
         }
         hash
     }
+}
+
+/// True when nothing in the entry waits for collection at `stable`: no removed list element,
+/// no pair of increments that could still merge, no expiry vote on a key without value.
+fn entry_settled(entry: &Entry, stable: &VectorClock) -> bool {
+    let counted_settled = |c: &Counted<Blob>| c.adds.len() <= 1;
+    entry.slots.iter().all(|slot| match &slot.value {
+        Value::List(l) => l.elems.len() == l.visible,
+        Value::Str(c) => counted_settled(c),
+        Value::Hash(h) => h.fields.values().all(counted_settled),
+        Value::ZSet(z) => z.members.values().all(|c| c.adds.len() <= 1),
+        Value::Set(_) => true,
+    }) && (!entry.slots.is_empty() || entry.expiry.iter().all(|(d, _)| stable.covers(*d)))
 }
 
 /// Canonical visible form of a value.
