@@ -432,16 +432,16 @@ pub fn dispatch(
         );
         return;
     }
+    if let Err(e) = admission(db, command) {
+        flag_multi(client);
+        reply_error(db, &mut w, &e);
+        return;
+    }
     if client.multi.is_some() && !command.flags.no_multi_queue {
         if let Some(q) = client.multi.as_mut() {
             q.push(args.to_vec());
         }
         w.simple("QUEUED");
-        return;
-    }
-    if let Err(e) = admission(db, command) {
-        flag_multi(client);
-        reply_error(db, &mut w, &e);
         return;
     }
     run(db, client, command, args, w, now_ms);

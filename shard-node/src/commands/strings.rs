@@ -316,13 +316,15 @@ pub fn string_write_ops(ctx: &Ctx<'_>, key: &Bytes, value: Bytes, ttl: TtlChange
     match ttl {
         TtlChange::At(ms) => ops.push(op(key, OpKind::Expire { at_ms: ms })),
         TtlChange::Clear => {
+            // A SET without KEEPTTL counts as a PERSIST of the old expiry: it beats a concurrent
+            // EXPIRE (semantics.md, Expiry).
             if ctx
                 .db
                 .ks
                 .raw_entry(key)
                 .is_some_and(|e| !e.expiry.is_empty())
             {
-                ops.push(op(key, OpKind::ClearExpiry));
+                ops.push(op(key, OpKind::Persist));
             }
         }
         TtlChange::Keep => {}

@@ -125,8 +125,16 @@ impl<T: Clone> Counted<T> {
         self.base.push((dot, ts, value));
     }
 
+    /// Adds an increment. Increments are kept in dot order, so a float sum is the same on
+    /// every replica whatever order the increments arrived in.
     pub fn add(&mut self, dot: Dot, delta: Delta) {
-        self.adds.push((dot, delta));
+        match self.adds.last() {
+            Some((last, _)) if *last > dot => {
+                let pos = self.adds.partition_point(|(d, _)| *d < dot);
+                self.adds.insert(pos, (dot, delta));
+            }
+            _ => self.adds.push((dot, delta)),
+        }
     }
 
     /// The base value with the greatest stamp.

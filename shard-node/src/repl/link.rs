@@ -362,9 +362,15 @@ fn apply_frames(
                 }
                 if let (LinkTarget::Primary, Some(m)) = (target, db.repl.master.as_mut()) {
                     m.last_io_ms = now;
-                    if let Ok(stable) = postcard::from_bytes::<VectorClock>(word(4)) {
-                        // The primary's view of what every participant has seen.
-                        db.ks.collect(&stable);
+                    let primary_clock = postcard::from_bytes::<VectorClock>(word(1));
+                    if let (Ok(primary_clock), Ok(stable)) =
+                        (primary_clock, postcard::from_bytes::<VectorClock>(word(4)))
+                    {
+                        // The primary's view of what every participant has seen; safe to act
+                        // on once this replica has everything the primary had then.
+                        if db.ks.clock().dominates(&primary_clock) {
+                            db.ks.collect(&stable);
+                        }
                     }
                 }
             }

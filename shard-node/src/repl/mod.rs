@@ -168,9 +168,14 @@ impl ReplState {
     /// The clock every participant is known to have seen (for collecting tombstones), if every
     /// peer has reported one.
     pub fn stable_clock(&self, mine: &VectorClock) -> Option<VectorClock> {
+        // An effect concurrent with a remove may still be on its way from a peer until this node
+        // has everything that peer had when it acknowledged; only then is the meet safe.
         let mut stable = mine.clone();
         for p in self.peers.values() {
             let theirs = p.acked_clock.as_ref()?;
+            if !mine.dominates(theirs) {
+                return None;
+            }
             stable = stable.meet(theirs);
         }
         Some(stable)

@@ -98,6 +98,7 @@ pub async fn serve_link(
         };
         (start, known)
     };
+    let stream_replid = shared.state.lock().db.repl.backlog.replid.clone();
     tracing::info!(%addr, peer = %peer_name, replica = is_replica, "replication stream started");
     let (mut rd, mut wr) = socket.into_split();
     let mut heartbeat = tokio::time::interval(Duration::from_millis(100));
@@ -108,6 +109,9 @@ pub async fn serve_link(
         {
             let state = shared.state.lock();
             let backlog = &state.db.repl.backlog;
+            if backlog.replid != stream_replid {
+                break 'stream "this node's history restarted (new replication id)";
+            }
             match backlog.since_offset(sent) {
                 Some(effects) => {
                     for (dot, encoded) in &effects {
@@ -155,8 +159,16 @@ pub async fn serve_link(
                     Ok(_) => {}
                 }
                 loop {
+                    // Only acknowledgements (RESP arrays) are valid here; inline text is noise.
+                    if !parser.in_progress() && input.first().is_some_and(|b| *b != b'*') {
+                        break 'stream "garbage on the link";
+                    }
                     match parser.parse(&mut input, &limits, true) {
-                        Ok(Some(args)) => handle_ack(&shared, client_id, &peer_name, &args, &mut known_clock),
+                        Ok(Some(args)) => {
+                            if !handle_ack(&shared, client_id, &peer_name, &args, &mut known_clock) {
+                                break 'stream "unexpected command on the link";
+                            }
+                        }
                         Ok(None) => break,
                         Err(_) => break 'stream "garbage on the link",
                     }
@@ -171,33 +183,44 @@ pub async fn serve_link(
     state.db.clients.remove(&client_id);
 }
 
+/// Handles one message from the link client; `false` for anything that is not a well-formed
+/// acknowledgement (the link is then closed).
 fn handle_ack(
     shared: &Shared,
     client_id: u64,
     peer_name: &str,
     args: &[Bytes],
     known_clock: &mut Option<VectorClock>,
-) {
+) -> bool {
     let word = |i: usize| args.get(i).map(|a| &a[..]).unwrap_or(b"");
-    if word(0).eq_ignore_ascii_case(b"replconf") && word(1).eq_ignore_ascii_case(b"ack") {
-        if let Some(offset) = crate::resp::parse_i64_strict(word(2)) {
-            let mut state = shared.state.lock();
-            if let Some(r) = state.db.repl.replicas.get_mut(&client_id) {
-                r.ack_offset = offset.max(0) as u64;
-                r.state = LinkState::Up;
-            }
-            drop(state);
-            shared.acks.send_modify(|n| *n += 1);
+    if args.len() == 3
+        && word(0).eq_ignore_ascii_case(b"replconf")
+        && word(1).eq_ignore_ascii_case(b"ack")
+    {
+        let Some(offset) = crate::resp::parse_i64_strict(word(2)) else {
+            return false;
+        };
+        let mut state = shared.state.lock();
+        if let Some(r) = state.db.repl.replicas.get_mut(&client_id) {
+            r.ack_offset = offset.max(0) as u64;
+            r.state = LinkState::Up;
         }
-    } else if word(0).eq_ignore_ascii_case(b"aa.ack") {
-        if let Ok(clock) = postcard::from_bytes::<VectorClock>(word(1)) {
-            let mut state = shared.state.lock();
-            if let Some(p) = state.db.repl.peers.get_mut(peer_name) {
-                p.acked_clock = Some(clock.clone());
-            }
-            *known_clock = Some(clock);
-        }
+        drop(state);
+        shared.acks.send_modify(|n| *n += 1);
+        return true;
     }
+    if args.len() == 2 && word(0).eq_ignore_ascii_case(b"aa.ack") {
+        let Ok(clock) = postcard::from_bytes::<VectorClock>(word(1)) else {
+            return false;
+        };
+        let mut state = shared.state.lock();
+        if let Some(p) = state.db.repl.peers.get_mut(peer_name) {
+            p.acked_clock = Some(clock.clone());
+        }
+        *known_clock = Some(clock);
+        return true;
+    }
+    false
 }
 
 /// Decodes a `KEY` frame of a full transfer.
