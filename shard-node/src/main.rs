@@ -93,6 +93,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         let (store, recovered) = Store::open(&args.dir, policy)
             .with_context(|| format!("cannot open the data directory {}", args.dir.display()))?;
         let replayed = persist::recover(&mut ks, recovered);
+        // Effects made just before a crash may have reached peers without reaching this disk
+        // (appendfsync everysec/no): never reuse their sequence numbers. A restarted node
+        // writes as a new epoch of its shard.
+        let lineage = ks.actor_id().lineage();
+        if ks.clock().iter().any(|(a, _)| a.lineage() == lineage) {
+            let epoch = ks.highest_own_epoch() + 1;
+            ks.set_epoch(epoch);
+        }
         tracing::info!(keys = ks.len(), effects = replayed, dir = %args.dir.display(), "state recovered");
         Some(store)
     } else {

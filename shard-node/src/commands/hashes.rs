@@ -258,14 +258,22 @@ fn hincrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if next >= COUNTER_LIMIT || next <= -COUNTER_LIMIT {
         return Err(Cow::Borrowed(ERR_OVERFLOW));
     }
-    ctx.write(vec![op(
-        key,
+    // Alone, a node writes the result (exactly Redis); with other participants it writes an
+    // increment so concurrent ones add up.
+    let kind = if ctx.db.ks.is_single_participant() {
+        OpKind::HashSet {
+            slot,
+            field: field.clone(),
+            value: Bytes::from(next.to_string()),
+        }
+    } else {
         OpKind::HashAdd {
             slot,
             field: field.clone(),
             delta: Delta::Int(incr),
-        },
-    )]);
+        }
+    };
+    ctx.write(vec![op(key, kind)]);
     ctx.out.int(next as i64);
     Ok(())
 }
@@ -290,7 +298,7 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if !next.is_finite() {
         return Err(Cow::Borrowed("ERR increment would produce NaN or Infinity"));
     }
-    let kind = if numeric {
+    let kind = if numeric && !ctx.db.ks.is_single_participant() {
         OpKind::HashAdd {
             slot,
             field: field.clone(),

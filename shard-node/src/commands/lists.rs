@@ -239,11 +239,9 @@ fn linsert(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.int(-1);
             return Ok(());
         };
-        // BEFORE the pivot is right after the pivot's predecessor (visible or removed).
+        // BEFORE the pivot is right after the nearest visible element before it.
         let after = if before {
-            pos.checked_sub(1)
-                .and_then(|p| l.elems.get(p))
-                .map(|e| e.id)
+            l.visible_before(pos)
         } else {
             l.elems.get(pos).map(|e| e.id)
         };

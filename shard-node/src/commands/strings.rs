@@ -639,13 +639,20 @@ fn incr_by(ctx: &mut Ctx<'_>, key: &Bytes, delta: i64) -> CmdResult {
     if next >= COUNTER_LIMIT || next <= -COUNTER_LIMIT || next > i128::from(i64::MAX) {
         return Err(Cow::Borrowed(ERR_OVERFLOW));
     }
-    ctx.write(vec![op(
-        key,
-        OpKind::StrAdd {
-            slot,
-            delta: Delta::Int(delta),
-        },
-    )]);
+    // Alone, a node writes the result (exactly Redis, and nothing accumulates); with other
+    // participants it writes an increment so concurrent ones add up.
+    if ctx.db.ks.is_single_participant() {
+        let ops = string_write_ops(ctx, key, Bytes::from(next.to_string()), TtlChange::Keep);
+        ctx.write(ops);
+    } else {
+        ctx.write(vec![op(
+            key,
+            OpKind::StrAdd {
+                slot,
+                delta: Delta::Int(delta),
+            },
+        )]);
+    }
     ctx.out.int(next as i64);
     Ok(())
 }
@@ -692,13 +699,19 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if !next.is_finite() || !delta.is_finite() {
         return Err(Cow::Borrowed("ERR increment would produce NaN or Infinity"));
     }
-    ctx.write(vec![op(
-        key,
-        OpKind::StrAdd {
-            slot,
-            delta: Delta::Float(delta),
-        },
-    )]);
+    if ctx.db.ks.is_single_participant() {
+        let text = crate::resp::format_double_human(next + 0.0);
+        let ops = string_write_ops(ctx, key, Bytes::from(text), TtlChange::Keep);
+        ctx.write(ops);
+    } else {
+        ctx.write(vec![op(
+            key,
+            OpKind::StrAdd {
+                slot,
+                delta: Delta::Float(delta),
+            },
+        )]);
+    }
     let shown = match ctx.get(key).map(|s| &s.value) {
         Some(Value::Str(c)) => c.read().into_owned(),
         _ => crate::resp::format_double_human(next).into_bytes(),

@@ -347,6 +347,8 @@ fn zincrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 /// ZADD and ZINCRBY (`zaddGenericCommand`): ZINCRBY is ZADD with INCR forced on, and accepts
 /// the same option words.
 fn zadd_generic(ctx: &mut Ctx<'_>, args: &[Bytes], mut incr: bool) -> CmdResult {
+    // Alone, a node writes resulting scores; with other participants, increments.
+    let single = ctx.db.ks.is_single_participant();
     let (mut nx, mut xx, mut gt, mut lt, mut ch) = (false, false, false, false, false);
     let mut idx = 2;
     while let Some(a) = args.get(idx) {
@@ -449,7 +451,7 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: &[Bytes], mut incr: bool) -> CmdResult 
                 input
             }
         };
-        let kind = if incr {
+        let kind = if incr && !single {
             OpKind::ZAddDelta {
                 slot,
                 member: member.clone(),

@@ -493,16 +493,6 @@ impl Keyspace {
         let stamp = effect.stamp();
         let dot = effect.dot;
         let ts = effect.ts;
-        let single = self.single_participant;
-        let counts = matches!(
-            op.kind,
-            OpKind::StrAdd { .. } | OpKind::HashAdd { .. } | OpKind::ZAddDelta { .. }
-        );
-        let clock = if single && counts {
-            Some(self.clock.clone())
-        } else {
-            None
-        };
         let key = &op.key[..];
         self.touch_key(key, |entry| match &op.kind {
             OpKind::FlushAll | OpKind::Publish { .. } => {}
@@ -524,9 +514,6 @@ impl Keyspace {
             OpKind::StrAdd { slot, delta } => {
                 if let Value::Str(c) = entry.slot_mut(Kind::Str, *slot, dot, observed) {
                     c.add(dot, *delta);
-                    if let Some(clock) = &clock {
-                        c.coalesce(clock);
-                    }
                 }
             }
             OpKind::HashSet { slot, field, value } => {
@@ -543,9 +530,6 @@ impl Keyspace {
                 if let Value::Hash(h) = entry.slot_mut(Kind::Hash, *slot, dot, observed) {
                     let f = h.fields.entry(Blob::from(&field[..])).or_default();
                     f.add(dot, *delta);
-                    if let Some(clock) = &clock {
-                        f.coalesce(clock);
-                    }
                 }
             }
             OpKind::HashDel { field } => {
@@ -596,9 +580,6 @@ impl Keyspace {
                 if let Value::ZSet(z) = entry.slot_mut(Kind::ZSet, *slot, dot, observed) {
                     zset_update(z, member, |c| {
                         c.add(dot, Delta::Float(*delta));
-                        if let Some(clock) = &clock {
-                            c.coalesce(clock);
-                        }
                     });
                 }
             }
@@ -769,17 +750,9 @@ impl Keyspace {
                             l.collect(stable);
                             dropped += n - l.elems.len();
                         }
-                        Value::Str(c) => c.coalesce(stable),
-                        Value::Hash(h) => h.fields.values_mut().for_each(|c| c.coalesce(stable)),
-                        Value::ZSet(z) => {
-                            z.members.values_mut().for_each(|c| c.coalesce(stable));
-                            z.order = z
-                                .members
-                                .iter()
-                                .map(|(m, c)| (Score(c.score()), m.clone()))
-                                .collect();
-                        }
-                        Value::Set(_) => {}
+                        // Increments are never merged: a state merge with a peer that merged
+                        // them differently would lose some.
+                        Value::Str(_) | Value::Hash(_) | Value::ZSet(_) | Value::Set(_) => {}
                     }
                 }
                 entry.slots.retain(|s| !s.value.is_dead());
@@ -928,13 +901,9 @@ impl Keyspace {
 /// True when nothing in the entry waits for collection at `stable`: no removed list element,
 /// no pair of increments that could still merge, no expiry vote on a key without value.
 fn entry_settled(entry: &Entry, stable: &VectorClock) -> bool {
-    let counted_settled = |c: &Counted<Blob>| c.adds.len() <= 1;
     entry.slots.iter().all(|slot| match &slot.value {
         Value::List(l) => l.elems.len() == l.visible,
-        Value::Str(c) => counted_settled(c),
-        Value::Hash(h) => h.fields.values().all(counted_settled),
-        Value::ZSet(z) => z.members.values().all(|c| c.adds.len() <= 1),
-        Value::Set(_) => true,
+        _ => true,
     }) && (!entry.slots.is_empty() || entry.expiry.iter().all(|(d, _)| stable.covers(*d)))
 }
 

@@ -424,18 +424,32 @@ impl ListValue {
         self.iter_visible().nth(index)
     }
 
-    /// Id of the element (visible or removed) just before the visible element `id`.
+    /// Id of the nearest visible element before `id` (`None`: the head).
+    ///
+    /// New elements are only ever placed after a visible element (or the head): an element
+    /// whose removal every participant has seen can then be collected safely, because no
+    /// insert that is still on its way can refer to it.
     pub fn predecessor(&self, id: ElemId) -> Option<ElemId> {
         let pos = self.position_of(id)?;
-        if pos == 0 {
-            None
-        } else {
-            Some(self.elems[pos - 1].id)
-        }
+        self.visible_before(pos)
     }
 
+    /// Id of the nearest visible element before position `pos`.
+    pub fn visible_before(&self, pos: usize) -> Option<ElemId> {
+        self.elems
+            .range(..pos.min(self.elems.len()))
+            .rev()
+            .find(|e| e.removed.is_none())
+            .map(|e| e.id)
+    }
+
+    /// Id of the last visible element: where RPUSH attaches (see [`ListValue::predecessor`]).
     pub fn last_id(&self) -> Option<ElemId> {
-        self.elems.back().map(|e| e.id)
+        self.elems
+            .iter()
+            .rev()
+            .find(|e| e.removed.is_none())
+            .map(|e| e.id)
     }
 
     pub fn join(&mut self, mine_ctx: &VectorClock, other: &ListValue, their_ctx: &VectorClock) {

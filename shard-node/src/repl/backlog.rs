@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn resumes_by_offset_and_by_clock_until_trimmed() {
-        let mut b = Backlog::new(64 * 3, VectorClock::new());
+        let mut b = Backlog::new((16 + ENTRY_OVERHEAD) * 3, VectorClock::new());
         for seq in 1..=5 {
             let (dot, bytes) = effect(1, seq);
             b.push(dot, bytes);
