@@ -83,7 +83,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let now = net::now_ms();
     // Without other participants or a primary, removed state can be dropped at once.
     let single = args.peers.is_empty() && args.replicaof.is_none();
-    let mut ks = Keyspace::new(Actor::new(args.participant.clone(), args.shard, 1), single);
+    let first_epoch = shard_node::crdt::clock::epoch_of(1, 0);
+    let mut ks = Keyspace::new(
+        Actor::new(args.participant.clone(), args.shard, first_epoch),
+        single,
+    );
     let policy = match args.appendfsync {
         AppendFsync::Always => FsyncPolicy::Always,
         AppendFsync::Everysec => FsyncPolicy::EverySec,
@@ -96,9 +100,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         // Effects made just before a crash may have reached peers without reaching this disk
         // (appendfsync everysec/no): never reuse their sequence numbers. A restarted node
         // writes as a new epoch of its shard.
+        // A restart keeps the generation (it is not a promotion) with a fresh incarnation.
         let lineage = ks.actor_id().lineage();
         if ks.clock().iter().any(|(a, _)| a.lineage() == lineage) {
-            let epoch = ks.highest_own_epoch() + 1;
+            let generation = shard_node::crdt::clock::generation_of(ks.actor().epoch);
+            let epoch = ks.fresh_epoch(generation);
             ks.set_epoch(epoch);
         }
         tracing::info!(keys = ks.len(), effects = replayed, dir = %args.dir.display(), "state recovered");

@@ -174,7 +174,8 @@ pub fn follow(db: &mut Db, host: String, port: u16) {
 
 /// Turns this node into a primary with a new epoch of its shard's actor.
 pub fn promote(db: &mut Db) {
-    let epoch = db.ks.highest_own_epoch() + 1;
+    let generation = db.ks.highest_own_generation() + 1;
+    let epoch = db.ks.fresh_epoch(generation);
     db.ks.set_epoch(epoch);
     db.repl.role = Role::Primary;
     db.repl.master = None;
@@ -184,7 +185,7 @@ pub fn promote(db: &mut Db) {
     let clock = db.ks.clock().clone();
     db.repl.backlog.reset(clock);
     db.repl.actions.push(ReplAction::FollowPrimary);
-    tracing::warn!(epoch, "promoted to primary with a new epoch");
+    tracing::warn!(generation, epoch, "promoted to primary with a new epoch");
 }
 
 fn role(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {

@@ -905,7 +905,7 @@ pub fn info_text(db: &Db, sections: &[String], now_ms: u64) -> String {
                 "crdt_participant:{}\r\ncrdt_shard:{}\r\ncrdt_epoch:{}\r\ncrdt_actor:{}\r\ncrdt_vector_clock:{}\r\ncrdt_effects_applied:{}\r\ncrdt_tombstones_pending:{}\r\n{}",
                 db.ks.actor().participant,
                 db.ks.actor().shard,
-                db.ks.actor().epoch,
+                crate::crdt::clock::generation_of(db.ks.actor().epoch),
                 db.ks.actor_id(),
                 clock.join(","),
                 db.ks.effects_applied,

@@ -81,10 +81,31 @@ impl Actor {
 pub const EPOCH_BITS: u32 = 24;
 const EPOCH_MASK: u64 = (1 << EPOCH_BITS) - 1;
 
+/// The epoch is `generation << INCARNATION_BITS | incarnation`. Promotion raises the
+/// generation (and fencing compares generations); a restart keeps the generation and takes a
+/// fresh incarnation, so a restarted node never reuses the sequence numbers of its previous
+/// run, and never collides with a replica promoted meanwhile.
+pub const INCARNATION_BITS: u32 = 12;
+
+/// An epoch from its generation and incarnation.
+pub fn epoch_of(generation: u64, incarnation: u64) -> u64 {
+    ((generation << INCARNATION_BITS) | (incarnation & ((1 << INCARNATION_BITS) - 1))) & EPOCH_MASK
+}
+
+/// The generation part of an epoch.
+pub fn generation_of(epoch: u64) -> u64 {
+    epoch >> INCARNATION_BITS
+}
+
 impl ActorId {
     /// The epoch part of the id.
     pub fn epoch(self) -> u64 {
         self.0 & EPOCH_MASK
+    }
+
+    /// The generation of the epoch (raised by each promotion).
+    pub fn generation(self) -> u64 {
+        generation_of(self.epoch())
     }
 
     /// The participant-and-shard part of the id.

@@ -245,16 +245,34 @@ impl Keyspace {
         self.touch_all_watched();
     }
 
-    /// The highest epoch of this node's participant and shard that it has seen.
-    pub fn highest_own_epoch(&self) -> u64 {
+    /// The highest generation of this node's participant and shard that it has seen.
+    pub fn highest_own_generation(&self) -> u64 {
         let lineage = self.actor_id.lineage();
         self.clock
             .iter()
             .filter(|(a, _)| a.lineage() == lineage)
-            .map(|(a, _)| a.epoch())
+            .map(|(a, _)| a.generation())
             .max()
             .unwrap_or(0)
-            .max(self.actor.epoch)
+            .max(super::clock::generation_of(self.actor.epoch))
+    }
+
+    /// An epoch of `generation` whose incarnation no actor this node knows of uses.
+    pub fn fresh_epoch(&self, generation: u64) -> u64 {
+        let lineage = self.actor_id.lineage();
+        let taken: Vec<u64> = self
+            .clock
+            .iter()
+            .filter(|(a, _)| a.lineage() == lineage)
+            .map(|(a, _)| a.epoch())
+            .chain(std::iter::once(self.actor.epoch))
+            .collect();
+        loop {
+            let candidate = super::clock::epoch_of(generation, rand::random::<u64>());
+            if !taken.contains(&candidate) {
+                return candidate;
+            }
+        }
     }
 
     pub fn keys_with_deadline(&self) -> usize {

@@ -51,7 +51,7 @@ impl State {
     pub fn record_received(&mut self, effect: crate::crdt::Effect, encoded: Option<bytes::Bytes>) {
         if self.db.repl.is_primary() && crate::repl::link::is_newer_epoch(&self.db.ks, &effect) {
             tracing::warn!(
-                epoch = effect.dot.actor.epoch(),
+                generation = effect.dot.actor.generation(),
                 "a newer epoch of this shard exists: this node stops taking writes"
             );
             self.db.repl.role = crate::repl::Role::Fenced;

@@ -501,7 +501,7 @@ fn finish_full_transfer(
 /// True when an effect comes from a newer epoch of this node's own shard.
 pub fn is_newer_epoch(ks: &Keyspace, effect: &Effect) -> bool {
     effect.dot.actor.lineage() == ks.actor_id().lineage()
-        && effect.dot.actor.epoch() > ks.actor().epoch
+        && effect.dot.actor.generation() > crate::crdt::clock::generation_of(ks.actor().epoch)
 }
 
 /// Pub/sub messages carried by an effect.
