@@ -109,6 +109,11 @@ pub struct ServerArgs {
     /// CA that signs peer certificates (PEM).
     #[arg(long, env = "SHARD_NODE_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// Port for TLS connections on the bind address (disabled when absent). Clients there must
+    /// present a certificate signed by `--tls-ca`; point peers' and replicas' addresses at it.
+    /// Needs `--tls-cert`, `--tls-key` and `--tls-ca`.
+    #[arg(long, env = "SHARD_NODE_TLS_PORT")]
+    pub tls_port: Option<u16>,
     /// Read settings from a file of `name value` lines.
     #[arg(long, env = "SHARD_NODE_CONFIG")]
     pub config: Option<PathBuf>,

@@ -62,8 +62,13 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         shard_node::commands::replication::parse_peer_addr(addr)
             .map_err(|e| anyhow::anyhow!("--peer: {e}"))?;
     }
-    if args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_ca.is_some() {
-        anyhow::bail!("--tls-cert/--tls-key/--tls-ca secure replication links, which this build does not include yet");
+    let tls = net::tls::LinkTls::from_args(
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+        args.tls_ca.as_deref(),
+    )?;
+    if args.tls_port.is_some() && tls.is_none() {
+        anyhow::bail!("--tls-port needs --tls-cert, --tls-key and --tls-ca");
     }
     let mut builder = if args.io_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -76,10 +81,10 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(args, tls))
 }
 
-async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Result<()> {
     let now = net::now_ms();
     // Without other participants or a primary, removed state can be dropped at once.
     let single = args.peers.is_empty() && args.replicaof.is_none();
@@ -124,6 +129,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
     let local = listener.local_addr()?;
+    let tls_listener = match args.tls_port {
+        Some(port) => Some(
+            tokio::net::TcpListener::bind((args.bind.as_str(), port))
+                .await
+                .with_context(|| format!("cannot listen for TLS on {}:{port}", args.bind))?,
+        ),
+        None => None,
+    };
     let mut db = new_db(ks);
     db.settings.requirepass = args.requirepass.clone().map(bytes::Bytes::from);
     db.settings.maxmemory = args.maxmemory;
@@ -168,6 +181,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         shutdown,
         offsets,
         acks,
+        tls,
     });
     net::start_links(&shared, &mut shared.state.lock());
     tokio::spawn(net::expiry_sweeper(shared.clone()));
@@ -188,8 +202,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             let _ = shared.shutdown.send(true);
         });
     }
+    if let Some(l) = &tls_listener {
+        tracing::info!(addr = %l.local_addr()?, "TLS listener ready");
+    }
     tracing::info!(addr = %local, participant = %args.participant, shard = args.shard, "ready to accept connections");
-    net::serve(listener, shared).await?;
+    net::serve(listener, tls_listener, shared).await?;
     drop(sync_thread);
     Ok(())
 }

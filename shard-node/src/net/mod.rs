@@ -11,8 +11,12 @@
 //! - A protocol error is answered with Redis's error text and the connection is closed.
 //! - SIGTERM/SIGINT or `SHUTDOWN`: stop accepting, let connections finish the batch in hand,
 //!   flush and fsync the log, exit 0.
+//! - With a TLS listener (`--tls-port`), connections accepted there first complete a TLS
+//!   handshake that requires a client certificate signed by the node's CA (a refusal is logged
+//!   with the reason), then are served exactly like plain connections.
 
 pub mod persist;
+pub mod tls;
 
 use crate::commands::{dispatch, ClientMeta, ClientState, Db, PubMessage};
 use crate::resp::{Limits, Protocol, ReplyWriter, RequestParser};
@@ -22,8 +26,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 /// Everything protected by the server's one lock: the command state and the log.
@@ -119,6 +123,9 @@ pub struct Shared {
     pub offsets: watch::Sender<u64>,
     /// Bumped whenever a replica acknowledges: WAIT wakes up.
     pub acks: watch::Sender<u64>,
+    /// TLS for replication links (`--tls-cert/--tls-key/--tls-ca`): outgoing links use it, and
+    /// so does the TLS listener.
+    pub tls: Option<tls::LinkTls>,
 }
 
 /// Starts the link tasks that commands asked for (REPLICAOF, AA.PEER, `--peer`).
@@ -156,10 +163,25 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Serves clients on `listener` until shutdown; returns after the log is flushed.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
+/// How long a TLS client has to complete its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves clients on `listener` (and TLS clients on `tls_listener` when given, which needs
+/// `shared.tls`) until shutdown; returns after the log is flushed.
+pub async fn serve(
+    listener: TcpListener,
+    tls_listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+) -> anyhow::Result<()> {
     let mut shutdown_rx = shared.shutdown.subscribe();
     let laddr = listener.local_addr()?;
+    let tls_laddr = match &tls_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    if tls_listener.is_some() && shared.tls.is_none() {
+        anyhow::bail!("a TLS listener needs --tls-cert, --tls-key and --tls-ca");
+    }
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -173,9 +195,37 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result
                         continue;
                     }
                 };
+                let _ = socket.set_nodelay(true);
                 let shared = shared.clone();
                 tasks.spawn(async move {
                     handle_connection(socket, addr, laddr, shared).await;
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            accepted = accept_optional(tls_listener.as_ref()) => {
+                let (socket, addr) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = socket.set_nodelay(true);
+                let (Some(tls), Some(tls_laddr)) = (shared.tls.clone(), tls_laddr) else {
+                    continue;
+                };
+                let shared = shared.clone();
+                tasks.spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(socket)).await {
+                        Ok(Ok(stream)) => handle_connection(stream, addr, tls_laddr, shared).await,
+                        Ok(Err(reason)) => {
+                            tracing::warn!(%addr, %reason, "TLS client refused");
+                        }
+                        Err(_) => {
+                            tracing::warn!(%addr, reason = "handshake timed out", "TLS client refused");
+                        }
+                    }
                 });
                 while tasks.try_join_next().is_some() {}
             }
@@ -183,6 +233,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result
         }
     }
     drop(listener);
+    drop(tls_listener);
     // Let connections finish the batch in hand; they see the shutdown signal too.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !tasks.is_empty() {
@@ -204,13 +255,24 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result
     Ok(())
 }
 
-async fn handle_connection(
-    mut socket: TcpStream,
+/// Accepts on `listener`, or never when there is none.
+async fn accept_optional(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn handle_connection<S>(
+    mut socket: S,
     addr: SocketAddr,
     laddr: SocketAddr,
     shared: Arc<Shared>,
-) {
-    let _ = socket.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::unbounded_channel::<PubMessage>();
     let mut client;

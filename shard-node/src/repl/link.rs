@@ -7,6 +7,9 @@
 //! and peers get them), and acknowledged. A full transfer replaces a replica's state and is
 //! merged (joined) into a peer's state. A refused handshake (wrong password, version, shard) is
 //! logged with the reason and retried more slowly.
+//! - When the node has TLS settings, every link runs over TLS: the node presents its
+//!   certificate and accepts only a server certified by its CA for the host it dialled. A
+//!   failed TLS handshake counts as a refusal.
 
 use crate::crdt::keyspace::{Entry, KeyspaceMeta};
 use crate::crdt::{Blob, Effect, Keyspace, OpKind, VectorClock};
@@ -16,7 +19,7 @@ use crate::resp::{Limits, RequestParser};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Which link a task serves.
@@ -124,7 +127,10 @@ impl From<std::io::Error> for LinkError {
 }
 
 /// Reads one reply line (`+…` or `-…`) of the handshake.
-async fn read_line(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<String, LinkError> {
+async fn read_line<S: AsyncRead + Unpin>(
+    socket: &mut S,
+    buf: &mut BytesMut,
+) -> Result<String, LinkError> {
     loop {
         if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
             let line = buf.split_to(pos + 2);
@@ -142,8 +148,8 @@ async fn read_line(socket: &mut TcpStream, buf: &mut BytesMut) -> Result<String,
     }
 }
 
-async fn command(
-    socket: &mut TcpStream,
+async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut S,
     buf: &mut BytesMut,
     args: &[&[u8]],
 ) -> Result<String, LinkError> {
@@ -172,10 +178,34 @@ async fn session(
     addr: &str,
 ) -> Result<(), LinkError> {
     set_status(shared, target, generation, LinkState::Connecting, None);
-    let mut socket = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+    let socket = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
         .await
         .map_err(|_| LinkError::Io(format!("connecting to {addr} timed out")))??;
     let _ = socket.set_nodelay(true);
+    let tls = shared.tls.clone();
+    match tls {
+        Some(tls) => {
+            let socket = tokio::time::timeout(Duration::from_secs(5), tls.connect(addr, socket))
+                .await
+                .map_err(|_| LinkError::Io(format!("TLS handshake with {addr} timed out")))?
+                .map_err(LinkError::Refused)?;
+            speak(shared, target, generation, addr, socket).await
+        }
+        None => speak(shared, target, generation, addr, socket).await,
+    }
+}
+
+/// Runs the handshake and then receives frames on a connected (plain or TLS) stream.
+async fn speak<S>(
+    shared: &Arc<Shared>,
+    target: &LinkTarget,
+    generation: u64,
+    addr: &str,
+    mut socket: S,
+) -> Result<(), LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let (secret, participant, shard, resume) = {
         let state = shared.state.lock();

@@ -15,6 +15,9 @@
 //!   applies an effect from a newer epoch of its own shard stops taking writes (fenced).
 //! - Links authenticate with the node's password (`AUTH`) and announce a protocol version;
 //!   a mismatch is refused with a message saying why.
+//! - With `--tls-cert/--tls-key/--tls-ca`, links run over TLS with mutual authentication: the
+//!   link client dials the peer's or primary's `--tls-port` and both ends present certificates
+//!   signed by the CA (see `net::tls`); the frames inside are the same.
 //!
 //! Wire format, on the RESP port: the link client sends `AA.HELLO <version> <participant>
 //! <shard> <replica|peer> <name>`, then `AA.SYNC <replid> <offset>` or `AA.PULL <clock>`; the

@@ -15,8 +15,7 @@ use crate::resp::{Limits, RequestParser};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// What a link client asked for.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,15 +32,18 @@ pub fn frame(out: &mut BytesMut, parts: &[&[u8]]) {
 }
 
 /// Serves a link until the client goes away, the stream overruns the backlog or shutdown.
-pub async fn serve_link(
-    socket: TcpStream,
+/// The stream is a plain TCP connection or a TLS one.
+pub async fn serve_link<S>(
+    socket: S,
     shared: Arc<Shared>,
     client_id: u64,
     addr: String,
     peer_name: String,
     request: LinkRequest,
     mut input: BytesMut,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut out = BytesMut::with_capacity(64 * 1024);
     let is_replica = matches!(request, LinkRequest::Sync { .. });
     let mut offsets = shared.offsets.subscribe();
@@ -100,7 +102,7 @@ pub async fn serve_link(
     };
     let stream_replid = shared.state.lock().db.repl.backlog.replid.clone();
     tracing::info!(%addr, peer = %peer_name, replica = is_replica, "replication stream started");
-    let (mut rd, mut wr) = socket.into_split();
+    let (mut rd, mut wr) = tokio::io::split(socket);
     let mut heartbeat = tokio::time::interval(Duration::from_millis(100));
     let mut parser = RequestParser::new();
     let limits = Limits::default();
