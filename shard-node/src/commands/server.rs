@@ -716,11 +716,16 @@ fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             }
         }
         "docs" => {
-            let wanted: Vec<&'static Command> = if args.len() == 2 {
-                all
-            } else {
-                args[2..].iter().filter_map(|n| lookup(n)).collect()
-            };
+            // Argument documentation is not carried in the command table. Without names we
+            // refuse, and redis-cli then uses its own complete help (argument hints included);
+            // named commands get their summary, group and version.
+            if args.len() == 2 {
+                return Err(Cow::Borrowed(
+                    "ERR COMMAND DOCS needs command names on this server; redis-cli falls back to its built-in help",
+                ));
+            }
+            let wanted: Vec<&'static Command> =
+                args[2..].iter().filter_map(|n| lookup(n)).collect();
             ctx.out.map(wanted.len());
             for c in wanted {
                 command_docs_entry(ctx, c);
