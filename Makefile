@@ -54,6 +54,10 @@ check-generated: generate ## Fail if generated files differ from the committed o
 .PHONY: ci
 ci: lint check-generated test ## Lint, generated files, tests (.ci/run runs these steps)
 
+.PHONY: bench-codec
+bench-codec: ## Request parser against the redis-protocol crate's decoder (bench/codec)
+	CARGO_TARGET_DIR=target/codec $(CARGO) run --release --manifest-path bench/codec/Cargo.toml
+
 .PHONY: bench
 bench: ## Throughput and memory against redis-server, then replication throughput and lag
 	bash bench/run.sh
