@@ -47,12 +47,18 @@ fn main() {
     let commands = 200_000;
     let input = stream(commands);
     for round in 1..=3 {
-        for (name, f) in [("shard-node RequestParser", ours as fn(&BytesMut) -> usize), ("redis-protocol 6 decode_bytes_mut", theirs)] {
+        for (name, f) in [
+            ("shard-node RequestParser", ours as fn(&BytesMut) -> usize),
+            ("redis-protocol 6 decode_bytes_mut", theirs),
+        ] {
             let t = Instant::now();
             let args = f(&input);
             let secs = t.elapsed().as_secs_f64();
             assert_eq!(args, commands * 3, "{name} parsed every argument");
-            println!("round {round}  {name:36} {:>12.0} commands/s", commands as f64 / secs);
+            println!(
+                "round {round}  {name:36} {:>12.0} commands/s",
+                commands as f64 / secs
+            );
         }
     }
 }
