@@ -413,122 +413,29 @@ fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// Stable 64-bit position of a key in SCAN order (FNV-1a).
-pub fn scan_position(key: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
-/// Parsed `[MATCH pattern] [COUNT n] [TYPE t]` options of the SCAN family.
-pub struct ScanOptions {
-    pub pattern: Option<Bytes>,
-    pub count: usize,
-    pub type_name: Option<String>,
-}
-
-/// Parses a SCAN cursor (an unsigned decimal).
-pub fn parse_cursor(arg: &[u8]) -> Result<u64, CmdError> {
-    std::str::from_utf8(arg)
-        .ok()
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or(Cow::Borrowed("ERR invalid cursor"))
-}
-
-/// Parses the options after the cursor; `allow_type` for SCAN only.
-pub fn parse_scan_options(args: &[Bytes], allow_type: bool) -> Result<ScanOptions, CmdError> {
-    let mut opts = ScanOptions {
-        pattern: None,
-        count: 10,
-        type_name: None,
-    };
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        let Some(v) = args.get(i + 1) else {
-            return Err(Cow::Borrowed(ERR_SYNTAX));
-        };
-        if is(a, "count") {
-            let n = int_arg(v)?;
-            if n < 1 {
-                return Err(Cow::Borrowed(ERR_SYNTAX));
-            }
-            opts.count = n as usize;
-        } else if is(a, "match") {
-            opts.pattern = if &v[..] == b"*" {
-                None
-            } else {
-                Some(v.clone())
-            };
-        } else if is(a, "type") && allow_type {
-            opts.type_name = Some(String::from_utf8_lossy(v).to_ascii_lowercase());
-        } else {
-            return Err(Cow::Borrowed(ERR_SYNTAX));
-        }
-        i += 2;
-    }
-    Ok(opts)
-}
-
-/// Picks the next page of `items` (name, payload) in stable hash order from `cursor`.
-/// Returns the next cursor (0 when done) and the page.
-pub fn scan_page<T, I: Iterator<Item = (Blob, T)>>(
-    items: I,
-    cursor: u64,
-    count: usize,
-) -> (u64, Vec<(Blob, T)>) {
-    let mut page: Vec<(u64, Blob, T)> = items
-        .map(|(k, v)| (scan_position(&k), k, v))
-        .filter(|(h, _, _)| *h >= cursor)
-        .collect();
-    page.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    if page.len() <= count {
-        return (0, page.into_iter().map(|(_, k, v)| (k, v)).collect());
-    }
-    // Never split keys that share a position between two pages.
-    let mut end = count;
-    while end < page.len() && page[end].0 == page[end - 1].0 {
-        end += 1;
-    }
-    let next = if end < page.len() { page[end].0 } else { 0 };
-    page.truncate(end);
-    (next, page.into_iter().map(|(_, k, v)| (k, v)).collect())
-}
-
 fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let cursor = parse_cursor(&args[1])?;
-    let opts = parse_scan_options(&args[2..], true)?;
+    let cursor = super::sets::parse_scan_cursor(&args[1])?;
+    let opts = super::sets::parse_scan_options(&args[2..], true)?;
+    let want_type = opts
+        .type_name
+        .map(|t| String::from_utf8_lossy(t).to_ascii_lowercase());
     let now = ctx.now_ms;
     let ks = &ctx.db.ks;
-    let items = ks
-        .entries()
-        .filter(|(k, _)| ks.get(k, now).is_some())
-        .map(|(k, e)| {
-            (
-                k.clone(),
-                e.winner().map(|s| s.value.kind().name()).unwrap_or("none"),
-            )
-        });
-    let (next, page) = scan_page(items, cursor, opts.count);
-    let keys: Vec<Blob> = page
+    let items = ks.entries().filter_map(|(k, _)| {
+        let slot = ks.get(k, now)?;
+        Some((&k[..], (k, slot.value.kind().name())))
+    });
+    let (next, page) = super::sets::scan_page(items, cursor, opts.count);
+    let keys: Vec<&Blob> = page
         .into_iter()
-        .filter(|(k, t)| {
-            opts.pattern
-                .as_ref()
-                .is_none_or(|p| super::sets::glob_match(p, k))
-                && opts.type_name.as_deref().is_none_or(|want| want == *t)
-        })
+        .filter(|(k, t)| opts.matches(k) && want_type.as_deref().is_none_or(|w| w == *t))
         .map(|(k, _)| k)
         .collect();
     ctx.out.array(2);
     ctx.out.bulk(next.to_string().as_bytes());
     ctx.out.array(keys.len());
     for k in keys {
-        ctx.out.bulk(&k);
+        ctx.out.bulk(k);
     }
     Ok(())
 }
