@@ -865,15 +865,8 @@ impl Keyspace {
                     m.refresh_created();
                 }
             }
-            let mut votes = std::mem::take(&mut mine.expiry);
-            votes.retain(|(d, _)| {
-                theirs.expiry.iter().any(|(t, _)| t == d) || !their_ctx.covers(*d)
-            });
-            for (d, v) in &theirs.expiry {
-                if !votes.iter().any(|(m, _)| m == d) && !mine_ctx.covers(*d) {
-                    votes.push((*d, *v));
-                }
-            }
+            let mut votes: Vec<(Dot, Option<u64>)> = mine.expiry.drain(..).collect();
+            super::value::join_dotted(&mut votes, &mine_ctx, &theirs.expiry, &their_ctx, |v| v.0);
             votes.sort();
             mine.expiry = votes.into_iter().collect();
             mine.slots.retain(|s| !s.value.is_dead());

@@ -20,7 +20,7 @@ pub type Blob = Box<[u8]>;
 pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
 /// Keeps entries of `entries` that `other` also has, or that `other_ctx` has not seen.
-fn join_dotted<T: Clone, F: Fn(&T) -> Dot>(
+pub(crate) fn join_dotted<T: Clone, F: Fn(&T) -> Dot>(
     mine: &mut Vec<T>,
     mine_ctx: &VectorClock,
     theirs: &[T],
@@ -36,9 +36,6 @@ fn join_dotted<T: Clone, F: Fn(&T) -> Dot>(
         }
     }
 }
-
-/// Float increments kept separate before they are merged (see [`Counted::coalesce`]).
-pub const FLOAT_ADDS_KEPT: usize = 64;
 
 /// A number held by a counter: integers stay exact, any float makes the sum a float.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -148,48 +145,6 @@ impl<T: Clone> Counted<T> {
             .map(|(_, _, v)| v)
     }
 
-    /// Merges increments of one actor that every participant has seen into one entry.
-    ///
-    /// Integer increments merge exactly. Float increments are kept apart (so the sum is taken
-    /// in the order they were applied, like Redis) until more than [`FLOAT_ADDS_KEPT`] pile up.
-    pub fn coalesce(&mut self, stable: &VectorClock) {
-        if self.adds.len() < 2 {
-            return;
-        }
-        let floats = self
-            .adds
-            .iter()
-            .filter(|(_, d)| matches!(d, Delta::Float(_)))
-            .count();
-        let merge_floats = floats > FLOAT_ADDS_KEPT;
-        let mut merged: ThinVec<(Dot, Delta)> = ThinVec::with_capacity(self.adds.len());
-        for (dot, delta) in self.adds.drain(..) {
-            let mergeable = stable.covers(dot) && (merge_floats || matches!(delta, Delta::Int(_)));
-            let target = if mergeable {
-                merged.iter_mut().rev().take(1).find(|(d, existing)| {
-                    d.actor == dot.actor
-                        && stable.covers(*d)
-                        && (merge_floats || matches!(existing, Delta::Int(_)))
-                })
-            } else {
-                None
-            };
-            match target {
-                Some((d, existing)) => {
-                    *existing = match (*existing, delta) {
-                        (Delta::Int(a), Delta::Int(b)) => Delta::Int(a.saturating_add(b)),
-                        (a, b) => Delta::Float(delta_f64(a) + delta_f64(b)),
-                    };
-                    if dot.seq > d.seq {
-                        *d = dot;
-                    }
-                }
-                None => merged.push((dot, delta)),
-            }
-        }
-        self.adds = merged;
-    }
-
     pub fn join(&mut self, mine_ctx: &VectorClock, other: &Counted<T>, their_ctx: &VectorClock) {
         let mut base: Vec<(Dot, u64, T)> = self.base.drain(..).collect();
         join_dotted(
@@ -205,12 +160,6 @@ impl<T: Clone> Counted<T> {
         join_dotted(&mut adds, mine_ctx, &other.adds, their_ctx, |e| e.0);
         adds.sort_by_key(|e| e.0);
         self.adds = adds.into_iter().collect();
-    }
-
-    /// Puts entries in a canonical order so equal states compare equal.
-    pub fn normalize(&mut self) {
-        self.base.sort_by_key(|e| e.0);
-        self.adds.sort_by_key(|e| e.0);
     }
 }
 
@@ -617,13 +566,13 @@ impl Value {
         match (self, other) {
             (Value::Str(a), Value::Str(b)) => a.join(mine_ctx, b, their_ctx),
             (Value::Hash(a), Value::Hash(b)) => {
-                join_maps(&mut a.fields, mine_ctx, &b.fields, their_ctx, |x, y| {
+                join_maps(&mut a.fields, &b.fields, |x, y| {
                     x.join(mine_ctx, y, their_ctx)
                 });
                 a.fields.retain(|_, f| !f.is_empty());
             }
             (Value::Set(a), Value::Set(b)) => {
-                join_maps(&mut a.members, mine_ctx, &b.members, their_ctx, |x, y| {
+                join_maps(&mut a.members, &b.members, |x, y| {
                     let mut mine: Vec<Dot> = x.drain(..).collect();
                     join_dotted(&mut mine, mine_ctx, y, their_ctx, |d| *d);
                     mine.sort();
@@ -632,7 +581,7 @@ impl Value {
                 a.members.retain(|_, d| !d.is_empty());
             }
             (Value::ZSet(a), Value::ZSet(b)) => {
-                join_maps(&mut a.members, mine_ctx, &b.members, their_ctx, |x, y| {
+                join_maps(&mut a.members, &b.members, |x, y| {
                     x.join(mine_ctx, y, their_ctx)
                 });
                 a.members.retain(|_, c| !c.is_empty());
@@ -646,26 +595,13 @@ impl Value {
             _ => {}
         }
     }
-
-    /// Canonical order of internal entries, for comparing states.
-    pub fn normalize(&mut self) {
-        match self {
-            Value::Str(c) => c.normalize(),
-            Value::Hash(h) => h.fields.values_mut().for_each(|c| c.normalize()),
-            Value::Set(s) => s.members.values_mut().for_each(|d| d.sort()),
-            Value::ZSet(z) => z.members.values_mut().for_each(|c| c.normalize()),
-            Value::List(_) => {}
-        }
-    }
 }
 
 /// Joins two maps whose values are dot stores. A key only on the other side is joined against
 /// an empty value, which keeps exactly its dots this side has not seen.
 fn join_maps<V: Default + Clone, F: FnMut(&mut V, &V)>(
     mine: &mut FastMap<Blob, V>,
-    _mine_ctx: &VectorClock,
     theirs: &FastMap<Blob, V>,
-    _their_ctx: &VectorClock,
     mut join: F,
 ) {
     let empty = V::default();
