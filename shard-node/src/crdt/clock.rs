@@ -61,20 +61,21 @@ impl Actor {
 
     /// The 40-bit hash of participant and shard shared by all epochs of this actor.
     pub fn lineage(&self) -> u64 {
-        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let mut hash = OFFSET;
-        let mut feed = |bytes: &[u8]| {
-            for byte in bytes {
-                hash ^= u64::from(*byte);
-                hash = hash.wrapping_mul(PRIME);
-            }
-        };
-        feed(self.participant.as_bytes());
-        feed(&[0xff]);
-        feed(&self.shard.to_le_bytes());
-        hash >> (64 - 40)
+        let mut bytes = self.participant.as_bytes().to_vec();
+        bytes.push(0xff);
+        bytes.extend_from_slice(&self.shard.to_le_bytes());
+        fnv1a(&bytes) >> (64 - 40)
     }
+}
+
+/// 64-bit FNV-1a: a stable hash, identical on every node, build and platform.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 /// Bits of an [`ActorId`] that hold the epoch.

@@ -900,12 +900,7 @@ impl Keyspace {
     /// A digest of the visible state (64-bit FNV-1a over the canonical form).
     pub fn digest(&self, now_ms: u64) -> u64 {
         let text = format!("{:?}", self.visible(now_ms));
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.as_bytes() {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        hash
+        super::clock::fnv1a(text.as_bytes())
     }
 }
 

@@ -31,21 +31,7 @@ pub enum LinkTarget {
 
 /// Where the link should connect now, or `None` when the task is superseded.
 fn current_address(shared: &Shared, target: &LinkTarget, generation: u64) -> Option<String> {
-    let state = shared.state.lock();
-    let repl = &state.db.repl;
-    match target {
-        LinkTarget::Primary => match (&repl.role, &repl.master) {
-            (Role::Replica { host, port }, Some(m)) if m.generation == generation => {
-                Some(format!("{host}:{port}"))
-            }
-            _ => None,
-        },
-        LinkTarget::Peer(name) => repl
-            .peers
-            .get(name)
-            .filter(|p| p.generation == generation)
-            .map(|p| p.addr.clone()),
-    }
+    current_address_locked(&shared.state.lock().db.repl, target, generation)
 }
 
 fn set_status(
@@ -443,22 +429,24 @@ fn apply_frames(
     Ok(ack)
 }
 
+/// Where the link of `target` should connect, or `None` when `generation` is superseded.
 fn current_address_locked(
     repl: &crate::repl::ReplState,
     target: &LinkTarget,
     generation: u64,
-) -> Option<()> {
+) -> Option<String> {
     match target {
-        LinkTarget::Primary => repl
-            .master
-            .as_ref()
-            .filter(|m| m.generation == generation && matches!(repl.role, Role::Replica { .. }))
-            .map(|_| ()),
+        LinkTarget::Primary => match (&repl.role, &repl.master) {
+            (Role::Replica { host, port }, Some(m)) if m.generation == generation => {
+                Some(format!("{host}:{port}"))
+            }
+            _ => None,
+        },
         LinkTarget::Peer(name) => repl
             .peers
             .get(name)
             .filter(|p| p.generation == generation)
-            .map(|_| ()),
+            .map(|p| p.addr.clone()),
     }
 }
 
