@@ -9,6 +9,7 @@ LOCKED := $(if $(CI),--locked,)
 TEST_PROFILE ?=
 # Generated CRD manifest (written by the `crdgen` binary of aadb-crd once it exists).
 CRD_OUT ?= manifests/crd/activeactivedatabases.yaml
+CHART_CRD_OUT ?= charts/aadb-operator/crds/activeactivedatabases.yaml
 
 .DEFAULT_GOAL := help
 
@@ -34,19 +35,15 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) clippy $(LOCKED) --workspace --all-targets -- -D warnings
 
 .PHONY: generate
-generate: ## Regenerate generated files (the CRD manifest, once crdgen exists)
-	@if $(CARGO) metadata --no-deps --format-version 1 | grep -q '"name":"crdgen"'; then \
-		mkdir -p $(dir $(CRD_OUT)); \
-		echo "$(CARGO) run -q -p aadb-crd --bin crdgen > $(CRD_OUT)"; \
-		$(CARGO) run $(LOCKED) -q -p aadb-crd --bin crdgen > $(CRD_OUT).tmp && mv $(CRD_OUT).tmp $(CRD_OUT); \
-	else \
-		echo "nothing to generate yet: aadb-crd has no crdgen binary"; \
-	fi
+generate: ## Regenerate generated files: the CRD manifest and the chart's copy of it
+	@mkdir -p $(dir $(CRD_OUT)) $(dir $(CHART_CRD_OUT))
+	$(CARGO) run $(LOCKED) -q -p aadb-crd --bin crdgen > $(CRD_OUT).tmp && mv $(CRD_OUT).tmp $(CRD_OUT)
+	cp $(CRD_OUT) $(CHART_CRD_OUT)
 
 .PHONY: check-generated
 check-generated: generate ## Fail if generated files differ from the committed ones
-	@if [ -n "$$(git status --porcelain -- manifests/crd)" ]; then \
-		git status --short -- manifests/crd; git diff -- manifests/crd; \
+	@if [ -n "$$(git status --porcelain -- manifests/crd charts/aadb-operator/crds)" ]; then \
+		git status --short -- manifests/crd charts/aadb-operator/crds; git diff -- manifests/crd charts/aadb-operator/crds; \
 		echo "generated files are out of date: run 'make generate' and commit the result"; \
 		exit 1; \
 	fi
