@@ -131,7 +131,10 @@ fn default_replicas() -> u32 {
 pub struct Participant {
     /// Region id, unique in the database: a DNS label of at most 30 characters. It names the
     /// participant's objects and identifies its writes.
-    #[schemars(length(min = 1, max = 30), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 30),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// Which cluster the participant runs in. Empty: the cluster this object lives in.
@@ -141,7 +144,10 @@ pub struct Participant {
     /// Namespace of the participant's objects in its cluster. Default: this object's
     /// namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub namespace: Option<String>,
 
     /// Values of the `topology.kubernetes.io/zone` node label to spread every shard's pods
@@ -168,7 +174,10 @@ pub struct Participant {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(transparent)]
 pub struct Zone(
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+    )]
     pub String,
 );
 
@@ -183,7 +192,7 @@ pub struct ClusterRef {
 }
 
 /// A key of a Secret.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Secret name.
@@ -209,6 +218,10 @@ pub struct EndpointSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub host: Option<String>,
+    /// Port of shard 0 at `host` with `type: Host`; shard `k` is at `port + k`. Default 6379.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
 }
 
 /// Kinds of region endpoints.
@@ -227,8 +240,10 @@ pub enum EndpointType {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Persistence {
-    /// When the effect log is flushed to disk: `always` (before every reply), `everysec`
-    /// (default), or `no` (left to the OS).
+    /// When the effect log is flushed to disk: `always` (default: before every reply, so a
+    /// primary that crashes and restarts still holds every write it acknowledged, which
+    /// zero-loss failover relies on), `everysec` (faster; a crashed primary that restarts
+    /// before it is failed over can forget up to a second of acknowledged writes), or `no`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub appendfsync: Option<AppendFsync>,
     /// StorageClass of each pod's volume. Default: the cluster's default class.
@@ -244,9 +259,9 @@ pub struct Persistence {
 #[serde(rename_all = "lowercase")]
 pub enum AppendFsync {
     /// Flush before every reply.
+    #[default]
     Always,
     /// Flush once a second.
-    #[default]
     Everysec,
     /// Let the operating system flush.
     No,
@@ -467,7 +482,10 @@ impl ActiveActiveDatabaseSpec {
     }
 
     /// Resources in `participant`.
-    pub fn resources_in<'a>(&'a self, participant: &'a Participant) -> Option<&'a ResourceRequirements> {
+    pub fn resources_in<'a>(
+        &'a self,
+        participant: &'a Participant,
+    ) -> Option<&'a ResourceRequirements> {
         participant.resources.as_ref().or(self.resources.as_ref())
     }
 
@@ -541,7 +559,7 @@ mod tests {
         assert_eq!(spec.replicas_per_shard, 1);
         assert_eq!(spec.effective_image(), DEFAULT_IMAGE);
         assert_eq!(spec.effective_failover().detection_timeout_millis, 1000);
-        assert_eq!(spec.effective_appendfsync(), AppendFsync::Everysec);
+        assert_eq!(spec.effective_appendfsync(), AppendFsync::Always);
         assert!(spec.participants[0].is_local());
         assert_eq!(spec.participants[0].namespace_or("db"), "db");
     }

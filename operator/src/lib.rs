@@ -1,5 +1,24 @@
-//! The aadb operator: reconciles `ActiveActiveDatabase` objects into every participating cluster.
+//! The aadb operator: turns `ActiveActiveDatabase` objects into shard-node StatefulSets,
+//! Services and PodDisruptionBudgets in every participant's cluster, wires replication inside
+//! each region and links between regions, fails shard primaries over, and reports status.
 //!
-//! Contract: depends on `aadb-crd` only for API types; talks to shard-nodes over RESP, never by
-//! linking them. The reconciler is built on top of the shard-node and its replication.
+//! Pure parts (no I/O, unit-tested): [`validate`], [`plan`], [`objects`], [`failover`],
+//! [`conditions`]. Parts that talk to the world: [`clusters`] (API clients per participant),
+//! [`wiring`] (RESP commands to shard-nodes), [`supervisor`] (probe loop, failover executor,
+//! link wiring), [`reconcile`] (the controller), [`leader`] (Lease election), [`http`]
+//! (`/metrics`, `/healthz`, `/readyz`).
+
 #![forbid(unsafe_code)]
+
+pub mod clusters;
+pub mod conditions;
+pub mod failover;
+pub mod http;
+pub mod labels;
+pub mod leader;
+pub mod objects;
+pub mod plan;
+pub mod reconcile;
+pub mod supervisor;
+pub mod validate;
+pub mod wiring;

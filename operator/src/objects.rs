@@ -1,0 +1,398 @@
+//! The Kubernetes objects of one participant, built from the plan. Pure.
+//!
+//! Contract: per shard, a StatefulSet (pods spread over the participant's zones with a
+//! required zone affinity and a zone topology spread; one volume claim `data` per pod; the
+//! shard-node listens on the pod address), a headless Service, a primary Service selecting the
+//! pod labelled `aadb.dev/role=primary` (type LoadBalancer, NodePort or ClusterIP after the
+//! participant's endpoint type) and a PodDisruptionBudget allowing one pod down; per
+//! participant, a region endpoint Service selecting shard 0's primary. Objects carry the
+//! labels of [`crate::labels`] and, when they live in the database's own namespace and
+//! cluster, an owner reference to it. Building never fails on a spec [`crate::validate`]
+//! accepted.
+
+use std::collections::BTreeMap;
+
+use aadb_crd::{ActiveActiveDatabaseSpec, EndpointType, SHARD_NODE_METRICS_PORT, SHARD_NODE_PORT};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use serde_json::{json, Value};
+
+use crate::labels;
+use crate::plan::{ParticipantPlan, ShardPlan, Topology};
+use crate::validate::parse_memory;
+
+/// A failure to build an object (a bug or a spec that slipped past validation).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build {what}: {source}")]
+pub struct ObjectsError {
+    what: String,
+    #[source]
+    source: serde_json::Error,
+}
+
+/// Where the shard-node keeps its data inside the container.
+pub const DATA_DIR: &str = "/data";
+/// Where the link certificates are mounted.
+pub const TLS_DIR: &str = "/tls";
+/// Name of the shard-node container.
+pub const CONTAINER: &str = "shard-node";
+
+/// Everything of one participant.
+#[derive(Clone, Debug, Default)]
+pub struct ParticipantObjects {
+    /// One per shard.
+    pub stateful_sets: Vec<StatefulSet>,
+    /// Headless and primary Services per shard, then the region endpoint.
+    pub services: Vec<Service>,
+    /// One per shard.
+    pub disruption_budgets: Vec<PodDisruptionBudget>,
+}
+
+fn typed<T: serde::de::DeserializeOwned>(what: String, v: Value) -> Result<T, ObjectsError> {
+    serde_json::from_value(v).map_err(|source| ObjectsError { what, source })
+}
+
+fn shard_labels(topo: &Topology, p: &ParticipantPlan, s: &ShardPlan) -> BTreeMap<String, String> {
+    let mut l = labels::database_labels(&topo.database, &topo.namespace);
+    l.insert(labels::PARTICIPANT.into(), p.name.clone());
+    l.insert(labels::SHARD.into(), s.index.to_string());
+    l.insert(labels::COMPONENT.into(), "shard-node".into());
+    l
+}
+
+fn selector(topo: &Topology, p: &ParticipantPlan, s: &ShardPlan) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::DATABASE.to_string(), topo.database.clone()),
+        (labels::PARTICIPANT.to_string(), p.name.clone()),
+        (labels::SHARD.to_string(), s.index.to_string()),
+    ])
+}
+
+fn metadata(
+    name: &str,
+    p: &ParticipantPlan,
+    labels: &BTreeMap<String, String>,
+    owner: Option<&OwnerReference>,
+) -> Value {
+    let mut m = json!({"name": name, "namespace": p.namespace, "labels": labels});
+    if let Some(o) = owner {
+        m["ownerReferences"] = json!([o]);
+    }
+    m
+}
+
+fn service_type(p: &ParticipantPlan) -> &'static str {
+    match p.endpoint_type {
+        EndpointType::LoadBalancer => "LoadBalancer",
+        EndpointType::NodePort => "NodePort",
+        EndpointType::Host => "ClusterIP",
+    }
+}
+
+/// The shard-node command line of a shard's pods (the container's `args`).
+pub fn shard_node_args(
+    spec: &ActiveActiveDatabaseSpec,
+    p: &ParticipantPlan,
+    s: &ShardPlan,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "server".into(),
+        "--bind".into(),
+        "$(POD_IP)".into(),
+        "--port".into(),
+        SHARD_NODE_PORT.to_string(),
+        "--dir".into(),
+        DATA_DIR.into(),
+        "--participant".into(),
+        p.name.clone(),
+        "--shard".into(),
+        s.index.to_string(),
+        "--appendfsync".into(),
+        spec.effective_appendfsync().as_flag().into(),
+        "--metrics-port".into(),
+        SHARD_NODE_METRICS_PORT.to_string(),
+        "--log-format".into(),
+        "json".into(),
+    ];
+    if let Some(bytes) = spec.maxmemory.as_deref().and_then(parse_memory) {
+        args.extend(["--maxmemory".into(), bytes.to_string()]);
+    }
+    if spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.peer_secret_name.as_ref())
+        .is_some()
+    {
+        for (flag, file) in [
+            ("--tls-cert", "tls.crt"),
+            ("--tls-key", "tls.key"),
+            ("--tls-ca", "ca.crt"),
+        ] {
+            args.extend([flag.into(), format!("{TLS_DIR}/{file}")]);
+        }
+    }
+    args
+}
+
+fn stateful_set(
+    topo: &Topology,
+    spec: &ActiveActiveDatabaseSpec,
+    p: &ParticipantPlan,
+    s: &ShardPlan,
+    owner: Option<&OwnerReference>,
+) -> Result<StatefulSet, ObjectsError> {
+    let labels = shard_labels(topo, p, s);
+    let select = selector(topo, p, s);
+    let overrides = spec.pod_template.clone().unwrap_or_default();
+    let mut pod_labels = overrides.labels.clone().unwrap_or_default();
+    pod_labels.extend(labels.clone());
+    let mut env =
+        vec![json!({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})];
+    if let Some(auth) = &spec.auth {
+        env.push(
+            json!({"name": "SHARD_NODE_REQUIREPASS", "valueFrom": {"secretKeyRef": {
+            "name": auth.password_secret_ref.name,
+            "key": auth.password_secret_ref.key.as_deref().unwrap_or("password")}}}),
+        );
+    }
+    let mut mounts = vec![json!({"name": "data", "mountPath": DATA_DIR})];
+    let mut volumes = vec![];
+    if let Some(secret) = spec.tls.as_ref().and_then(|t| t.peer_secret_name.as_ref()) {
+        mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
+        volumes.push(json!({"name": "tls", "secret": {"secretName": secret}}));
+    }
+    let probe = |period: u32, failures: u32, delay: u32| {
+        json!({"tcpSocket": {"port": SHARD_NODE_PORT}, "periodSeconds": period,
+               "failureThreshold": failures, "timeoutSeconds": 1, "initialDelaySeconds": delay})
+    };
+    let mut container = json!({
+        "name": CONTAINER,
+        "image": spec.effective_image(),
+        "imagePullPolicy": "IfNotPresent",
+        "args": shard_node_args(spec, p, s),
+        "env": env,
+        "ports": [
+            {"name": "redis", "containerPort": SHARD_NODE_PORT},
+            {"name": "metrics", "containerPort": SHARD_NODE_METRICS_PORT}
+        ],
+        "readinessProbe": probe(1, 2, 0),
+        "livenessProbe": probe(5, 3, 5),
+        "volumeMounts": mounts,
+    });
+    let resources = spec
+        .participants
+        .iter()
+        .find(|q| q.name == p.name)
+        .and_then(|q| spec.resources_in(q))
+        .or(spec.resources.as_ref());
+    if let Some(r) = resources {
+        container["resources"] = serde_json::to_value(r).map_err(|source| ObjectsError {
+            what: format!("resources of {}", s.name),
+            source,
+        })?;
+    }
+    let mut pod_spec = json!({
+        "containers": [container],
+        "volumes": volumes,
+        "terminationGracePeriodSeconds": overrides.termination_grace_period_seconds.unwrap_or(30),
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": labels::ZONE, "operator": "In", "values": p.zones}]}]}}},
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": labels::ZONE, "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": select}},
+            {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": {"matchLabels": select}}
+        ],
+    });
+    if let Some(ns) = &overrides.node_selector {
+        pod_spec["nodeSelector"] = json!(ns);
+    }
+    if let Some(t) = &overrides.tolerations {
+        pod_spec["tolerations"] = json!(t);
+    }
+    if let Some(pc) = &overrides.priority_class_name {
+        pod_spec["priorityClassName"] = json!(pc);
+    }
+    let persistence = spec.persistence.clone().unwrap_or_default();
+    let mut claim_spec = json!({
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": persistence.size.map(|q| q.0).unwrap_or_else(|| "1Gi".into())}},
+    });
+    if let Some(class) = &persistence.storage_class_name {
+        claim_spec["storageClassName"] = json!(class);
+    }
+    typed(
+        format!("StatefulSet {}", s.name),
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": metadata(&s.name, p, &labels, owner),
+            "spec": {
+                "replicas": p.replicas + 1,
+                "serviceName": s.headless_service,
+                "podManagementPolicy": "Parallel",
+                "selector": {"matchLabels": select},
+                "template": {
+                    "metadata": {"labels": pod_labels, "annotations": overrides.annotations.clone().unwrap_or_default()},
+                    "spec": pod_spec,
+                },
+                "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": labels}, "spec": claim_spec}],
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+            }
+        }),
+    )
+}
+
+/// Builds every object of participant `p`; `owner` is set when they live next to the database.
+pub fn participant_objects(
+    topo: &Topology,
+    spec: &ActiveActiveDatabaseSpec,
+    p: &ParticipantPlan,
+    owner: Option<&OwnerReference>,
+) -> Result<ParticipantObjects, ObjectsError> {
+    let mut out = ParticipantObjects::default();
+    let redis_port =
+        json!([{"name": "redis", "port": SHARD_NODE_PORT, "targetPort": SHARD_NODE_PORT}]);
+    for s in &p.shards {
+        let labels = shard_labels(topo, p, s);
+        let select = selector(topo, p, s);
+        let mut primary = select.clone();
+        primary.insert(labels::ROLE.into(), labels::ROLE_PRIMARY.into());
+        out.stateful_sets
+            .push(stateful_set(topo, spec, p, s, owner)?);
+        out.services.push(typed(
+            format!("Service {}", s.headless_service),
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": metadata(&s.headless_service, p, &labels, owner),
+                   "spec": {"clusterIP": "None", "selector": select, "ports": redis_port,
+                            "publishNotReadyAddresses": true}}),
+        )?);
+        out.services.push(typed(
+            format!("Service {}", s.name),
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": metadata(&s.name, p, &labels, owner),
+                   "spec": {"type": service_type(p), "selector": primary, "ports": redis_port}}),
+        )?);
+        out.disruption_budgets.push(typed(
+            format!("PodDisruptionBudget {}", s.name),
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                   "metadata": metadata(&s.name, p, &labels, owner),
+                   "spec": {"maxUnavailable": 1, "selector": {"matchLabels": select}}}),
+        )?);
+    }
+    let mut region_labels = labels::database_labels(&topo.database, &topo.namespace);
+    region_labels.insert(labels::PARTICIPANT.into(), p.name.clone());
+    let region_selector = BTreeMap::from([
+        (labels::DATABASE.to_string(), topo.database.clone()),
+        (labels::PARTICIPANT.to_string(), p.name.clone()),
+        (labels::SHARD.to_string(), "0".to_string()),
+        (labels::ROLE.to_string(), labels::ROLE_PRIMARY.to_string()),
+    ]);
+    out.services.push(typed(
+        format!("Service {}", p.region_service),
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": metadata(&p.region_service, p, &region_labels, owner),
+               "spec": {"type": service_type(p), "selector": region_selector, "ports": redis_port}}),
+    )?);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::plan;
+
+    fn spec(json: Value) -> ActiveActiveDatabaseSpec {
+        serde_json::from_value(json).expect("test spec parses")
+    }
+
+    #[test]
+    fn builds_every_object_with_labels_spread_and_selectors() {
+        let s = spec(json!({
+            "shards": 2, "replicasPerShard": 1, "maxmemory": "1mb",
+            "auth": {"passwordSecretRef": {"name": "pw"}},
+            "tls": {"peerSecretName": "links"},
+            "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
+        }));
+        let topo = plan("db", "ns", &s, None);
+        let p = &topo.participants[0];
+        let objs = participant_objects(&topo, &s, p, None).expect("objects build");
+        assert_eq!(objs.stateful_sets.len(), 2);
+        assert_eq!(objs.services.len(), 5);
+        assert_eq!(objs.disruption_budgets.len(), 2);
+        let sts = &objs.stateful_sets[1];
+        let v = serde_json::to_value(sts).expect("serializes");
+        assert_eq!(v["metadata"]["name"], "db-east-1");
+        assert_eq!(v["spec"]["replicas"], 2);
+        assert_eq!(
+            v["spec"]["template"]["metadata"]["labels"][labels::SHARD],
+            "1"
+        );
+        let pod = &v["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["topologySpreadConstraints"][0]["topologyKey"],
+            labels::ZONE
+        );
+        assert_eq!(
+            pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+            json!(["east-a", "east-b", "east-c"])
+        );
+        let args: Vec<String> =
+            serde_json::from_value(pod["containers"][0]["args"].clone()).expect("args");
+        let joined = args.join(" ");
+        for needle in [
+            "--participant east",
+            "--shard 1",
+            "--maxmemory 1048576",
+            "--tls-ca /tls/ca.crt",
+            "--appendfsync always",
+        ] {
+            assert!(joined.contains(needle), "{needle} not in {joined}");
+        }
+        assert_eq!(
+            pod["containers"][0]["env"][1]["valueFrom"]["secretKeyRef"]["key"],
+            "password"
+        );
+        let primary = serde_json::to_value(&objs.services[1]).expect("svc");
+        assert_eq!(primary["metadata"]["name"], "db-east-0");
+        assert_eq!(primary["spec"]["type"], "LoadBalancer");
+        assert_eq!(primary["spec"]["selector"][labels::ROLE], "primary");
+        let region = serde_json::to_value(objs.services.last().expect("region")).expect("svc");
+        assert_eq!(region["metadata"]["name"], "db-east");
+        assert_eq!(region["spec"]["selector"][labels::SHARD], "0");
+    }
+
+    #[test]
+    fn owner_reference_only_when_given_and_endpoint_type_maps() {
+        let s = spec(
+            json!({"participants": [{"name": "east", "zones": ["a"], "endpoint": {"type": "NodePort"}}]}),
+        );
+        let topo = plan("db", "ns", &s, None);
+        let owner = OwnerReference {
+            api_version: "aadb.dev/v1alpha1".into(),
+            kind: "ActiveActiveDatabase".into(),
+            name: "db".into(),
+            uid: "u".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        let with =
+            participant_objects(&topo, &s, &topo.participants[0], Some(&owner)).expect("build");
+        assert_eq!(
+            with.stateful_sets[0]
+                .metadata
+                .owner_references
+                .as_ref()
+                .map(Vec::len),
+            Some(1)
+        );
+        let without = participant_objects(&topo, &s, &topo.participants[0], None).expect("build");
+        assert!(without.stateful_sets[0].metadata.owner_references.is_none());
+        let svc = serde_json::to_value(&with.services[1]).expect("svc");
+        assert_eq!(svc["spec"]["type"], "NodePort");
+    }
+}

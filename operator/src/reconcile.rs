@@ -1,0 +1,711 @@
+//! The controller of `ActiveActiveDatabase` objects.
+//!
+//! Contract, per reconcile of one object:
+//! 1. the finalizer `aadb.dev/cleanup` is added before anything is created; on delete, every
+//!    object of every participant this operator manages is deleted (StatefulSets, Services,
+//!    PodDisruptionBudgets, volume claims) and the finalizer is released only once none is left;
+//! 2. validate (pure): an invalid spec gets `SpecValid=False` with every problem as a sentence,
+//!    phase `Invalid`, a Warning Event, and nothing is created or changed;
+//! 3. plan and build (pure), then server-side apply with the field manager `aadb-operator` into
+//!    each managed participant's cluster and namespace (created if missing); objects of
+//!    participants that left the spec are deleted from the local cluster;
+//! 4. the database's [`Supervisor`] is started or given the new plan; it probes, fails over and
+//!    wires links continuously;
+//! 5. status is written from the supervisor's latest observation (conditions `Ready`,
+//!    `Reconciling`, `Degraded`, `ReplicationHealthy`, `SpecValid`, per-shard primaries,
+//!    replicas, offsets and links), only when it changed; Events mark Ready and Degraded
+//!    transitions.
+//!
+//! Errors requeue with exponential backoff (0.5 s doubling to 60 s); one participant's
+//! unreachable cluster does not stop the others from being reconciled. The operator never
+//! panics on an object's content.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aadb_crd::{ActiveActiveDatabase, ActiveActiveDatabaseStatus};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::clusters::{ClusterClients, ClusterError};
+use crate::conditions::{self, upsert};
+use crate::failover::FailoverSettings;
+use crate::labels;
+use crate::objects::{participant_objects, ObjectsError};
+use crate::plan::{plan, ClusterTarget, ParticipantPlan, Topology};
+use crate::supervisor::{FailoverHook, Supervisor, SupervisorSpec};
+use crate::validate::validate;
+
+/// Why a reconcile failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The API refused or failed a call.
+    #[error("API call failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// A participant's cluster could not be reached.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// An object could not be built.
+    #[error(transparent)]
+    Objects(#[from] ObjectsError),
+    /// The object has no namespace.
+    #[error("object has no namespace")]
+    NoNamespace,
+    /// Deletion is still in progress.
+    #[error("waiting for deletion: {0}")]
+    Cleanup(String),
+    /// The finalizer helper failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+/// Callback after each reconcile: (namespace, database, success, seconds, ready shards, total
+/// shards).
+pub type ReconcileHook = Arc<dyn Fn(&str, &str, bool, f64, u32, u32) + Send + Sync>;
+
+struct Supervised {
+    supervisor: Supervisor,
+    failovers_base: u64,
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    /// Clients of every cluster.
+    pub clusters: ClusterClients,
+    /// `--participant`: the only participant this operator manages.
+    pub only_participant: Option<String>,
+    /// Events are recorded with this.
+    pub recorder: Recorder,
+    /// Called on every failover.
+    pub on_failover: FailoverHook,
+    /// Called after every reconcile.
+    pub on_reconcile: ReconcileHook,
+    supervisors: Mutex<HashMap<(String, String), Supervised>>,
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl Context {
+    /// A context for the operator identified by `reporter`.
+    pub fn new(
+        clusters: ClusterClients,
+        only_participant: Option<String>,
+        reporter: Reporter,
+        on_failover: FailoverHook,
+        on_reconcile: ReconcileHook,
+    ) -> Self {
+        let recorder = Recorder::new(clusters.local(), reporter);
+        Context {
+            clusters,
+            only_participant,
+            recorder,
+            on_failover,
+            on_reconcile,
+            supervisors: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    fn supervisors(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Supervised>> {
+        self.supervisors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn key(db: &ActiveActiveDatabase) -> (String, String) {
+    (db.namespace().unwrap_or_default(), db.name_any())
+}
+
+/// Runs the controller until `shutdown` resolves; `namespace` limits it to one namespace.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.clusters.local();
+    let (dbs, sts, svc, pdb) = match &namespace {
+        Some(ns) => (
+            Api::<ActiveActiveDatabase>::namespaced(client.clone(), ns),
+            Api::<StatefulSet>::namespaced(client.clone(), ns),
+            Api::<Service>::namespaced(client.clone(), ns),
+            Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let owned =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    Controller::new(dbs, watcher::Config::default())
+        .owns(sts, owned.clone())
+        .owns(svc, owned.clone())
+        .owns(pdb, owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "reconcile round");
+            }
+        })
+        .await;
+}
+
+async fn reconcile(
+    db: Arc<ActiveActiveDatabase>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = std::time::Instant::now();
+    let ns = db.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let api: Api<ActiveActiveDatabase> = Api::namespaced(ctx.clusters.local(), &ns);
+    let name = db.name_any();
+    let result = finalizer(&api, labels::FINALIZER, db, |event| async {
+        match event {
+            FinalizerEvent::Apply(db) => apply(db, ctx.clone()).await,
+            FinalizerEvent::Cleanup(db) => cleanup(db, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => ReconcileError::Finalizer(other.to_string()),
+    });
+    let (ready, total) = ctx
+        .supervisors()
+        .get(&(ns.clone(), name.clone()))
+        .map(|s| {
+            let o = s.supervisor.observed();
+            (o.ready_shards, o.total_shards)
+        })
+        .unwrap_or((0, 0));
+    (ctx.on_reconcile)(
+        &ns,
+        &name,
+        result.is_ok(),
+        started.elapsed().as_secs_f64(),
+        ready,
+        total,
+    );
+    if result.is_ok() {
+        ctx.failures().remove(&(ns, name));
+    }
+    result
+}
+
+fn error_policy(
+    db: Arc<ActiveActiveDatabase>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    let mut failures = ctx.failures();
+    let n = failures.entry(key(&db)).or_insert(0);
+    *n = n.saturating_add(1);
+    let delay = Duration::from_millis(500u64.saturating_mul(1 << (*n - 1).min(7)))
+        .min(Duration::from_secs(60));
+    tracing::warn!(database = %db.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn publish(
+    ctx: &Context,
+    db: &ActiveActiveDatabase,
+    kind: EventType,
+    reason: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_: kind,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &db.object_ref(&())).await {
+        tracing::debug!(error = %e, "cannot record event");
+    }
+}
+
+async fn write_status(
+    api: &Api<ActiveActiveDatabase>,
+    db: &ActiveActiveDatabase,
+    status: ActiveActiveDatabaseStatus,
+) -> Result<(), ReconcileError> {
+    if db.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let patch = json!({"status": status});
+    api.patch_status(
+        &db.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let ns = db.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let name = db.name_any();
+    let api: Api<ActiveActiveDatabase> = Api::namespaced(ctx.clusters.local(), &ns);
+    let generation = db.metadata.generation;
+    let previous = db.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+    status.regions = Some(db.spec.participants.len() as u32);
+    let stamp = now();
+
+    let problems = validate(&name, &db.spec, ctx.only_participant.as_deref());
+    if !problems.is_empty() {
+        if let Some(s) = ctx.supervisors().remove(&(ns.clone(), name.clone())) {
+            s.supervisor.stop();
+        }
+        let message = problems.join("; ");
+        let already = previous.conditions.iter().any(|c| {
+            c.type_ == conditions::SPEC_VALID && c.status == "False" && c.message == message
+        });
+        status.phase = Some("Invalid".into());
+        upsert(
+            &mut status.conditions,
+            conditions::SPEC_VALID,
+            false,
+            "InvalidSpec",
+            &message,
+            generation,
+            &stamp,
+        );
+        upsert(
+            &mut status.conditions,
+            conditions::READY,
+            false,
+            "InvalidSpec",
+            "the spec is invalid; see SpecValid",
+            generation,
+            &stamp,
+        );
+        upsert(
+            &mut status.conditions,
+            conditions::RECONCILING,
+            false,
+            "InvalidSpec",
+            "nothing is changed until the spec is fixed",
+            generation,
+            &stamp,
+        );
+        write_status(&api, &db, status).await?;
+        if !already {
+            publish(&ctx, &db, EventType::Warning, "InvalidSpec", message).await;
+        }
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+    upsert(
+        &mut status.conditions,
+        conditions::SPEC_VALID,
+        true,
+        "Valid",
+        "the spec is valid",
+        generation,
+        &stamp,
+    );
+
+    let topo = plan(&name, &ns, &db.spec, ctx.only_participant.as_deref());
+    let owner = db.controller_owner_ref(&());
+    let mut participant_errors: BTreeMap<String, String> = BTreeMap::new();
+    for p in topo.participants.iter().filter(|p| p.managed) {
+        let local_here = p.cluster == ClusterTarget::Local && p.namespace == ns;
+        let owner = owner.as_ref().filter(|_| local_here);
+        if let Err(e) = apply_participant(&ctx, &topo, &db, p, owner).await {
+            tracing::warn!(database = %name, participant = %p.name, error = %e, "cannot apply participant");
+            participant_errors.insert(p.name.clone(), e.to_string());
+        }
+    }
+    if let Err(e) = prune_departed(&ctx, &topo).await {
+        participant_errors.insert("(pruning)".into(), e.to_string());
+    }
+
+    let password = match &db.spec.auth {
+        None => None,
+        Some(a) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.clusters.local(), &ns);
+            let key = a
+                .password_secret_ref
+                .key
+                .clone()
+                .unwrap_or_else(|| "password".into());
+            match secrets.get_opt(&a.password_secret_ref.name).await? {
+                Some(s) => s
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(&key))
+                    .and_then(|b| String::from_utf8(b.0.clone()).ok()),
+                None => None,
+            }
+            .or_else(|| {
+                participant_errors.insert(
+                    "(auth)".into(),
+                    format!(
+                        "password Secret {ns}/{} has no key {key:?}: create it (kubectl create secret generic {} --from-literal={key}=...)",
+                        a.password_secret_ref.name, a.password_secret_ref.name
+                    ),
+                );
+                None
+            })
+        }
+    };
+    let failover = db.spec.effective_failover();
+    let sup_spec = SupervisorSpec {
+        topology: topo.clone(),
+        settings: FailoverSettings {
+            enabled: failover.enabled,
+            detection_timeout: Duration::from_millis(u64::from(failover.detection_timeout_millis)),
+            probes: failover.probes.max(1),
+        },
+        password,
+        reference: db.object_ref(&()),
+    };
+    let observation = {
+        let mut sups = ctx.supervisors();
+        let entry = sups.entry((ns.clone(), name.clone()));
+        let s = match entry {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                o.get().supervisor.update(sup_spec);
+                o.into_mut()
+            }
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(Supervised {
+                supervisor: Supervisor::start(
+                    sup_spec,
+                    ctx.clusters.clone(),
+                    ctx.recorder.clone(),
+                    ctx.on_failover.clone(),
+                ),
+                failovers_base: previous.failovers,
+            }),
+        };
+        (s.supervisor.observed(), s.failovers_base)
+    };
+    let (obs, base) = observation;
+    status.failovers = status.failovers.max(base + obs.failovers);
+    if obs.ticks > 0 {
+        status.participants = obs.participants.clone();
+        for p in topo.participants.iter().filter(|p| p.managed) {
+            if let Some(e) = participant_errors.get(&p.name) {
+                if let Some(ps) = status.participants.iter_mut().find(|s| s.name == p.name) {
+                    ps.message = Some(e.clone());
+                }
+            }
+        }
+    }
+    status.ready_shards = Some(format!("{}/{}", obs.ready_shards, obs.total_shards));
+    let all_ready = obs.ticks > 0
+        && obs.ready_shards == obs.total_shards
+        && obs.total_shards > 0
+        && obs.replication_healthy
+        && participant_errors.is_empty();
+    let mut trouble: Vec<String> = participant_errors
+        .iter()
+        .map(|(p, e)| format!("{p}: {e}"))
+        .collect();
+    trouble.extend(obs.holding.iter().cloned());
+    trouble.extend(obs.errors.iter().cloned());
+    if obs.links_down.is_empty() && obs.replication_healthy {
+        upsert(
+            &mut status.conditions,
+            conditions::REPLICATION_HEALTHY,
+            true,
+            "AllLinksUp",
+            "every replica follows its primary and every cross-region link is connected",
+            generation,
+            &stamp,
+        );
+    } else {
+        let message = if obs.links_down.is_empty() {
+            "replicas or links are not all up yet".to_string()
+        } else {
+            format!("links down: {}", obs.links_down.join(", "))
+        };
+        upsert(
+            &mut status.conditions,
+            conditions::REPLICATION_HEALTHY,
+            false,
+            "LinksDown",
+            &message,
+            generation,
+            &stamp,
+        );
+    }
+    let degraded = !trouble.is_empty() || !obs.links_down.is_empty();
+    if degraded {
+        let mut all = trouble.clone();
+        all.extend(obs.links_down.iter().map(|l| format!("link {l}")));
+        upsert(
+            &mut status.conditions,
+            conditions::DEGRADED,
+            true,
+            "Problems",
+            &all.join("; "),
+            generation,
+            &stamp,
+        );
+    } else {
+        upsert(
+            &mut status.conditions,
+            conditions::DEGRADED,
+            false,
+            "NoProblems",
+            "nothing is down",
+            generation,
+            &stamp,
+        );
+    }
+    let shards_msg = format!("{}/{} shards ready", obs.ready_shards, obs.total_shards);
+    if all_ready {
+        upsert(
+            &mut status.conditions,
+            conditions::READY,
+            true,
+            "AllShardsReady",
+            &shards_msg,
+            generation,
+            &stamp,
+        );
+        upsert(
+            &mut status.conditions,
+            conditions::RECONCILING,
+            false,
+            "Reconciled",
+            "the database matches its spec",
+            generation,
+            &stamp,
+        );
+    } else {
+        upsert(
+            &mut status.conditions,
+            conditions::READY,
+            false,
+            "ShardsNotReady",
+            &shards_msg,
+            generation,
+            &stamp,
+        );
+        upsert(
+            &mut status.conditions,
+            conditions::RECONCILING,
+            true,
+            "WaitingForShards",
+            &shards_msg,
+            generation,
+            &stamp,
+        );
+    }
+    let phase = if all_ready {
+        "Ready"
+    } else if degraded
+        && previous
+            .phase
+            .as_deref()
+            .is_some_and(|p| p == "Ready" || p == "Degraded")
+    {
+        "Degraded"
+    } else {
+        "Provisioning"
+    };
+    let old_phase = previous.phase.clone();
+    status.phase = Some(phase.into());
+    write_status(&api, &db, status).await?;
+    if old_phase.as_deref() != Some(phase) {
+        match phase {
+            "Ready" => publish(&ctx, &db, EventType::Normal, "Ready", shards_msg).await,
+            "Degraded" => {
+                publish(
+                    &ctx,
+                    &db,
+                    EventType::Warning,
+                    "Degraded",
+                    trouble.join("; "),
+                )
+                .await
+            }
+            _ => {}
+        }
+    }
+    Ok(Action::requeue(if all_ready {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(1)
+    }))
+}
+
+async fn apply_participant(
+    ctx: &Context,
+    topo: &Topology,
+    db: &ActiveActiveDatabase,
+    p: &ParticipantPlan,
+    owner: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+) -> Result<(), ReconcileError> {
+    let client = ctx.clusters.client_for(&topo.namespace, &p.cluster).await?;
+    if p.namespace != topo.namespace || p.cluster != ClusterTarget::Local {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        if namespaces.get_opt(&p.namespace).await?.is_none() {
+            let nsobj: Namespace =
+                serde_json::from_value(json!({"metadata": {"name": p.namespace}}))
+                    .map_err(|e| ReconcileError::Finalizer(e.to_string()))?;
+            match namespaces.create(&PostParams::default(), &nsobj).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let objs = participant_objects(topo, &db.spec, p, owner)?;
+    let params = PatchParams::apply(labels::FIELD_MANAGER).force();
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &p.namespace);
+    for o in &objs.stateful_sets {
+        sts.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
+    }
+    let svc: Api<Service> = Api::namespaced(client.clone(), &p.namespace);
+    for o in &objs.services {
+        svc.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
+    }
+    let pdb: Api<PodDisruptionBudget> = Api::namespaced(client, &p.namespace);
+    for o in &objs.disruption_budgets {
+        pdb.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
+    }
+    Ok(())
+}
+
+/// Deletes, from the local cluster's database namespace, objects of participants no longer in
+/// the spec.
+async fn prune_departed(ctx: &Context, topo: &Topology) -> Result<(), ReconcileError> {
+    let selector = labels::database_selector(&topo.database, &topo.namespace);
+    let lp = ListParams::default().labels(&selector);
+    let known = |o: &dyn ResourceLabels| {
+        o.participant().is_none_or(|p| {
+            topo.participant(p)
+                .is_some_and(|pp| pp.managed || ctx.only_participant.is_none())
+        })
+    };
+    let client = ctx.clusters.local();
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &topo.namespace);
+    for o in sts.list(&lp).await?.items.iter().filter(|o| !known(*o)) {
+        tracing::info!(statefulset = %o.name_any(), "deleting objects of a participant that left the spec");
+        let _ = sts.delete(&o.name_any(), &DeleteParams::background()).await;
+    }
+    let svc: Api<Service> = Api::namespaced(client.clone(), &topo.namespace);
+    for o in svc.list(&lp).await?.items.iter().filter(|o| !known(*o)) {
+        let _ = svc.delete(&o.name_any(), &DeleteParams::background()).await;
+    }
+    let pdb: Api<PodDisruptionBudget> = Api::namespaced(client, &topo.namespace);
+    for o in pdb.list(&lp).await?.items.iter().filter(|o| !known(*o)) {
+        let _ = pdb.delete(&o.name_any(), &DeleteParams::background()).await;
+    }
+    Ok(())
+}
+
+trait ResourceLabels {
+    fn participant(&self) -> Option<&str>;
+}
+
+impl<T: ResourceExt> ResourceLabels for T {
+    fn participant(&self) -> Option<&str> {
+        self.labels().get(labels::PARTICIPANT).map(String::as_str)
+    }
+}
+
+async fn cleanup(
+    db: Arc<ActiveActiveDatabase>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let ns = db.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let name = db.name_any();
+    if let Some(s) = ctx.supervisors().remove(&(ns.clone(), name.clone())) {
+        s.supervisor.stop();
+    }
+    let topo = plan(&name, &ns, &db.spec, ctx.only_participant.as_deref());
+    let selector = labels::database_selector(&name, &ns);
+    let lp = ListParams::default().labels(&selector);
+    let mut remaining = Vec::new();
+    // Also the database's own namespace in the local cluster, for objects of participants that
+    // left the spec.
+    let mut places: Vec<(ClusterTarget, String)> = topo
+        .participants
+        .iter()
+        .filter(|p| p.managed)
+        .map(|p| (p.cluster.clone(), p.namespace.clone()))
+        .collect();
+    places.push((ClusterTarget::Local, ns.clone()));
+    places.dedup();
+    for (target, namespace) in places {
+        let client = match ctx.clusters.client_for(&ns, &target).await {
+            Ok(c) => c,
+            Err(e) => {
+                remaining.push(format!("{namespace}: {e}"));
+                continue;
+            }
+        };
+        let dp = DeleteParams::foreground();
+        let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+        let svc: Api<Service> = Api::namespaced(client.clone(), &namespace);
+        let pdb: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
+        let pvc: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+        let _ = sts.delete_collection(&dp, &lp).await;
+        let _ = svc.delete_collection(&DeleteParams::default(), &lp).await;
+        let _ = pdb.delete_collection(&DeleteParams::default(), &lp).await;
+        let left_sts = sts.list(&lp).await?.items.len();
+        let left_svc = svc.list(&lp).await?.items.len();
+        let left_pdb = pdb.list(&lp).await?.items.len();
+        // Claims go once their pods are gone (the StatefulSet retention policy also deletes
+        // them; this covers claims kept by an earlier scale-down).
+        if left_sts == 0 {
+            let _ = pvc.delete_collection(&DeleteParams::default(), &lp).await;
+        }
+        let left_pvc = pvc.list(&lp).await?.items.len();
+        if left_sts + left_svc + left_pdb + left_pvc > 0 {
+            remaining.push(format!(
+                "{namespace}: {left_sts} StatefulSets, {left_svc} Services, {left_pdb} PodDisruptionBudgets, {left_pvc} claims left"
+            ));
+        }
+    }
+    if remaining.is_empty() {
+        publish(
+            &ctx,
+            &db,
+            EventType::Normal,
+            "Deleted",
+            "every object of the database was deleted".into(),
+        )
+        .await;
+        Ok(Action::await_change())
+    } else {
+        Err(ReconcileError::Cleanup(remaining.join("; ")))
+    }
+}
+
+/// Checks the CRD is installed; the error says how to install it.
+pub async fn check_crd_installed(client: kube::Client) -> Result<(), String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    match crds.get_opt("activeactivedatabases.aadb.dev").await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the ActiveActiveDatabase CRD is not installed: run `kubectl apply -f manifests/crd/activeactivedatabases.yaml` (or install the Helm chart charts/aadb-operator)".into()),
+        Err(e) => Err(format!("cannot check for the ActiveActiveDatabase CRD: {e}")),
+    }
+}

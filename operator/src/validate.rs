@@ -1,0 +1,241 @@
+//! Checks of a spec that the schema cannot express. Pure.
+//!
+//! Contract: [`validate`] returns every problem as a sentence a person can act on (what is
+//! wrong, with the offending value, and what to do); an empty list means the spec is valid.
+//! The operator reports them as `SpecValid=False` and creates nothing for an invalid spec.
+
+use aadb_crd::{ActiveActiveDatabaseSpec, EndpointType};
+
+use crate::plan::shard_object_name;
+
+/// Longest StatefulSet name whose pods still get a valid `controller-revision-hash` label.
+const MAX_OBJECT_NAME: usize = 52;
+
+/// Parses a `maxmemory` value (`100mb`, `2g`, `1048576`) to bytes.
+pub fn parse_memory(value: &str) -> Option<u64> {
+    let v = value.trim().to_ascii_lowercase();
+    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(digits_end);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Problems of database `name`'s spec; `only_participant` is the operator's `--participant`.
+pub fn validate(
+    name: &str,
+    spec: &ActiveActiveDatabaseSpec,
+    only_participant: Option<&str>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        problems.push(format!(
+            "database name {name:?} must start with a lowercase letter: it names Services, which must be DNS-1035 labels; recreate it under another name"
+        ));
+    }
+    if spec.participants.is_empty() {
+        problems.push("spec.participants is empty: name at least one region".to_string());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &spec.participants {
+        if !seen.insert(p.name.as_str()) {
+            problems.push(format!(
+                "participant {:?} appears twice: names must be unique",
+                p.name
+            ));
+        }
+        if p.zones.is_empty() {
+            problems.push(format!(
+                "participant {:?} has no zones: list at least one",
+                p.name
+            ));
+        }
+        let longest = shard_object_name(name, &p.name, spec.shards.saturating_sub(1));
+        if longest.len() > MAX_OBJECT_NAME {
+            problems.push(format!(
+                "object name {longest:?} would be {} characters (at most {MAX_OBJECT_NAME}): shorten the database name or participant {:?}",
+                longest.len(),
+                p.name
+            ));
+        }
+        if p.endpoint_type() == EndpointType::Host
+            && p.endpoint.as_ref().and_then(|e| e.host.as_ref()).is_none()
+        {
+            problems.push(format!(
+                "participant {:?} has endpoint type Host without endpoint.host: give the host other regions reach it at",
+                p.name
+            ));
+        }
+        if let Some(port) = p.endpoint.as_ref().and_then(|e| e.port) {
+            if u32::from(port) + spec.shards > 65536 {
+                problems.push(format!(
+                    "participant {:?}: endpoint.port {port} + {} shards runs past port 65535",
+                    p.name, spec.shards
+                ));
+            }
+        }
+    }
+    if spec.shards == 0 || spec.shards > 64 {
+        problems.push(format!("spec.shards is {}: use 1 to 64", spec.shards));
+    }
+    for (field, n) in std::iter::once(("spec.replicasPerShard", spec.replicas_per_shard)).chain(
+        spec.participants.iter().filter_map(|p| {
+            p.replicas_per_shard
+                .map(|r| ("participants[].replicasPerShard", r))
+        }),
+    ) {
+        if n > 5 {
+            problems.push(format!("{field} is {n}: use 0 to 5"));
+        }
+    }
+    if let Some(m) = &spec.maxmemory {
+        if parse_memory(m).is_none() {
+            problems.push(format!(
+                "spec.maxmemory {m:?} is not a size: write bytes with an optional unit, e.g. 100mb or 2gb"
+            ));
+        }
+    }
+    if spec.proxy.as_ref().is_some_and(|p| p.replicas > 0) {
+        problems.push(
+            "spec.proxy.replicas > 0: the proxy is not available yet; set it to 0 (each shard has its own endpoint, the region endpoint serves shard 0)"
+                .to_string(),
+        );
+    }
+    if let Some(me) = only_participant {
+        if !spec.participants.iter().any(|p| p.name == me) {
+            problems.push(format!(
+                "this operator runs for participant {me:?}, which the spec does not name: add it, or apply the object only in clusters whose operator owns one of its participants"
+            ));
+        }
+        for p in spec.participants.iter().filter(|p| p.name != me) {
+            let reachable = p.endpoint_type() == EndpointType::Host
+                || p.cluster
+                    .as_ref()
+                    .and_then(|c| c.kubeconfig_secret_ref.as_ref())
+                    .is_some();
+            if !reachable {
+                problems.push(format!(
+                    "participant {:?} is owned by another operator and has neither endpoint.type Host nor cluster.kubeconfigSecretRef: give one so this region can find its address",
+                    p.name
+                ));
+            }
+        }
+    }
+    if let Some(labels) = spec.pod_template.as_ref().and_then(|t| t.labels.as_ref()) {
+        for k in labels.keys().filter(|k| k.starts_with("aadb.dev/")) {
+            problems.push(format!(
+                "podTemplate.labels {k:?}: keys under aadb.dev/ are reserved for the operator; rename it"
+            ));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> ActiveActiveDatabaseSpec {
+        serde_json::from_value(json).expect("test spec parses")
+    }
+
+    fn one(extra: serde_json::Value) -> ActiveActiveDatabaseSpec {
+        let mut v = serde_json::json!({"participants": [{"name": "east", "zones": ["a"]}]});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in e {
+                o.insert(k.clone(), val.clone());
+            }
+        }
+        spec(v)
+    }
+
+    #[test]
+    fn minimal_spec_is_valid() {
+        assert!(validate("db", &one(serde_json::json!({})), None).is_empty());
+    }
+
+    #[test]
+    fn each_problem_is_named() {
+        let cases: Vec<(&str, ActiveActiveDatabaseSpec, &str)> = vec![
+            (
+                "1db",
+                one(serde_json::json!({})),
+                "must start with a lowercase letter",
+            ),
+            (
+                "db",
+                one(serde_json::json!({"maxmemory": "lots"})),
+                "is not a size",
+            ),
+            (
+                "db",
+                one(serde_json::json!({"proxy": {"replicas": 2}})),
+                "proxy is not available",
+            ),
+            ("db", one(serde_json::json!({"shards": 0})), "use 1 to 64"),
+            (
+                "db",
+                one(serde_json::json!({"replicasPerShard": 9})),
+                "use 0 to 5",
+            ),
+            (
+                "a-very-long-database-name-that-goes-on-and-on",
+                one(serde_json::json!({})),
+                "shorten the database name",
+            ),
+            (
+                "db",
+                spec(serde_json::json!({"participants": [
+                    {"name": "east", "zones": ["a"]}, {"name": "east", "zones": ["b"]}]})),
+                "appears twice",
+            ),
+            (
+                "db",
+                spec(serde_json::json!({"participants": [{"name": "east", "zones": []}]})),
+                "has no zones",
+            ),
+            (
+                "db",
+                one(serde_json::json!({"podTemplate": {"labels": {"aadb.dev/role": "x"}}})),
+                "reserved",
+            ),
+        ];
+        for (name, s, needle) in cases {
+            let problems = validate(name, &s, None);
+            assert!(
+                problems.iter().any(|p| p.contains(needle)),
+                "{needle:?} not in {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn per_cluster_mode_needs_its_participant_and_reachable_peers() {
+        let s = spec(serde_json::json!({"participants": [
+            {"name": "east", "zones": ["a"]}, {"name": "west", "zones": ["b"]}]}));
+        let p = validate("db", &s, Some("north"));
+        assert!(p.iter().any(|m| m.contains("does not name")), "{p:?}");
+        let p = validate("db", &s, Some("east"));
+        assert!(
+            p.iter()
+                .any(|m| m.contains("\"west\" is owned by another operator")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("100"), Some(100));
+        assert_eq!(parse_memory("2kb"), Some(2048));
+        assert_eq!(parse_memory("3M"), Some(3 << 20));
+        assert_eq!(parse_memory("1gb"), Some(1 << 30));
+        assert_eq!(parse_memory("x"), None);
+        assert_eq!(parse_memory("99999999999999999999g"), None);
+    }
+}

@@ -1,0 +1,119 @@
+//! The operator on one local cluster with three zones: provisioning, spread, status, failover,
+//! scaling, invalid specs, deletion, restarts and leader election.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::{Api, DeleteParams, ListParams};
+
+const NAME: &str = "single";
+
+fn h() -> &'static Harness {
+    harness(NAME, 1, 0)
+}
+
+fn operator(h: &Harness, tag: &str, extra: &[&str]) -> Operator {
+    Operator::start(&h.dir, tag, h.clusters[0].kubeconfig_path(), extra)
+}
+
+fn zone_of_node(node: &str) -> String {
+    // Nodes of the local clusters are named after their zone: `<cluster>-<zone letter>-<n>`.
+    node.to_string()
+}
+
+#[test]
+fn two_shards_with_replicas_become_ready_spread_over_zones() {
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let _op = operator(h, "spread", &[]);
+        let ns = namespace(c, "spread").await;
+        let started = Instant::now();
+        apply_db(
+            c,
+            &ns,
+            serde_json::json!({
+                "metadata": {"name": "db"},
+                "spec": {
+                    "shards": 2, "replicasPerShard": 1, "image": "shard-node:dev",
+                    "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
+                }
+            }),
+        )
+        .await
+        .expect("apply database");
+        let db = wait_ready(c, &ns, "db", Duration::from_secs(90)).await;
+        eprintln!("apply to Ready: {:.1}s", started.elapsed().as_secs_f64());
+        let st = db.status.expect("status");
+        assert_eq!(st.ready_shards.as_deref(), Some("2/2"));
+        assert_eq!(st.phase.as_deref(), Some("Ready"));
+        let east = &st.participants[0];
+        assert_eq!(east.shards.len(), 2);
+        for s in &east.shards {
+            let p = s.primary.as_ref().expect("primary listed");
+            assert!(p.ready && p.offset.is_some() && p.zone.is_some(), "{p:?}");
+            assert_eq!(s.replicas.len(), 1);
+            let r = &s.replicas[0];
+            assert!(r.ready && r.offset.is_some(), "{r:?}");
+            assert_ne!(p.zone, r.zone, "primary and replica share a zone: {s:?}");
+            assert!(s.endpoint.is_some());
+        }
+        // Pods of each shard are on distinct zones.
+        let all_pods = pods(c, &ns, "db").await;
+        assert_eq!(all_pods.len(), 4);
+        for shard in ["0", "1"] {
+            let nodes: BTreeSet<String> = all_pods
+                .iter()
+                .filter(|p| {
+                    p.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("aadb.dev/shard"))
+                        .map(String::as_str)
+                        == Some(shard)
+                })
+                .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+                .map(|n| zone_of_node(&n))
+                .collect();
+            assert_eq!(nodes.len(), 2, "shard {shard} pods share a node: {nodes:?}");
+        }
+        // A write through the region endpoint is replicated to the shard's replica.
+        let endpoint = east.endpoint.clone().expect("region endpoint");
+        let _: String = redis_cmd(&endpoint, &["SET", "k", "v"])
+            .await
+            .expect("SET through the endpoint");
+        let acked: i64 = redis_cmd(&endpoint, &["WAIT", "1", "2000"])
+            .await
+            .expect("WAIT");
+        assert_eq!(acked, 1);
+        let sts: Api<StatefulSet> = Api::namespaced(c.client(), &ns);
+        assert_eq!(
+            sts.list(&ListParams::default())
+                .await
+                .expect("list")
+                .items
+                .len(),
+            2
+        );
+        // Delete: everything goes and the finalizer is released.
+        Api::<aadb_crd::ActiveActiveDatabase>::namespaced(c.client(), &ns)
+            .delete("db", &DeleteParams::default())
+            .await
+            .expect("delete");
+        eventually(
+            "database and its objects gone",
+            Duration::from_secs(60),
+            || async {
+                let gone = get_db(c, &ns, "db").await.is_none();
+                let left = sts.list(&ListParams::default()).await.ok()?.items.len()
+                    + pods(c, &ns, "db").await.len();
+                (gone && left == 0).then_some(())
+            },
+        )
+        .await;
+    });
+}
