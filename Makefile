@@ -30,15 +30,24 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## cargo fmt --check, clippy with warnings as errors, chart and manifest checks
 	$(CARGO) fmt --all -- --check $(if $(CI),--color never,)
 	$(CARGO) clippy $(LOCKED) --workspace --all-targets -- -D warnings
+	bash scripts/check-manifests.sh
 
 .PHONY: generate
 generate: ## Regenerate generated files: the CRD manifest and the chart's copy of it
 	@mkdir -p $(dir $(CRD_OUT)) $(dir $(CHART_CRD_OUT))
 	$(CARGO) run $(LOCKED) -q -p aadb-crd --bin crdgen > $(CRD_OUT).tmp && mv $(CRD_OUT).tmp $(CRD_OUT)
 	cp $(CRD_OUT) $(CHART_CRD_OUT)
+
+.PHONY: check-manifests
+check-manifests: ## Lint the chart, check manifests/operator is rendered from it, validate chart, manifests and samples offline (needs make k8s-bins)
+	bash scripts/check-manifests.sh
+
+.PHONY: manifests
+manifests: ## Re-render manifests/operator/ from charts/aadb-operator
+	bash scripts/check-manifests.sh --write
 
 .PHONY: check-generated
 check-generated: generate ## Fail if generated files differ from the committed ones

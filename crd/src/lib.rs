@@ -524,8 +524,25 @@ impl Participant {
 }
 
 /// The CRD as YAML, as `make generate` writes it.
+///
+/// Enum values that YAML 1.1 readers (kubectl, the API server) would take for booleans, such
+/// as `no`, are quoted.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&ActiveActiveDatabase::crd())
+    let yaml = serde_yaml::to_string(&ActiveActiveDatabase::crd())?;
+    Ok(yaml
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("- ") {
+            Some(word) if matches!(word, "no" | "yes" | "on" | "off" | "y" | "n") => {
+                format!(
+                    "{}- '{word}'",
+                    &line[..line.len() - line.trim_start().len()]
+                )
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n")
 }
 
 #[cfg(test)]
@@ -544,6 +561,7 @@ mod tests {
             "maxItems: 16",
             "Ready Shards",
             "status: {}",
+            "- 'no'",
         ] {
             assert!(yaml.contains(needle), "missing {needle:?} in\n{yaml}");
         }

@@ -13,14 +13,16 @@
 //!
 //! **Failure.** The primary is *failed* when
 //! - (a) it has not been serving (not Ready, terminating, or on a node that is not Ready) for at
-//!   least `detection_timeout`, counted from `not_ready_since` — even if its shard-node still
-//!   answers (a lost node with a live process): Kubernetes does not route to it; or
+//!   least `detection_timeout`, counted from `not_ready_since` (from now when unknown) — even if
+//!   its shard-node still answers (a lost node with a live process): Kubernetes does not route
+//!   to it; or
 //! - (b) it does not answer: its probes failed `probes` times in a row (fewer when the
 //!   probe interval had to be raised to [`MIN_PROBE_INTERVAL`], see
-//!   [`FailoverSettings::failures_to_fail`]), the streak has lasted at least that many
-//!   intervals minus one (it was last seen one interval before its first failure; a quarter of
-//!   an interval is allowed for timer jitter), **and** no answering replica reports its link to
-//!   the primary's address up. Replicas whose link is up witness that the primary is alive and
+//!   [`FailoverSettings::failures_to_fail`]), its first and latest failure are at least that
+//!   many probe intervals minus one apart (less a quarter interval for timer jitter; with the
+//!   interval before the first failure, when it was last seen answering, that makes the
+//!   detection timeout), **and** no answering replica reports its link to the primary's
+//!   address up. Replicas whose link is up witness that the primary is alive and
 //!   that the operator is the one cut off: the decision holds and says so.
 //!
 //! While the primary is not serving or not answering but not (yet) failed, nothing is done and
@@ -59,7 +61,8 @@
 //! **Labeled primary answering as a replica** (while serving; e.g. fenced by a newer epoch, or
 //! re-pointed by hand): if another serving pod answers as a primary with a higher generation, the
 //! label moves to it with `Promote` (a failover: not when disabled); otherwise the labeled pod is
-//! made primary again with `Elect { promote: true }` and the others follow it.
+//! made primary again with `Elect { promote: true }` and the others follow it (this restores the
+//! labeled state and is done even when failover is disabled).
 //!
 //! **No pod labeled primary** (new shard, label lost, primary pod deleted): elect the
 //! non-terminating pod answering as a primary with the highest (generation, offset), then
@@ -612,11 +615,14 @@ impl Ctx<'_> {
             .failing_since
             .map(|since| self.now.saturating_duration_since(since))
             .unwrap_or_default();
-        let silent_for = if primary.failed_probes > 0 {
-            streak + interval
-        } else {
-            Duration::ZERO
-        };
+        // It was last seen answering one probe interval before its first failure.
+        let silent_for = streak + interval;
+        if primary.failed_probes == 0 {
+            return Err(format!(
+                "primary {} has not answered a probe yet",
+                primary.pod
+            ));
+        }
         let needed = settings.failures_to_fail();
         if primary.failed_probes < needed || streak < settings.min_failure_streak() {
             return Err(format!(
@@ -746,15 +752,16 @@ impl Ctx<'_> {
     }
 }
 
-/// Formats a duration for messages: "400ms", "2s", "1.3s".
+/// Formats a duration for messages: "400ms", "2s", "1.3s" (tenths truncated).
 fn human(duration: Duration) -> String {
     let millis = duration.as_millis();
     if millis < 1000 {
         format!("{millis}ms")
-    } else if millis % 1000 == 0 {
-        format!("{}s", millis / 1000)
     } else {
-        format!("{:.1}s", duration.as_secs_f64())
+        match (millis / 100) % 10 {
+            0 => format!("{}s", millis / 1000),
+            tenths => format!("{}.{tenths}s", millis / 1000),
+        }
     }
 }
 
@@ -1066,6 +1073,18 @@ mod tests {
         );
         assert_eq!(d.holding, None);
         assert!(!d.healthy);
+    }
+
+    #[test]
+    fn primary_never_probed_holds() {
+        let mut view = healthy_shard();
+        view.pods[0].last = None;
+        let d = decide(&view, &settings(), now());
+        assert_eq!(d.actions, vec![]);
+        assert_eq!(
+            holding(&d),
+            "primary db-east-0-0 has not answered a probe yet"
+        );
     }
 
     #[test]
@@ -1830,6 +1849,8 @@ mod tests {
         assert_eq!(human(ms(999)), "999ms");
         assert_eq!(human(ms(2000)), "2s");
         assert_eq!(human(ms(1250)), "1.2s");
+        assert_eq!(human(ms(1033)), "1s");
+        assert_eq!(human(ms(61_999)), "61.9s");
     }
 
     /// Small deterministic generator for the randomized scenarios.
@@ -2027,12 +2048,32 @@ mod tests {
                     break;
                 }
                 apply(&mut view, &d);
+                connect_links(&mut view);
             }
             assert!(converged, "{start:?} ended as {view:?}");
         }
     }
 
-    /// Applies actions as the supervisor and the shard-nodes would; links come up at once.
+    /// Replicas following a pod that answers as a primary get their link up.
+    fn connect_links(view: &mut ShardView) {
+        let primaries: Vec<String> = view
+            .pods
+            .iter()
+            .filter(|p| p.primary_report().is_some())
+            .filter_map(|p| p.address.clone())
+            .collect();
+        for p in &mut view.pods {
+            if let Some(ProbeOutcome::Answered(NodeReport {
+                role: ReportedRole::Replica { primary, link_up },
+                ..
+            })) = &mut p.last
+            {
+                *link_up = primaries.contains(primary);
+            }
+        }
+    }
+
+    /// Applies actions as the supervisor and the shard-nodes would.
     fn apply(view: &mut ShardView, d: &Decision) {
         let highest = view
             .pods

@@ -473,10 +473,7 @@ impl Loop {
         obs: &mut Observation,
     ) -> ShardStatus {
         let key = (p.name.clone(), s.plan.index);
-        let tracker = self
-            .trackers
-            .entry(key.clone())
-            .or_insert_with(HealthTracker::new);
+        let tracker = self.trackers.entry(key.clone()).or_default();
         let mut views = Vec::new();
         let live: Vec<String> = s
             .pods
@@ -494,7 +491,7 @@ impl Loop {
                 .and_then(|sp| sp.node_name.as_deref())
                 .and_then(|n| node_by_name.get(n));
             let node_ok = node.is_none_or(|n| node_ready(n));
-            let ready = pod_ready(pod) && node_ok;
+            let ready = pod_ready(pod) && node_ok && pod.metadata.deletion_timestamp.is_none();
             tracker.record_readiness(&name, ready, now);
             if let Some(d) = details.get(&name) {
                 let outcome = match d {

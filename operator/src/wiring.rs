@@ -259,10 +259,10 @@ impl NodeClients {
     pub async fn promote(&self, addr: &str) -> Result<(), WiringError> {
         let mut cmd = redis::cmd("REPLICAOF");
         cmd.arg("NO").arg("ONE");
-        let result = match self.single(addr, "REPLICAOF NO ONE", cmd, None).await {
-            Ok(reply) => expect_ok(addr, "REPLICAOF NO ONE", &reply),
-            Err(e) => Err(e),
-        };
+        let result = self
+            .single(addr, "REPLICAOF NO ONE", cmd, None)
+            .await
+            .and_then(|reply| expect_ok(addr, "REPLICAOF NO ONE", &reply));
         self.settle(addr, result)
     }
 
@@ -273,10 +273,10 @@ impl NodeClients {
         let (host, port) = split_address(primary)?;
         let mut cmd = redis::cmd("REPLICAOF");
         cmd.arg(&host).arg(port);
-        let result = match self.single(addr, "REPLICAOF", cmd, None).await {
-            Ok(reply) => expect_ok(addr, "REPLICAOF", &reply),
-            Err(e) => Err(e),
-        };
+        let result = self
+            .single(addr, "REPLICAOF", cmd, None)
+            .await
+            .and_then(|reply| expect_ok(addr, "REPLICAOF", &reply));
         self.settle(addr, result)
     }
 
@@ -298,10 +298,10 @@ impl NodeClients {
         }
         let mut cmd = redis::cmd("AA.PEER");
         cmd.arg("SET").arg(name).arg(peer_addr);
-        let result = match self.single(addr, "AA.PEER SET", cmd, None).await {
-            Ok(reply) => expect_ok(addr, "AA.PEER SET", &reply),
-            Err(e) => Err(e),
-        };
+        let result = self
+            .single(addr, "AA.PEER SET", cmd, None)
+            .await
+            .and_then(|reply| expect_ok(addr, "AA.PEER SET", &reply));
         self.settle(addr, result)
     }
 
@@ -335,8 +335,9 @@ impl NodeClients {
         self.settle(addr, result)
     }
 
-    /// `WAIT n timeout_ms`: how many replicas acknowledged every write made so far on this
-    /// connection's node. The command may take `timeout_ms` on top of the usual timeout.
+    /// `WAIT n timeout_ms` on a primary: how many of its replicas have acknowledged everything
+    /// it has recorded so far, once `n` have or `timeout_ms` passed. The call may take
+    /// `timeout_ms` on top of the usual timeout. A replica refuses the command.
     pub async fn wait_replicas(
         &self,
         addr: &str,
@@ -417,7 +418,7 @@ impl NodeClients {
                     after: timeout,
                 })
             }
-            Ok(Err(e)) => return Err(dial_error(addr, e)),
+            Ok(Err(e)) => return Err(dial_error(addr, e, timeout)),
             Ok(Ok(conn)) => conn,
         };
         let mut state = self.lock();
@@ -491,12 +492,27 @@ impl NodeClients {
     }
 }
 
-/// A failed dial: a refused password is [`WiringError::Auth`], anything else
-/// [`WiringError::Connect`].
-fn dial_error(addr: &str, e: RedisError) -> WiringError {
+/// A failed dial: a refused password is [`WiringError::Auth`], the handshake running out of
+/// time [`WiringError::Timeout`], a handshake reply that is not RESP [`WiringError::Protocol`],
+/// anything else (refused, reset, no route) [`WiringError::Connect`].
+fn dial_error(addr: &str, e: RedisError, timeout: Duration) -> WiringError {
     if is_auth_error(&e) {
         return WiringError::Auth {
             addr: addr.to_string(),
+            reason: e.to_string(),
+        };
+    }
+    if e.is_timeout() {
+        return WiringError::Timeout {
+            addr: addr.to_string(),
+            command: "connect".to_string(),
+            after: timeout,
+        };
+    }
+    if !e.is_io_error() {
+        return WiringError::Protocol {
+            addr: addr.to_string(),
+            command: "connect".to_string(),
             reason: e.to_string(),
         };
     }

@@ -1,7 +1,8 @@
 //! Leader election against a real kube-apiserver (the local control plane of `aadb-e2e`):
 //! candidates on one Lease never lead at the same time, a candidate that shuts down hands the
-//! Lease over at once, and one that dies without releasing is replaced after the lease
-//! duration.
+//! Lease over at once, one that dies without releasing is replaced after the lease duration,
+//! and a leader that cannot renew (API server frozen with SIGSTOP) steps down before its Lease
+//! expires.
 //!
 //! Needs the upstream binaries in `target/k8s/bin`; without them the test fails with the
 //! message to run `make k8s-bins`.
@@ -115,6 +116,44 @@ impl OverlapWatch {
     }
 }
 
+/// A process of the local cluster stopped with SIGSTOP until this is dropped.
+struct Frozen {
+    pid: u32,
+}
+
+impl Frozen {
+    fn freeze(pid: u32) -> Frozen {
+        send_signal(pid, "STOP");
+        Frozen { pid }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // Also runs while a failed assertion unwinds: report, never panic twice.
+        if let Err(e) = try_send_signal(self.pid, "CONT") {
+            eprintln!("{e}");
+        }
+    }
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    if let Err(e) = try_send_signal(pid, signal) {
+        panic!("{e}");
+    }
+}
+
+fn try_send_signal(pid: u32, signal: &str) -> Result<(), String> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        other => Err(format!("kill -{signal} {pid}: {other:?}")),
+    }
+}
+
 /// Polls `check` until it returns Some, or panics after `timeout` naming `what`.
 async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -163,13 +202,14 @@ fn run_dir() -> std::path::PathBuf {
 }
 
 #[tokio::test]
-async fn lease_election_is_exclusive_hands_over_on_release_and_expires_without() {
+async fn lease_election_is_exclusive_hands_over_and_steps_down_without_renewals() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "aadb_operator=debug".into()),
         )
         .with_test_writer()
+        .with_ansi(false)
         .try_init();
     let mut spec = ClusterSpec::new("opleader", CLUSTER_INDEX);
     // Leases need no nodes or pods.
@@ -288,6 +328,40 @@ async fn lease_election_is_exclusive_hands_over_on_release_and_expires_without()
         "leaseTransitions"
     );
     overlap.assert_exclusive().await;
+
+    // The API server stops answering: the leader cannot renew and steps down before its
+    // Lease could expire for anyone else; once the server answers again it leads again.
+    let apiserver = cluster
+        .pids()
+        .into_iter()
+        .find(|(name, _)| name == "kube-apiserver")
+        .map(|(_, pid)| pid)
+        .expect("kube-apiserver pid");
+    let frozen = Frozen::freeze(apiserver);
+    let frozen_at = Instant::now();
+    eventually(
+        "gamma steps down without renewals",
+        LEASE_DURATION + Duration::from_secs(5),
+        || std::future::ready((!gamma.leadership.is_leader()).then_some(())),
+    )
+    .await;
+    let stepped_down = frozen_at.elapsed();
+    assert!(
+        stepped_down < LEASE_DURATION,
+        "gamma led for {stepped_down:?} without renewing, past the lease duration"
+    );
+    assert!(
+        stepped_down >= LEASE_DURATION - 2 * RENEW_EVERY - Duration::from_millis(300),
+        "gamma stepped down after {stepped_down:?}, before renewals were overdue"
+    );
+    drop(frozen);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        gamma.leadership.wait_until_leader(),
+    )
+    .await
+    .expect("gamma leads again once the API server answers");
+    assert_eq!(lease_state(&leases).await.0, "gamma");
 
     // A leader that shuts down last leaves the Lease without a holder.
     gamma.shut_down().await;

@@ -1,0 +1,153 @@
+//! The operator across three local clusters (east, west, central): one operator in east
+//! reaching west and central through kubeconfig Secrets; conflicting writes in every region
+//! converge; a region cut off at its LoadBalancers leaves the others serving, shows in the
+//! status, and converges after healing.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn h() -> &'static Harness {
+    harness("multi", 3, 0)
+}
+
+async fn endpoints(h: &Harness, ns: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for c in &h.clusters {
+        let name = c.name().to_string();
+        let addr = eventually(
+            &format!("{name} endpoint"),
+            Duration::from_secs(60),
+            || async { lb_address(c, ns, &format!("db-{name}")).await },
+        )
+        .await;
+        out.push((name, addr));
+    }
+    out
+}
+
+#[test]
+fn three_regions_converge_and_survive_a_partition() {
+    let h = h();
+    run(h, |h| async move {
+        let east = &h.clusters[0];
+        let ns = "geo";
+        for c in &h.clusters {
+            namespace(c, ns).await;
+        }
+        for c in &h.clusters[1..] {
+            let text = std::fs::read_to_string(c.kubeconfig_path()).expect("kubeconfig");
+            secret(
+                east,
+                ns,
+                &format!("{}-kubeconfig", c.name()),
+                "kubeconfig",
+                &text,
+            )
+            .await;
+        }
+        let _op = Operator::start(&h.dir, "geo", east.kubeconfig_path(), &[]);
+        let started = Instant::now();
+        let participants: Vec<serde_json::Value> = h
+            .clusters
+            .iter()
+            .map(|c| {
+                let n = c.name();
+                let zones: Vec<String> =
+                    ["a", "b", "c"].iter().map(|z| format!("{n}-{z}")).collect();
+                if n == "east" {
+                    serde_json::json!({"name": n, "zones": zones})
+                } else {
+                    serde_json::json!({"name": n, "zones": zones,
+                        "cluster": {"kubeconfigSecretRef": {"name": format!("{n}-kubeconfig")}}})
+                }
+            })
+            .collect();
+        apply_db(
+            east,
+            ns,
+            serde_json::json!({"metadata": {"name": "db"},
+                "spec": {"shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
+                         "participants": participants}}),
+        )
+        .await
+        .expect("apply database");
+        let db = wait_ready(east, ns, "db", Duration::from_secs(120)).await;
+        eprintln!("3 regions Ready in {:.1}s", started.elapsed().as_secs_f64());
+        let st = db.status.expect("status");
+        assert_eq!(st.participants.len(), 3);
+        for p in &st.participants {
+            let links = &p.shards[0].peers;
+            assert_eq!(links.len(), 2, "{p:?}");
+        }
+
+        // Concurrent conflicting writes in every region.
+        let eps = endpoints(h, ns).await;
+        for (i, (region, addr)) in eps.iter().enumerate() {
+            let _: i64 = redis_cmd(addr, &["INCRBY", "visits", &(i as i64 + 1).to_string()])
+                .await
+                .expect("INCRBY");
+            let _: i64 = redis_cmd(addr, &["SADD", "members", region])
+                .await
+                .expect("SADD");
+            let _: String = redis_cmd(addr, &["SET", "owner", region])
+                .await
+                .expect("SET");
+        }
+        let converged = |eps: Vec<(String, String)>, expect_visits: i64, expect_members: usize| async move {
+            eventually("regions converge", Duration::from_secs(30), || {
+                let eps = eps.clone();
+                async move {
+                    let mut seen = Vec::new();
+                    for (_, addr) in &eps {
+                        let v: i64 = redis_cmd(addr, &["GET", "visits"])
+                            .await
+                            .and_then(|s: String| s.parse().ok())?;
+                        let mut m: Vec<String> = redis_cmd(addr, &["SMEMBERS", "members"]).await?;
+                        m.sort();
+                        let o: String = redis_cmd(addr, &["GET", "owner"]).await?;
+                        seen.push((v, m, o));
+                    }
+                    let first = seen[0].clone();
+                    (first.0 == expect_visits
+                        && first.1.len() == expect_members
+                        && seen.iter().all(|s| *s == first))
+                    .then_some(first)
+                }
+            })
+            .await
+        };
+        let (_, members, owner) = converged(eps.clone(), 6, 3).await;
+        assert_eq!(members, vec!["central", "east", "west"]);
+        assert!(
+            eps.iter().any(|(r, _)| *r == owner),
+            "LWW winner is one of the writers"
+        );
+
+        // Partition west: its LoadBalancers stop answering.
+        let west = &h.clusters[1];
+        let agent = west.agent().expect("agent");
+        agent.cut_all_load_balancers();
+        for (region, addr) in eps.iter().filter(|(r, _)| r != "west") {
+            let _: i64 = redis_cmd(addr, &["INCR", "visits"])
+                .await
+                .unwrap_or_else(|| panic!("{region} serves during the partition"));
+        }
+        eventually(
+            "status shows the link to west down",
+            Duration::from_secs(30),
+            || async {
+                let db = get_db(east, ns, "db").await?;
+                let c = condition(&db, "ReplicationHealthy")?;
+                (c.status == "False" && c.message.contains("west")).then_some(())
+            },
+        )
+        .await;
+        agent.heal_all_load_balancers();
+        let (visits, _, _) = converged(eps.clone(), 8, 3).await;
+        assert_eq!(visits, 8);
+        wait_ready(east, ns, "db", Duration::from_secs(60)).await;
+    });
+}
