@@ -52,10 +52,10 @@ for r in $REGIONS; do
     for i in "${images[@]}"; do
         kind load docker-image "aadb/$i:$TAG" --name "aadb-$r"
     done
-    if [ -d charts/aadb ]; then
-        "$HELM" upgrade --install aadb charts/aadb --kubeconfig "$OUT/$r.kubeconfig" \
-            --namespace aadb-system --create-namespace --wait --set image.tag="$TAG"
-    fi
+    # One operator per cluster, each owning its own region (per-cluster mode).
+    "$HELM" upgrade --install aadb charts/aadb-operator --kubeconfig "$OUT/$r.kubeconfig" \
+        --namespace aadb-system --create-namespace --wait \
+        --set image.repository=aadb/aadb-operator --set image.tag="$TAG" --set participant="$r"
 done
 
 E2E_TARGET=kind E2E_KUBECONFIG_DIR="$PWD/$OUT" E2E_REGIONS="$REGIONS" E2E_IMAGE_TAG="$TAG" \

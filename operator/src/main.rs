@@ -193,7 +193,11 @@ async fn main() -> anyhow::Result<()> {
                   ok: bool,
                   seconds: f64,
                   ready: u32,
-                  total: u32| {
+                  total: u32,
+                  databases: usize| {
+                m_rec
+                    .databases
+                    .set(i64::try_from(databases).unwrap_or(i64::MAX));
                 let db = http::DatabaseLabels {
                     namespace: namespace.into(),
                     database: database.into(),

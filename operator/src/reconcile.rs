@@ -71,8 +71,8 @@ pub enum ReconcileError {
 }
 
 /// Callback after each reconcile: (namespace, database, success, seconds, ready shards, total
-/// shards).
-pub type ReconcileHook = Arc<dyn Fn(&str, &str, bool, f64, u32, u32) + Send + Sync>;
+/// shards, databases supervised).
+pub type ReconcileHook = Arc<dyn Fn(&str, &str, bool, f64, u32, u32, usize) + Send + Sync>;
 
 struct Supervised {
     supervisor: Supervisor,
@@ -186,14 +186,17 @@ async fn reconcile(
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => ReconcileError::Finalizer(other.to_string()),
     });
-    let (ready, total) = ctx
-        .supervisors()
-        .get(&(ns.clone(), name.clone()))
-        .map(|s| {
-            let o = s.supervisor.observed();
-            (o.ready_shards, o.total_shards)
-        })
-        .unwrap_or((0, 0));
+    let (ready, total, databases) = {
+        let sups = ctx.supervisors();
+        let (r, t) = sups
+            .get(&(ns.clone(), name.clone()))
+            .map(|s| {
+                let o = s.supervisor.observed();
+                (o.ready_shards, o.total_shards)
+            })
+            .unwrap_or((0, 0));
+        (r, t, sups.len())
+    };
     (ctx.on_reconcile)(
         &ns,
         &name,
@@ -201,6 +204,7 @@ async fn reconcile(
         started.elapsed().as_secs_f64(),
         ready,
         total,
+        databases,
     );
     if result.is_ok() {
         ctx.failures().remove(&(ns, name));
@@ -548,7 +552,7 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
         }
     }
     Ok(Action::requeue(if all_ready {
-        Duration::from_secs(10)
+        Duration::from_secs(3)
     } else {
         Duration::from_secs(1)
     }))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn h() -> &'static Harness {
-    harness("multi", 3, 0)
+    harness("multi", 3, 8)
 }
 
 async fn endpoints(h: &Harness, ns: &str) -> Vec<(String, String)> {

@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 const NAME: &str = "single";
 
 fn h() -> &'static Harness {
-    harness(NAME, 1, 0)
+    harness(NAME, 1, 11)
 }
 
 fn operator(h: &Harness, tag: &str, extra: &[&str]) -> Operator {
