@@ -100,7 +100,8 @@ pub struct ActiveActiveDatabaseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Auth>,
 
-    /// TLS for links between shard-nodes.
+    /// TLS for links between shard-nodes. Reserved: the operator does not run links over TLS
+    /// yet and reports a spec that sets it as invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
 

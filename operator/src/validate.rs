@@ -107,6 +107,16 @@ pub fn validate(
                 .to_string(),
         );
     }
+    if spec
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.peer_secret_name.is_some())
+    {
+        problems.push(
+            "spec.tls.peerSecretName: the operator cannot run links over TLS yet (shard-nodes verify peers by address, and the operator does not issue per-pod certificates); remove spec.tls"
+                .to_string(),
+        );
+    }
     if let Some(me) = only_participant {
         if !spec.participants.iter().any(|p| p.name == me) {
             problems.push(format!(
@@ -185,7 +195,7 @@ mod tests {
                 "use 0 to 5",
             ),
             (
-                "a-very-long-database-name-that-goes-on-and-on",
+                "a-very-long-database-name-that-goes-on-and-on-and-on",
                 one(serde_json::json!({})),
                 "shorten the database name",
             ),
@@ -204,6 +214,11 @@ mod tests {
                 "db",
                 one(serde_json::json!({"podTemplate": {"labels": {"aadb.dev/role": "x"}}})),
                 "reserved",
+            ),
+            (
+                "db",
+                one(serde_json::json!({"tls": {"peerSecretName": "links"}})),
+                "cannot run links over TLS yet",
             ),
         ];
         for (name, s, needle) in cases {
