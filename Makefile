@@ -70,14 +70,12 @@ bench: ## Throughput and memory against redis-server, then replication throughpu
 	BENCH_SKIP_BUILD=1 bash bench/replication.sh
 
 .PHONY: demo
-demo: ## Local active-active demo (needs the operator, which is not written yet)
-	@echo "make demo needs the aadb operator and the local control plane, which do not exist yet; run a shard-node by hand as the README shows." >&2
-	@exit 1
+demo: ## Three local clusters, the operator and a three-region database; writes converge; left running (scripts/demo.sh)
+	@CARGO="$(CARGO)" LOCKED="$(LOCKED)" bash scripts/demo.sh up
 
 .PHONY: down
-down: ## Tear the demo down (needs the operator, which is not written yet)
-	@echo "make down tears down what make demo starts, which needs the aadb operator; it does not exist yet, so there is nothing to tear down." >&2
-	@exit 1
+down: ## Stop everything make demo started; keeps the logs in target/demo
+	@bash scripts/demo.sh down
 
 # Local Kubernetes control plane (e2e/, scripts/k8s-bins.sh).
 E2E_CLUSTERS ?= 3

@@ -144,9 +144,9 @@ if ! up_to_date kubeconform "$h" kubeconform; then
 fi
 
 # Check what was built (cheap), then link it where scripts and tests look.
-"$bin/kube-apiserver" --version | grep -qx "Kubernetes $k8s_version" ||
+"$bin/kube-apiserver" --version | grep -x "Kubernetes $k8s_version" >/dev/null ||
     die "kube-apiserver does not report $k8s_version: $("$bin/kube-apiserver" --version)"
-"$bin/etcd" --version | grep -q "etcd Version: ${etcd_version#v}" ||
+"$bin/etcd" --version | grep "etcd Version: ${etcd_version#v}" >/dev/null ||
     die "etcd does not report ${etcd_version#v}"
 
 names=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd helm kubeconform)

@@ -235,6 +235,7 @@ async fn serve(clusters: usize, zones: usize, dir: PathBuf) -> Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(false)
         .try_init();
     let fd = FleetDir::new(&dir)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

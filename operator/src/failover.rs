@@ -44,7 +44,24 @@
 //!   was rejected), or
 //! - the last failover of the shard happened less than 2 × `detection_timeout` ago
 //!   (flapping guard; `holding` says so). Completing an interrupted promotion (the candidate
-//!   already answers as a primary) is not held by this guard.
+//!   already answers as a primary) is not held by this guard, or
+//! - the failed primary still answers as a primary (failed by (a): its process lives on, e.g.
+//!   on a lost node or while terminating, and clients already connected to it keep writing)
+//!   and the promotion is not yet safe; see below.
+//!
+//! **Draining a live primary.** A write counts as acknowledged once *any* replica acknowledged
+//! it (`WAIT`), and a replica re-pointed to the new primary takes a full copy of its state. So
+//! while the failed primary still takes writes, promoting the candidate would lose every write
+//! that another replica acknowledges after the candidate's last probe. Before the promotion:
+//! 1. every other answering pod that follows the failed primary's address gets `Follow`
+//!    towards the candidate's address (`demote` false) and the decision holds ("draining …"):
+//!    from then on only the candidate acknowledges the live primary's writes, and the others
+//!    get them through the candidate;
+//! 2. once no other answering pod follows the failed primary, the promotion waits while the
+//!    candidate follows it with an offset below the primary's (it is still receiving writes
+//!    that were acknowledged before step 1), but no longer than 2 × `detection_timeout` after
+//!    the primary stopped serving; then it is promoted, and the old primary, which then has no
+//!    replica left to acknowledge its writes, is demoted in the same decision.
 //!
 //! After a promotion (and after an election) every other answering pod that answers as a
 //! primary, follows another address, or carries the primary label gets [`Action::Follow`]
@@ -65,11 +82,18 @@
 //! labeled state and is done even when failover is disabled).
 //!
 //! **No pod labeled primary** (new shard, label lost, primary pod deleted): elect the
-//! non-terminating pod answering as a primary with the highest (generation, offset), then
-//! serving, then lowest ordinal (`promote: false`) — for a new shard, where every node starts as
-//! a primary at offset 0, that is ordinal 0 — else the serving replica with the highest offset
-//! (`promote: true`; this is a failover, so not when disabled nor within the flapping guard);
-//! else hold until a pod answers. The others follow the elected pod in the same decision.
+//! non-terminating, electable pod answering as a primary with the highest (generation, offset),
+//! then serving, then lowest ordinal (`promote: false`) — for a new shard, where every node
+//! starts as a primary at offset 0, that is ordinal 0 — else the serving replica with the highest
+//! offset (`promote: true`; this is a failover, so not when disabled nor within the flapping
+//! guard); else hold until a pod answers. The others follow the elected pod in the same decision.
+//! A pod answering as a primary is electable when no answering pod is a replica (a new shard,
+//! or every node restarted), when another answering pod follows its address (the shard's
+//! primary, only unlabeled), or when its generation is higher than every other answering pod's
+//! (an interrupted promotion). A primary pod that was deleted and came back answers as a primary
+//! with its old generation and is followed by nobody: it is not electable, since the replicas
+//! hold the shard's history (the new pod may have lost its volume or the tail of its log), and
+//! it is demoted to follow the promoted replica.
 //!
 //! **Addresses.** `Follow` and `Promote` need the new primary's address; a pod without one is
 //! never a candidate, and a primary without one makes the decision hold.
@@ -312,7 +336,8 @@ pub enum Action {
     Follow {
         /// Pod to re-point.
         pod: String,
-        /// "host:port" of the primary it must follow.
+        /// "host:port" of the primary it must follow (while a live failed primary is drained:
+        /// of the candidate about to be promoted).
         primary_address: String,
         /// Whether it answered as a primary (this demotes it).
         demote: bool,
@@ -422,6 +447,7 @@ fn elect(view: &ShardView, settings: &FailoverSettings, now: Instant) -> Decisio
         .iter()
         .filter(|p| !p.terminating && p.address.is_some())
         .filter_map(|p| p.primary_report().map(|r| (p, r)))
+        .filter(|(p, _)| unelectable_primary(view, p).is_none())
         .max_by_key(|(p, r)| (r.generation, r.offset, p.serving(), Reverse(p.ordinal)))
         .map(|(p, _)| p);
     if let Some(pod) = primary {
@@ -432,10 +458,11 @@ fn elect(view: &ShardView, settings: &FailoverSettings, now: Instant) -> Decisio
         .iter()
         .filter(|p| p.serving() && p.address.is_some())
         .filter_map(|p| p.report().map(|r| (p, r)))
+        .filter(|(_, r)| !r.is_primary())
         .max_by_key(|(p, r)| (r.offset, Reverse(p.ordinal)))
         .map(|(p, _)| p);
     if let Some(pod) = replica {
-        let situation = "no pod is labeled primary and none answers as a primary";
+        let situation = "no pod is labeled primary and no electable pod answers as a primary";
         if !settings.enabled {
             return Decision::hold(format!(
                 "{situation}; automatic failover is disabled, so replica {} is not promoted",
@@ -451,7 +478,11 @@ fn elect(view: &ShardView, settings: &FailoverSettings, now: Instant) -> Decisio
         let why: Vec<String> = view
             .pods
             .iter()
-            .filter_map(|p| rejection(p).map(|why| format!("{}: {why}", p.pod)))
+            .filter_map(|p| {
+                rejection(p)
+                    .or_else(|| unelectable_primary(view, p))
+                    .map(|why| format!("{}: {why}", p.pod))
+            })
             .collect();
         Decision::hold(format!(
             "no pod is labeled primary and no answering pod can be elected ({})",
@@ -460,6 +491,28 @@ fn elect(view: &ShardView, settings: &FailoverSettings, now: Instant) -> Decisio
     } else {
         Decision::hold("no pod is labeled primary and no pod answers yet".to_string())
     }
+}
+
+/// Why `pod`, answering as a primary while no pod is labeled primary, must not be elected, or
+/// None (see "No pod labeled primary" in the module documentation).
+fn unelectable_primary(view: &ShardView, pod: &PodView) -> Option<String> {
+    let report = pod.primary_report()?;
+    let others = || view.pods.iter().filter(|p| p.pod != pod.pod);
+    let replicas_answer = others().any(|p| p.report().is_some_and(|r| !r.is_primary()));
+    let followed = pod
+        .address
+        .as_deref()
+        .is_some_and(|a| others().any(|p| p.report().is_some_and(|r| r.follows(a))));
+    let newest = others()
+        .filter_map(|p| p.report())
+        .all(|r| r.generation < report.generation);
+    (replicas_answer && !followed && !newest).then(|| {
+        format!(
+            "answers as a primary at generation {} that no replica follows and that is not newer \
+             than the replicas (a restarted node)",
+            report.generation
+        )
+    })
 }
 
 /// Elect `pod` (which has an address) and re-point the others to it.
@@ -724,7 +777,63 @@ impl Ctx<'_> {
         } else {
             reason
         };
+        if !completing {
+            if let Some(hold) = self.drain(chosen, &reason) {
+                return hold;
+            }
+        }
         self.promote(chosen, reason)
+    }
+
+    /// While the failed primary still answers as a primary: re-points the other replicas of
+    /// the failed primary to `chosen`, or waits for `chosen` to catch up (see "Draining a live
+    /// primary" in the module documentation). None when `chosen` may be promoted now.
+    fn drain(&self, chosen: &PodView, reason: &str) -> Option<Decision> {
+        let primary = self.primary;
+        let primary_report = primary.primary_report()?;
+        let primary_address = primary.address.as_deref()?;
+        let chosen_address = chosen.address.as_deref()?;
+        let chosen_report = chosen.report()?;
+        let repoint: Vec<&PodView> = self
+            .others()
+            .filter(|p| p.pod != chosen.pod)
+            .filter(|p| p.report().is_some_and(|r| r.follows(primary_address)))
+            .collect();
+        if !repoint.is_empty() {
+            let names: Vec<&str> = repoint.iter().map(|p| p.pod.as_str()).collect();
+            return Some(Decision {
+                actions: repoint
+                    .iter()
+                    .map(|p| Action::Follow {
+                        pod: p.pod.clone(),
+                        primary_address: chosen_address.to_string(),
+                        demote: false,
+                    })
+                    .collect(),
+                holding: Some(format!(
+                    "{reason}; draining {}, which still answers as a primary: {} follow {} \
+                     first, so that only {} acknowledges its writes until it is promoted",
+                    primary.pod,
+                    names.join(", "),
+                    chosen.pod,
+                    chosen.pod
+                )),
+                healthy: false,
+            });
+        }
+        let behind =
+            chosen_report.follows(primary_address) && chosen_report.offset < primary_report.offset;
+        let down = self
+            .now
+            .saturating_duration_since(primary.not_ready_since.unwrap_or(self.now));
+        let patience = self.settings.detection_timeout.saturating_mul(2);
+        (behind && down < patience).then(|| {
+            Decision::hold(format!(
+                "{reason}; draining {}, which still answers as a primary: waiting for {} to \
+                 catch up (offset {} < {}) before promoting it",
+                primary.pod, chosen.pod, chosen_report.offset, primary_report.offset
+            ))
+        })
     }
 
     /// Why `pod` is not a candidate to replace the failed primary, or None if it is.
@@ -1251,19 +1360,78 @@ mod tests {
             holding(&early),
             "primary db-east-0-0 on a node that is not Ready for 600ms (< 1s)"
         );
+        // The live primary is drained first: 2 stops acknowledging its writes.
         let d = decide(&view(1200), &settings(), t);
+        assert_eq!(d.actions, vec![follow(2, 1, false)]);
+        assert_eq!(
+            holding(&d),
+            "primary db-east-0-0 on a node that is not Ready for 1.2s; draining db-east-0-0, \
+             which still answers as a primary: db-east-0-2 follow db-east-0-1 first, so that \
+             only db-east-0-1 acknowledges its writes until it is promoted"
+        );
+        // Next tick: only 1 follows the old primary and has all of it.
+        let mut drained = view(1500);
+        drained.pods[2] = pod(2).replica_of(1, true, 500);
+        let d = decide(&drained, &settings(), t);
         assert_eq!(
             d.actions,
             vec![
                 Action::Promote {
                     from: name(0),
                     to: name(1),
-                    reason: "primary db-east-0-0 on a node that is not Ready for 1.2s".to_string(),
+                    reason: "primary db-east-0-0 on a node that is not Ready for 1.5s".to_string(),
                 },
                 follow(0, 1, true),
-                follow(2, 1, false),
             ]
         );
+    }
+
+    #[test]
+    fn drained_candidate_is_promoted_once_caught_up_or_when_patience_runs_out() {
+        let t = now();
+        let view = |lost_for: u64, candidate_offset: i64| {
+            shard(vec![
+                pod(0).labeled().primary(1, 700).node_lost(t - ms(lost_for)),
+                pod(1).replica_of(0, true, candidate_offset),
+                pod(2).replica_of(1, true, 0),
+            ])
+        };
+        let d = decide(&view(1300, 650), &settings(), t);
+        assert_eq!(d.actions, vec![]);
+        assert_eq!(
+            holding(&d),
+            "primary db-east-0-0 on a node that is not Ready for 1.3s; draining db-east-0-0, \
+             which still answers as a primary: waiting for db-east-0-1 to catch up (offset 650 \
+             < 700) before promoting it"
+        );
+        let caught_up = decide(&view(1300, 700), &settings(), t);
+        assert_eq!(promotion(&caught_up), Some((name(0), name(1))));
+        assert_eq!(caught_up.actions[1..], [follow(0, 1, true)]);
+        let late = decide(&view(2000, 650), &settings(), t);
+        assert_eq!(promotion(&late), Some((name(0), name(1))));
+    }
+
+    #[test]
+    fn live_primary_with_one_replica_is_replaced_without_draining() {
+        let t = now();
+        let view = shard(vec![
+            pod(0).labeled().primary(1, 300).node_lost(t - ms(1100)),
+            pod(1).replica_of(0, true, 300),
+        ]);
+        let d = decide(&view, &settings(), t);
+        assert_eq!(promotion(&d), Some((name(0), name(1))));
+        assert_eq!(d.actions[1..], [follow(0, 1, true)]);
+    }
+
+    #[test]
+    fn silent_primary_is_not_drained() {
+        let t = now();
+        let mut view = killed_primary(t);
+        view.pods[1] = pod(1).replica_of(0, false, 100);
+        view.pods[2] = pod(2).replica_of(0, false, 120);
+        let d = decide(&view, &settings(), t);
+        assert_eq!(promotion(&d), Some((name(0), name(2))));
+        assert_eq!(d.actions[1..], [follow(1, 2, false)]);
     }
 
     #[test]
@@ -1458,6 +1626,46 @@ mod tests {
         ]);
         let d = decide(&view, &settings(), now());
         assert_eq!(d.actions, vec![elect(1, false), follow(0, 1, true)]);
+    }
+
+    #[test]
+    fn deleted_primary_back_as_a_primary_is_demoted_not_elected() {
+        // 0 was deleted and recreated with a new address: it answers as a primary with its old
+        // generation (maybe without its data); 1 and 2 still follow its old address.
+        let old_address = "10.0.0.99:6379";
+        let view = shard(vec![
+            pod(0).primary(STEADY_GENERATION, 0),
+            pod(1).replica_of_addr(old_address, false, 40),
+            pod(2).replica_of_addr(old_address, false, 42),
+        ]);
+        let d = decide(&view, &settings(), now());
+        assert_eq!(
+            d.actions,
+            vec![elect(2, true), follow(0, 2, true), follow(1, 2, false)]
+        );
+        // With no replica able to take over, it is held, and the message says why.
+        let mut alone = view.clone();
+        alone.pods[1] = alone.pods[1].clone().not_ready(now() - ms(5));
+        alone.pods[2] = alone.pods[2].clone().not_ready(now() - ms(5));
+        let d = decide(&alone, &settings(), now());
+        assert_eq!(d.actions, vec![]);
+        assert!(
+            holding(&d).contains(
+                "db-east-0-0: answers as a primary at generation 1 that no replica follows"
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn unlabeled_primary_that_replicas_follow_is_elected_again() {
+        let view = shard(vec![
+            pod(0).replica_of(1, true, 70),
+            pod(1).primary(STEADY_GENERATION, 70),
+            pod(2).replica_of(1, true, 70),
+        ]);
+        let d = decide(&view, &settings(), now());
+        assert_eq!(d.actions, vec![elect(1, false)]);
     }
 
     #[test]
@@ -1701,6 +1909,10 @@ mod tests {
         view.pods[0].terminating = true;
         view.pods[0].not_ready_since = Some(t - ms(1000));
         let d = decide(&view, &settings(), t);
+        assert_eq!(d.actions, vec![follow(2, 1, false)], "drained first");
+        assert!(holding(&d).starts_with("primary db-east-0-0 terminating for 1s; draining"));
+        view.pods[2] = pod(2).replica_of(1, true, 100);
+        let d = decide(&view, &settings(), t);
         assert_eq!(promotion(&d), Some((name(0), name(1))));
         match &d.actions[0] {
             Action::Promote { reason, .. } => {
@@ -1708,7 +1920,7 @@ mod tests {
             }
             other => panic!("expected a promotion, got {other:?}"),
         }
-        assert_eq!(d.actions[1..], [follow(0, 1, true), follow(2, 1, false)]);
+        assert_eq!(d.actions[1..], [follow(0, 1, true)]);
     }
 
     #[test]
@@ -1948,6 +2160,22 @@ mod tests {
                 if flapping {
                     assert!(to.primary_report().is_some(), "{view:?} {d:?}");
                 }
+                // A live failed primary is drained before a replica replaces it: no other
+                // replica still acknowledges its writes.
+                let from = by_name(from).expect("failed primary exists");
+                if let (Some(_), Some(from_address), false) = (
+                    from.primary_report(),
+                    from.address.as_deref(),
+                    to.primary_report().is_some(),
+                ) {
+                    assert!(
+                        view.pods
+                            .iter()
+                            .filter(|p| p.pod != from.pod && p.pod != to.pod)
+                            .all(|p| !p.report().is_some_and(|r| r.follows(from_address))),
+                        "{view:?} {d:?}"
+                    );
+                }
                 to.address.clone()
             }
             Some(Action::Elect { pod, promote }) => {
@@ -1964,12 +2192,54 @@ mod tests {
                 }
                 pod.address.clone()
             }
-            _ => view
-                .pods
-                .iter()
-                .filter(|p| p.labeled_primary)
-                .max_by_key(|p| keeper_rank(p))
-                .and_then(|p| p.address.clone()),
+            None => {
+                let keeper = view
+                    .pods
+                    .iter()
+                    .filter(|p| p.labeled_primary)
+                    .max_by_key(|p| keeper_rank(p));
+                let drain_target = d.actions.iter().find_map(|a| match a {
+                    Action::Follow {
+                        primary_address, ..
+                    } if keeper.and_then(|k| k.address.as_ref()) != Some(primary_address) => {
+                        Some(primary_address.clone())
+                    }
+                    _ => None,
+                });
+                match (keeper, drain_target) {
+                    (Some(keeper), Some(target)) => {
+                        // Draining: the kept primary is live but failed, the decision holds,
+                        // and its replicas are re-pointed to a serving, answering candidate.
+                        assert!(settings.enabled, "{view:?} {d:?}");
+                        assert!(d.holding.is_some(), "{view:?} {d:?}");
+                        assert!(
+                            keeper.primary_report().is_some() && !keeper.serving(),
+                            "{view:?} {d:?}"
+                        );
+                        let candidate = view
+                            .pods
+                            .iter()
+                            .find(|p| p.address.as_ref() == Some(&target))
+                            .expect("drain target exists");
+                        assert!(
+                            candidate.serving() && candidate.report().is_some(),
+                            "{view:?} {d:?}"
+                        );
+                        for action in &d.actions {
+                            if let Action::Follow { pod, .. } = action {
+                                let p = by_name(pod).expect("drained pod exists");
+                                let follows_keeper = p.report().is_some_and(|r| {
+                                    keeper.address.as_deref().is_some_and(|a| r.follows(a))
+                                });
+                                assert!(follows_keeper, "{view:?} {d:?}");
+                            }
+                        }
+                        Some(target)
+                    }
+                    (keeper, _) => keeper.and_then(|p| p.address.clone()),
+                }
+            }
+            Some(other) => panic!("unexpected leading action {other:?}"),
         };
         let mut followers = Vec::new();
         for action in &d.actions {
@@ -1998,6 +2268,7 @@ mod tests {
     fn randomized_scenarios_keep_invariants() {
         let t = now();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut promotions, mut drains) = (0, 0);
         for _ in 0..20_000 {
             let view = random_shard(&mut rng, t);
             let settings = FailoverSettings {
@@ -2006,6 +2277,8 @@ mod tests {
             };
             let d = decide(&view, &settings, t);
             check(&view, &settings, t, &d);
+            promotions += usize::from(promotion(&d).is_some());
+            drains += usize::from(holding(&d).contains("draining"));
             // The order the pods are listed in does not matter.
             let mut reversed = view.clone();
             reversed.pods.reverse();
@@ -2017,6 +2290,7 @@ mod tests {
             };
             assert_eq!(sorted(&d), sorted(&r), "{view:?}");
         }
+        assert!(promotions > 100 && drains > 10, "{promotions} {drains}");
     }
 
     /// A shard whose nodes all answer: applying the decisions as the executor would converges

@@ -394,15 +394,18 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
                 o.get().supervisor.update(sup_spec);
                 o.into_mut()
             }
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(Supervised {
-                supervisor: Supervisor::start(
-                    sup_spec,
-                    ctx.clusters.clone(),
-                    ctx.recorder.clone(),
-                    ctx.on_failover.clone(),
-                ),
-                failovers_base: previous.failovers,
-            }),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                tracing::info!(database = %name, namespace = %ns, participants = topo.participants.len(), shards = db.spec.shards, "supervising");
+                v.insert(Supervised {
+                    supervisor: Supervisor::start(
+                        sup_spec,
+                        ctx.clusters.clone(),
+                        ctx.recorder.clone(),
+                        ctx.on_failover.clone(),
+                    ),
+                    failovers_base: previous.failovers,
+                })
+            }
         };
         (s.supervisor.observed(), s.failovers_base)
     };
@@ -418,7 +421,19 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
             }
         }
     }
-    status.ready_shards = Some(format!("{}/{}", obs.ready_shards, obs.total_shards));
+    // Before the first observation the total comes from the plan.
+    let planned_shards: u32 = topo
+        .participants
+        .iter()
+        .filter(|p| p.managed)
+        .map(|p| p.shards.len() as u32)
+        .sum();
+    let total_shards = if obs.ticks > 0 {
+        obs.total_shards
+    } else {
+        planned_shards
+    };
+    status.ready_shards = Some(format!("{}/{}", obs.ready_shards, total_shards));
     let all_ready = obs.ticks > 0
         && obs.ready_shards == obs.total_shards
         && obs.total_shards > 0
@@ -480,7 +495,20 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
             &stamp,
         );
     }
-    let shards_msg = format!("{}/{} shards ready", obs.ready_shards, obs.total_shards);
+    let shards_msg = format!("{}/{} shards ready", obs.ready_shards, total_shards);
+    let (not_ready_reason, not_ready_message) =
+        if obs.ticks > 0 && obs.ready_shards == obs.total_shards && obs.total_shards > 0 {
+            let mut all = trouble.clone();
+            all.extend(obs.links_down.iter().map(|l| format!("link {l}")));
+            let detail = if all.is_empty() {
+                "replicas or cross-region links are not all up yet".to_string()
+            } else {
+                all.join("; ")
+            };
+            ("ReplicationNotHealthy", format!("{shards_msg}; {detail}"))
+        } else {
+            ("ShardsNotReady", shards_msg.clone())
+        };
     if all_ready {
         upsert(
             &mut status.conditions,
@@ -505,8 +533,8 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
             &mut status.conditions,
             conditions::READY,
             false,
-            "ShardsNotReady",
-            &shards_msg,
+            not_ready_reason,
+            &not_ready_message,
             generation,
             &stamp,
         );
@@ -514,8 +542,8 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
             &mut status.conditions,
             conditions::RECONCILING,
             true,
-            "WaitingForShards",
-            &shards_msg,
+            not_ready_reason,
+            &not_ready_message,
             generation,
             &stamp,
         );
@@ -533,6 +561,9 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
         "Provisioning"
     };
     let old_phase = previous.phase.clone();
+    if old_phase.as_deref() != Some(phase) {
+        tracing::info!(database = %name, namespace = %ns, from = ?old_phase, to = phase, detail = %not_ready_message, "phase changed");
+    }
     status.phase = Some(phase.into());
     write_status(&api, &db, status).await?;
     if old_phase.as_deref() != Some(phase) {
@@ -593,6 +624,7 @@ async fn apply_participant(
     for o in &objs.disruption_budgets {
         pdb.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
     }
+    tracing::debug!(participant = %p.name, namespace = %p.namespace, statefulsets = objs.stateful_sets.len(), services = objs.services.len(), "applied");
     Ok(())
 }
 
