@@ -56,7 +56,9 @@
 //! 1. every other answering pod that follows the failed primary's address gets `Follow`
 //!    towards the candidate's address (`demote` false) and the decision holds ("draining …"):
 //!    from then on only the candidate acknowledges the live primary's writes, and the others
-//!    get them through the candidate;
+//!    get them through the candidate. This needs a candidate that follows the failed primary
+//!    itself (one that does not cannot relay its stream; it is then promoted at once, as for a
+//!    silent primary);
 //! 2. once no other answering pod follows the failed primary, the promotion waits while the
 //!    candidate follows it with an offset below the primary's (it is still receiving writes
 //!    that were acknowledged before step 1), but no longer than 2 × `detection_timeout` after
@@ -794,6 +796,10 @@ impl Ctx<'_> {
         let primary_address = primary.address.as_deref()?;
         let chosen_address = chosen.address.as_deref()?;
         let chosen_report = chosen.report()?;
+        // Only a candidate that still receives the primary's stream can relay it to the others.
+        if !chosen_report.follows(primary_address) {
+            return None;
+        }
         let repoint: Vec<&PodView> = self
             .others()
             .filter(|p| p.pod != chosen.pod)
@@ -821,8 +827,7 @@ impl Ctx<'_> {
                 healthy: false,
             });
         }
-        let behind =
-            chosen_report.follows(primary_address) && chosen_report.offset < primary_report.offset;
+        let behind = chosen_report.offset < primary_report.offset;
         let down = self
             .now
             .saturating_duration_since(primary.not_ready_since.unwrap_or(self.now));
@@ -1409,6 +1414,21 @@ mod tests {
         assert_eq!(caught_up.actions[1..], [follow(0, 1, true)]);
         let late = decide(&view(2000, 650), &settings(), t);
         assert_eq!(promotion(&late), Some((name(0), name(1))));
+    }
+
+    #[test]
+    fn candidate_not_following_the_live_primary_is_promoted_without_draining() {
+        // 1 was re-pointed to 2 earlier and 2 stopped serving: 1 cannot relay 0's stream, so
+        // pointing 2 at it would only cut 2 off; 2, which still follows 0, is realigned.
+        let t = now();
+        let view = shard(vec![
+            pod(0).labeled().primary(1, 800).node_lost(t - ms(1500)),
+            pod(1).replica_of(2, true, 800),
+            pod(2).replica_of(0, true, 800).not_ready(t - ms(200)),
+        ]);
+        let d = decide(&view, &settings(), t);
+        assert_eq!(promotion(&d), Some((name(0), name(1))));
+        assert_eq!(d.actions[1..], [follow(0, 1, true), follow(2, 1, false)]);
     }
 
     #[test]
@@ -2160,13 +2180,14 @@ mod tests {
                 if flapping {
                     assert!(to.primary_report().is_some(), "{view:?} {d:?}");
                 }
-                // A live failed primary is drained before a replica replaces it: no other
-                // replica still acknowledges its writes.
+                // A live failed primary is drained before a replica that follows it replaces
+                // it: no other replica still acknowledges its writes.
                 let from = by_name(from).expect("failed primary exists");
-                if let (Some(_), Some(from_address), false) = (
+                let relays = |address: &str| to.report().is_some_and(|r| r.follows(address));
+                if let (Some(_), Some(from_address), true) = (
                     from.primary_report(),
                     from.address.as_deref(),
-                    to.primary_report().is_some(),
+                    from.address.as_deref().is_some_and(relays),
                 ) {
                     assert!(
                         view.pods

@@ -572,10 +572,36 @@ impl Loop {
                         continue;
                     }
                     primary_pod = Some(pod.clone());
+                    // Promoting a pod that was not labeled primary replaces a primary that is
+                    // gone: a failover (counted, and it starts the flapping guard).
+                    // Re-promoting the labeled pod is not one.
+                    let replaced =
+                        *promote && !views.iter().any(|v| &v.pod == pod && v.labeled_primary);
+                    if replaced {
+                        self.failovers += 1;
+                        self.last_failover.insert(key.clone(), Instant::now());
+                        let seconds = views
+                            .iter()
+                            .filter(|v| &v.pod != pod)
+                            .filter_map(|v| match (v.failing_since, v.not_ready_since) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            })
+                            .min()
+                            .map(|t| Instant::now().saturating_duration_since(t).as_secs_f64())
+                            .unwrap_or(0.0);
+                        (self.on_failover)(db, &p.name, s.plan.index, seconds);
+                        tracing::warn!(database = %db, participant = %p.name, shard = s.plan.index, to = %pod, "failed over: the primary pod was gone");
+                    }
+                    let (kind, reason) = if replaced {
+                        (EventType::Warning, "FailedOver")
+                    } else {
+                        (EventType::Normal, "PrimaryElected")
+                    };
                     self.event(
                         spec,
-                        EventType::Normal,
-                        "PrimaryElected",
+                        kind,
+                        reason,
                         &format!(
                             "{}/{} shard {}: {pod} is the primary",
                             db, p.name, s.plan.index
