@@ -65,9 +65,10 @@ bench-codec: ## Request parser against the redis-protocol crate's decoder (bench
 	CARGO_TARGET_DIR=target/codec $(CARGO) run --release --manifest-path bench/codec/Cargo.toml
 
 .PHONY: bench
-bench: ## Throughput and memory against redis-server, then replication throughput and lag
+bench: ## Throughput and memory against redis-server, replication lag, operator apply-to-Ready and failover (needs make k8s-bins)
 	bash bench/run.sh
 	BENCH_SKIP_BUILD=1 bash bench/replication.sh
+	bash bench/operator.sh
 
 .PHONY: demo
 demo: ## Three local clusters, the operator and a three-region database; writes converge; left running (scripts/demo.sh)

@@ -382,7 +382,8 @@ pub struct ActiveActiveDatabaseStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Pending`, `Provisioning`, `Ready`, `Degraded`, `Invalid` or `Deleting`.
+    /// `Provisioning` (never Ready yet), `Ready`, `Updating` (a spec change being rolled out),
+    /// `Degraded` (something is down) or `Invalid` (see the `SpecValid` condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Number of participants.

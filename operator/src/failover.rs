@@ -24,6 +24,9 @@
 //!   detection timeout), **and** no answering replica reports its link to the primary's
 //!   address up. Replicas whose link is up witness that the primary is alive and
 //!   that the operator is the one cut off: the decision holds and says so.
+//! - (c) it is not serving and its shard-node container was seen dead or restarted (restart
+//!   count rose) within the last 2 × `detection_timeout`: the process exited, which needs no
+//!   waiting.
 //!
 //! While the primary is not serving or not answering but not (yet) failed, nothing is done and
 //! `holding` says why (no re-pointing towards a primary in doubt).
@@ -257,6 +260,9 @@ pub struct PodView {
     pub failed_probes: u32,
     /// first failure of the current failing streak
     pub failing_since: Option<Instant>,
+    /// When its shard-node container was last seen dead or restarted (its process exited);
+    /// filled by [`HealthTracker::annotate`]
+    pub crashed_at: Option<Instant>,
 }
 
 impl PodView {
@@ -638,6 +644,15 @@ impl Ctx<'_> {
             let since = primary.not_ready_since.unwrap_or(self.now);
             let down = self.now.saturating_duration_since(since);
             let what = primary.not_serving_reason();
+            // A process that exited is dead for certain: no need to wait out the timeout.
+            if let Some(at) = primary.crashed_at {
+                if self.now.saturating_duration_since(at) <= timeout.saturating_mul(2) {
+                    return self.failover(format!(
+                        "primary {} {what}: its process exited",
+                        primary.pod
+                    ));
+                }
+            }
             if down >= timeout {
                 return self.failover(format!(
                     "primary {} {what} for {}",
@@ -888,6 +903,9 @@ struct PodHistory {
     /// Whether readiness was ever recorded.
     readiness_known: bool,
     not_ready_since: Option<Instant>,
+    /// Container restart count last seen.
+    restarts: Option<u32>,
+    crashed_at: Option<Instant>,
 }
 
 /// Keeps probe history per pod between ticks: records outcomes and maintains
@@ -932,6 +950,19 @@ impl HealthTracker {
         }
     }
 
+    /// Records what the kubelet says of the pod's shard-node container: its restart count and
+    /// whether it runs. A rising count or a container that is not running marks the process as
+    /// crashed at `now` (kept until it runs again with the same count for a while; the decision
+    /// only trusts a recent crash).
+    pub fn record_container(&mut self, pod: &str, restarts: u32, running: bool, now: Instant) {
+        let history = self.pods.entry(pod.to_string()).or_default();
+        let rose = history.restarts.is_some_and(|before| restarts > before);
+        history.restarts = Some(restarts);
+        if rose || !running {
+            history.crashed_at = Some(now);
+        }
+    }
+
     /// Fills `last`, `failed_probes`, `failing_since`, `not_ready_since` of a PodView from the
     /// history. A pod never probed gets no outcome and no failures; `not_ready_since` is left as
     /// it is when the pod's readiness was never recorded.
@@ -945,6 +976,7 @@ impl HealthTracker {
         view.last = history.last.clone();
         view.failed_probes = history.failed_probes;
         view.failing_since = history.failing_since;
+        view.crashed_at = history.crashed_at;
         if history.readiness_known {
             view.not_ready_since = history.not_ready_since;
         }
@@ -1163,6 +1195,62 @@ mod tests {
             "primary db-east-0-0 not Ready for 400ms (< 1s)"
         );
         assert!(!d.healthy);
+    }
+
+    #[test]
+    fn primary_whose_process_exited_is_replaced_without_waiting() {
+        let t = now();
+        let mut view = healthy_shard();
+        let mut dead = pod(0)
+            .labeled()
+            .not_ready(t - ms(100))
+            .unreachable(1, t - ms(100));
+        dead.crashed_at = Some(t - ms(100));
+        view.pods[0] = dead;
+        let d = decide(&view, &settings(), t);
+        assert!(
+            matches!(d.actions.first(), Some(Action::Promote { from, to, reason })
+                if *from == name(0) && *to == name(1) && reason.contains("process exited")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn an_old_crash_does_not_skip_the_timeout() {
+        let t = now();
+        let mut view = healthy_shard();
+        let mut p = pod(0)
+            .labeled()
+            .not_ready(t - ms(100))
+            .unreachable(1, t - ms(100));
+        p.crashed_at = Some(t - ms(5000));
+        view.pods[0] = p;
+        let d = decide(&view, &settings(), t);
+        assert!(d.actions.is_empty(), "{d:?}");
+        assert!(d.holding.is_some());
+    }
+
+    #[test]
+    fn tracker_marks_a_crash_when_restarts_rise_or_the_container_stops() {
+        let t = now();
+        let mut tr = HealthTracker::new();
+        tr.record_container("p", 0, true, t);
+        let mut v = PodView {
+            pod: "p".into(),
+            ..PodView::default()
+        };
+        tr.annotate(&mut v);
+        assert_eq!(v.crashed_at, None);
+        tr.record_container("p", 1, true, t + ms(10));
+        tr.annotate(&mut v);
+        assert_eq!(v.crashed_at, Some(t + ms(10)));
+        tr.record_container("q", 0, false, t + ms(20));
+        let mut q = PodView {
+            pod: "q".into(),
+            ..PodView::default()
+        };
+        tr.annotate(&mut q);
+        assert_eq!(q.crashed_at, Some(t + ms(20)));
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub struct Context {
     pub on_reconcile: ReconcileHook,
     supervisors: Mutex<HashMap<(String, String), Supervised>>,
     failures: Mutex<HashMap<(String, String), u32>>,
+    status_written: Mutex<HashMap<(String, String), std::time::Instant>>,
 }
 
 impl Context {
@@ -113,6 +114,7 @@ impl Context {
             on_reconcile,
             supervisors: Mutex::default(),
             failures: Mutex::default(),
+            status_written: Mutex::default(),
         }
     }
 
@@ -245,12 +247,45 @@ async fn publish(
     }
 }
 
+/// How often a status that differs only in offsets and lag is written.
+const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(3);
+
+/// The status without what changes with every write (offsets, lag).
+fn without_progress(mut s: ActiveActiveDatabaseStatus) -> ActiveActiveDatabaseStatus {
+    for shard in s.participants.iter_mut().flat_map(|p| p.shards.iter_mut()) {
+        if let Some(p) = shard.primary.as_mut() {
+            p.offset = None;
+        }
+        for r in &mut shard.replicas {
+            r.offset = None;
+        }
+        for l in &mut shard.peers {
+            l.lag_effects = None;
+        }
+    }
+    s
+}
+
+/// Writes `status` unless it equals the current one; a change of offsets or lag alone is
+/// written at most every [`PROGRESS_WRITE_INTERVAL`] (each write triggers another reconcile).
 async fn write_status(
+    ctx: &Context,
     api: &Api<ActiveActiveDatabase>,
     db: &ActiveActiveDatabase,
     status: ActiveActiveDatabaseStatus,
 ) -> Result<(), ReconcileError> {
     if db.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let k = key(db);
+    let recently = ctx
+        .status_written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&k)
+        .is_some_and(|t| t.elapsed() < PROGRESS_WRITE_INTERVAL);
+    if recently && db.status.clone().map(without_progress) == Some(without_progress(status.clone()))
+    {
         return Ok(());
     }
     let patch = json!({"status": status});
@@ -260,6 +295,10 @@ async fn write_status(
         &Patch::Merge(&patch),
     )
     .await?;
+    ctx.status_written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(k, std::time::Instant::now());
     Ok(())
 }
 
@@ -315,7 +354,7 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
             generation,
             &stamp,
         );
-        write_status(&api, &db, status).await?;
+        write_status(&ctx, &api, &db, status).await?;
         if !already {
             publish(&ctx, &db, EventType::Warning, "InvalidSpec", message).await;
         }
@@ -548,14 +587,18 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
             &stamp,
         );
     }
+    // Before the first Ready: Provisioning. Afterwards a spec change that is not rolled out
+    // yet is Updating; anything else that is not ready is Degraded.
+    let was_running = previous
+        .phase
+        .as_deref()
+        .is_some_and(|p| matches!(p, "Ready" | "Degraded" | "Updating"));
+    let spec_changed = previous.observed_generation != generation;
     let phase = if all_ready {
         "Ready"
-    } else if degraded
-        && previous
-            .phase
-            .as_deref()
-            .is_some_and(|p| p == "Ready" || p == "Degraded")
-    {
+    } else if was_running && (spec_changed || previous.phase.as_deref() == Some("Updating")) {
+        "Updating"
+    } else if was_running || (degraded && previous.phase.as_deref() == Some("Degraded")) {
         "Degraded"
     } else {
         "Provisioning"
@@ -565,7 +608,7 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
         tracing::info!(database = %name, namespace = %ns, from = ?old_phase, to = phase, detail = %not_ready_message, "phase changed");
     }
     status.phase = Some(phase.into());
-    write_status(&api, &db, status).await?;
+    write_status(&ctx, &api, &db, status).await?;
     if old_phase.as_deref() != Some(phase) {
         match phase {
             "Ready" => publish(&ctx, &db, EventType::Normal, "Ready", shards_msg).await,

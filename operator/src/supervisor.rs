@@ -493,6 +493,16 @@ impl Loop {
             let node_ok = node.is_none_or(|n| node_ready(n));
             let ready = pod_ready(pod) && node_ok && pod.metadata.deletion_timestamp.is_none();
             tracker.record_readiness(&name, ready, now);
+            if let Some(cs) = pod
+                .status
+                .as_ref()
+                .and_then(|st| st.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.name == crate::objects::CONTAINER))
+            {
+                let running = cs.state.as_ref().is_some_and(|st| st.running.is_some());
+                let restarts = u32::try_from(cs.restart_count).unwrap_or(0);
+                tracker.record_container(&name, restarts, running, now);
+            }
             if let Some(d) = details.get(&name) {
                 let outcome = match d {
                     Ok(detail) => ProbeOutcome::Answered(detail.report.clone()),
@@ -516,6 +526,7 @@ impl Loop {
                 last: None,
                 failed_probes: 0,
                 failing_since: None,
+                crashed_at: None,
                 pod: name,
             };
             tracker.annotate(&mut view);
