@@ -463,7 +463,8 @@ pub struct NodeStatus {
 pub struct PeerLinkStatus {
     /// The other region.
     pub participant: String,
-    /// Link state as the node reports it (`connected`, `connecting`, `down`…).
+    /// Link state as the node reports it (`up`, `connecting`, `down`…), or `no-address` while
+    /// the other region's endpoint is not known.
     pub state: String,
     /// Effects not yet received from the peer, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]

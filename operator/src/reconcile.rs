@@ -373,12 +373,16 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
     let topo = plan(&name, &ns, &db.spec, ctx.only_participant.as_deref());
     let owner = db.controller_owner_ref(&());
     let mut participant_errors: BTreeMap<String, String> = BTreeMap::new();
+    let mut rolling_out: Vec<String> = Vec::new();
     for p in topo.participants.iter().filter(|p| p.managed) {
         let local_here = p.cluster == ClusterTarget::Local && p.namespace == ns;
         let owner = owner.as_ref().filter(|_| local_here);
-        if let Err(e) = apply_participant(&ctx, &topo, &db, p, owner).await {
-            tracing::warn!(database = %name, participant = %p.name, error = %e, "cannot apply participant");
-            participant_errors.insert(p.name.clone(), e.to_string());
+        match apply_participant(&ctx, &topo, &db, p, owner).await {
+            Ok(pending) => rolling_out.extend(pending),
+            Err(e) => {
+                tracing::warn!(database = %name, participant = %p.name, error = %e, "cannot apply participant");
+                participant_errors.insert(p.name.clone(), e.to_string());
+            }
         }
     }
     if let Err(e) = prune_departed(&ctx, &topo).await {
@@ -473,7 +477,12 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
         planned_shards
     };
     status.ready_shards = Some(format!("{}/{}", obs.ready_shards, total_shards));
+    // An observation made with an older plan says nothing about this generation, and pods
+    // still running an older template do not carry out this spec yet.
+    let observed_this_plan = obs.topology.as_ref() == Some(&topo);
     let all_ready = obs.ticks > 0
+        && observed_this_plan
+        && rolling_out.is_empty()
         && obs.ready_shards == obs.total_shards
         && obs.total_shards > 0
         && obs.replication_healthy
@@ -535,19 +544,28 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
         );
     }
     let shards_msg = format!("{}/{} shards ready", obs.ready_shards, total_shards);
-    let (not_ready_reason, not_ready_message) =
-        if obs.ticks > 0 && obs.ready_shards == obs.total_shards && obs.total_shards > 0 {
-            let mut all = trouble.clone();
-            all.extend(obs.links_down.iter().map(|l| format!("link {l}")));
-            let detail = if all.is_empty() {
-                "replicas or cross-region links are not all up yet".to_string()
-            } else {
-                all.join("; ")
-            };
-            ("ReplicationNotHealthy", format!("{shards_msg}; {detail}"))
+    let (not_ready_reason, not_ready_message) = if !rolling_out.is_empty() {
+        (
+            "RollingOut",
+            format!("{shards_msg}; rolling out: {}", rolling_out.join("; ")),
+        )
+    } else if obs.ticks > 0 && !observed_this_plan {
+        (
+            "WaitingForObservation",
+            format!("{shards_msg}; the shards are not yet observed with the new spec"),
+        )
+    } else if obs.ticks > 0 && obs.ready_shards == obs.total_shards && obs.total_shards > 0 {
+        let mut all = trouble.clone();
+        all.extend(obs.links_down.iter().map(|l| format!("link {l}")));
+        let detail = if all.is_empty() {
+            "replicas or cross-region links are not all up yet".to_string()
         } else {
-            ("ShardsNotReady", shards_msg.clone())
+            all.join("; ")
         };
+        ("ReplicationNotHealthy", format!("{shards_msg}; {detail}"))
+    } else {
+        ("ShardsNotReady", shards_msg.clone())
+    };
     if all_ready {
         upsert(
             &mut status.conditions,
@@ -638,7 +656,7 @@ async fn apply_participant(
     db: &ActiveActiveDatabase,
     p: &ParticipantPlan,
     owner: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-) -> Result<(), ReconcileError> {
+) -> Result<Vec<String>, ReconcileError> {
     let client = ctx.clusters.client_for(&topo.namespace, &p.cluster).await?;
     if p.namespace != topo.namespace || p.cluster != ClusterTarget::Local {
         let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -656,8 +674,12 @@ async fn apply_participant(
     let objs = participant_objects(topo, &db.spec, p, owner)?;
     let params = PatchParams::apply(labels::FIELD_MANAGER).force();
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &p.namespace);
+    let mut rolling_out = Vec::new();
     for o in &objs.stateful_sets {
-        sts.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
+        let applied = sts.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
+        if let Some(pending) = rollout_pending(&applied) {
+            rolling_out.push(format!("{} {pending}", applied.name_any()));
+        }
     }
     let svc: Api<Service> = Api::namespaced(client.clone(), &p.namespace);
     for o in &objs.services {
@@ -668,7 +690,22 @@ async fn apply_participant(
         pdb.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
     }
     tracing::debug!(participant = %p.name, namespace = %p.namespace, statefulsets = objs.stateful_sets.len(), services = objs.services.len(), "applied");
-    Ok(())
+    Ok(rolling_out)
+}
+
+/// How far a StatefulSet is from running its current spec on every pod, if it is not there:
+/// its controller has not seen the latest change, or not every pod runs the latest revision.
+fn rollout_pending(sts: &StatefulSet) -> Option<String> {
+    let want = sts.spec.replicas.unwrap_or(1);
+    let status = sts.status.clone().unwrap_or_default();
+    if status.observed_generation < sts.metadata.generation {
+        return Some("has a change its controller has not picked up yet".into());
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    if updated < want || status.current_revision != status.update_revision {
+        return Some(format!("has {updated}/{want} pods on the latest revision"));
+    }
+    None
 }
 
 /// Deletes, from the local cluster's database namespace, objects of participants no longer in

@@ -76,6 +76,9 @@ pub struct Observation {
     pub failovers: u64,
     /// Ticks completed (0: nothing observed yet).
     pub ticks: u64,
+    /// The plan this observation was made with (`None` before the first tick): a status
+    /// written for a newer plan must not take it as that plan's state.
+    pub topology: Option<Topology>,
 }
 
 /// Handle of a running supervisor.
@@ -175,6 +178,7 @@ async fn run(
         ticks += 1;
         obs.ticks = ticks;
         obs.failovers = state.failovers;
+        obs.topology = Some(spec.topology.clone());
         obs_tx.send_replace(Arc::new(obs));
         let pause = spec
             .settings
