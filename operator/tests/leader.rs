@@ -369,5 +369,27 @@ async fn lease_election_is_exclusive_hands_over_and_steps_down_without_renewals(
     assert_eq!(holder, "", "released Lease has no holder");
     assert_eq!(duration_s, 1);
 
+    // This cluster has no CRD: the operator refuses to start and says how to install it.
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_aadb-operator"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--metrics-addr")
+            .arg("127.0.0.1:0")
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run aadb-operator");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "operator started without its CRD");
+    assert!(
+        stderr.contains("CRD is not installed")
+            && stderr.contains("kubectl apply -f manifests/crd/activeactivedatabases.yaml"),
+        "{stderr}"
+    );
+
     cluster.stop().await;
 }

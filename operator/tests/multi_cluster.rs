@@ -149,5 +149,35 @@ fn three_regions_converge_and_survive_a_partition() {
         let (visits, _, _) = converged(eps.clone(), 8, 3).await;
         assert_eq!(visits, 8);
         wait_ready(east, ns, "db", Duration::from_secs(60)).await;
+
+        // Delete: every object in every cluster goes, then the object itself.
+        kube::api::Api::<aadb_crd::ActiveActiveDatabase>::namespaced(east.client(), ns)
+            .delete("db", &kube::api::DeleteParams::default())
+            .await
+            .expect("delete database");
+        eventually("every cluster emptied and the finalizer released", Duration::from_secs(90), || async {
+            if get_db(east, ns, "db").await.is_some() {
+                return None;
+            }
+            for c in &h.clusters {
+                let sts = kube::api::Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(c.client(), ns)
+                    .list(&kube::api::ListParams::default().labels("aadb.dev/database=db"))
+                    .await
+                    .ok()?;
+                let svc = kube::api::Api::<k8s_openapi::api::core::v1::Service>::namespaced(c.client(), ns)
+                    .list(&kube::api::ListParams::default().labels("aadb.dev/database=db"))
+                    .await
+                    .ok()?;
+                let pvc = kube::api::Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(c.client(), ns)
+                    .list(&kube::api::ListParams::default().labels("aadb.dev/database=db"))
+                    .await
+                    .ok()?;
+                if !(sts.items.is_empty() && svc.items.is_empty() && pvc.items.is_empty() && pods(c, ns, "db").await.is_empty()) {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
     });
 }
