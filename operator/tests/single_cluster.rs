@@ -30,7 +30,7 @@ fn two_shards_with_replicas_become_ready_spread_over_zones() {
     let h = h();
     run(h, |h| async move {
         let c = &h.clusters[0];
-        let _op = operator(h, "spread", &[]);
+        let _op = operator(h, "spread", &["--watch-namespace", "spread"]);
         let ns = namespace(c, "spread").await;
         let started = Instant::now();
         apply_db(
@@ -115,5 +115,59 @@ fn two_shards_with_replicas_become_ready_spread_over_zones() {
             },
         )
         .await;
+    });
+}
+
+#[test]
+fn a_password_protected_database_is_wired_with_its_secret() {
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let _op = operator(h, "auth", &["--watch-namespace", "auth"]);
+        let ns = namespace(c, "auth").await;
+        secret(c, &ns, "db-password", "password", "s3cret-pw").await;
+        apply_db(
+            c,
+            &ns,
+            serde_json::json!({
+                "metadata": {"name": "db"},
+                "spec": {
+                    "shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
+                    "auth": {"passwordSecretRef": {"name": "db-password"}},
+                    "maxmemory": "64mb",
+                    "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
+                }
+            }),
+        )
+        .await
+        .expect("apply database");
+        // Ready means the operator probed, wired and saw the replica linked, all with the
+        // password.
+        let db = wait_ready(c, &ns, "db", Duration::from_secs(90)).await;
+        let endpoint = db.status.expect("status").participants[0]
+            .endpoint
+            .clone()
+            .expect("endpoint");
+        let refused = redis_cmd::<String>(&endpoint, &["SET", "k", "v"]).await;
+        assert!(
+            refused.is_none(),
+            "a client without the password could write"
+        );
+        let authed = format!("default:s3cret-pw@{endpoint}");
+        let ok: String = redis_cmd(&authed, &["SET", "k", "v"])
+            .await
+            .expect("SET with the password");
+        assert_eq!(ok, "OK");
+        let acked: i64 = redis_cmd(&authed, &["WAIT", "1", "2000"])
+            .await
+            .expect("WAIT");
+        assert_eq!(acked, 1, "the replica follows with the password");
+        let maxmemory: Vec<String> = redis_cmd(&authed, &["CONFIG", "GET", "maxmemory"])
+            .await
+            .expect("CONFIG GET");
+        assert_eq!(
+            maxmemory,
+            vec!["maxmemory".to_string(), (64u64 << 20).to_string()]
+        );
     });
 }
