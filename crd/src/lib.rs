@@ -95,8 +95,9 @@ pub struct ActiveActiveDatabaseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<Persistence>,
 
-    /// Password clients, replicas and peers use. The same Secret (name and key) must exist in
-    /// every participant's namespace.
+    /// Password clients, replicas and peers use, from a Secret in this object's namespace.
+    /// The operator copies it into participant namespaces elsewhere (and deletes the copies with
+    /// the database); a Secret of that name it did not create there is used as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Auth>,
 

@@ -671,6 +671,11 @@ async fn apply_participant(
             }
         }
     }
+    if let Some(auth) = &db.spec.auth {
+        if p.namespace != topo.namespace || p.cluster != ClusterTarget::Local {
+            copy_password(ctx, topo, &client, p, &auth.password_secret_ref.name).await?;
+        }
+    }
     let objs = participant_objects(topo, &db.spec, p, owner)?;
     let params = PatchParams::apply(labels::FIELD_MANAGER).force();
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &p.namespace);
@@ -706,6 +711,52 @@ fn rollout_pending(sts: &StatefulSet) -> Option<String> {
         return Some(format!("has {updated}/{want} pods on the latest revision"));
     }
     None
+}
+
+/// Copies the password Secret from the database's namespace into participant `p`'s namespace
+/// (labelled as the database's, so deleting the database deletes the copy). A Secret of the
+/// same name that the operator did not create is left alone.
+async fn copy_password(
+    ctx: &Context,
+    topo: &Topology,
+    client: &kube::Client,
+    p: &ParticipantPlan,
+    name: &str,
+) -> Result<(), ReconcileError> {
+    let source: Api<Secret> = Api::namespaced(ctx.clusters.local(), &topo.namespace);
+    let Some(secret) = source.get_opt(name).await? else {
+        return Ok(());
+    };
+    let target: Api<Secret> = Api::namespaced(client.clone(), &p.namespace);
+    if let Some(existing) = target.get_opt(name).await? {
+        let ours = existing
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::MANAGED_BY))
+            .is_some_and(|v| v == labels::MANAGER);
+        if !ours {
+            return Ok(());
+        }
+    }
+    let mut l = labels::database_labels(&topo.database, &topo.namespace);
+    l.insert(labels::PARTICIPANT.into(), p.name.clone());
+    let copy: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": p.namespace, "labels": l},
+        "type": secret.type_.clone().unwrap_or_else(|| "Opaque".into()),
+        "data": secret.data.clone().unwrap_or_default(),
+    }))
+    .map_err(|e| ReconcileError::Finalizer(e.to_string()))?;
+    target
+        .patch(
+            name,
+            &PatchParams::apply(labels::FIELD_MANAGER).force(),
+            &Patch::Apply(&copy),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Deletes, from the local cluster's database namespace, objects of participants no longer in
@@ -785,6 +836,12 @@ async fn cleanup(
         let _ = sts.delete_collection(&dp, &lp).await;
         let _ = svc.delete_collection(&DeleteParams::default(), &lp).await;
         let _ = pdb.delete_collection(&DeleteParams::default(), &lp).await;
+        // Password copies (labelled as the database's); the user's own Secrets carry no such
+        // labels.
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let _ = secrets
+            .delete_collection(&DeleteParams::default(), &lp)
+            .await;
         let left_sts = sts.list(&lp).await?.items.len();
         let left_svc = svc.list(&lp).await?.items.len();
         let left_pdb = pdb.list(&lp).await?.items.len();

@@ -23,7 +23,8 @@ async fn endpoints(h: &Harness, ns: &str) -> Vec<(String, String)> {
             || async { lb_address(c, ns, &format!("db-{name}")).await },
         )
         .await;
-        out.push((name, addr));
+        // The database has a password (copied by the operator into west and central).
+        out.push((name, format!("default:geo-pw@{addr}")));
     }
     out
 }
@@ -48,6 +49,7 @@ fn three_regions_converge_and_survive_a_partition() {
             )
             .await;
         }
+        secret(east, ns, "geo-password", "password", "geo-pw").await;
         let _op = Operator::start(&h.dir, "geo", east.kubeconfig_path(), &[]);
         let started = Instant::now();
         let participants: Vec<serde_json::Value> = h
@@ -70,6 +72,7 @@ fn three_regions_converge_and_survive_a_partition() {
             ns,
             serde_json::json!({"metadata": {"name": "db"},
                 "spec": {"shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
+                         "auth": {"passwordSecretRef": {"name": "geo-password"}},
                          "participants": participants}}),
         )
         .await
@@ -172,12 +175,22 @@ fn three_regions_converge_and_survive_a_partition() {
                     .list(&kube::api::ListParams::default().labels("aadb.dev/database=db"))
                     .await
                     .ok()?;
-                if !(sts.items.is_empty() && svc.items.is_empty() && pvc.items.is_empty() && pods(c, ns, "db").await.is_empty()) {
+                let copies = kube::api::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(c.client(), ns)
+                    .list(&kube::api::ListParams::default().labels("aadb.dev/database=db"))
+                    .await
+                    .ok()?;
+                if !(sts.items.is_empty() && svc.items.is_empty() && pvc.items.is_empty() && copies.items.is_empty() && pods(c, ns, "db").await.is_empty()) {
                     return None;
                 }
             }
             Some(())
         })
         .await;
+        let original =
+            kube::api::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(east.client(), ns)
+                .get_opt("geo-password")
+                .await
+                .expect("read the password Secret");
+        assert!(original.is_some(), "the user's own Secret is kept");
     });
 }

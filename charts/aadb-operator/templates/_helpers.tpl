@@ -112,10 +112,11 @@ and the objects it creates for them. Shared by the ClusterRole and the namespace
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-# Kubeconfigs of remote participants and database passwords.
+# Kubeconfigs of remote participants and database passwords; the password Secret is copied
+# into participant namespaces that do not hold the database (and deleted with it).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 # Events on each important transition.
 - apiGroups: [""]
   resources: ["events"]
