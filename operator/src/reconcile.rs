@@ -388,6 +388,9 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
     if let Err(e) = prune_departed(&ctx, &topo).await {
         participant_errors.insert("(pruning)".into(), e.to_string());
     }
+    if let Err(e) = prune_left_participants(&ctx, &db, &topo).await {
+        participant_errors.insert("(pruning)".into(), e.to_string());
+    }
 
     let password = match &db.spec.auth {
         None => None,
@@ -756,6 +759,115 @@ async fn copy_password(
             &Patch::Apply(&copy),
         )
         .await?;
+    Ok(())
+}
+
+/// Annotation on the database recording where this operator created participants, so that a
+/// participant removed from the spec can be deleted from its cluster.
+pub const APPLIED_ANNOTATION: &str = "aadb.dev/applied-participants";
+
+/// One participant this operator created objects for.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct AppliedParticipant {
+    name: String,
+    namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kubeconfig: Option<aadb_crd::SecretKeyRef>,
+}
+
+fn applied_participants(topo: &Topology) -> Vec<AppliedParticipant> {
+    topo.participants
+        .iter()
+        .filter(|p| p.managed)
+        .map(|p| AppliedParticipant {
+            name: p.name.clone(),
+            namespace: p.namespace.clone(),
+            kubeconfig: match &p.cluster {
+                ClusterTarget::Local => None,
+                ClusterTarget::Remote(r) => Some(r.clone()),
+            },
+        })
+        .collect()
+}
+
+/// Deletes the objects of participants recorded in [`APPLIED_ANNOTATION`] that the plan no
+/// longer manages (in their own cluster and namespace), then records the current ones.
+async fn prune_left_participants(
+    ctx: &Context,
+    db: &ActiveActiveDatabase,
+    topo: &Topology,
+) -> Result<(), ReconcileError> {
+    let before: Vec<AppliedParticipant> = db
+        .annotations()
+        .get(APPLIED_ANNOTATION)
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
+    let now = applied_participants(topo);
+    let mut kept = Vec::new();
+    for gone in before.iter().filter(|b| !now.contains(b)) {
+        let target = match &gone.kubeconfig {
+            None => ClusterTarget::Local,
+            Some(r) => ClusterTarget::Remote(r.clone()),
+        };
+        let client = match ctx.clusters.client_for(&topo.namespace, &target).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Retried next time: keep it recorded.
+                tracing::warn!(participant = %gone.name, error = %e, "cannot reach a participant that left the spec");
+                kept.push(gone.clone());
+                continue;
+            }
+        };
+        let selector = format!(
+            "{},{}={}",
+            labels::database_selector(&topo.database, &topo.namespace),
+            labels::PARTICIPANT,
+            gone.name
+        );
+        let lp = ListParams::default().labels(&selector);
+        let dp = DeleteParams::background();
+        tracing::info!(participant = %gone.name, namespace = %gone.namespace, "deleting a participant that left the spec");
+        Api::<StatefulSet>::namespaced(client.clone(), &gone.namespace)
+            .delete_collection(&dp, &lp)
+            .await?;
+        Api::<Service>::namespaced(client.clone(), &gone.namespace)
+            .delete_collection(&dp, &lp)
+            .await?;
+        Api::<PodDisruptionBudget>::namespaced(client.clone(), &gone.namespace)
+            .delete_collection(&dp, &lp)
+            .await?;
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &gone.namespace)
+            .delete_collection(&dp, &lp)
+            .await?;
+        Api::<Secret>::namespaced(client.clone(), &gone.namespace)
+            .delete_collection(&dp, &lp)
+            .await?;
+        publish(
+            ctx,
+            db,
+            EventType::Normal,
+            "ParticipantRemoved",
+            format!(
+                "deleted the objects of participant {} (namespace {})",
+                gone.name, gone.namespace
+            ),
+        )
+        .await;
+    }
+    let mut record = now;
+    record.extend(kept);
+    if record != before {
+        let value =
+            serde_json::to_string(&record).map_err(|e| ReconcileError::Finalizer(e.to_string()))?;
+        let patch = json!({"metadata": {"annotations": {APPLIED_ANNOTATION: value}}});
+        Api::<ActiveActiveDatabase>::namespaced(ctx.clusters.local(), &topo.namespace)
+            .patch(
+                &db.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+    }
     Ok(())
 }
 

@@ -153,6 +153,43 @@ fn three_regions_converge_and_survive_a_partition() {
         assert_eq!(visits, 8);
         wait_ready(east, ns, "db", Duration::from_secs(60)).await;
 
+        // Central leaves the database: its objects go from its cluster, the others unlink it.
+        apply_db(
+            east,
+            ns,
+            serde_json::json!({"metadata": {"name": "db"},
+                "spec": {"shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
+                         "auth": {"passwordSecretRef": {"name": "geo-password"}},
+                         "participants": participants[..2]}}),
+        )
+        .await
+        .expect("apply without central");
+        let central = &h.clusters[2];
+        eventually(
+            "central's objects deleted and the others unlinked",
+            Duration::from_secs(60),
+            || async {
+                let sts = kube::api::Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(
+                    central.client(),
+                    ns,
+                )
+                .list(&kube::api::ListParams::default().labels("aadb.dev/database=db"))
+                .await
+                .ok()?;
+                let db = get_db(east, ns, "db").await?;
+                let st = db.status.as_ref()?;
+                let unlinked = st.participants.len() == 2
+                    && st
+                        .participants
+                        .iter()
+                        .all(|p| p.shards.first().is_some_and(|s| s.peers.len() == 1));
+                (sts.items.is_empty() && pods(central, ns, "db").await.is_empty() && unlinked)
+                    .then_some(())
+            },
+        )
+        .await;
+        wait_ready(east, ns, "db", Duration::from_secs(60)).await;
+
         // Delete: every object in every cluster goes, then the object itself.
         kube::api::Api::<aadb_crd::ActiveActiveDatabase>::namespaced(east.client(), ns)
             .delete("db", &kube::api::DeleteParams::default())
