@@ -46,6 +46,22 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// A fresh run directory `target/e2e-runs/<name>-<pid>` for one test process; directories of
+/// test processes that are no longer alive are removed first.
+pub fn run_dir(name: &str) -> PathBuf {
+    let base = workspace_root().join("target/e2e-runs");
+    if let Ok(rd) = std::fs::read_dir(&base) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let pid = n.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !crate::process::pid_alive(p)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    base.join(format!("{name}-{}", std::process::id()))
+}
+
 /// The directory holding the upstream binaries.
 #[derive(Clone, Debug)]
 pub struct Binaries {

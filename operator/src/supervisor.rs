@@ -195,6 +195,13 @@ async fn run(
     }
 }
 
+/// The address of shard `shard` of `p` when the participant gives an explicit host.
+fn host_endpoint(p: &ParticipantPlan, shard: &ShardPlan) -> Option<String> {
+    p.endpoint_host
+        .as_ref()
+        .map(|(h, port)| format!("{h}:{}", u32::from(*port) + shard.index))
+}
+
 /// The address other regions use for shard `shard` of `p`, from its primary Service.
 async fn shard_endpoint(
     client: &Client,
@@ -202,10 +209,7 @@ async fn shard_endpoint(
     shard: &ShardPlan,
 ) -> Result<Option<String>, String> {
     if p.endpoint_type == EndpointType::Host {
-        return Ok(p
-            .endpoint_host
-            .as_ref()
-            .map(|(h, port)| format!("{h}:{}", u32::from(*port) + shard.index)));
+        return Ok(host_endpoint(p, shard));
     }
     let services: Api<Service> = Api::namespaced(client.clone(), &p.namespace);
     let svc = match services.get_opt(&shard.name).await {
@@ -263,6 +267,14 @@ fn pod_ready(p: &Pod) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
+/// When a pod's trouble began: the earlier of its failing probes and its readiness loss.
+fn trouble_since(v: &PodView) -> Option<Instant> {
+    match (v.failing_since, v.not_ready_since) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn pod_address(p: &Pod) -> Option<String> {
     let ip = p.status.as_ref()?.pod_ip.clone()?;
     if ip.is_empty() {
@@ -309,10 +321,7 @@ impl Loop {
                 async move {
                     let r = match &client {
                         Some(c) => shard_endpoint(c, p, s).await,
-                        None if p.endpoint_type == EndpointType::Host => Ok(p
-                            .endpoint_host
-                            .as_ref()
-                            .map(|(h, port)| format!("{h}:{}", u32::from(*port) + s.index))),
+                        None if p.endpoint_type == EndpointType::Host => Ok(host_endpoint(p, s)),
                         None => Ok(None),
                     };
                     (p.name.clone(), s.index, r)
@@ -598,10 +607,7 @@ impl Loop {
                         let seconds = views
                             .iter()
                             .filter(|v| &v.pod != pod)
-                            .filter_map(|v| match (v.failing_since, v.not_ready_since) {
-                                (Some(a), Some(b)) => Some(a.min(b)),
-                                (a, b) => a.or(b),
-                            })
+                            .filter_map(trouble_since)
                             .min()
                             .map(|t| Instant::now().saturating_duration_since(t).as_secs_f64())
                             .unwrap_or(0.0);
@@ -640,10 +646,7 @@ impl Loop {
                     let failed_at = views
                         .iter()
                         .find(|v| &v.pod == from)
-                        .and_then(|v| match (v.failing_since, v.not_ready_since) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        })
+                        .and_then(trouble_since)
                         .unwrap_or(now);
                     let seconds = Instant::now()
                         .saturating_duration_since(failed_at)

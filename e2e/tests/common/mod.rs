@@ -24,17 +24,7 @@ static HARNESS: OnceLock<Result<Harness, String>> = OnceLock::new();
 
 /// The directory runs of this test binary use; stale ones of dead processes are removed.
 pub fn run_dir(name: &str) -> PathBuf {
-    let base = aadb_e2e::bins::workspace_root().join("target/e2e-runs");
-    if let Ok(rd) = std::fs::read_dir(&base) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            let pid = n.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| !aadb_e2e::process::pid_alive(p)) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    base.join(format!("{name}-{}", std::process::id()))
+    aadb_e2e::bins::run_dir(name)
 }
 
 /// The image table of the tests: the testapp is this workspace's `aadb-e2e testapp`.

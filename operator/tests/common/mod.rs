@@ -42,20 +42,6 @@ pub fn shard_node_bin() -> PathBuf {
     target.join("debug/shard-node")
 }
 
-fn run_dir(name: &str) -> PathBuf {
-    let base = workspace_root().join("target/e2e-runs");
-    if let Ok(rd) = std::fs::read_dir(&base) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            let pid = n.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| !aadb_e2e::process::pid_alive(p)) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    base.join(format!("{name}-{}", std::process::id()))
-}
-
 /// Starts (once) `count` clusters named `east`, `west`, `central` with three zones each, the
 /// first at loopback index `first_index`, and installs the CRD in each.
 pub fn harness(name: &str, count: usize, first_index: u8) -> &'static Harness {
@@ -72,7 +58,7 @@ pub fn harness(name: &str, count: usize, first_index: u8) -> &'static Harness {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let dir = run_dir(name);
+        let dir = aadb_e2e::bins::run_dir(name);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("harness.log")).map_err(|e| e.to_string())?;
         let _ = tracing_subscriber_init(log);
