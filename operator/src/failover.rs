@@ -100,6 +100,20 @@
 //! hold the shard's history (the new pod may have lost its volume or the tail of its log), and
 //! it is demoted to follow the promoted replica.
 //!
+//! **Planned switchover** ([`ShardView::retiring`] names the labeled primary, which is serving
+//! and answers as a primary: the operator is about to replace its pod in a roll). The primary
+//! hands over before it goes, whether or not automatic failover is enabled and regardless of
+//! the flapping guard (no failure is involved). The candidate is chosen as for a failover, but
+//! it must be a replica of the primary with its link up (a replica that is not in sync would
+//! lose writes); without one the decision holds and the others are kept following the primary.
+//! The other replicas are re-pointed to the candidate first, as when draining a live primary
+//! (see above); then the candidate is promoted without waiting for it to catch up: the executor
+//! pauses the primary's writes (`CLIENT PAUSE … WRITE`), waits until the candidate's offset
+//! reaches the primary's, promotes it, demotes the old primary (the `Follow` of the same
+//! decision) and lifts the pause, so clients' writes wait instead of being lost, then find the
+//! old primary read-only and reconnect through the Service. While the primary is not serving or
+//! does not answer, the failure rules apply as usual.
+//!
 //! **Addresses.** `Follow` and `Promote` need the new primary's address; a pod without one is
 //! never a candidate, and a primary without one makes the decision hold.
 //!
@@ -316,6 +330,10 @@ pub struct ShardView {
     pub pods: Vec<PodView>,
     /// When the operator last promoted a replica of this shard.
     pub last_failover: Option<Instant>,
+    /// A planned switchover: the pod the operator is about to replace (a roll) and when the
+    /// switchover began. When it is the labeled primary and still serving, the shard hands
+    /// over to a replica first.
+    pub retiring: Option<(String, Instant)>,
 }
 
 /// Something the executor must do to a shard.
@@ -398,8 +416,16 @@ pub fn decide(view: &ShardView, settings: &FailoverSettings, now: Instant) -> De
         now,
         primary,
     };
+    let retiring_since = view
+        .retiring
+        .as_ref()
+        .filter(|(pod, _)| *pod == primary.pod)
+        .map(|(_, since)| *since);
     match primary.report() {
-        Some(report) if primary.serving() && report.is_primary() => ctx.steady(),
+        Some(report) if primary.serving() && report.is_primary() => match retiring_since {
+            Some(since) => ctx.switchover(since),
+            None => ctx.steady(),
+        },
         Some(report) if primary.serving() => ctx.labeled_replica(report),
         _ => ctx.impaired(),
     }
@@ -733,6 +759,79 @@ impl Ctx<'_> {
         if !self.settings.enabled {
             return Decision::hold(format!("{reason}; automatic failover is disabled"));
         }
+        let (chosen, completing) = match self.best_candidate() {
+            Ok(found) => found,
+            Err(why) => {
+                return Decision::hold(format!("{reason}; no healthy replica to promote ({why})"))
+            }
+        };
+        if !completing {
+            if let Some(flap) = flapping(self.view, self.settings, self.now) {
+                return Decision::hold(format!("{reason}; {flap}"));
+            }
+        }
+        let reason = if completing {
+            format!("{reason}; completing the promotion of {}", chosen.pod)
+        } else {
+            reason
+        };
+        if !completing {
+            let stopped_serving = self.primary.not_ready_since.unwrap_or(self.now);
+            if let Some(hold) = self.drain(chosen, &reason, Some(stopped_serving)) {
+                return hold;
+            }
+        }
+        self.promote(chosen, reason)
+    }
+
+    /// The primary serves but is about to be replaced: hand over to an in-sync replica.
+    fn switchover(&self, since: Instant) -> Decision {
+        let primary = self.primary;
+        let reason = format!("planned switchover: {} is being replaced", primary.pod);
+        let (chosen, completing) = match self.best_candidate() {
+            Ok(found) => found,
+            Err(why) => {
+                return self.keep_serving(format!(
+                    "{reason}; no healthy replica to hand over to ({why})"
+                ))
+            }
+        };
+        if completing {
+            return self.promote(
+                chosen,
+                format!("{reason}; completing the promotion of {}", chosen.pod),
+            );
+        }
+        let in_sync = primary
+            .address
+            .as_deref()
+            .is_some_and(|a| chosen.report().is_some_and(|r| r.linked_to(a)));
+        if !in_sync {
+            return self.keep_serving(format!(
+                "{reason}; waiting for {} to follow it with its link up before handing over",
+                chosen.pod
+            ));
+        }
+        if let Some(hold) = self.drain(chosen, &reason, None) {
+            return hold;
+        }
+        let _ = since;
+        self.promote(chosen, reason)
+    }
+
+    /// A switchover that cannot go ahead yet: the primary stays, the others are re-pointed to
+    /// it as in the steady state, and the decision holds for `why`.
+    fn keep_serving(&self, why: String) -> Decision {
+        Decision {
+            actions: self.steady().actions,
+            holding: Some(why),
+            healthy: false,
+        }
+    }
+
+    /// The pod to promote in place of the primary and whether it completes an interrupted
+    /// promotion (it already answers as the newest primary), or why there is none.
+    fn best_candidate(&self) -> Result<(&PodView, bool), String> {
         let mut rejected = Vec::new();
         let mut resumed: Option<(&PodView, &NodeReport)> = None;
         let mut replica: Option<(&PodView, &NodeReport)> = None;
@@ -772,40 +871,25 @@ impl Ctx<'_> {
                 *slot = Some((pod, report));
             }
         }
-        let (chosen, completing) = match (resumed, replica) {
-            (Some((pod, _)), _) => (pod, true),
-            (None, Some((pod, _))) => (pod, false),
-            (None, None) => {
-                let why = if rejected.is_empty() {
-                    "the shard has no other pod".to_string()
-                } else {
-                    rejected.join("; ")
-                };
-                return Decision::hold(format!("{reason}; no healthy replica to promote ({why})"));
-            }
-        };
-        if !completing {
-            if let Some(flap) = flapping(self.view, self.settings, self.now) {
-                return Decision::hold(format!("{reason}; {flap}"));
-            }
+        match (resumed, replica) {
+            (Some((pod, _)), _) => Ok((pod, true)),
+            (None, Some((pod, _))) => Ok((pod, false)),
+            (None, None) if rejected.is_empty() => Err("the shard has no other pod".to_string()),
+            (None, None) => Err(rejected.join("; ")),
         }
-        let reason = if completing {
-            format!("{reason}; completing the promotion of {}", chosen.pod)
-        } else {
-            reason
-        };
-        if !completing {
-            if let Some(hold) = self.drain(chosen, &reason) {
-                return hold;
-            }
-        }
-        self.promote(chosen, reason)
     }
 
     /// While the failed primary still answers as a primary: re-points the other replicas of
     /// the failed primary to `chosen`, or waits for `chosen` to catch up (see "Draining a live
-    /// primary" in the module documentation). None when `chosen` may be promoted now.
-    fn drain(&self, chosen: &PodView, reason: &str) -> Option<Decision> {
+    /// primary" in the module documentation). With `catch_up_since`, the wait for `chosen` to
+    /// catch up ends 2 × `detection_timeout` after it; without, there is none. None when
+    /// `chosen` may be promoted now.
+    fn drain(
+        &self,
+        chosen: &PodView,
+        reason: &str,
+        catch_up_since: Option<Instant>,
+    ) -> Option<Decision> {
         let primary = self.primary;
         let primary_report = primary.primary_report()?;
         let primary_address = primary.address.as_deref()?;
@@ -842,12 +926,11 @@ impl Ctx<'_> {
                 healthy: false,
             });
         }
+        let since = catch_up_since?;
         let behind = chosen_report.offset < primary_report.offset;
-        let down = self
-            .now
-            .saturating_duration_since(primary.not_ready_since.unwrap_or(self.now));
+        let waited = self.now.saturating_duration_since(since);
         let patience = self.settings.detection_timeout.saturating_mul(2);
-        (behind && down < patience).then(|| {
+        (behind && waited < patience).then(|| {
             Decision::hold(format!(
                 "{reason}; draining {}, which still answers as a primary: waiting for {} to \
                  catch up (offset {} < {}) before promoting it",
@@ -1105,6 +1188,7 @@ mod tests {
             shard: 0,
             pods,
             last_failover: None,
+            retiring: None,
         }
     }
 
@@ -2228,16 +2312,153 @@ mod tests {
                 p
             })
             .collect();
+        let last_failover = rng.chance(20).then(|| t - ms(rng.below(3000)));
+        let retiring = rng.chance(15).then(|| {
+            (
+                name(rng.below(u64::from(count)) as u32),
+                t - ms(rng.below(3000)),
+            )
+        });
         ShardView {
             shard: 0,
             pods,
-            last_failover: rng.chance(20).then(|| t - ms(rng.below(3000))),
+            last_failover,
+            retiring,
         }
+    }
+
+    /// `healthy_shard` with its primary (pod 0) being replaced since `since`.
+    fn retiring_primary(since: Instant) -> ShardView {
+        ShardView {
+            retiring: Some((name(0), since)),
+            ..healthy_shard()
+        }
+    }
+
+    #[test]
+    fn planned_switchover_first_drains_the_other_replicas_to_the_best_one() {
+        let t = now();
+        let d = decide(&retiring_primary(t), &settings(), t);
+        // Pod 1 is the most advanced replica: pod 2 follows it, the primary keeps serving.
+        assert_eq!(d.actions, vec![follow(2, 1, false)]);
+        assert!(holding(&d).starts_with("planned switchover: db-east-0-0 is being replaced"));
+        assert!(holding(&d).contains("draining"), "{}", holding(&d));
+        assert!(!d.healthy);
+    }
+
+    #[test]
+    fn planned_switchover_promotes_an_in_sync_replica_and_demotes_the_old_primary() {
+        let t = now();
+        let view = ShardView {
+            retiring: Some((name(0), t)),
+            ..shard(vec![
+                pod(0).labeled().primary(1, 100),
+                pod(1).replica_of(0, true, 100),
+                pod(2).replica_of(1, true, 100),
+            ])
+        };
+        let d = decide(&view, &settings(), t);
+        assert_eq!(promotion(&d), Some((name(0), name(1))));
+        assert!(d.actions.contains(&follow(0, 1, true)), "{d:?}");
+        assert_eq!(d.holding, None);
+    }
+
+    #[test]
+    fn planned_switchover_leaves_the_catching_up_to_the_executor() {
+        // The executor pauses the primary's writes and waits for the candidate before it
+        // promotes it; under a steady write load the probes would always find it behind.
+        let t = now();
+        let view = ShardView {
+            retiring: Some((name(0), t)),
+            ..shard(vec![
+                pod(0).labeled().primary(1, 150),
+                pod(1).replica_of(0, true, 120),
+            ])
+        };
+        let d = decide(&view, &settings(), t);
+        assert_eq!(promotion(&d), Some((name(0), name(1))));
+        assert!(d.actions.contains(&follow(0, 1, true)), "{d:?}");
+    }
+
+    #[test]
+    fn planned_switchover_needs_neither_failover_enabled_nor_the_flapping_guard_passed() {
+        let t = now();
+        let view = ShardView {
+            retiring: Some((name(0), t)),
+            last_failover: Some(t - ms(100)),
+            ..shard(vec![
+                pod(0).labeled().primary(1, 100),
+                pod(1).replica_of(0, true, 100),
+            ])
+        };
+        let disabled = FailoverSettings {
+            enabled: false,
+            ..settings()
+        };
+        let d = decide(&view, &disabled, t);
+        assert_eq!(promotion(&d), Some((name(0), name(1))));
+    }
+
+    #[test]
+    fn planned_switchover_holds_without_a_replica_in_sync() {
+        let t = now();
+        let view = ShardView {
+            retiring: Some((name(0), t)),
+            ..shard(vec![
+                pod(0).labeled().primary(1, 100),
+                pod(1).replica_of(0, false, 40),
+            ])
+        };
+        let d = decide(&view, &settings(), t);
+        assert_eq!(d.actions, vec![]);
+        assert!(
+            holding(&d).contains("waiting for db-east-0-1 to follow it with its link up"),
+            "{}",
+            holding(&d)
+        );
+        let alone = ShardView {
+            retiring: Some((name(0), t)),
+            ..shard(vec![pod(0).labeled().primary(1, 100)])
+        };
+        let d = decide(&alone, &settings(), t);
+        assert!(
+            holding(&d).contains("no healthy replica to hand over to (the shard has no other pod)"),
+            "{}",
+            holding(&d)
+        );
+    }
+
+    #[test]
+    fn retiring_a_replica_or_a_failed_primary_follows_the_usual_rules() {
+        let t = now();
+        let view = ShardView {
+            retiring: Some((name(2), t)),
+            ..healthy_shard()
+        };
+        let d = decide(&view, &settings(), t);
+        assert!(d.healthy && d.actions.is_empty(), "{d:?}");
+        // A retiring primary that stopped serving is a failure like any other.
+        let mut view = retiring_primary(t);
+        view.pods[0] = view.pods[0].clone().not_ready(t - ms(300));
+        let d = decide(&view, &settings(), t);
+        assert_eq!(d.actions, vec![]);
+        assert!(
+            holding(&d).contains("not Ready for 300ms (< 1s)"),
+            "{}",
+            holding(&d)
+        );
     }
 
     /// Invariants every decision keeps, whatever the view.
     fn check(view: &ShardView, settings: &FailoverSettings, t: Instant, d: &Decision) {
         let by_name = |n: &str| view.pods.iter().find(|p| p.pod == n);
+        // A planned switchover of a serving primary needs neither failover enabled nor the
+        // flapping guard passed.
+        let switching = |p: &PodView| {
+            view.retiring.as_ref().is_some_and(|(r, _)| *r == p.pod)
+                && p.serving()
+                && p.primary_report().is_some()
+        };
         if d.healthy {
             assert!(
                 d.actions.is_empty() && d.holding.is_none(),
@@ -2255,17 +2476,26 @@ mod tests {
         }
         let leader_address = match leaders.first() {
             Some(Action::Promote { from, to, .. }) => {
-                assert!(settings.enabled, "{view:?} {d:?}");
+                let switchover = by_name(from).is_some_and(switching);
+                assert!(settings.enabled || switchover, "{view:?} {d:?}");
                 assert!(
                     by_name(from).is_some_and(|p| p.labeled_primary),
                     "{view:?} {d:?}"
                 );
                 let to = by_name(to).expect("promoted pod exists");
                 assert!(to.serving() && to.report().is_some(), "{view:?} {d:?}");
+                if switchover && to.primary_report().is_none() {
+                    // Hands over only to a replica in sync with the primary.
+                    let from_address = by_name(from).and_then(|p| p.address.clone());
+                    assert!(
+                        from_address.is_some_and(|a| to.report().is_some_and(|r| r.linked_to(&a))),
+                        "{view:?} {d:?}"
+                    );
+                }
                 let flapping = view
                     .last_failover
                     .is_some_and(|l| t.saturating_duration_since(l) < settings.flap_guard());
-                if flapping {
+                if flapping && !switchover {
                     assert!(to.primary_report().is_some(), "{view:?} {d:?}");
                 }
                 // A live failed primary is drained before a replica that follows it replaces
@@ -2317,12 +2547,14 @@ mod tests {
                 });
                 match (keeper, drain_target) {
                     (Some(keeper), Some(target)) => {
-                        // Draining: the kept primary is live but failed, the decision holds,
-                        // and its replicas are re-pointed to a serving, answering candidate.
-                        assert!(settings.enabled, "{view:?} {d:?}");
+                        // Draining: the kept primary is live but failed (or handing over), the
+                        // decision holds, and its replicas are re-pointed to a serving,
+                        // answering candidate.
+                        assert!(settings.enabled || switching(keeper), "{view:?} {d:?}");
                         assert!(d.holding.is_some(), "{view:?} {d:?}");
                         assert!(
-                            keeper.primary_report().is_some() && !keeper.serving(),
+                            keeper.primary_report().is_some()
+                                && (!keeper.serving() || switching(keeper)),
                             "{view:?} {d:?}"
                         );
                         let candidate = view
@@ -2421,9 +2653,17 @@ mod tests {
                 }
             }
             view.last_failover = None;
+            // As the supervisor does: no switchover in a shard of one pod, and a switchover
+            // ends once the pod it replaces is no longer the primary. Offsets do not move here,
+            // so the wait for a candidate to catch up is over.
+            view.retiring = view
+                .retiring
+                .take()
+                .filter(|_| view.pods.len() > 1)
+                .map(|(pod, _)| (pod, t - ms(5000)));
             let start = view.clone();
             let mut converged = false;
-            for _ in 0..3 {
+            for _ in 0..5 {
                 let d = decide(&view, &settings(), t);
                 check(&view, &settings(), t, &d);
                 if d.healthy {
@@ -2432,6 +2672,11 @@ mod tests {
                 }
                 apply(&mut view, &d);
                 connect_links(&mut view);
+                if let Some((pod, _)) = &view.retiring {
+                    if !view.pods.iter().any(|p| &p.pod == pod && p.labeled_primary) {
+                        view.retiring = None;
+                    }
+                }
             }
             assert!(converged, "{start:?} ended as {view:?}");
         }

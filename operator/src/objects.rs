@@ -234,6 +234,9 @@ fn stateful_set(
                 "replicas": p.replicas + 1,
                 "serviceName": s.headless_service,
                 "podManagementPolicy": "Parallel",
+                // The operator replaces outdated pods itself, handing a primary's role over
+                // to a replica before its pod goes (see the supervisor).
+                "updateStrategy": {"type": "OnDelete"},
                 "selector": {"matchLabels": select},
                 "template": {
                     "metadata": {"labels": pod_labels, "annotations": overrides.annotations.clone().unwrap_or_default()},

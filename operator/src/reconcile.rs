@@ -27,7 +27,7 @@ use std::time::Duration;
 use aadb_crd::{ActiveActiveDatabase, ActiveActiveDatabaseStatus};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -682,8 +682,20 @@ async fn apply_participant(
     let objs = participant_objects(topo, &db.spec, p, owner)?;
     let params = PatchParams::apply(labels::FIELD_MANAGER).force();
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &p.namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
     let mut rolling_out = Vec::new();
     for o in &objs.stateful_sets {
+        let mut o = o.clone();
+        if let Some((keep, primary)) = primary_beyond(&pods, &o).await? {
+            // Scaling down would delete the primary's pod: keep it until the supervisor has
+            // handed its role over to a pod that stays.
+            rolling_out.push(format!(
+                "{} keeps {keep} pods until its primary {primary} has handed over",
+                o.name_any()
+            ));
+            o.spec.replicas = Some(keep);
+        }
+        let o = &o;
         let applied = sts.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
         if let Some(pending) = rollout_pending(&applied) {
             rolling_out.push(format!("{} {pending}", applied.name_any()));
@@ -701,6 +713,38 @@ async fn apply_participant(
     Ok(rolling_out)
 }
 
+/// When `sts` (as it is to be applied) asks for fewer pods than the ordinal of the pod labeled
+/// primary among its pods: the number of pods that keeps that pod, and its name.
+async fn primary_beyond(
+    pods: &Api<Pod>,
+    sts: &StatefulSet,
+) -> Result<Option<(i32, String)>, ReconcileError> {
+    let spec = &sts.spec;
+    let want = spec.replicas.unwrap_or(1);
+    let selector: Vec<String> = spec
+        .selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain([format!("{}={}", labels::ROLE, labels::ROLE_PRIMARY)])
+        .collect();
+    let list = pods
+        .list(&ListParams::default().labels(&selector.join(",")))
+        .await?;
+    let beyond = list
+        .items
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter_map(|pod| {
+            let name = pod.metadata.name.clone()?;
+            let ordinal: i32 = name.rsplit('-').next()?.parse().ok()?;
+            (ordinal >= want).then_some((ordinal + 1, name))
+        })
+        .max();
+    Ok(beyond)
+}
+
 /// How far a StatefulSet is from running its current spec on every pod, if it is not there:
 /// its controller has not seen the latest change, or not every pod runs the latest revision.
 fn rollout_pending(sts: &StatefulSet) -> Option<String> {
@@ -709,9 +753,15 @@ fn rollout_pending(sts: &StatefulSet) -> Option<String> {
     if status.observed_generation < sts.metadata.generation {
         return Some("has a change its controller has not picked up yet".into());
     }
+    // The OnDelete strategy never advances `currentRevision`: count the pods on the latest
+    // revision, and the ready ones (a replaced pod is on it before it is ready).
     let updated = status.updated_replicas.unwrap_or(0);
-    if updated < want || status.current_revision != status.update_revision {
+    if updated < want {
         return Some(format!("has {updated}/{want} pods on the latest revision"));
+    }
+    let ready = status.ready_replicas.unwrap_or(0);
+    if ready < want {
+        return Some(format!("has {ready}/{want} pods ready"));
     }
     None
 }

@@ -15,6 +15,16 @@
 //!   `AA.PEER DEL` for links to regions no longer in the spec;
 //! - the result of each tick is published as an [`Observation`] (per-shard status, readiness,
 //!   link states, held failovers, errors), which the reconciler turns into the object's status;
+//! - rolls: the StatefulSets use the `OnDelete` strategy and the supervisor replaces the pods
+//!   that do not run their StatefulSet's latest revision, one pod of a shard at a time and
+//!   only while nothing else is being done about the shard: replicas first (a broken one at
+//!   once, a healthy one only when the whole shard is healthy), then the primary, which first
+//!   hands over to an in-sync replica (a planned switchover, [`ShardView::retiring`]) and is
+//!   replaced once it follows the new primary; a shard without replicas has its only pod
+//!   replaced directly;
+//! - scaling down: while the primary's ordinal is beyond the pods the plan keeps (the
+//!   reconciler then holds the StatefulSet at that size), it hands over the same way once the
+//!   shard is healthy;
 //! - failovers and demotions are recorded as Events on the database object and in metrics;
 //! - nothing here panics on what the API or a node returns; an unreachable cluster or node
 //!   is an error in the observation, retried next tick.
@@ -27,8 +37,9 @@ use aadb_crd::{
     EndpointType, NodeStatus, ParticipantStatus, PeerLinkStatus, ShardStatus, SHARD_NODE_PORT,
 };
 use futures::future::join_all;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::Client;
 use serde_json::json;
@@ -143,6 +154,8 @@ struct Loop {
     trackers: HashMap<(String, u32), HealthTracker>,
     last_failover: HashMap<(String, u32), Instant>,
     last_holding: HashMap<(String, u32), String>,
+    /// Planned switchovers under way: the primary pod being replaced and since when.
+    retiring: HashMap<(String, u32), (String, Instant)>,
     failovers: u64,
     on_failover: FailoverHook,
 }
@@ -166,6 +179,7 @@ async fn run(
         trackers: HashMap::new(),
         last_failover: HashMap::new(),
         last_holding: HashMap::new(),
+        retiring: HashMap::new(),
         failovers: 0,
         on_failover,
     };
@@ -283,6 +297,35 @@ fn pod_address(p: &Pod) -> Option<String> {
     Some(format!("{ip}:{SHARD_NODE_PORT}"))
 }
 
+/// The label the StatefulSet controller puts on each pod: the revision it was created from.
+const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// The pods of `pods` (not terminating) that do not run `sts`'s latest revision. Empty while
+/// the StatefulSet's controller has not caught up with its spec (the revision is not known).
+fn outdated_pods(sts: Option<&StatefulSet>, pods: &[&Pod]) -> Vec<String> {
+    let Some(sts) = sts else { return Vec::new() };
+    let Some(status) = sts.status.as_ref() else {
+        return Vec::new();
+    };
+    if status.observed_generation < sts.metadata.generation {
+        return Vec::new();
+    }
+    let Some(latest) = status.update_revision.as_deref() else {
+        return Vec::new();
+    };
+    pods.iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter(|pod| {
+            pod.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(REVISION_LABEL))
+                .is_some_and(|r| r != latest)
+        })
+        .filter_map(|pod| pod.metadata.name.clone())
+        .collect()
+}
+
 fn ordinal(pod: &str) -> u32 {
     pod.rsplit('-')
         .next()
@@ -294,6 +337,7 @@ fn ordinal(pod: &str) -> u32 {
 struct ShardPods<'a> {
     plan: &'a ShardPlan,
     pods: Vec<&'a Pod>,
+    statefulset: Option<&'a StatefulSet>,
 }
 
 impl Loop {
@@ -400,6 +444,18 @@ impl Loop {
                 Vec::new()
             }
         };
+        let statefulsets: Vec<StatefulSet> =
+            match Api::<StatefulSet>::namespaced(client.clone(), &p.namespace)
+                .list(&ListParams::default().labels(&selector))
+                .await
+            {
+                Ok(l) => l.items,
+                Err(e) => {
+                    obs.errors
+                        .push(format!("list StatefulSets of {}: {e}", p.name));
+                    Vec::new()
+                }
+            };
         let node_by_name: HashMap<&str, &Node> = nodes
             .iter()
             .filter_map(|n| Some((n.metadata.name.as_deref()?, n)))
@@ -419,6 +475,9 @@ impl Loop {
                             .is_some_and(|v| *v == s.index.to_string())
                     })
                     .collect(),
+                statefulset: statefulsets
+                    .iter()
+                    .find(|sts| sts.metadata.name.as_deref() == Some(s.name.as_str())),
             })
             .collect();
         // Probe every pod of the participant at once.
@@ -546,10 +605,28 @@ impl Loop {
             views.push(view);
         }
         views.sort_by_key(|v| v.ordinal);
+        let outdated = outdated_pods(s.statefulset, &s.pods);
+        // A switchover is under way while the pod it replaces is labeled primary and outdated
+        // or beyond the pods the plan keeps.
+        let kept_pods = p.replicas + 1;
+        let retiring = self.retiring.get(&key).cloned().filter(|(pod, _)| {
+            views.iter().any(|v| {
+                &v.pod == pod
+                    && v.labeled_primary
+                    && (outdated.contains(pod) || v.ordinal >= kept_pods)
+            })
+        });
+        let primary_dropped = views
+            .iter()
+            .any(|v| v.labeled_primary && v.ordinal >= kept_pods);
+        if retiring.is_none() {
+            self.retiring.remove(&key);
+        }
         let view = ShardView {
             shard: s.plan.index,
             pods: views.clone(),
             last_failover: self.last_failover.get(&key).copied(),
+            retiring: retiring.clone(),
         };
         let decision = decide(&view, &spec.settings, now);
         let db = &spec.topology.database;
@@ -579,6 +656,8 @@ impl Loop {
             .iter()
             .find(|v| v.labeled_primary)
             .map(|v| v.pod.clone());
+        // The old primary of a switchover, whose writes are held until the actions are done.
+        let mut paused: Option<String> = None;
         for action in &decision.actions {
             match action {
                 Action::Elect { pod, promote } => {
@@ -632,6 +711,21 @@ impl Loop {
                 }
                 Action::Promote { from, to, reason } => {
                     let Some(addr) = address_of(to) else { continue };
+                    let switchover = retiring.as_ref().is_some_and(|(pod, _)| pod == from);
+                    if let (true, Some(from_addr)) = (switchover, address_of(from)) {
+                        let held = self
+                            .hold_writes_until_caught_up(&from_addr, &addr, &spec.settings)
+                            .await;
+                        if let Err(e) = held {
+                            obs.errors.push(format!(
+                                "switchover of {}/{} shard {} from {from} to {to}: {e}",
+                                db, p.name, s.plan.index
+                            ));
+                            let _ = self.nodes.unpause(&from_addr).await;
+                            break;
+                        }
+                        paused = Some(from_addr);
+                    }
                     if let Err(e) = self.nodes.promote(&addr).await {
                         obs.errors.push(format!("promote {to}: {e}"));
                         continue;
@@ -643,6 +737,18 @@ impl Loop {
                     // The old primary may be gone; its label only matters if it is still there.
                     let _ = set_role(pods_api, from, labels::ROLE_REPLICA).await;
                     primary_pod = Some(to.clone());
+                    if let Some((_, since)) = retiring.as_ref().filter(|(pod, _)| pod == from) {
+                        let seconds = Instant::now().saturating_duration_since(*since);
+                        tracing::info!(database = %db, participant = %p.name, shard = s.plan.index, %from, %to, seconds = seconds.as_secs_f64(), "switched over");
+                        self.event(
+                            spec,
+                            EventType::Normal,
+                            "SwitchedOver",
+                            &format!("{}/{} shard {}: {to} is the primary in place of {from}, which is being replaced; hand-over took {:.2}s", db, p.name, s.plan.index, seconds.as_secs_f64()),
+                        )
+                        .await;
+                        continue;
+                    }
                     let failed_at = views
                         .iter()
                         .find(|v| &v.pod == from)
@@ -692,6 +798,14 @@ impl Loop {
                         .await;
                     }
                 }
+            }
+        }
+        if let Some(old_primary) = paused {
+            // Demoted by now (or it stays a primary nobody routes to until the next tick
+            // demotes it): its held writes go on and are refused as read-only.
+            if let Err(e) = self.nodes.unpause(&old_primary).await {
+                obs.errors
+                    .push(format!("lift the write pause of {old_primary}: {e}"));
             }
         }
         // Label replicas that carry no role yet (fresh pods), so `kubectl get pods -L` is clear.
@@ -789,7 +903,166 @@ impl Loop {
         if primary_ok && healthy_replicas >= p.replicas as usize {
             obs.ready_shards += 1;
         }
+        if decision.actions.is_empty()
+            && decision.holding.is_none()
+            && (!outdated.is_empty() || primary_dropped)
+        {
+            self.roll(
+                spec,
+                p,
+                s,
+                &views,
+                decision.healthy,
+                &outdated,
+                pods_api,
+                obs,
+            )
+            .await;
+        }
         shard_status
+    }
+
+    /// The first half of a switchover from the primary at `from` to its replica at `to`: holds
+    /// the primary's writes (`CLIENT PAUSE … WRITE`, for 2 × the detection timeout at most, so a
+    /// pause outlives no operator) and waits until `to` has everything `from` has. The caller
+    /// promotes `to`, demotes `from` and lifts the pause.
+    async fn hold_writes_until_caught_up(
+        &self,
+        from: &str,
+        to: &str,
+        settings: &FailoverSettings,
+    ) -> Result<(), String> {
+        let limit = settings.detection_timeout;
+        self.nodes
+            .pause_writes(from, limit.saturating_mul(2))
+            .await
+            .map_err(|e| format!("pause writes: {e}"))?;
+        let started = Instant::now();
+        loop {
+            let primary = self.nodes.probe(from).await.map_err(|e| e.to_string())?;
+            let replica = self.nodes.probe(to).await.map_err(|e| e.to_string())?;
+            if !matches!(replica.role, ReportedRole::Replica { link_up: true, .. }) {
+                return Err(format!("{to} lost its link to {from}"));
+            }
+            if replica.offset >= primary.offset {
+                return Ok(());
+            }
+            if started.elapsed() >= limit {
+                return Err(format!(
+                    "{to} did not catch up within {limit:?} (offset {} < {})",
+                    replica.offset, primary.offset
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Marks `primary` of shard `s` as retiring (the next decisions hand its role over), once.
+    async fn start_switchover(
+        &mut self,
+        spec: &SupervisorSpec,
+        p: &ParticipantPlan,
+        s: &ShardPods<'_>,
+        primary: &str,
+        why: &str,
+    ) {
+        let key = (p.name.clone(), s.plan.index);
+        if self.retiring.contains_key(&key) {
+            return;
+        }
+        self.retiring
+            .insert(key, (primary.to_string(), Instant::now()));
+        let note = format!(
+            "{}/{} shard {}: handing over from {primary} to a replica: {why}",
+            spec.topology.database, p.name, s.plan.index
+        );
+        self.event(spec, EventType::Normal, "SwitchoverStarted", &note)
+            .await;
+    }
+
+    /// One step of replacing the shard's outdated pods (see the module documentation).
+    #[allow(clippy::too_many_arguments)]
+    async fn roll(
+        &mut self,
+        spec: &SupervisorSpec,
+        p: &ParticipantPlan,
+        s: &ShardPods<'_>,
+        views: &[PodView],
+        healthy: bool,
+        outdated: &[String],
+        pods_api: &Api<Pod>,
+        obs: &mut Observation,
+    ) {
+        let desired_pods = p.replicas as usize + 1;
+        let db = &spec.topology.database;
+        let dropped = views
+            .iter()
+            .find(|v| v.labeled_primary && v.ordinal as usize >= desired_pods);
+        if let Some(primary) = dropped {
+            if healthy {
+                let why = format!("the shard scales down to {desired_pods} pods");
+                self.start_switchover(spec, p, s, &primary.pod, &why).await;
+            }
+            return;
+        }
+        let settling = s
+            .pods
+            .iter()
+            .any(|pod| pod.metadata.deletion_timestamp.is_some());
+        if settling || s.pods.len() != desired_pods {
+            return;
+        }
+        let view_of = |name: &str| views.iter().find(|v| v.pod == name);
+        let replica = outdated
+            .iter()
+            .filter_map(|name| view_of(name))
+            .filter(|v| !v.labeled_primary)
+            .max_by_key(|v| (!v.serving(), v.ordinal));
+        let victim = match replica {
+            // A broken replica cannot get worse by being replaced; a healthy one waits until
+            // the whole shard is healthy, so that one replica at a time is missing.
+            Some(v) if healthy || !v.serving() => v,
+            Some(_) => return,
+            None => {
+                let Some(primary) = outdated
+                    .iter()
+                    .filter_map(|name| view_of(name))
+                    .find(|v| v.labeled_primary)
+                else {
+                    return;
+                };
+                if desired_pods > 1 {
+                    if healthy {
+                        let why = "its pod is replaced by the latest revision";
+                        self.start_switchover(spec, p, s, &primary.pod, why).await;
+                    }
+                    return;
+                }
+                primary
+            }
+        };
+        let revision = s
+            .statefulset
+            .and_then(|sts| sts.status.as_ref())
+            .and_then(|st| st.update_revision.clone())
+            .unwrap_or_default();
+        match pods_api.delete(&victim.pod, &DeleteParams::default()).await {
+            Ok(_) => {
+                tracing::info!(database = %db, participant = %p.name, shard = s.plan.index, pod = %victim.pod, %revision, "replacing an outdated pod");
+                self.event(
+                    spec,
+                    EventType::Normal,
+                    "ReplacingPod",
+                    &format!(
+                        "{}/{} shard {}: replacing {} with revision {revision}",
+                        db, p.name, s.plan.index, victim.pod
+                    ),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => obs.errors.push(format!("replace {}: {e}", victim.pod)),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

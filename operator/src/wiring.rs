@@ -266,6 +266,29 @@ impl NodeClients {
         self.settle(addr, result)
     }
 
+    /// `CLIENT PAUSE ms WRITE`: the node holds its clients' writes (they wait, unanswered) for
+    /// up to `length` or until [`NodeClients::unpause`].
+    pub async fn pause_writes(&self, addr: &str, length: Duration) -> Result<(), WiringError> {
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("PAUSE").arg(length.as_millis() as u64).arg("WRITE");
+        let result = self
+            .single(addr, "CLIENT PAUSE", cmd, None)
+            .await
+            .and_then(|reply| expect_ok(addr, "CLIENT PAUSE", &reply));
+        self.settle(addr, result)
+    }
+
+    /// `CLIENT UNPAUSE`: the held writes go on.
+    pub async fn unpause(&self, addr: &str) -> Result<(), WiringError> {
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("UNPAUSE");
+        let result = self
+            .single(addr, "CLIENT UNPAUSE", cmd, None)
+            .await
+            .and_then(|reply| expect_ok(addr, "CLIENT UNPAUSE", &reply));
+        self.settle(addr, result)
+    }
+
     /// `REPLICAOF host port`: makes the node follow `primary` (`host:port`). Repeating it for
     /// the primary the node already follows leaves the link alone (shard-node answers
     /// `OK Already connected to specified master`).

@@ -1,7 +1,8 @@
 //! The lifecycle of databases on one local cluster: specs the API server refuses, specs the
 //! operator refuses (and that become Ready once fixed, without holding up other databases),
-//! scaling and a rolling change under writes without losing an acknowledged write, an operator
-//! killed mid-reconcile and replaced, and two operator replicas with leader election.
+//! scaling and a rolling change under writes without losing an acknowledged write, a primary
+//! whose pod is rolled or scaled away handing over without losing any write it answered, an
+//! operator killed mid-reconcile and replaced, and two operator replicas with leader election.
 //!
 //! Every test has its own namespaces and operators; operators watch only their test's namespace,
 //! except the one of the invalid-spec test, which watches every namespace and therefore runs
@@ -405,13 +406,71 @@ struct WriteLog {
     errors: u64,
 }
 
-/// Writes `k-i = i` then `WAIT 1 1000` through `addr` until `stop`, reconnecting after errors;
-/// a write counts as acknowledged when WAIT reports at least one replica. `acknowledged`
-/// counts them as they happen.
+/// Database `db` of one region with `replicas` per shard and a cpu request of `cpu`.
+fn sized_db(replicas: u32, cpu: &str) -> serde_json::Value {
+    database(
+        "db",
+        serde_json::json!({"replicasPerShard": replicas,
+            "resources": {"requests": {"cpu": cpu}}}),
+    )
+}
+
+/// [`write_until`] running in the background.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<WriteLog>,
+}
+
+impl Writer {
+    fn start(addr: &str, ack: Ack) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(write_until(
+            addr.to_string(),
+            stop.clone(),
+            acknowledged.clone(),
+            ack,
+        ));
+        Writer {
+            stop,
+            acknowledged,
+            task,
+        }
+    }
+
+    /// Waits (30 s at most) until `at_least` more writes are acknowledged.
+    async fn more(&self, what: &str, at_least: usize) {
+        let target = self.acknowledged.load(Ordering::Relaxed) + at_least;
+        eventually(what, Duration::from_secs(30), || async {
+            (self.acknowledged.load(Ordering::Relaxed) >= target).then_some(())
+        })
+        .await
+    }
+
+    /// Stops writing; what was written.
+    async fn finish(self) -> WriteLog {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("writer task")
+    }
+}
+
+/// When the writer counts a write as acknowledged.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    /// `WAIT 1 1000` reported at least one replica.
+    Replica,
+    /// The SET answered OK.
+    Primary,
+}
+
+/// Writes `k-i = i` (then `WAIT 1 1000` with [`Ack::Replica`]) through `addr` until `stop`,
+/// reconnecting after errors. `acknowledged` counts acknowledged writes as they happen.
 async fn write_until(
     addr: String,
     stop: Arc<AtomicBool>,
     acknowledged: Arc<AtomicUsize>,
+    ack: Ack,
 ) -> WriteLog {
     let mut log = WriteLog::default();
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
@@ -442,6 +501,11 @@ async fn write_until(
             conn = None;
             continue;
         }
+        if ack == Ack::Primary {
+            log.acknowledged.push((i, Instant::now()));
+            acknowledged.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let wait = tokio::time::timeout(
             Duration::from_secs(3),
             redis::cmd("WAIT").arg(1).arg(1000).query_async::<i64>(c),
@@ -460,6 +524,46 @@ async fn write_until(
         }
     }
     log
+}
+
+/// The acknowledged writes of `log` that `addr` does not return (index, value read).
+async fn lost_writes(addr: &str, log: &WriteLog) -> Vec<(u64, Option<String>)> {
+    let mut conn = redis_conn(addr).await.expect("connect for reads");
+    let mut lost = Vec::new();
+    for chunk in log.acknowledged.chunks(500) {
+        let mut mget = redis::cmd("MGET");
+        for (i, _) in chunk {
+            mget.arg(format!("k-{i}"));
+        }
+        let values: Vec<Option<String>> =
+            tokio::time::timeout(Duration::from_secs(5), mget.query_async(&mut conn))
+                .await
+                .expect("MGET in time")
+                .expect("MGET");
+        for ((i, _), v) in chunk.iter().zip(values) {
+            if v.as_deref() != Some(i.to_string().as_str()) {
+                lost.push((*i, v));
+            }
+        }
+    }
+    lost
+}
+
+/// The pod of `db` labeled primary, if exactly one is.
+async fn primary_pod(c: &aadb_e2e::LocalCluster, ns: &str, db: &str) -> Option<String> {
+    let primaries: Vec<String> = live_pods(c, ns, db)
+        .await
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("aadb.dev/role"))
+                .is_some_and(|r| r == "primary")
+        })
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    (primaries.len() == 1).then(|| primaries[0].clone())
 }
 
 /// Longest time without an acknowledged write inside `[from, to]`.
@@ -516,12 +620,37 @@ fn ready_for_generation(db: &ActiveActiveDatabase) -> bool {
         && condition(db, "Ready").is_some_and(|c| c.status == "True")
 }
 
+/// How many times an Event with `reason` was recorded about database `db` (repeats of an
+/// Event are counted in its series), and the latest note.
+async fn event_count(
+    c: &aadb_e2e::LocalCluster,
+    ns: &str,
+    db: &str,
+    reason: &str,
+) -> (i32, Option<String>) {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(c.client(), ns);
+    let list = events
+        .list(&ListParams::default())
+        .await
+        .expect("list events");
+    let matching: Vec<_> = list
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(db))
+        .collect();
+    let count = matching
+        .iter()
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+        .sum();
+    (count, matching.into_iter().last().and_then(|e| e.note))
+}
+
 /// How a StatefulSet's rollout is unfinished, if it is.
 fn rollout_pending(sts: &StatefulSet) -> Option<String> {
     let want = sts.spec.replicas.unwrap_or(1);
     let st = sts.status.as_ref()?;
     let done = st.observed_generation == sts.metadata.generation
-        && st.update_revision == st.current_revision
         && st.updated_replicas == Some(want)
         && st.ready_replicas == Some(want)
         && st.replicas == want;
@@ -566,39 +695,18 @@ fn scaling_and_a_rolling_change_lose_no_acknowledged_write() {
         let c = &h.clusters[0];
         let ns = namespace(c, "lc-scaling").await;
         let _op = operator_for(h, "scaling", &ns, &[]);
-        let spec = |replicas: u32, cpu: &str| {
-            database(
-                "db",
-                serde_json::json!({"replicasPerShard": replicas,
-                    "resources": {"requests": {"cpu": cpu}}}),
-            )
-        };
-        apply_db(c, &ns, spec(1, "10m")).await.expect("apply");
+        apply_db(c, &ns, sized_db(1, "10m")).await.expect("apply");
         wait_settled(c, &ns, "db", 2, |_| true).await;
         let addr = eventually("region endpoint", Duration::from_secs(30), || async {
             lb_address(c, &ns, "db-east").await
         })
         .await;
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let acknowledged = Arc::new(AtomicUsize::new(0));
-        let writer = tokio::spawn(write_until(
-            addr.clone(),
-            stop.clone(),
-            acknowledged.clone(),
-        ));
+        let writer = Writer::start(&addr, Ack::Replica);
         let began = Instant::now();
-        let more_writes = |what: &'static str, at_least: usize| {
-            let acknowledged = acknowledged.clone();
-            async move {
-                let target = acknowledged.load(Ordering::Relaxed) + at_least;
-                eventually(what, Duration::from_secs(30), || async {
-                    (acknowledged.load(Ordering::Relaxed) >= target).then_some(())
-                })
-                .await
-            }
-        };
-        more_writes("acknowledged writes before any change", 20).await;
+        writer
+            .more("acknowledged writes before any change", 20)
+            .await;
 
         // Whenever the status claims Ready for the current generation, every shard has the
         // replicas that generation asks for.
@@ -657,9 +765,16 @@ fn scaling_and_a_rolling_change_lose_no_acknowledged_write() {
             ("replicasPerShard 2 -> 1", 1, "10m", 2),
             ("cpu request 10m -> 20m (rolls every pod)", 1, "20m", 2),
         ];
+        let mut roll_events = None;
         for (what, replicas, cpu, pod_count) in changes {
+            if what.starts_with("cpu") {
+                roll_events = Some((
+                    event_count(c, &ns, "db", "FailedOver").await.0,
+                    event_count(c, &ns, "db", "SwitchedOver").await.0,
+                ));
+            }
             let t = Instant::now();
-            apply_db(c, &ns, spec(replicas, cpu)).await.expect(what);
+            apply_db(c, &ns, sized_db(replicas, cpu)).await.expect(what);
             wait_ready(c, &ns, "db", Duration::from_secs(120)).await;
             let current = live_pods(c, &ns, "db")
                 .await
@@ -678,9 +793,24 @@ fn scaling_and_a_rolling_change_lose_no_acknowledged_write() {
             phases.push((what, t, Instant::now()));
         }
 
-        more_writes("acknowledged writes after the changes", 20).await;
-        stop.store(true, Ordering::Relaxed);
-        let log = writer.await.expect("writer task");
+        // The roll replaced the primary's pod after handing its role over, not by failing over.
+        let (failed_over_before, switched_before) = roll_events.expect("the cpu change ran");
+        let failed_over = event_count(c, &ns, "db", "FailedOver").await;
+        let switched = event_count(c, &ns, "db", "SwitchedOver").await;
+        assert_eq!(
+            failed_over.0, failed_over_before,
+            "the roll failed over instead of switching over: {failed_over:?}"
+        );
+        assert!(
+            switched.0 > switched_before,
+            "no SwitchedOver Event for the roll of the primary ({switched:?})"
+        );
+        eprintln!("switchover: {:?}", switched.1);
+
+        writer
+            .more("acknowledged writes after the changes", 20)
+            .await;
+        let log = writer.finish().await;
         let ended = Instant::now();
 
         watching.store(false, Ordering::Relaxed);
@@ -707,24 +837,7 @@ fn scaling_and_a_rolling_change_lose_no_acknowledged_write() {
         );
 
         // Every acknowledged write is readable through the region endpoint.
-        let mut conn = redis_conn(&addr).await.expect("connect for reads");
-        let mut lost = Vec::new();
-        for chunk in log.acknowledged.chunks(500) {
-            let mut mget = redis::cmd("MGET");
-            for (i, _) in chunk {
-                mget.arg(format!("k-{i}"));
-            }
-            let values: Vec<Option<String>> =
-                tokio::time::timeout(Duration::from_secs(5), mget.query_async(&mut conn))
-                    .await
-                    .expect("MGET in time")
-                    .expect("MGET");
-            for ((i, _), v) in chunk.iter().zip(values) {
-                if v.as_deref() != Some(i.to_string().as_str()) {
-                    lost.push((*i, v));
-                }
-            }
-        }
+        let lost = lost_writes(&addr, &log).await;
         assert!(
             lost.is_empty(),
             "{} of {} acknowledged writes lost, first: {:?}",
@@ -742,6 +855,92 @@ fn scaling_and_a_rolling_change_lose_no_acknowledged_write() {
         let shard = &db.status.expect("status").participants[0].shards[0];
         assert_eq!(shard.replicas.len(), 1, "{shard:?}");
         assert_eq!(live_pods(c, &ns, "db").await.len(), 2);
+        delete_and_wait_gone(c, &ns, "db", Duration::from_secs(60)).await;
+    });
+}
+
+#[test]
+fn a_primary_whose_pod_goes_hands_over_without_losing_a_write_it_answered() {
+    let _shared = shared();
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let ns = namespace(c, "lc-handover").await;
+        let _op = operator_for(h, "handover", &ns, &[]);
+        apply_db(c, &ns, sized_db(1, "10m")).await.expect("apply");
+        wait_settled(c, &ns, "db", 2, |_| true).await;
+        let first_primary = primary_pod(c, &ns, "db").await.expect("one primary");
+        let addr = eventually("region endpoint", Duration::from_secs(30), || async {
+            lb_address(c, &ns, "db-east").await
+        })
+        .await;
+        // Writes count as soon as the primary answers OK: a planned hand-over holds writes
+        // until the new primary has everything, so none of them may be lost.
+        let writer = Writer::start(&addr, Ack::Primary);
+        writer.more("writes before the changes", 50).await;
+
+        // A roll replaces the replica, then hands the primary role to it and replaces the old
+        // primary's pod: the role moves to the other pod. Roll until pod 1 is the primary
+        // (pod 0 or 1 may have been elected first).
+        let mut primary = first_primary;
+        let mut rolls: Vec<(Instant, Instant)> = Vec::new();
+        while primary != "db-east-0-1" || rolls.is_empty() {
+            let cpu = format!("{}m", 10 * (rolls.len() + 2));
+            let t = Instant::now();
+            apply_db(c, &ns, sized_db(1, &cpu))
+                .await
+                .expect("cpu change");
+            wait_settled(c, &ns, "db", 2, |p| {
+                cpu_request(p).as_deref() == Some(cpu.as_str())
+            })
+            .await;
+            rolls.push((t, Instant::now()));
+            let now_primary = primary_pod(c, &ns, "db").await.expect("one primary");
+            assert_ne!(
+                now_primary, primary,
+                "the roll hands the primary role to the replica"
+            );
+            primary = now_primary;
+            writer.more("writes after the roll", 50).await;
+        }
+
+        // Dropping the replicas removes pod 1, the primary now: it hands over to pod 0 first.
+        let cpu = format!("{}m", 10 * (rolls.len() + 1));
+        let t = Instant::now();
+        apply_db(c, &ns, sized_db(0, &cpu))
+            .await
+            .expect("scale down");
+        wait_settled(c, &ns, "db", 1, |_| true).await;
+        let scaled = Instant::now();
+        assert_eq!(
+            primary_pod(c, &ns, "db").await.as_deref(),
+            Some("db-east-0-0")
+        );
+        writer.more("writes after scaling down", 50).await;
+        let log = writer.finish().await;
+
+        let switched = event_count(c, &ns, "db", "SwitchedOver").await;
+        let failed_over = event_count(c, &ns, "db", "FailedOver").await;
+        let roll_gaps: Vec<String> = rolls
+            .iter()
+            .map(|(from, to)| format!("{:.2}s", longest_gap(&log, *from, *to).as_secs_f64()))
+            .collect();
+        eprintln!(
+            "{} writes answered OK, {} errors; longest gap: rolls {roll_gaps:?}, scale-down {:.2}s; {switched:?}",
+            log.acknowledged.len(),
+            log.errors,
+            longest_gap(&log, t, scaled).as_secs_f64()
+        );
+        assert_eq!(failed_over.0, 0, "failed over: {failed_over:?}");
+        assert_eq!(switched.0, rolls.len() as i32 + 1, "{switched:?}");
+        let lost = lost_writes(&addr, &log).await;
+        assert!(
+            lost.is_empty(),
+            "{} of {} writes answered OK were lost, first: {:?}",
+            lost.len(),
+            log.acknowledged.len(),
+            &lost[..lost.len().min(10)]
+        );
         delete_and_wait_gone(c, &ns, "db", Duration::from_secs(60)).await;
     });
 }

@@ -170,6 +170,7 @@ async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Resu
     let (shutdown, _) = tokio::sync::watch::channel(false);
     let (offsets, _) = tokio::sync::watch::channel(0u64);
     let (acks, _) = tokio::sync::watch::channel(0u64);
+    let (pauses, _) = tokio::sync::watch::channel(0u64);
     let shared = Arc::new(Shared {
         state: parking_lot::Mutex::new(State { db, store }),
         next_client_id: AtomicU64::new(1),
@@ -181,6 +182,7 @@ async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Resu
         shutdown,
         offsets,
         acks,
+        pauses,
         tls,
     });
     net::start_links(&shared, &mut shared.state.lock());

@@ -1,9 +1,9 @@
-//! Server features seen from outside: active expiry, exact TTLs, the Prometheus endpoint, and
-//! refusing writes once the effect log cannot be persisted.
+//! Server features seen from outside: active expiry, exact TTLs, the Prometheus endpoint,
+//! refusing writes once the effect log cannot be persisted, and `CLIENT PAUSE`.
 
 mod common;
 
-use common::{poll_until, NodeBuilder, RawConn};
+use common::{encode, poll_until, NodeBuilder, RawConn};
 use shard_node::commands::testing::new_db;
 use shard_node::commands::{dispatch, ClientState};
 use shard_node::crdt::{Actor, Keyspace};
@@ -122,4 +122,102 @@ fn a_failed_fsync_makes_the_node_refuse_writes() {
     assert!(reply.starts_with("-MISCONF"), "writes are refused: {reply}");
     let (reply, _) = run(&mut state, &["GET", "a"]);
     assert_eq!(reply, "$1\r\n1\r\n", "reads keep working");
+}
+
+/// Whether `conn` has a reply within `window` (one frame), or None.
+fn reply_within(conn: &mut RawConn, window: Duration) -> Option<String> {
+    conn.set_read_timeout(window);
+    conn.read_frame().ok().map(text)
+}
+
+#[test]
+fn client_pause_write_holds_writes_until_lifted_while_reads_go_on() {
+    let node = NodeBuilder::new().start();
+    let mut admin = RawConn::connect(node.port());
+    let mut writer = RawConn::connect(node.port());
+    assert_eq!(text(writer.cmd_str(&["SET", "k", "1"])), "+OK\r\n");
+    assert_eq!(
+        text(admin.cmd_str(&["CLIENT", "PAUSE", "20000", "WRITE"])),
+        "+OK\r\n"
+    );
+    assert_eq!(text(writer.cmd_str(&["GET", "k"])), "$1\r\n1\r\n");
+    // A pipeline of a read, a write and a read: the first read is answered, the write waits and
+    // so does everything after it on that connection.
+    writer
+        .send(
+            &[
+                encode(&[b"GET", b"k"]),
+                encode(&[b"INCR", b"k"]),
+                encode(&[b"GET", b"k"]),
+            ]
+            .concat(),
+        )
+        .expect("send pipeline");
+    assert_eq!(
+        reply_within(&mut writer, Duration::from_secs(5)).as_deref(),
+        Some("$1\r\n1\r\n")
+    );
+    assert_eq!(reply_within(&mut writer, Duration::from_millis(300)), None);
+    // Other clients read meanwhile; MULTI queues writes, EXEC of them waits.
+    let mut reader = RawConn::connect(node.port());
+    assert_eq!(text(reader.cmd_str(&["GET", "k"])), "$1\r\n1\r\n");
+    assert_eq!(text(reader.cmd_str(&["MULTI"])), "+OK\r\n");
+    assert_eq!(text(reader.cmd_str(&["SET", "m", "1"])), "+QUEUED\r\n");
+    reader.send(&encode(&[b"EXEC"])).expect("send EXEC");
+    assert_eq!(reply_within(&mut reader, Duration::from_millis(300)), None);
+    assert_eq!(text(admin.cmd_str(&["CLIENT", "UNPAUSE"])), "+OK\r\n");
+    assert_eq!(
+        reply_within(&mut writer, Duration::from_secs(5)).as_deref(),
+        Some(":2\r\n")
+    );
+    assert_eq!(
+        reply_within(&mut writer, Duration::from_secs(5)).as_deref(),
+        Some("$1\r\n2\r\n")
+    );
+    assert_eq!(
+        reply_within(&mut reader, Duration::from_secs(5)).as_deref(),
+        Some("*1\r\n+OK\r\n")
+    );
+}
+
+#[test]
+fn client_pause_all_holds_reads_and_ends_by_itself() {
+    let node = NodeBuilder::new().start();
+    let mut admin = RawConn::connect(node.port());
+    let mut client = RawConn::connect(node.port());
+    assert_eq!(text(client.cmd_str(&["SET", "k", "v"])), "+OK\r\n");
+    assert_eq!(text(admin.cmd_str(&["CLIENT", "PAUSE", "700"])), "+OK\r\n");
+    client.send(&encode(&[b"GET", b"k"])).expect("send GET");
+    assert_eq!(reply_within(&mut client, Duration::from_millis(200)), None);
+    // CLIENT itself is never held, so a pause can always be lifted or changed.
+    assert!(text(admin.cmd_str(&["CLIENT", "ID"])).starts_with(':'));
+    assert_eq!(
+        reply_within(&mut client, Duration::from_secs(5)).as_deref(),
+        Some("$1\r\nv\r\n")
+    );
+}
+
+#[test]
+fn client_pause_rejects_bad_arguments() {
+    let node = NodeBuilder::new().start();
+    let mut c = RawConn::connect(node.port());
+    assert_eq!(
+        text(c.cmd_str(&["CLIENT", "PAUSE", "soon"])),
+        "-ERR timeout is not an integer or out of range\r\n"
+    );
+    assert_eq!(
+        text(c.cmd_str(&["CLIENT", "PAUSE", "-5"])),
+        "-ERR timeout is not an integer or out of range\r\n"
+    );
+    assert_eq!(
+        text(c.cmd_str(&["CLIENT", "PAUSE", "100", "READS"])),
+        "-ERR syntax error\r\n"
+    );
+    assert!(
+        text(c.cmd_str(&["CLIENT", "PAUSE"])).starts_with("-ERR wrong number of arguments"),
+        "missing timeout"
+    );
+    assert!(text(c.cmd_str(&["CLIENT", "UNPAUSE", "now"])).starts_with("-ERR wrong number"));
+    // Nothing was paused by the refused commands.
+    assert_eq!(text(c.cmd_str(&["SET", "k", "v"])), "+OK\r\n");
 }

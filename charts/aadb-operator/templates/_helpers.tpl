@@ -101,8 +101,8 @@ and the objects it creates for them. Shared by the ClusterRole and the namespace
   resources: ["activeactivedatabases/finalizers"]
   verbs: ["update"]
 # What a database is made of: one StatefulSet per shard, Services per shard primary and
-# region, topology ConfigMaps; pods are read for health and their role label is patched on
-# failover.
+# region, topology ConfigMaps; pods are read for health, their role label is patched on
+# failover, and outdated pods are deleted one at a time to roll a change.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]

@@ -166,10 +166,54 @@ pub struct Db {
     pub compaction_requested: bool,
     /// Set by SHUTDOWN: the server stops gracefully.
     pub shutdown_requested: bool,
+    /// `CLIENT PAUSE` in force, if any.
+    pub client_pause: Option<ClientPause>,
+    /// Set by `CLIENT PAUSE` / `CLIENT UNPAUSE`: the server wakes the connections waiting.
+    pub pause_changed: bool,
     /// Replication role, backlog, replicas and peer links.
     pub repl: crate::repl::ReplState,
     /// This node's participant (region) name.
     pub participant: String,
+}
+
+/// A `CLIENT PAUSE`: commands of clients wait until `until_ms` (or `CLIENT UNPAUSE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientPause {
+    /// End of the pause, in milliseconds since the Unix epoch.
+    pub until_ms: u64,
+    /// `WRITE` mode: only commands that change the dataset (or publish) wait; `ALL`: every
+    /// command but `CLIENT` waits.
+    pub writes_only: bool,
+}
+
+/// Whether `args` from `client` must wait for the `CLIENT PAUSE` in force to end. `CLIENT`
+/// itself never waits (so the pause can be lifted), nor does a command queued in `MULTI`; `EXEC`
+/// waits in `WRITE` mode when a queued command writes.
+pub fn paused(db: &Db, client: &ClientState, args: &[Bytes], now_ms: u64) -> bool {
+    let Some(pause) = db.client_pause else {
+        return false;
+    };
+    if now_ms >= pause.until_ms {
+        return false;
+    }
+    let Some(command) = args.first().and_then(|name| lookup(name)) else {
+        return false;
+    };
+    if command.name == "client" {
+        return false;
+    }
+    if !pause.writes_only {
+        return true;
+    }
+    let changes = |c: &Command| c.flags.write || matches!(c.name, "publish" | "spublish");
+    match (&client.multi, command.name) {
+        (Some(queued), "exec") => queued
+            .iter()
+            .filter_map(|q| q.first().and_then(|name| lookup(name)))
+            .any(changes),
+        (Some(_), _) => false,
+        (None, _) => changes(command),
+    }
 }
 
 /// Per-connection state.

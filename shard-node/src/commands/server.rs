@@ -590,6 +590,31 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.verbatim("txt", text.as_bytes());
         }
         "setinfo" if args.len() == 4 => ctx.out.simple("OK"),
+        "pause" if args.len() == 3 || args.len() == 4 => {
+            let timeout = std::str::from_utf8(&args[2])
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .filter(|t| *t <= i64::MAX as u64)
+                .ok_or(Cow::Borrowed(
+                    "ERR timeout is not an integer or out of range",
+                ))?;
+            let writes_only = match args.get(3).map(|m| lower(m)).as_deref() {
+                None | Some("all") => false,
+                Some("write") => true,
+                Some(_) => return Err(Cow::Borrowed("ERR syntax error")),
+            };
+            ctx.db.client_pause = Some(crate::commands::ClientPause {
+                until_ms: ctx.now_ms.saturating_add(timeout),
+                writes_only,
+            });
+            ctx.db.pause_changed = true;
+            ctx.out.simple("OK");
+        }
+        "unpause" if args.len() == 2 => {
+            ctx.db.client_pause = None;
+            ctx.db.pause_changed = true;
+            ctx.out.simple("OK");
+        }
         "no-evict" | "no-touch" if args.len() == 3 => ctx.out.simple("OK"),
         "help" => {
             let lines = [
@@ -604,6 +629,10 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 "    Return information about client connections.",
                 "SETNAME <name>",
                 "    Assign the name <name> to the current connection.",
+                "PAUSE <timeout> [WRITE|ALL]",
+                "    Suspend clients' commands (only writes with WRITE) for <timeout> milliseconds.",
+                "UNPAUSE",
+                "    Resume the commands of paused clients.",
                 "HELP",
                 "    Print this help.",
             ];
@@ -612,9 +641,8 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 ctx.out.simple(l);
             }
         }
-        "id" | "setname" | "getname" | "info" | "setinfo" | "no-evict" | "no-touch" => {
-            return Err(wrong())
-        }
+        "id" | "setname" | "getname" | "info" | "setinfo" | "no-evict" | "no-touch" | "pause"
+        | "unpause" => return Err(wrong()),
         _ => {
             return Err(Cow::Owned(format!(
                 "ERR unknown subcommand '{}'. Try CLIENT HELP.",

@@ -82,6 +82,8 @@ pub fn new_db(ks: Keyspace) -> Db {
         info_extra: BTreeMap::new(),
         compaction_requested: false,
         shutdown_requested: false,
+        client_pause: None,
+        pause_changed: false,
         participant: ks.actor().participant.clone(),
         repl: crate::repl::ReplState::new(ks.clock().clone()),
         ks,

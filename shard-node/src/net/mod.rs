@@ -9,6 +9,10 @@
 //!   replies of that batch are not sent (the connection is closed) and later writes are refused
 //!   with a `MISCONF` error.
 //! - A protocol error is answered with Redis's error text and the connection is closed.
+//! - `CLIENT PAUSE`: a connection whose next command must wait (see
+//!   [`crate::commands::paused`]) runs the commands before it, sends their replies, and waits
+//!   for the pause to end or be lifted before going on; shutdown ends the wait. The expiry
+//!   sweep also waits, so a paused primary's dataset and offset stay still.
 //! - SIGTERM/SIGINT or `SHUTDOWN`: stop accepting, let connections finish the batch in hand,
 //!   flush and fsync the log, exit 0.
 //! - With a TLS listener (`--tls-port`), connections accepted there first complete a TLS
@@ -18,7 +22,7 @@
 pub mod persist;
 pub mod tls;
 
-use crate::commands::{dispatch, ClientMeta, ClientState, Db, PubMessage};
+use crate::commands::{dispatch, paused, ClientMeta, ClientState, Db, PubMessage};
 use crate::resp::{Limits, Protocol, ReplyWriter, RequestParser};
 use bytes::BytesMut;
 use parking_lot::Mutex;
@@ -123,6 +127,8 @@ pub struct Shared {
     pub offsets: watch::Sender<u64>,
     /// Bumped whenever a replica acknowledges: WAIT wakes up.
     pub acks: watch::Sender<u64>,
+    /// Bumped by `CLIENT PAUSE` / `CLIENT UNPAUSE`: paused connections look again.
+    pub pauses: watch::Sender<u64>,
     /// TLS for replication links (`--tls-cert/--tls-key/--tls-ca`): outgoing links use it, and
     /// so does the TLS listener.
     pub tls: Option<tls::LinkTls>,
@@ -365,6 +371,18 @@ async fn handle_connection<S>(
                             let mut w = ReplyWriter::new(&mut output, client.proto);
                             w.int(count as i64);
                         }
+                        Processed::Paused => {
+                            if !output.is_empty() {
+                                if socket.write_all(&output).await.is_err() {
+                                    break 'conn;
+                                }
+                                output.clear();
+                            }
+                            tokio::select! {
+                                _ = wait_while_paused(&shared) => {}
+                                _ = shutdown_rx.changed() => break 'conn,
+                            }
+                        }
                     }
                 }
             }
@@ -411,6 +429,8 @@ enum Processed {
     Link(crate::repl::serve::LinkRequest),
     /// A WAIT must be completed before anything else is answered.
     Wait(crate::repl::WaitRequest),
+    /// The next command waits for a `CLIENT PAUSE` to end (it stays buffered).
+    Paused,
     /// Send the output, then close (QUIT, protocol error).
     CloseAfterWrite,
     /// Close without sending anything (the log failed: nothing may be acknowledged).
@@ -456,6 +476,10 @@ fn process_input(
         let now = now_ms();
         let mut done = 0;
         for args in commands.iter() {
+            if paused(&state.db, client, args, now) {
+                special = Some(Processed::Paused);
+                break;
+            }
             dispatch(&mut state.db, client, args, output, now);
             done += 1;
             if client.close_after_reply {
@@ -489,7 +513,11 @@ fn process_input(
         if state.db.shutdown_requested {
             let _ = shared.shutdown.send(true);
         }
+        let pause_changed = std::mem::take(&mut state.db.pause_changed);
         drop(state);
+        if pause_changed {
+            shared.pauses.send_modify(|n| *n += 1);
+        }
         if had_effects {
             shared.offsets.send_modify(|n| *n += 1);
         }
@@ -506,6 +534,22 @@ fn process_input(
         Processed::CloseAfterWrite
     } else {
         Processed::Continue { more }
+    }
+}
+
+/// Returns once no `CLIENT PAUSE` is in force (it ended or was lifted).
+async fn wait_while_paused(shared: &Shared) {
+    let mut changes = shared.pauses.subscribe();
+    loop {
+        let until = shared.state.lock().db.client_pause.map(|p| p.until_ms);
+        let now = now_ms();
+        let Some(until) = until.filter(|u| *u > now) else {
+            return;
+        };
+        let left = Duration::from_millis(until - now);
+        if let Ok(Err(_)) = tokio::time::timeout(left, changes.changed()).await {
+            return;
+        }
     }
 }
 
@@ -573,7 +617,8 @@ pub async fn expiry_sweeper(shared: Arc<Shared>) {
         if rounds.is_multiple_of(10) {
             collect_tombstones(&mut state);
         }
-        if state.db.ks.keys_with_deadline() == 0 || !state.db.repl.is_primary() {
+        let writes_paused = state.db.client_pause.is_some_and(|p| now < p.until_ms);
+        if state.db.ks.keys_with_deadline() == 0 || !state.db.repl.is_primary() || writes_paused {
             continue;
         }
         let due = state.db.ks.due_for_expiry(now, 500);
