@@ -4,7 +4,9 @@
 //! checks that the CRD is installed (and says how to install it if not), optionally waits to
 //! win a Lease (`--leader-election`), serves `/metrics`, `/healthz` and `/readyz`, and stops
 //! gracefully on SIGTERM or SIGINT. Losing leadership stops the process with a non-zero exit so
-//! that it restarts as a follower.
+//! that it restarts as a follower. `/readyz` is ready once the process has started, whether it
+//! leads or stands by (a standby that is never Ready would stall every rollout of the
+//! Deployment); `aadb_operator_leader` and the Lease say which one leads.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -131,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
     tracing::info!(addr = %args.metrics_addr, %identity, participant = ?args.participant, "aadb-operator starting");
+    health.set_ready();
 
     let (leadership, leader_task) = if args.leader_election {
         let (l, t) = leader::spawn(
@@ -162,7 +165,6 @@ async fn main() -> anyhow::Result<()> {
         _ = leadership.wait_until_leader() => {}
     }
     metrics.leader.set(1);
-    health.set_ready();
     tracing::info!("leading; reconciling");
 
     let m_fail = metrics.clone();

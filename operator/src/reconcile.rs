@@ -995,27 +995,51 @@ async fn cleanup(
         let svc: Api<Service> = Api::namespaced(client.clone(), &namespace);
         let pdb: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
         let pvc: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
-        let _ = sts.delete_collection(&dp, &lp).await;
-        let _ = svc.delete_collection(&DeleteParams::default(), &lp).await;
-        let _ = pdb.delete_collection(&DeleteParams::default(), &lp).await;
+        // A refused deletion (RBAC, say) is reported: the objects left are counted below and
+        // the finalizer stays, so the reason must be visible.
+        let mut refused = Vec::new();
+        let mut note = |kind: &str, r: Result<(), kube::Error>| {
+            if let Err(e) = r {
+                refused.push(format!("delete {kind}: {e}"));
+            }
+        };
+        note(
+            "StatefulSets",
+            sts.delete_collection(&dp, &lp).await.map(drop),
+        );
+        let plain = DeleteParams::default();
+        note(
+            "Services",
+            svc.delete_collection(&plain, &lp).await.map(drop),
+        );
+        note(
+            "PodDisruptionBudgets",
+            pdb.delete_collection(&plain, &lp).await.map(drop),
+        );
         // Password copies (labelled as the database's); the user's own Secrets carry no such
         // labels.
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-        let _ = secrets
-            .delete_collection(&DeleteParams::default(), &lp)
-            .await;
+        note(
+            "Secrets",
+            secrets.delete_collection(&plain, &lp).await.map(drop),
+        );
         let left_sts = sts.list(&lp).await?.items.len();
         let left_svc = svc.list(&lp).await?.items.len();
         let left_pdb = pdb.list(&lp).await?.items.len();
         // Claims go once their pods are gone (the StatefulSet retention policy also deletes
         // them; this covers claims kept by an earlier scale-down).
         if left_sts == 0 {
-            let _ = pvc.delete_collection(&DeleteParams::default(), &lp).await;
+            note("claims", pvc.delete_collection(&plain, &lp).await.map(drop));
         }
         let left_pvc = pvc.list(&lp).await?.items.len();
         if left_sts + left_svc + left_pdb + left_pvc > 0 {
+            let why = if refused.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", refused.join("; "))
+            };
             remaining.push(format!(
-                "{namespace}: {left_sts} StatefulSets, {left_svc} Services, {left_pdb} PodDisruptionBudgets, {left_pvc} claims left"
+                "{namespace}: {left_sts} StatefulSets, {left_svc} Services, {left_pdb} PodDisruptionBudgets, {left_pvc} claims left{why}"
             ));
         }
     }

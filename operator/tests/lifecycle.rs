@@ -1021,6 +1021,11 @@ fn an_operator_killed_mid_reconcile_is_replaced_and_cleanup_still_completes() {
     });
 }
 
+/// Whether an operator's /metrics says it leads (the sample line, not its HELP text).
+fn leads(metrics: &str) -> bool {
+    metrics.lines().any(|l| l == "aadb_operator_leader 1")
+}
+
 #[test]
 fn leader_election_hands_over_to_the_standby_replica() {
     let _shared = shared();
@@ -1035,19 +1040,20 @@ fn leader_election_hands_over_to_the_standby_replica() {
         ];
         let tags = ["leader-a", "leader-b"];
         let leader = eventually(
-            "exactly one operator ready (leading)",
+            "exactly one operator leading",
             Duration::from_secs(30),
             || async {
-                let mut ready = Vec::new();
+                let mut leading = Vec::new();
                 for (i, op) in replicas.iter().enumerate() {
-                    let (code, _) = op.http("/readyz").await?;
-                    if code == 200 {
-                        ready.push(i);
-                    } else if code != 503 {
+                    let (code, metrics) = op.http("/metrics").await?;
+                    if code != 200 {
                         return None;
                     }
+                    if leads(&metrics) {
+                        leading.push(i);
+                    }
                 }
-                (ready.len() == 1).then(|| ready[0])
+                (leading.len() == 1).then(|| leading[0])
             },
         )
         .await;
@@ -1061,15 +1067,17 @@ fn leader_election_hands_over_to_the_standby_replica() {
             .spec
             .and_then(|s| s.holder_identity);
         assert_eq!(holder.as_deref(), Some(tags[leader]));
-        let (code, body) = replicas[standby].http("/readyz").await.expect("readyz");
-        assert_eq!(code, 503, "standby readyz: {body}");
+        // Both are live and ready: a standby that never became Ready would stall the
+        // Deployment's rollouts.
         for op in &replicas {
             let (code, body) = op.http("/healthz").await.expect("healthz");
+            assert_eq!(code, 200, "{body}");
+            let (code, body) = op.http("/readyz").await.expect("readyz");
             assert_eq!(code, 200, "{body}");
         }
         let (_, metrics) = replicas[standby].http("/metrics").await.expect("metrics");
         assert!(
-            metrics.contains("aadb_operator_leader 0"),
+            metrics.lines().any(|l| l == "aadb_operator_leader 0"),
             "standby metrics: {metrics}"
         );
 
@@ -1083,11 +1091,8 @@ fn leader_election_hands_over_to_the_standby_replica() {
         wait_ready(c, &ns, "first", Duration::from_secs(90)).await;
         let (code, metrics) = replicas[leader].http("/metrics").await.expect("metrics");
         assert_eq!(code, 200);
-        for needle in [
-            "aadb_operator_leader 1",
-            "aadb_operator_reconciles_total{",
-            "database=\"first\"",
-        ] {
+        assert!(leads(&metrics), "{metrics}");
+        for needle in ["aadb_operator_reconciles_total{", "database=\"first\""] {
             assert!(metrics.contains(needle), "{needle:?} not in {metrics}");
         }
 
@@ -1097,8 +1102,8 @@ fn leader_election_hands_over_to_the_standby_replica() {
             "the standby takes over",
             Duration::from_secs(15 + 10),
             || async {
-                let (code, _) = replicas[standby].http("/readyz").await?;
-                (code == 200).then_some(())
+                let (_, metrics) = replicas[standby].http("/metrics").await?;
+                leads(&metrics).then_some(())
             },
         )
         .await;
@@ -1124,7 +1129,7 @@ fn leader_election_hands_over_to_the_standby_replica() {
         wait_ready(c, &ns, "second", Duration::from_secs(90)).await;
         wait_ready(c, &ns, "first", Duration::from_secs(30)).await;
         let (_, metrics) = replicas[standby].http("/metrics").await.expect("metrics");
-        assert!(metrics.contains("aadb_operator_leader 1"), "{metrics}");
+        assert!(leads(&metrics), "{metrics}");
         tokio::join!(
             delete_and_wait_gone(c, &ns, "first", Duration::from_secs(60)),
             delete_and_wait_gone(c, &ns, "second", Duration::from_secs(60)),

@@ -103,20 +103,25 @@ and the objects it creates for them. Shared by the ClusterRole and the namespace
 # What a database is made of: one StatefulSet per shard, Services per shard primary and
 # region, topology ConfigMaps; pods are read for health, their role label is patched on
 # failover, and outdated pods are deleted one at a time to roll a change.
+# Deleting a database deletes each kind of object by label (deletecollection).
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
 - apiGroups: [""]
   resources: ["services", "configmaps", "pods"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+# The shard-nodes' data volumes (claims of the StatefulSets) are deleted with the database.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "delete", "deletecollection"]
 # Kubeconfigs of remote participants and database passwords; the password Secret is copied
 # into participant namespaces that do not hold the database (and deleted with it).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
 # Events on each important transition.
 - apiGroups: [""]
   resources: ["events"]
@@ -143,6 +148,10 @@ ActiveActiveDatabase CRD is installed.
 - apiGroups: [""]
   resources: ["nodes"]
   verbs: ["get", "list", "watch"]
+# A participant may live in another namespace, created when missing.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "create"]
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   resourceNames: ["activeactivedatabases.aadb.dev"]

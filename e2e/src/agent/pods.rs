@@ -6,7 +6,10 @@
 //!   `<agent dir>/logs/<ns>_<name>_<container>.log` (appended across restarts);
 //! - init containers run to completion in order, then every container starts as a process
 //!   in its own process group, with the resolved command, args and environment (plus
-//!   `HOSTNAME`, `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`);
+//!   `HOSTNAME`, `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`; a container that
+//!   mounts the service account files at their in-cluster path also gets `KUBECONFIG`, naming
+//!   a kubeconfig with the same server, CA and token file, since clients read that path
+//!   directly);
 //! - exited containers restart by `restartPolicy` with a short exponential back-off (0.2 s
 //!   doubling to 10 s, reset after 10 s of running), counting `restartCount`; a liveness or
 //!   startup failure kills the container (SIGTERM, then SIGKILL after the grace period);
@@ -36,6 +39,9 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::nodes::now_rfc3339;
+
+/// Where Kubernetes mounts a pod's service account token, CA and namespace.
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 use super::probes::{self, ProbeContext, ProbeEvent};
 use super::spec::{resolve_args, resolve_env, rewrite_path, Lookup, PodFacts};
 use super::{lock, volumes, AbortOnDrop, PodEntry, Shared};
@@ -610,6 +616,44 @@ impl Worker {
         }
     }
 
+    /// A process cannot see the service account files at the fixed path Kubernetes clients
+    /// read in a cluster: when the container mounts them there (and sets no `KUBECONFIG`),
+    /// writes a kubeconfig that names the same API server address, CA and token file, for
+    /// `KUBECONFIG`. None when the container has no such mount.
+    fn service_account_kubeconfig(
+        &self,
+        container: &str,
+        mounts: &[(String, PathBuf)],
+        env: &[(String, String)],
+    ) -> Option<Result<PathBuf, String>> {
+        let (_, dir) = mounts
+            .iter()
+            .find(|(m, _)| m.trim_end_matches('/') == SERVICE_ACCOUNT_DIR)?;
+        if env.iter().any(|(k, _)| k == "KUBECONFIG") {
+            return None;
+        }
+        let cfg = &self.shared.config;
+        let kubeconfig = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "in-cluster", "cluster": {
+                "server": format!("https://{}:{}", cfg.api_host, cfg.api_port),
+                "certificate-authority": dir.join("ca.crt"),
+            }}],
+            "users": [{"name": "service-account", "user": {"tokenFile": dir.join("token")}}],
+            "contexts": [{"name": "in-cluster", "context": {
+                "cluster": "in-cluster", "user": "service-account", "namespace": self.ns(),
+            }}],
+            "current-context": "in-cluster",
+        });
+        let path = self.dir.join(format!("{container}.kubeconfig"));
+        Some(
+            std::fs::write(&path, kubeconfig.to_string())
+                .map(|()| path.clone())
+                .map_err(|e| format!("write {}: {e}", path.display())),
+        )
+    }
+
     async fn start(&mut self, idx: usize) {
         let pod = self.pod.clone();
         let facts = PodFacts {
@@ -644,6 +688,12 @@ impl Worker {
         ];
         full_env.retain(|(k, _)| !env.iter().any(|(k2, _)| k2 == k));
         full_env.extend(env.iter().cloned());
+        if let Some(kubeconfig) = self.service_account_kubeconfig(&spec.name, &mounts, &env) {
+            match kubeconfig {
+                Ok(path) => full_env.push(("KUBECONFIG".into(), path.display().to_string())),
+                Err(m) => return self.fail_start(idx, "CreateContainerConfigError", m),
+            }
+        }
         let image = spec.image.clone().unwrap_or_default();
         let command = spec.command.clone().unwrap_or_default();
         let (entry, rest) = match cfg.images.resolve(&image, &command, &self.shared.path_env) {
