@@ -938,19 +938,26 @@ impl Loop {
             .await
             .map_err(|e| format!("pause writes: {e}"))?;
         let started = Instant::now();
+        // Clients' writes stop here; what the primary still receives from other regions after
+        // this point the new primary gets from them over its own links.
+        let target = self
+            .nodes
+            .probe(from)
+            .await
+            .map_err(|e| e.to_string())?
+            .offset;
         loop {
-            let primary = self.nodes.probe(from).await.map_err(|e| e.to_string())?;
             let replica = self.nodes.probe(to).await.map_err(|e| e.to_string())?;
             if !matches!(replica.role, ReportedRole::Replica { link_up: true, .. }) {
                 return Err(format!("{to} lost its link to {from}"));
             }
-            if replica.offset >= primary.offset {
+            if replica.offset >= target {
                 return Ok(());
             }
             if started.elapsed() >= limit {
                 return Err(format!(
-                    "{to} did not catch up within {limit:?} (offset {} < {})",
-                    replica.offset, primary.offset
+                    "{to} did not catch up within {limit:?} (offset {} < {target})",
+                    replica.offset
                 ));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
