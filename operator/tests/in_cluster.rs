@@ -3,7 +3,8 @@
 //! Lease) with the chart's ServiceAccount and RBAC only — the node agent runs the
 //! `aadb-operator` image as the local binary and hands it the service account's token — and
 //! takes a database from apply to Ready, serves writes through the region endpoint, and
-//! releases its finalizer on delete; `helm uninstall` removes it.
+//! releases its finalizer on delete; `helm uninstall` removes it. Once with the default
+//! cluster-wide RBAC, once with Roles in the one namespace it watches.
 
 mod common;
 
@@ -17,8 +18,6 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
-
-const RELEASE_NAMESPACE: &str = "aadb-system";
 
 fn h() -> &'static Harness {
     harness("incluster", 1, 15)
@@ -46,150 +45,169 @@ fn helm(dir: &Path, kubeconfig: &Path, args: &[&str]) -> String {
     text
 }
 
+/// One `helm install` of the chart as `release` in `release_ns` with `sets`, then a database
+/// in `db_ns`: Ready, written to, deleted; then `helm uninstall`. `deployment` is the name the
+/// chart gives the operator's Deployment.
+async fn install_and_serve(
+    h: &Harness,
+    release: &str,
+    deployment: &str,
+    release_ns: &str,
+    db_ns: &str,
+    sets: &[&str],
+) {
+    let c = &h.clusters[0];
+    // With namespaced RBAC the watched namespace must exist before the install (its Role).
+    let ns = namespace(c, db_ns).await;
+    let chart = workspace_root().join("charts/aadb-operator");
+    let chart = chart.to_str().expect("chart path");
+    let mut args = vec![
+        "install",
+        release,
+        chart,
+        "--namespace",
+        release_ns,
+        "--create-namespace",
+        "--skip-crds",
+        "--set",
+        "image.repository=aadb-operator",
+        "--set",
+        "image.tag=dev",
+        // Each pod listens on its own address (the pods share the machine here).
+        "--set",
+        "metrics.bindAddress=$(POD_IP)",
+        "--set",
+        "logFormat=text",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    eprintln!("{}", helm(&h.dir, c.kubeconfig_path(), &args));
+
+    let deployments: Api<Deployment> = Api::namespaced(c.client(), release_ns);
+    eventually(
+        "both operator pods Ready",
+        Duration::from_secs(90),
+        || async {
+            let d = deployments.get_opt(deployment).await.ok()??;
+            let st = d.status?;
+            (st.ready_replicas == Some(2)).then_some(())
+        },
+    )
+    .await;
+    let pods: Vec<String> = Api::<Pod>::namespaced(c.client(), release_ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list operator pods")
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    let leases: Api<Lease> = Api::namespaced(c.client(), release_ns);
+    let leader = eventually("a leader on the Lease", Duration::from_secs(60), || async {
+        let list = leases.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .filter_map(|l| l.spec?.holder_identity)
+            .find(|holder| pods.contains(holder))
+    })
+    .await;
+    eprintln!("{release}: operator pods {pods:?}, leader {leader}");
+
+    apply_db(
+        c,
+        &ns,
+        serde_json::json!({
+            "metadata": {"name": "db"},
+            "spec": {
+                "shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
+                "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
+            }
+        }),
+    )
+    .await
+    .expect("apply database");
+    let db = wait_ready(c, &ns, "db", Duration::from_secs(120)).await;
+    let status = db.status.expect("status");
+    assert_eq!(status.ready_shards.as_deref(), Some("1/1"), "{status:?}");
+
+    let addr = eventually("region endpoint", Duration::from_secs(30), || async {
+        lb_address(c, &ns, "db-east").await
+    })
+    .await;
+    let mut conn = redis_conn(&addr)
+        .await
+        .expect("connect to the region endpoint");
+    let _: () = redis::cmd("SET")
+        .arg("greeting")
+        .arg("hello")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let replicas: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut conn)
+        .await
+        .expect("WAIT");
+    assert_eq!(replicas, 1, "the replica acknowledges the write");
+    let value: Option<String> = redis::cmd("GET")
+        .arg("greeting")
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(value.as_deref(), Some("hello"));
+
+    // Deleting the database: the in-cluster operator removes what it made and releases the
+    // finalizer.
+    let dbs: Api<ActiveActiveDatabase> = Api::namespaced(c.client(), &ns);
+    dbs.delete("db", &DeleteParams::default())
+        .await
+        .expect("delete database");
+    let statefulsets: Api<StatefulSet> = Api::namespaced(c.client(), &ns);
+    eventually(
+        "the database and its StatefulSets gone",
+        Duration::from_secs(60),
+        || async {
+            let gone = dbs.get_opt("db").await.ok()?.is_none();
+            let left = statefulsets
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .len();
+            (gone && left == 0).then_some(())
+        },
+    )
+    .await;
+
+    helm(
+        &h.dir,
+        c.kubeconfig_path(),
+        &["uninstall", release, "--namespace", release_ns, "--wait"],
+    );
+    let left = deployments
+        .get_opt(deployment)
+        .await
+        .expect("read Deployment");
+    assert!(left.is_none(), "the Deployment outlived helm uninstall");
+}
+
 #[test]
-fn helm_installed_operator_runs_a_database_with_the_charts_rbac() {
+fn helm_installed_operator_runs_databases_with_the_charts_rbac() {
     let h = h();
     run(h, |h| async move {
-        let c = &h.clusters[0];
-        let chart = workspace_root().join("charts/aadb-operator");
-        let chart = chart.to_str().expect("chart path");
-        let installed = helm(
-            &h.dir,
-            c.kubeconfig_path(),
-            &[
-                "install",
-                "aadb",
-                chart,
-                "--namespace",
-                RELEASE_NAMESPACE,
-                "--create-namespace",
-                "--skip-crds",
-                "--set",
-                "image.repository=aadb-operator",
-                "--set",
-                "image.tag=dev",
-                // Each pod listens on its own address (the pods share the machine here).
-                "--set",
-                "metrics.bindAddress=$(POD_IP)",
-                "--set",
-                "logFormat=text",
-            ],
-        );
-        eprintln!("{installed}");
-
-        let deployments: Api<Deployment> = Api::namespaced(c.client(), RELEASE_NAMESPACE);
-        eventually(
-            "both operator pods Ready",
-            Duration::from_secs(90),
-            || async {
-                let d = deployments.get_opt("aadb-operator").await.ok()??;
-                let st = d.status?;
-                (st.ready_replicas == Some(2)).then_some(())
-            },
+        // Defaults: a ClusterRole, every namespace watched.
+        install_and_serve(h, "aadb", "aadb-operator", "aadb-system", "app", &[]).await;
+        // Namespaced RBAC: Roles in the one watched namespace and for the Lease.
+        install_and_serve(
+            h,
+            "team-aadb-operator",
+            "team-aadb-operator",
+            "team-system",
+            "team-app",
+            &["rbac.clusterScoped=false", "watchNamespace=team-app"],
         )
         .await;
-        let pods: Vec<String> = Api::<Pod>::namespaced(c.client(), RELEASE_NAMESPACE)
-            .list(&ListParams::default())
-            .await
-            .expect("list operator pods")
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect();
-        let leases: Api<Lease> = Api::namespaced(c.client(), RELEASE_NAMESPACE);
-        let leader = eventually("a leader on the Lease", Duration::from_secs(60), || async {
-            let list = leases.list(&ListParams::default()).await.ok()?;
-            list.items
-                .into_iter()
-                .filter_map(|l| l.spec?.holder_identity)
-                .find(|holder| pods.contains(holder))
-        })
-        .await;
-        eprintln!("operator pods {pods:?}, leader {leader}");
-
-        let ns = namespace(c, "app").await;
-        apply_db(
-            c,
-            &ns,
-            serde_json::json!({
-                "metadata": {"name": "db"},
-                "spec": {
-                    "shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
-                    "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
-                }
-            }),
-        )
-        .await
-        .expect("apply database");
-        let db = wait_ready(c, &ns, "db", Duration::from_secs(120)).await;
-        let status = db.status.expect("status");
-        assert_eq!(status.ready_shards.as_deref(), Some("1/1"), "{status:?}");
-
-        let addr = eventually("region endpoint", Duration::from_secs(30), || async {
-            lb_address(c, &ns, "db-east").await
-        })
-        .await;
-        let mut conn = redis_conn(&addr)
-            .await
-            .expect("connect to the region endpoint");
-        let _: () = redis::cmd("SET")
-            .arg("greeting")
-            .arg("hello")
-            .query_async(&mut conn)
-            .await
-            .expect("SET");
-        let replicas: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(5000)
-            .query_async(&mut conn)
-            .await
-            .expect("WAIT");
-        assert_eq!(replicas, 1, "the replica acknowledges the write");
-        let value: Option<String> = redis::cmd("GET")
-            .arg("greeting")
-            .query_async(&mut conn)
-            .await
-            .expect("GET");
-        assert_eq!(value.as_deref(), Some("hello"));
-
-        // Deleting the database: the in-cluster operator removes what it made and releases
-        // the finalizer.
-        let dbs: Api<ActiveActiveDatabase> = Api::namespaced(c.client(), &ns);
-        dbs.delete("db", &DeleteParams::default())
-            .await
-            .expect("delete database");
-        let statefulsets: Api<StatefulSet> = Api::namespaced(c.client(), &ns);
-        eventually(
-            "the database and its StatefulSets gone",
-            Duration::from_secs(60),
-            || async {
-                let gone = dbs.get_opt("db").await.ok()?.is_none();
-                let left = statefulsets
-                    .list(&ListParams::default())
-                    .await
-                    .ok()?
-                    .items
-                    .len();
-                (gone && left == 0).then_some(())
-            },
-        )
-        .await;
-
-        helm(
-            &h.dir,
-            c.kubeconfig_path(),
-            &[
-                "uninstall",
-                "aadb",
-                "--namespace",
-                RELEASE_NAMESPACE,
-                "--wait",
-            ],
-        );
-        let left = deployments
-            .get_opt("aadb-operator")
-            .await
-            .expect("read Deployment");
-        assert!(left.is_none(), "the Deployment outlived helm uninstall");
     });
 }

@@ -132,6 +132,16 @@ and the objects it creates for them. Shared by the ClusterRole and the namespace
 {{- end }}
 
 {{/*
+Rule on namespaces, for an operator that watches every namespace: a participant may live in
+another namespace, created when missing.
+*/}}
+{{- define "aadb-operator.namespaceRules" -}}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "create"]
+{{- end }}
+
+{{/*
 Rule on the leader-election Lease.
 */}}
 {{- define "aadb-operator.leaseRules" -}}
@@ -148,10 +158,6 @@ ActiveActiveDatabase CRD is installed.
 - apiGroups: [""]
   resources: ["nodes"]
   verbs: ["get", "list", "watch"]
-# A participant may live in another namespace, created when missing.
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["get", "create"]
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   resourceNames: ["activeactivedatabases.aadb.dev"]
