@@ -640,6 +640,7 @@ impl Loop {
                     EventType::Warning,
                     "FailoverHeld",
                     &format!("{}/{} shard {}: {h}", db, p.name, s.plan.index),
+                    None,
                 )
                 .await;
             }
@@ -706,6 +707,7 @@ impl Loop {
                             "{}/{} shard {}: {pod} is the primary",
                             db, p.name, s.plan.index
                         ),
+                        Some(pod_ref(p, pod)),
                     )
                     .await;
                 }
@@ -745,6 +747,7 @@ impl Loop {
                             EventType::Normal,
                             "SwitchedOver",
                             &format!("{}/{} shard {}: {to} is the primary in place of {from}, which is being replaced; hand-over took {:.2}s", db, p.name, s.plan.index, seconds.as_secs_f64()),
+                            Some(pod_ref(p, to)),
                         )
                         .await;
                         continue;
@@ -766,6 +769,7 @@ impl Loop {
                         EventType::Warning,
                         "FailedOver",
                         &format!("{}/{} shard {}: promoted {to} in place of {from} ({reason}); {:.2}s after the primary failed", db, p.name, s.plan.index, seconds),
+                        Some(pod_ref(p, to)),
                     )
                     .await;
                 }
@@ -794,6 +798,7 @@ impl Loop {
                                 "{}/{} shard {}: {pod} follows {primary_address}",
                                 db, p.name, s.plan.index
                             ),
+                            Some(pod_ref(p, pod)),
                         )
                         .await;
                     }
@@ -983,8 +988,14 @@ impl Loop {
             "{}/{} shard {}: handing over from {primary} to a replica: {why}",
             spec.topology.database, p.name, s.plan.index
         );
-        self.event(spec, EventType::Normal, "SwitchoverStarted", &note)
-            .await;
+        self.event(
+            spec,
+            EventType::Normal,
+            "SwitchoverStarted",
+            &note,
+            Some(pod_ref(p, primary)),
+        )
+        .await;
     }
 
     /// One step of replacing the shard's outdated pods (see the module documentation).
@@ -1064,6 +1075,7 @@ impl Loop {
                         "{}/{} shard {}: replacing {} with revision {revision}",
                         db, p.name, s.plan.index, victim.pod
                     ),
+                    Some(pod_ref(p, &victim.pod)),
                 )
                 .await;
             }
@@ -1136,17 +1148,37 @@ impl Loop {
         out
     }
 
-    async fn event(&self, spec: &SupervisorSpec, kind: EventType, reason: &str, note: &str) {
+    /// Records an Event on the database; `related` names the pod it is about, which also keeps
+    /// Events of different pods apart (the recorder folds repeats of one key into a series).
+    async fn event(
+        &self,
+        spec: &SupervisorSpec,
+        kind: EventType,
+        reason: &str,
+        note: &str,
+        related: Option<ObjectReference>,
+    ) {
         let ev = Event {
             type_: kind,
             reason: reason.into(),
             note: Some(note.chars().take(1000).collect()),
             action: reason.into(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&ev, &spec.reference).await {
             tracing::debug!(error = %e, "cannot record event");
         }
+    }
+}
+
+/// A reference to pod `pod` of participant `p`, for Events.
+fn pod_ref(p: &ParticipantPlan, pod: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(p.namespace.clone()),
+        name: Some(pod.to_string()),
+        ..ObjectReference::default()
     }
 }
 
