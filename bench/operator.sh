@@ -5,7 +5,10 @@
 #    (min/median/max over BENCH_READY_ROUNDS rounds, default 3);
 # 2. failover: BENCH_FAILOVER_KILLS (default 20) kill -9 of a primary, time to the first write
 #    through the region endpoint (p50/p90/p99/max), promotions versus restarts, and writes
-#    acknowledged with WAIT 1 that were lost.
+#    acknowledged with WAIT 1 that were lost;
+# 3. rolls: BENCH_ROLLS (default 10) cpu-request changes of a 1 x 1 x 1 database, each rolled by
+#    the operator with a planned switchover: time to rolled, longest pause between writes the
+#    primary answered OK, and those writes lost.
 # Prints human-readable lines, then `RESULT <name> <value> <unit>` lines; the whole output is
 # also written to $BENCH_OUT/operator.txt and the run's logs stay in $BENCH_OUT/operator-run.
 # Needs the Kubernetes binaries (`make k8s-bins`). Builds shard-node, aadb-operator and the

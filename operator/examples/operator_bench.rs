@@ -9,7 +9,12 @@
 //!    the replica and how often the killed pod came back first; and the number of writes
 //!    acknowledged with `WAIT 1 500` that were lost (read back at the end; must be 0);
 //! 3. the operator's work on that Ready database over 5 s, without and with writes flowing:
-//!    reconciles per second (its `/metrics`) and updates of the database object (a watch).
+//!    reconciles per second (its `/metrics`) and updates of the database object (a watch);
+//! 4. rolls: `BENCH_ROLLS` changes of the cpu request of a 1 × 1 × 1 database, each rolled by
+//!    the operator (replica replaced, primary role handed over, old primary replaced), under a
+//!    writer that counts a write once the primary answers OK (no `WAIT`): time from apply to
+//!    every pod on the new revision, the longest pause between two answered writes during a
+//!    roll, and the answered writes lost (read back at the end; must be 0).
 //!
 //! The clusters are real local control planes (`aadb_e2e::LocalCluster`, loopback indexes
 //! 12-14) whose node agents run shard-node pods as processes; the operator is the
@@ -17,7 +22,7 @@
 //! clusters through kubeconfig Secrets. Output: one human-readable line per measurement, then
 //! one `RESULT <name> <value> <unit>` line per metric.
 //!
-//! Environment: `BENCH_READY_ROUNDS` (3), `BENCH_FAILOVER_KILLS` (20),
+//! Environment: `BENCH_READY_ROUNDS` (3), `BENCH_FAILOVER_KILLS` (20), `BENCH_ROLLS` (10),
 //! `BENCH_FAILOVER_SETTLE_SECS` (12: the least time between two kills, longer than the node
 //! agent's 10 s restart back-off reset, the operator's flapping guard and its status refresh,
 //! so that every kill starts from the same state), `BENCH_FAILOVER_DETECTION_MS` (unset: the
@@ -123,6 +128,7 @@ struct FailoverSettings {
 
 fn main() -> Result<()> {
     let ready_rounds = env_number("BENCH_READY_ROUNDS", 3)?;
+    let rolls = env_number("BENCH_ROLLS", 10)?;
     let failover = FailoverSettings {
         kills: env_number("BENCH_FAILOVER_KILLS", 20)?,
         settle: Duration::from_secs(env_number("BENCH_FAILOVER_SETTLE_SECS", 12)?),
@@ -154,7 +160,15 @@ fn main() -> Result<()> {
         .context("tokio runtime")?;
     rt.block_on(async {
         let clusters = start_clusters(&dir, &shard_node_bin).await?;
-        let result = run(&clusters, &dir, &operator_bin, ready_rounds, failover).await;
+        let result = run(
+            &clusters,
+            &dir,
+            &operator_bin,
+            ready_rounds,
+            failover,
+            rolls,
+        )
+        .await;
         if result.is_err() {
             for c in &clusters {
                 eprintln!("{}", c.log_report());
@@ -180,6 +194,7 @@ async fn run(
     operator_bin: &Path,
     ready_rounds: u64,
     failover: FailoverSettings,
+    rolls: u64,
 ) -> Result<()> {
     let east = &clusters[0];
     let operator = Operator::start(operator_bin, dir, "bench", east.kubeconfig_path())?;
@@ -201,6 +216,12 @@ async fn run(
     let failover = failover_bench(east, operator.metrics, failover).await?;
     failover.print();
     results.extend(failover.results());
+
+    if rolls > 0 {
+        let rolled = roll_bench(east, rolls).await?;
+        rolled.print();
+        results.extend(rolled.results());
+    }
 
     println!();
     for (name, value, unit) in results {
@@ -1216,4 +1237,170 @@ async fn read_back_lost(addr: &str, acked: &[u64]) -> Result<Vec<u64>> {
         }
     }
     Ok(lost)
+}
+
+// ---------------------------------------------------------------- rolls
+
+/// What the roll benchmark measured.
+struct RollRuns {
+    /// Per roll: seconds from apply to every pod on the new revision and Ready, and the
+    /// longest pause between two writes answered OK inside that window.
+    rolls: Vec<(f64, f64)>,
+    answered: usize,
+    lost: usize,
+    failures: u64,
+}
+
+impl RollRuns {
+    fn print(&self) {
+        let took = sorted(self.rolls.iter().map(|r| r.0).collect());
+        let paused = sorted(self.rolls.iter().map(|r| r.1).collect());
+        println!(
+            "rolls (cpu change, 1 region x 1 shard x 1 replica, {} rolls): apply to rolled median {} max {}; longest write pause median {} max {}; {} writes answered OK, {} lost, {} failed attempts",
+            self.rolls.len(),
+            secs(median(&took)),
+            secs(took.last().copied().unwrap_or(f64::NAN)),
+            secs(median(&paused)),
+            secs(paused.last().copied().unwrap_or(f64::NAN)),
+            self.answered,
+            self.lost,
+            self.failures
+        );
+    }
+
+    fn results(&self) -> Vec<Metric> {
+        let took = sorted(self.rolls.iter().map(|r| r.0).collect());
+        let paused = sorted(self.rolls.iter().map(|r| r.1).collect());
+        vec![
+            ("roll_median".into(), secs(median(&took)), "s"),
+            ("roll_write_pause_median".into(), secs(median(&paused)), "s"),
+            (
+                "roll_write_pause_max".into(),
+                secs(paused.last().copied().unwrap_or(f64::NAN)),
+                "s",
+            ),
+            ("roll_writes_lost".into(), self.lost.to_string(), "writes"),
+        ]
+    }
+}
+
+/// `SET bench:acked:<n> <n>` back to back through `addr`; records each write the primary
+/// answered OK, with the time of the answer.
+async fn answered_writer(addr: String, log: Arc<AckLog>, stop: Arc<AtomicBool>) {
+    let timeout = Duration::from_millis(500);
+    let mut conn = None;
+    let mut n: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            conn = connect(&addr, timeout).await;
+        }
+        let answered = match conn.as_mut() {
+            Some(c) => {
+                n += 1;
+                let mut set = redis::cmd("SET");
+                set.arg(format!("bench:acked:{n}")).arg(n);
+                query::<()>(c, &set, timeout).await.is_some()
+            }
+            None => false,
+        };
+        if answered {
+            log.lock().push((n, Instant::now()));
+        } else {
+            conn = None;
+            log.failures.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn cpu_request(p: &Pod) -> Option<String> {
+    p.spec
+        .as_ref()?
+        .containers
+        .first()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("cpu")
+        .map(|q| q.0.clone())
+}
+
+/// Longest time between two consecutive answers inside `[from, to]` (counting its edges).
+fn longest_pause(answers: &[Instant], from: Instant, to: Instant) -> f64 {
+    let mut last = from;
+    let mut longest = Duration::ZERO;
+    for t in answers.iter().filter(|t| **t >= from && **t <= to) {
+        longest = longest.max(t.duration_since(last));
+        last = *t;
+    }
+    longest.max(to.duration_since(last)).as_secs_f64()
+}
+
+async fn roll_bench(c: &LocalCluster, rolls: u64) -> Result<RollRuns> {
+    let ns = "roll-bench";
+    let region = c.name().to_string();
+    create_namespace(c, ns).await?;
+    let spec = |cpu: &str| {
+        json!({"shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
+               "resources": {"requests": {"cpu": cpu}},
+               "participants": [{"name": region, "zones": zones(&region)}]})
+    };
+    apply_database(c, ns, spec("10m")).await?;
+    poll("roll database Ready", READY_TIMEOUT, || async {
+        get_database(c, ns).await.filter(is_ready)
+    })
+    .await?;
+    let service = format!("{DB}-{region}");
+    let addr = poll(
+        &format!("LoadBalancer ingress of {service}"),
+        Duration::from_secs(60),
+        || load_balancer(c, ns, &service),
+    )
+    .await?;
+    let log = Arc::new(AckLog::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(answered_writer(addr.clone(), log.clone(), stop.clone()));
+    let mut windows = Vec::new();
+    for i in 1..=rolls {
+        let cpu = format!("{}m", 10 + i);
+        let from = Instant::now();
+        apply_database(c, ns, spec(&cpu)).await?;
+        poll(
+            &format!("roll {i} to cpu {cpu}"),
+            STEADY_TIMEOUT,
+            || async {
+                let pods = database_pods(c, ns).await;
+                let rolled = pods.len() == 2
+                    && pods
+                        .iter()
+                        .all(|p| pod_serving(p) && cpu_request(p).as_deref() == Some(cpu.as_str()));
+                let ready = get_database(c, ns).await.filter(is_ready).is_some();
+                (rolled && ready).then_some(())
+            },
+        )
+        .await?;
+        windows.push((from, Instant::now()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.context("writer task")?;
+    let answered: Vec<(u64, Instant)> = log.lock().clone();
+    let times: Vec<Instant> = answered.iter().map(|(_, t)| *t).collect();
+    let numbers: Vec<u64> = answered.iter().map(|(n, _)| *n).collect();
+    let lost = read_back_lost(&addr, &numbers).await?;
+    delete_database(c, ns).await?;
+    Ok(RollRuns {
+        rolls: windows
+            .iter()
+            .map(|(from, to)| {
+                (
+                    to.duration_since(*from).as_secs_f64(),
+                    longest_pause(&times, *from, *to),
+                )
+            })
+            .collect(),
+        answered: numbers.len(),
+        lost: lost.len(),
+        failures: log.failures.load(Ordering::Relaxed),
+    })
 }
