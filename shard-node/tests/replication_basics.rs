@@ -407,6 +407,40 @@ fn wait_counts_the_replicas_that_acknowledged() {
     drop((p1, p2));
 }
 
+#[test]
+fn wait_pipelined_after_a_write_waits_for_that_write() {
+    let primary = NodeBuilder::new().participant("A").start();
+    let proxy = BlockingFaultProxy::start(loopback(primary.port())).expect("proxy");
+    let replica = NodeBuilder::new()
+        .participant("A")
+        .arg("--replicaof")
+        .arg(proxy.addr().to_string())
+        .start();
+    let mut p = Client::new(primary.port(), None);
+    let mut r = Client::new(replica.port(), None);
+    wait_caught_up(&mut p, &mut r);
+    // The replica has everything so far; its link now holds every chunk for 3 s. A write and
+    // a WAIT sent together run in one batch: the WAIT must count the write of that batch.
+    proxy.delay(Duration::from_secs(3));
+    let t = Instant::now();
+    let replies = p
+        .pipeline(&[
+            vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()],
+            vec![b"WAIT".to_vec(), b"1".to_vec(), b"300".to_vec()],
+        ])
+        .expect("pipeline");
+    assert_eq!(replies[0].text(), "OK");
+    assert_eq!(
+        replies[1].text(),
+        "0",
+        "WAIT counted a replica that cannot have the write yet"
+    );
+    assert!(t.elapsed() >= Duration::from_millis(290));
+    proxy.heal();
+    assert_eq!(p.q(&["WAIT", "1", "10000"]).text(), "1");
+    assert_eq!(r.q(&["GET", "k"]).text(), "v");
+}
+
 /// Waits until `node`'s log contains every one of `needles` on one line.
 fn wait_log_line(node: &ShardNode, needles: &[&str]) -> String {
     poll_ok(Duration::from_secs(20), || {

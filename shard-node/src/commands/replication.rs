@@ -255,7 +255,9 @@ fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
         ));
     }
-    let offset = ctx.db.repl.backlog.next_offset();
+    // Writes earlier in the same batch are still in the outbox (they reach the backlog when the
+    // batch ends): each takes one offset, and WAIT must cover them too.
+    let offset = ctx.db.repl.backlog.next_offset() + ctx.db.ks.outbox.len() as u64;
     let have = ctx.db.repl.replicas_at(offset);
     if wanted <= 0 || have >= wanted as usize || ctx.client.multi.is_some() {
         ctx.out.int(have as i64);
