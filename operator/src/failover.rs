@@ -330,10 +330,10 @@ pub struct ShardView {
     pub pods: Vec<PodView>,
     /// When the operator last promoted a replica of this shard.
     pub last_failover: Option<Instant>,
-    /// A planned switchover: the pod the operator is about to replace (a roll) and when the
-    /// switchover began. When it is the labeled primary and still serving, the shard hands
-    /// over to a replica first.
-    pub retiring: Option<(String, Instant)>,
+    /// A planned switchover: the pod the operator is about to replace (a roll or a
+    /// scale-down). When it is the labeled primary and still serving, the shard hands over to a
+    /// replica first.
+    pub retiring: Option<String>,
 }
 
 /// Something the executor must do to a shard.
@@ -416,16 +416,10 @@ pub fn decide(view: &ShardView, settings: &FailoverSettings, now: Instant) -> De
         now,
         primary,
     };
-    let retiring_since = view
-        .retiring
-        .as_ref()
-        .filter(|(pod, _)| *pod == primary.pod)
-        .map(|(_, since)| *since);
+    let retiring = view.retiring.as_ref() == Some(&primary.pod);
     match primary.report() {
-        Some(report) if primary.serving() && report.is_primary() => match retiring_since {
-            Some(since) => ctx.switchover(since),
-            None => ctx.steady(),
-        },
+        Some(report) if primary.serving() && report.is_primary() && retiring => ctx.switchover(),
+        Some(report) if primary.serving() && report.is_primary() => ctx.steady(),
         Some(report) if primary.serving() => ctx.labeled_replica(report),
         _ => ctx.impaired(),
     }
@@ -785,7 +779,7 @@ impl Ctx<'_> {
     }
 
     /// The primary serves but is about to be replaced: hand over to an in-sync replica.
-    fn switchover(&self, since: Instant) -> Decision {
+    fn switchover(&self) -> Decision {
         let primary = self.primary;
         let reason = format!("planned switchover: {} is being replaced", primary.pod);
         let (chosen, completing) = match self.best_candidate() {
@@ -815,7 +809,6 @@ impl Ctx<'_> {
         if let Some(hold) = self.drain(chosen, &reason, None) {
             return hold;
         }
-        let _ = since;
         self.promote(chosen, reason)
     }
 
@@ -2313,12 +2306,9 @@ mod tests {
             })
             .collect();
         let last_failover = rng.chance(20).then(|| t - ms(rng.below(3000)));
-        let retiring = rng.chance(15).then(|| {
-            (
-                name(rng.below(u64::from(count)) as u32),
-                t - ms(rng.below(3000)),
-            )
-        });
+        let retiring = rng
+            .chance(15)
+            .then(|| name(rng.below(u64::from(count)) as u32));
         ShardView {
             shard: 0,
             pods,
@@ -2327,10 +2317,10 @@ mod tests {
         }
     }
 
-    /// `healthy_shard` with its primary (pod 0) being replaced since `since`.
-    fn retiring_primary(since: Instant) -> ShardView {
+    /// `healthy_shard` with its primary (pod 0) being replaced.
+    fn retiring_primary() -> ShardView {
         ShardView {
-            retiring: Some((name(0), since)),
+            retiring: Some(name(0)),
             ..healthy_shard()
         }
     }
@@ -2338,7 +2328,7 @@ mod tests {
     #[test]
     fn planned_switchover_first_drains_the_other_replicas_to_the_best_one() {
         let t = now();
-        let d = decide(&retiring_primary(t), &settings(), t);
+        let d = decide(&retiring_primary(), &settings(), t);
         // Pod 1 is the most advanced replica: pod 2 follows it, the primary keeps serving.
         assert_eq!(d.actions, vec![follow(2, 1, false)]);
         assert!(holding(&d).starts_with("planned switchover: db-east-0-0 is being replaced"));
@@ -2350,7 +2340,7 @@ mod tests {
     fn planned_switchover_promotes_an_in_sync_replica_and_demotes_the_old_primary() {
         let t = now();
         let view = ShardView {
-            retiring: Some((name(0), t)),
+            retiring: Some(name(0)),
             ..shard(vec![
                 pod(0).labeled().primary(1, 100),
                 pod(1).replica_of(0, true, 100),
@@ -2369,7 +2359,7 @@ mod tests {
         // promotes it; under a steady write load the probes would always find it behind.
         let t = now();
         let view = ShardView {
-            retiring: Some((name(0), t)),
+            retiring: Some(name(0)),
             ..shard(vec![
                 pod(0).labeled().primary(1, 150),
                 pod(1).replica_of(0, true, 120),
@@ -2384,7 +2374,7 @@ mod tests {
     fn planned_switchover_needs_neither_failover_enabled_nor_the_flapping_guard_passed() {
         let t = now();
         let view = ShardView {
-            retiring: Some((name(0), t)),
+            retiring: Some(name(0)),
             last_failover: Some(t - ms(100)),
             ..shard(vec![
                 pod(0).labeled().primary(1, 100),
@@ -2403,7 +2393,7 @@ mod tests {
     fn planned_switchover_holds_without_a_replica_in_sync() {
         let t = now();
         let view = ShardView {
-            retiring: Some((name(0), t)),
+            retiring: Some(name(0)),
             ..shard(vec![
                 pod(0).labeled().primary(1, 100),
                 pod(1).replica_of(0, false, 40),
@@ -2417,7 +2407,7 @@ mod tests {
             holding(&d)
         );
         let alone = ShardView {
-            retiring: Some((name(0), t)),
+            retiring: Some(name(0)),
             ..shard(vec![pod(0).labeled().primary(1, 100)])
         };
         let d = decide(&alone, &settings(), t);
@@ -2432,13 +2422,13 @@ mod tests {
     fn retiring_a_replica_or_a_failed_primary_follows_the_usual_rules() {
         let t = now();
         let view = ShardView {
-            retiring: Some((name(2), t)),
+            retiring: Some(name(2)),
             ..healthy_shard()
         };
         let d = decide(&view, &settings(), t);
         assert!(d.healthy && d.actions.is_empty(), "{d:?}");
         // A retiring primary that stopped serving is a failure like any other.
-        let mut view = retiring_primary(t);
+        let mut view = retiring_primary();
         view.pods[0] = view.pods[0].clone().not_ready(t - ms(300));
         let d = decide(&view, &settings(), t);
         assert_eq!(d.actions, vec![]);
@@ -2455,9 +2445,7 @@ mod tests {
         // A planned switchover of a serving primary needs neither failover enabled nor the
         // flapping guard passed.
         let switching = |p: &PodView| {
-            view.retiring.as_ref().is_some_and(|(r, _)| *r == p.pod)
-                && p.serving()
-                && p.primary_report().is_some()
+            view.retiring.as_ref() == Some(&p.pod) && p.serving() && p.primary_report().is_some()
         };
         if d.healthy {
             assert!(
@@ -2654,13 +2642,8 @@ mod tests {
             }
             view.last_failover = None;
             // As the supervisor does: no switchover in a shard of one pod, and a switchover
-            // ends once the pod it replaces is no longer the primary. Offsets do not move here,
-            // so the wait for a candidate to catch up is over.
-            view.retiring = view
-                .retiring
-                .take()
-                .filter(|_| view.pods.len() > 1)
-                .map(|(pod, _)| (pod, t - ms(5000)));
+            // ends once the pod it replaces is no longer the primary.
+            view.retiring = view.retiring.take().filter(|_| view.pods.len() > 1);
             let start = view.clone();
             let mut converged = false;
             for _ in 0..5 {
@@ -2672,7 +2655,7 @@ mod tests {
                 }
                 apply(&mut view, &d);
                 connect_links(&mut view);
-                if let Some((pod, _)) = &view.retiring {
+                if let Some(pod) = &view.retiring {
                     if !view.pods.iter().any(|p| &p.pod == pod && p.labeled_primary) {
                         view.retiring = None;
                     }

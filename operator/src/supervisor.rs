@@ -626,7 +626,7 @@ impl Loop {
             shard: s.plan.index,
             pods: views.clone(),
             last_failover: self.last_failover.get(&key).copied(),
-            retiring: retiring.clone(),
+            retiring: retiring.as_ref().map(|(pod, _)| pod.clone()),
         };
         let decision = decide(&view, &spec.settings, now);
         let db = &spec.topology.database;
