@@ -137,6 +137,16 @@ pub struct ServerArgs {
     /// Maximum size of one bulk argument in bytes.
     #[arg(long, env = "SHARD_NODE_PROTO_MAX_BULK_LEN", default_value_t = 512 * 1024 * 1024)]
     pub proto_max_bulk_len: u64,
+    /// Milliseconds added to this node's wall clock (fault injection: regions whose clocks
+    /// disagree, as real ones do). Not for production use.
+    #[arg(
+        long,
+        env = "SHARD_NODE_CLOCK_SKEW_MS",
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        hide = true
+    )]
+    pub clock_skew_ms: i64,
 }
 
 fn parse_memory_arg(text: &str) -> Result<u64, String> {

@@ -85,6 +85,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Result<()> {
+    net::set_clock_skew_ms(args.clock_skew_ms);
     let now = net::now_ms();
     // Without other participants or a primary, removed state can be dropped at once.
     let single = args.peers.is_empty() && args.replicaof.is_none();

@@ -3,8 +3,8 @@
 //!
 //! Contract: a list is a sequence CRDT (see `crdt::value::ListValue`). Every element has an id
 //! made of the inserting effect's dot and the element's index among the list inserts of that
-//! effect, so ids stay unique inside a transaction. An insert names the element (visible or
-//! removed) it goes right after, `None` for the head; the operations of one command are applied
+//! effect, so ids stay unique inside a transaction. An insert names the visible element it goes
+//! right after, `None` for the head; the operations of one command are applied
 //! in order, so a multi-value push chains its inserts exactly like Redis. Pops, LREM, LTRIM and
 //! the source side of LMOVE remove the elements they select by id; LSET writes an element's
 //! value (last writer wins). Pushes and pops at either end only look at that end of the list.

@@ -20,7 +20,7 @@
 
 use super::clock::{Actor, ActorId, Dot, Hlc, Stamp, VectorClock};
 use super::effect::{Delta, Effect, Op, OpKind};
-use super::value::{Blob, Counted, Elem, FastMap, Kind, Score, Value};
+use super::value::{Blob, Counted, Elem, FastMap, Kind, Origin, Score, Value};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet};
@@ -621,7 +621,7 @@ impl Keyspace {
                         *after,
                         Elem {
                             id: *id,
-                            origin: *after,
+                            origin: Origin::from_after(*after),
                             stamp,
                             value: Blob::from(&value[..]),
                             value_stamp: stamp,

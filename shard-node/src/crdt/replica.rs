@@ -71,6 +71,15 @@ impl CausalBuffer {
         }
         keyspace.apply(&effect);
         applied.push(effect);
+        self.release(keyspace, applied);
+        Offer::Applied
+    }
+
+    /// Applies every buffered effect that has become deliverable, pushing each onto `applied`
+    /// in the order applied. Needed after the keyspace's clock moves without an offer (a
+    /// state merge): an effect that waited for what the merge brought would otherwise wait
+    /// until some later offer happens to apply directly.
+    pub fn release(&mut self, keyspace: &mut Keyspace, applied: &mut Vec<Effect>) {
         loop {
             self.waiting.retain(|e| !keyspace.clock().covers(e.dot));
             let Some(pos) = self
@@ -84,7 +93,6 @@ impl CausalBuffer {
             keyspace.apply(&next);
             applied.push(next);
         }
-        Offer::Applied
     }
 
     /// Forgets buffered effects (after a full state transfer replaced the keyspace).

@@ -243,18 +243,63 @@ pub struct ZSetValue {
     pub order: BTreeSet<(Score, Blob)>,
 }
 
+/// Where a list element was inserted.
+///
+/// Encoded like `Option<ElemId>` for the first two variants (postcard writes an option's tag
+/// and an enum's variant index as the same byte), so data written before `Collected` existed
+/// still decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    /// At the head of the list.
+    Head,
+    /// Right after this element.
+    After(ElemId),
+    /// Right after `id`, which this replica has collected: the element now orders among its
+    /// neighbours by `key`, the order key `id` had (see [`ListValue::collect`]).
+    Collected { id: ElemId, key: Stamp },
+}
+
+impl Origin {
+    pub fn from_after(after: Option<ElemId>) -> Self {
+        match after {
+            None => Origin::Head,
+            Some(id) => Origin::After(id),
+        }
+    }
+
+    /// The element inserted after, `None` for the head.
+    pub fn id(&self) -> Option<ElemId> {
+        match self {
+            Origin::Head => None,
+            Origin::After(id) | Origin::Collected { id, .. } => Some(*id),
+        }
+    }
+}
+
 /// One list element: a position in the sequence CRDT plus a last-writer-wins value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Elem {
     pub id: ElemId,
-    /// The element it was inserted after (`None`: the head); used to replay it in a merge.
-    pub origin: Option<ElemId>,
+    /// The element it was inserted after; used to replay it in a merge, and to order it once
+    /// that element is collected.
+    pub origin: Origin,
     /// Stamp of the insert; orders concurrent inserts at one place.
     pub stamp: Stamp,
     pub value: Blob,
     pub value_stamp: Stamp,
     /// Dot of the effect that removed it; removed elements stay as position markers.
     pub removed: Option<Dot>,
+}
+
+impl Elem {
+    /// The key this element is ordered by against a concurrent insert at the same place: its
+    /// own stamp, or the key inherited from its collected origin.
+    pub fn order_key(&self) -> Stamp {
+        match self.origin {
+            Origin::Collected { key, .. } => key,
+            _ => self.stamp,
+        }
+    }
 }
 
 /// List: a replicated growable array (RGA).
@@ -281,20 +326,22 @@ impl ListValue {
     }
 
     /// Places a new element after `after` (head when `None`), skipping concurrent inserts at
-    /// the same place that have a greater stamp, so every replica orders them the same way.
-    /// The caller guarantees `elem` is not already present (effects are applied once; a merge
-    /// checks first).
-    pub fn integrate(&mut self, after: Option<ElemId>, elem: Elem) {
+    /// the same place that order before it (a greater [`Elem::order_key`]), so every replica
+    /// orders them the same way. The caller guarantees `elem` is not already present (effects
+    /// are applied once; a merge checks first).
+    pub fn integrate(&mut self, after: Option<ElemId>, mut elem: Elem) {
         let mut pos = match after {
             None => 0,
-            // The reference is always delivered first under causal delivery; if it has been
-            // collected the element goes to the end rather than being lost.
-            Some(a) => self
-                .position_of(a)
-                .map(|p| p + 1)
-                .unwrap_or(self.elems.len()),
+            Some(a) => match self.position_of(a) {
+                Some(p) => p + 1,
+                // Unreachable under causal delivery: an element is collected only once every
+                // insert that can refer to it is here. Keep the value rather than lose it.
+                None => self.elems.len(),
+            },
         };
-        while pos < self.elems.len() && self.elems[pos].stamp > elem.stamp {
+        // The origin is here, so the element orders by its own stamp.
+        elem.origin = Origin::from_after(after);
+        while pos < self.elems.len() && self.elems[pos].order_key() > elem.stamp {
             pos += 1;
         }
         if elem.removed.is_none() {
@@ -341,9 +388,49 @@ impl ListValue {
     }
 
     /// Drops removed elements whose removal every participant has seen.
+    ///
+    /// The order of concurrent inserts at one place is decided by comparing stamps along the
+    /// list (see [`ListValue::integrate`]): an insert skips every element that orders before it.
+    /// A removed element is part of that comparison for the elements inserted after it: they
+    /// sit in its subtree and order, against an insert at the collected element's place, by
+    /// the collected element's key, not by their own (greater) stamps. Dropping the element
+    /// without passing its key on would let a later insert skip those elements on this
+    /// replica and stop before them on a replica that has not collected yet, so regions would
+    /// keep the same elements in different orders. Every element whose origin is dropped
+    /// therefore inherits the dropped element's order key.
     pub fn collect(&mut self, stable: &VectorClock) {
-        self.elems
-            .retain(|e| !matches!(e.removed, Some(d) if stable.covers(d)));
+        self.drop_where(|e| matches!(e.removed, Some(d) if stable.covers(d)));
+    }
+
+    /// Drops the elements `gone` selects, passing each one's order key on to the elements
+    /// inserted right after it (see [`ListValue::collect`]). Returns how many visible
+    /// elements were dropped.
+    fn drop_where(&mut self, mut gone: impl FnMut(&Elem) -> bool) -> usize {
+        let mut keys: HashMap<ElemId, Stamp> = HashMap::new();
+        let mut visible_dropped = 0;
+        // An element always comes after its origin, so one pass in list order sees every
+        // dropped origin before the elements that inherit from it.
+        for e in self.elems.iter_mut() {
+            if let Some(origin) = e.origin.id() {
+                if let Some(key) = keys.get(&origin) {
+                    e.origin = Origin::Collected {
+                        id: origin,
+                        key: *key,
+                    };
+                }
+            }
+            if gone(e) {
+                keys.insert(e.id, e.order_key());
+                if e.removed.is_none() {
+                    visible_dropped += 1;
+                }
+            }
+        }
+        if !keys.is_empty() {
+            self.elems.retain(|e| !keys.contains_key(&e.id));
+            self.visible -= visible_dropped;
+        }
+        visible_dropped
     }
 
     /// Drops every removed element at the ends (used when there are no other participants).
@@ -401,19 +488,11 @@ impl ListValue {
             .map(|e| e.id)
     }
 
+    /// State merge. Elements only the other side has are placed first, while every element
+    /// this side holds is still here to order them; then the elements the other side has
+    /// collected are dropped here too, passing their order keys on as [`ListValue::collect`]
+    /// does.
     pub fn join(&mut self, mine_ctx: &VectorClock, other: &ListValue, their_ctx: &VectorClock) {
-        // Elements the other side removed and collected: covered by its clock but absent there.
-        let their_ids: std::collections::HashSet<ElemId> =
-            other.elems.iter().map(|e| e.id).collect();
-        let mut dropped = 0;
-        self.elems.retain(|e| {
-            let keep = their_ids.contains(&e.id) || !their_ctx.covers(e.id.dot);
-            if !keep && e.removed.is_none() {
-                dropped += 1;
-            }
-            keep
-        });
-        self.visible -= dropped;
         // Removals and value writes from the other side.
         for theirs in &other.elems {
             if let Some(pos) = self.position_of(theirs.id) {
@@ -434,17 +513,23 @@ impl ListValue {
             }
         }
         // Elements only the other side has, replayed as inserts in stamp order (an element's
-        // origin always has a smaller stamp, so it is present before the element is placed).
+        // origin always has a smaller stamp, so it is present before the element is placed:
+        // this side cannot have collected it, or it would hold every element inserted after it).
         let mut missing: Vec<Elem> = other
             .elems
             .iter()
             .filter(|e| self.position_of(e.id).is_none() && !mine_ctx.covers(e.id.dot))
             .cloned()
             .collect();
-        missing.sort_by_key(|e| (e.stamp.ts, std::cmp::Reverse(e.stamp.actor), e.id));
+        missing.sort_by_key(|e| (e.stamp, e.id));
         for elem in missing {
-            self.integrate(elem.origin, elem);
+            let after = elem.origin.id();
+            self.integrate(after, elem);
         }
+        // Elements the other side removed and collected: covered by its clock but absent there.
+        let their_ids: std::collections::HashSet<ElemId> =
+            other.elems.iter().map(|e| e.id).collect();
+        self.drop_where(|e| !their_ids.contains(&e.id) && their_ctx.covers(e.id.dot));
     }
 }
 
@@ -613,5 +698,74 @@ fn join_maps<V: Default + Clone, F: FnMut(&mut V, &V)>(
         if !theirs.contains_key(k) {
             join(v, &empty);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::clock::ActorId;
+
+    fn id(seq: u64) -> ElemId {
+        ElemId {
+            dot: Dot {
+                actor: ActorId(7),
+                seq,
+            },
+            index: 0,
+        }
+    }
+
+    #[test]
+    fn origins_written_as_options_still_decode() {
+        let head = postcard::to_allocvec(&None::<ElemId>).unwrap();
+        let after = postcard::to_allocvec(&Some(id(3))).unwrap();
+        assert_eq!(postcard::from_bytes::<Origin>(&head).unwrap(), Origin::Head);
+        assert_eq!(
+            postcard::from_bytes::<Origin>(&after).unwrap(),
+            Origin::After(id(3))
+        );
+    }
+
+    fn elem(seq: u64, origin: Option<ElemId>, ts: u64, removed: bool) -> Elem {
+        Elem {
+            id: id(seq),
+            origin: Origin::from_after(origin),
+            stamp: Stamp {
+                ts,
+                actor: ActorId(7),
+            },
+            value: Blob::from(format!("v{seq}").as_bytes()),
+            value_stamp: Stamp::default(),
+            removed: removed.then_some(Dot {
+                actor: ActorId(9),
+                seq: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn collecting_an_element_passes_its_order_key_to_the_elements_after_it() {
+        // o <- s (removed) <- c, and c <- d.
+        let mut l = ListValue::default();
+        l.integrate(None, elem(1, None, 10, false));
+        l.integrate(Some(id(1)), elem(2, Some(id(1)), 20, true));
+        l.integrate(Some(id(2)), elem(3, Some(id(2)), 90, false));
+        l.integrate(Some(id(3)), elem(4, Some(id(3)), 95, false));
+        let mut stable = VectorClock::new();
+        stable.raise(ActorId(9), 1);
+        l.collect(&stable);
+        let keys: Vec<(u64, u64)> = l
+            .elems
+            .iter()
+            .map(|e| (e.id.dot.seq, e.order_key().ts))
+            .collect();
+        // c orders by s's stamp now; d, whose origin is still here, by its own.
+        assert_eq!(keys, vec![(1, 10), (3, 20), (4, 95)]);
+        // An insert after o with a stamp between s's and c's goes before c, as it would
+        // before s.
+        l.integrate(Some(id(1)), elem(5, Some(id(1)), 50, false));
+        let order: Vec<u64> = l.iter_visible().map(|e| e.id.dot.seq).collect();
+        assert_eq!(order, vec![1, 5, 3, 4]);
     }
 }

@@ -162,11 +162,21 @@ pub fn start_links(shared: &Arc<Shared>, state: &mut State) {
     }
 }
 
+/// Offset added to the wall clock by [`now_ms`], set once at start (`--clock-skew-ms`).
+static CLOCK_SKEW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Shifts this process's wall clock by `ms` (fault injection for tests of clock skew).
+pub fn set_clock_skew_ms(ms: i64) {
+    CLOCK_SKEW_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Wall-clock milliseconds since the epoch, shifted by the configured skew.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+    let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    wall.saturating_add_signed(CLOCK_SKEW_MS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// How long a TLS client has to complete its handshake.

@@ -508,9 +508,16 @@ fn finish_full_transfer(
                 p.full_merges += 1;
                 p.state = LinkState::Up;
             }
-            tracing::info!(peer = %name, "merged the full state of a peer whose backlog no longer covered this node");
+            // Effects that waited in the causal gate for what the merge brought can apply now.
+            let mut released = Vec::new();
+            db.repl.gate.release(&mut db.ks, &mut released);
+            tracing::info!(peer = %name, released = released.len(), "merged the full state of a peer whose backlog no longer covered this node");
+            for effect in released {
+                state.record_received(effect, None);
+            }
         }
     }
+    let db = &mut state.db;
     let clock = db.ks.clock().clone();
     db.repl.backlog.reset(clock);
     db.compaction_requested = true;

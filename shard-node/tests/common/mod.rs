@@ -311,6 +311,11 @@ impl NodeBuilder {
         self
     }
 
+    /// The `--participant` name this builder starts the node with.
+    pub fn participant_name(&self) -> &str {
+        &self.participant
+    }
+
     /// `--appendfsync always|everysec|no`.
     pub fn appendfsync(mut self, mode: &str) -> Self {
         self.appendfsync = Some(mode.to_owned());
