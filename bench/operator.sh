@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Operator benchmarks (part of `make bench`; DESIGN.md §6 tier 4, targets in §7), run by the
-# example operator/examples/operator_bench.rs on three local clusters (loopback indexes 12-14):
+# Operator benchmarks (part of `make bench`; see docs/development.md; targets in
+# bench/RESULTS.md), run by the example operator/examples/operator_bench.rs on three local
+# clusters (loopback indexes 12-14):
 # 1. apply to Ready of a new database, 3 regions x 3 shards x 1 replica and 1 x 1 x 1
 #    (min/median/max over BENCH_READY_ROUNDS rounds, default 3);
 # 2. failover: BENCH_FAILOVER_KILLS (default 20) kill -9 of a primary, time to the first write

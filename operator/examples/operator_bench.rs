@@ -1,4 +1,5 @@
-//! Operator benchmarks (DESIGN.md §6 tier 4, targets in §7), printed rather than asserted:
+//! Operator benchmarks (a tier of `docs/development.md`; targets in `bench/RESULTS.md`), printed
+//! rather than asserted:
 //!
 //! 1. apply-to-Ready time of a new database: 3 regions × 3 shards × 1 replica over three local
 //!    clusters (target ≤ 60 s), and 1 region × 1 shard × 1 replica; each round in fresh

@@ -1,11 +1,11 @@
-//! Every rule of the conflict semantics (docs: semantics.md) played for real: three regions of
+//! Every rule of the conflict semantics (`docs/semantics.md`) played for real: three regions of
 //! shard-node processes on loopback (A and B each with a replica), every peer link behind a
 //! fault proxy. The regions are partitioned, each makes its concurrent writes, the links heal,
 //! and once every node has the same digest and vector clock the documented result is checked
 //! on every node, replicas included.
 //!
-//! One test per section of semantics.md; the rules of a section share one cluster (each rule
-//! on its own keys) and one partition window per round, and every rule's failures are
+//! One test per section of `docs/semantics.md`; the rules of a section share one cluster (each
+//! rule on its own keys) and one partition window per round, and every rule's failures are
 //! collected before the test fails, so one run shows every broken rule. "The later write" is
 //! made after the wall clock has moved on (the nodes share it), which makes its hybrid logical
 //! timestamp the larger one. Equal timestamps cannot be produced on purpose between real
@@ -75,7 +75,7 @@ impl Expect {
 /// One concurrent write: (round, region, command, expected reply).
 type Step = (u8, usize, &'static [&'static str], Expect);
 
-/// One rule of semantics.md.
+/// One rule of `docs/semantics.md`.
 struct Rule {
     name: &'static str,
     /// Run on A before the first partition; every node has seen it.

@@ -1,4 +1,4 @@
-//! One test per rule of the conflict semantics (docs: semantics.md), played on two or three
+//! One test per rule of the conflict semantics (`docs/semantics.md`), played on two or three
 //! in-memory regions through the real command dispatcher.
 //!
 //! Every rule runs its concurrent effects in every delivery order, each region receiving the

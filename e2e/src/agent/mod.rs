@@ -1,6 +1,6 @@
 //! The node agent: registers Nodes and runs the pods bound to them as local processes.
 //!
-//! Contract (see `shared/docs/control-plane.md`):
+//! Contract (see `docs/development.md`):
 //! - registers `zones × nodes_per_zone` Nodes named `<cluster>-<zone letter>-<i>` labelled with
 //!   `topology.kubernetes.io/zone`, `topology.kubernetes.io/region` (the cluster's name) and
 //!   `kubernetes.io/hostname`, Ready, with a loopback InternalIP, and renews a Lease per node in

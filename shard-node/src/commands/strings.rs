@@ -317,7 +317,7 @@ pub fn string_write_ops(ctx: &Ctx<'_>, key: &Bytes, value: Bytes, ttl: TtlChange
         TtlChange::At(ms) => ops.push(op(key, OpKind::Expire { at_ms: ms })),
         TtlChange::Clear => {
             // A SET without KEEPTTL counts as a PERSIST of the old expiry: it beats a concurrent
-            // EXPIRE (semantics.md, Expiry).
+            // EXPIRE (docs/semantics.md, Expiry).
             if ctx
                 .db
                 .ks
