@@ -21,8 +21,12 @@ help: ## List the targets
 build: ## Release build of shard-node (target/release/shard-node)
 	$(CARGO) build $(LOCKED) --release -p shard-node --bin shard-node
 
+.PHONY: setup
+setup: ## Install the system packages the tests and the demo need (Debian/Ubuntu; scripts/setup.sh)
+	@bash scripts/setup.sh
+
 .PHONY: test
-test: ## All unit, property and integration tests (needs redis-server, redis-tools, python3)
+test: setup k8s-bins ## All unit, property, integration and end-to-end tests (installs what they need first)
 	$(CARGO) test $(LOCKED) --workspace $(TEST_PROFILE)
 
 .PHONY: fmt
@@ -71,7 +75,7 @@ bench: ## Throughput and memory against redis-server, replication lag, operator 
 	bash bench/operator.sh
 
 .PHONY: demo
-demo: ## Three local clusters, the operator and a three-region database; writes converge; left running (scripts/demo.sh)
+demo: setup ## Three local clusters, the operator and a three-region database; writes converge; left running (scripts/demo.sh)
 	@CARGO="$(CARGO)" LOCKED="$(LOCKED)" bash scripts/demo.sh up
 
 .PHONY: down

@@ -56,7 +56,18 @@ locked=${LOCKED:-}
 
 # --- helpers ---------------------------------------------------------------------------------
 
-say() { printf '==> %s\n' "$*"; }
+# Each step's line ends with how long the previous step took and the time since the start.
+demo_t0=$(date +%s)
+say_t0=$demo_t0
+say() {
+    local now
+    now=$(date +%s)
+    if [ "$say_t0" != "$demo_t0" ] || [ "$now" != "$demo_t0" ]; then
+        printf '    (%ss; %ss in all)\n' "$((now - say_t0))" "$((now - demo_t0))"
+    fi
+    say_t0=$now
+    printf '==> %s\n' "$*"
+}
 
 # What the run is doing, for the message when something fails without a message of its own.
 step="starting"

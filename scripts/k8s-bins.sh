@@ -69,32 +69,63 @@ up_to_date() {
     done
 }
 
+# Progress of a cold build: which component, how many remain, and the time so far. A ticker
+# prints the elapsed time every 30 s while a component builds (Go prints nothing meanwhile).
+total_steps=0
+done_steps=0
+build_t0=$(date +%s)
+ticker=""
+stop_ticker() {
+    if [ -n "$ticker" ]; then
+        kill "$ticker" 2>/dev/null || true
+        wait "$ticker" 2>/dev/null || true
+        ticker=""
+    fi
+}
+trap stop_ticker EXIT
+
 timed() {
     local what=$1 t0
     shift
     t0=$(date +%s)
-    echo "k8s-bins: building $what"
+    done_steps=$((done_steps + 1))
+    echo "k8s-bins: [$done_steps/$total_steps] building $what ($(($(date +%s) - build_t0))s so far)"
+    (
+        while sleep 30; do
+            echo "k8s-bins: [$done_steps/$total_steps] still building $what: $(($(date +%s) - t0))s"
+        done
+    ) &
+    ticker=$!
     "$@"
-    echo "k8s-bins: built $what in $(($(date +%s) - t0))s"
+    stop_ticker
+    echo "k8s-bins: [$done_steps/$total_steps] built $what in $(($(date +%s) - t0))s"
 }
 
 # Kubernetes: the version is stamped the way hack/lib/version.sh does, or the server reports
 # v0.0.0 and charts with a kubeVersion refuse to install.
-build_kubernetes() {
-    local minor build_date tmp flags=() key val
+kube_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+
+build_kubernetes_ldflags() {
+    local minor build_date key val
     minor=$(echo "$k8s_version" | cut -d. -f2)
     build_date=$(cd "$k8s_mod" && go list -m -f '{{if .Time}}{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)
+    local flags=()
     for kv in "gitVersion=$k8s_version" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" \
         "buildDate=${build_date:-1970-01-01T00:00:00Z}"; do
         key=${kv%%=*}
         val=${kv#*=}
         flags+=("-X" "k8s.io/component-base/version.$key=$val" "-X" "k8s.io/client-go/pkg/version.$key=$val")
     done
+    echo "-s -w ${flags[*]}"
+}
+
+# One component at a time, so progress can be shown; Go's build cache shares the packages
+# they have in common, so this costs no more than one command building all four.
+build_kube_cmd() {
+    local cmd=$1 ldflags=$2 tmp
     tmp=$(mktemp -d "$cache/build.XXXXXX")
-    (cd "$k8s_mod" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w ${flags[*]}" -o "$tmp/" \
-        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
-    mv -f "$tmp"/* "$bin/"
+    (cd "$k8s_mod" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+    mv -f "$tmp/$cmd" "$bin/$cmd"
     rmdir "$tmp"
 }
 
@@ -115,19 +146,34 @@ go_install() {
     rm -rf "$tmp"
 }
 
-h=$(stamp_of "$recipe" "$go_version" "$k8s_mod/go.mod" "$k8s_mod/go.sum")
-if ! up_to_date kubernetes "$h" kube-apiserver kube-controller-manager kube-scheduler kubectl; then
-    timed "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $k8s_version" build_kubernetes
+k8s_hash=$(stamp_of "$recipe" "$go_version" "$k8s_mod/go.mod" "$k8s_mod/go.sum")
+etcd_hash=$(stamp_of "$recipe" "$go_version" "$etcd_mod/go.mod" "$etcd_mod/go.sum")
+helm_hash=$(stamp_of "$recipe" "$go_version" "helm $helm_version")
+kubeconform_hash=$(stamp_of "$recipe" "$go_version" "kubeconform $kubeconform_version")
+up_to_date kubernetes "$k8s_hash" "${kube_cmds[@]}" || total_steps=$((total_steps + ${#kube_cmds[@]}))
+up_to_date etcd "$etcd_hash" etcd || total_steps=$((total_steps + 1))
+up_to_date helm "$helm_hash" helm || total_steps=$((total_steps + 1))
+up_to_date kubeconform "$kubeconform_hash" kubeconform || total_steps=$((total_steps + 1))
+if [ "$total_steps" -gt 0 ]; then
+    echo "k8s-bins: $total_steps components to build with $(go version | cut -d' ' -f3) (a cold build takes 10-20 minutes on 2 cores)"
+fi
+
+h=$k8s_hash
+if ! up_to_date kubernetes "$h" "${kube_cmds[@]}"; then
+    ldflags=$(build_kubernetes_ldflags)
+    for cmd in "${kube_cmds[@]}"; do
+        timed "$cmd $k8s_version" build_kube_cmd "$cmd" "$ldflags"
+    done
     echo "$h" >"$cache/stamps/kubernetes"
 fi
 
-h=$(stamp_of "$recipe" "$go_version" "$etcd_mod/go.mod" "$etcd_mod/go.sum")
+h=$etcd_hash
 if ! up_to_date etcd "$h" etcd; then
     timed "etcd $etcd_version" build_etcd
     echo "$h" >"$cache/stamps/etcd"
 fi
 
-h=$(stamp_of "$recipe" "$go_version" "helm $helm_version")
+h=$helm_hash
 if ! up_to_date helm "$h" helm; then
     k8s_minor=$(echo "$k8s_version" | cut -d. -f2)
     timed "helm $helm_version" go_install helm "helm.sh/helm/v3/cmd/helm@$helm_version" \
@@ -135,7 +181,7 @@ if ! up_to_date helm "$h" helm; then
     echo "$h" >"$cache/stamps/helm"
 fi
 
-h=$(stamp_of "$recipe" "$go_version" "kubeconform $kubeconform_version")
+h=$kubeconform_hash
 if ! up_to_date kubeconform "$h" kubeconform; then
     timed "kubeconform $kubeconform_version" go_install kubeconform \
         "github.com/yannh/kubeconform/cmd/kubeconform@$kubeconform_version" \
