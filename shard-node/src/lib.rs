@@ -4,7 +4,6 @@
 pub mod commands;
 pub mod config;
 pub mod crdt;
-pub mod faultproxy;
 pub mod metrics;
 pub mod net;
 pub mod repl;

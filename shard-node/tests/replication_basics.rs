@@ -9,7 +9,7 @@ mod replication_support;
 
 use common::{info_field, NodeBuilder, RawConn, ShardNode};
 use replication_support::{loopback, poll_ok, wait_closed, Client, Reply};
-use shard_node::faultproxy::BlockingFaultProxy;
+use aadb_faultproxy::BlockingFaultProxy;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,7 @@
 #![allow(dead_code)] // every test binary uses a different part of the harness
 
 use crate::common::{self, NodeBuilder, RawConn, ShardNode, POLL_INTERVAL};
-use shard_node::faultproxy::BlockingFaultProxy;
+use aadb_faultproxy::BlockingFaultProxy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
