@@ -248,15 +248,23 @@ pub struct ZSetValue {
 /// Encoded like `Option<ElemId>` for the first two variants (postcard writes an option's tag
 /// and an enum's variant index as the same byte), so data written before `Collected` existed
 /// still decodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Origin {
     /// At the head of the list.
     Head,
     /// Right after this element.
     After(ElemId),
-    /// Right after `id`, which this replica has collected: the element now orders among its
-    /// neighbours by `key`, the order key `id` had (see [`ListValue::collect`]).
-    Collected { id: ElemId, key: Stamp },
+    /// Right after an element this replica has collected: the element now orders among its
+    /// neighbours by the order key that element had (see [`ListValue::collect`]). Boxed so
+    /// that the common variants keep an element as small as before.
+    Collected(Box<CollectedOrigin>),
+}
+
+/// The origin of an element whose origin was collected, and the order key it inherited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectedOrigin {
+    pub id: ElemId,
+    pub key: Stamp,
 }
 
 impl Origin {
@@ -271,7 +279,8 @@ impl Origin {
     pub fn id(&self) -> Option<ElemId> {
         match self {
             Origin::Head => None,
-            Origin::After(id) | Origin::Collected { id, .. } => Some(*id),
+            Origin::After(id) => Some(*id),
+            Origin::Collected(c) => Some(c.id),
         }
     }
 }
@@ -295,8 +304,8 @@ impl Elem {
     /// The key this element is ordered by against a concurrent insert at the same place: its
     /// own stamp, or the key inherited from its collected origin.
     pub fn order_key(&self) -> Stamp {
-        match self.origin {
-            Origin::Collected { key, .. } => key,
+        match &self.origin {
+            Origin::Collected(c) => c.key,
             _ => self.stamp,
         }
     }
@@ -413,10 +422,10 @@ impl ListValue {
         for e in self.elems.iter_mut() {
             if let Some(origin) = e.origin.id() {
                 if let Some(key) = keys.get(&origin) {
-                    e.origin = Origin::Collected {
+                    e.origin = Origin::Collected(Box::new(CollectedOrigin {
                         id: origin,
                         key: *key,
-                    };
+                    }));
                 }
             }
             if gone(e) {
@@ -714,6 +723,14 @@ mod tests {
             },
             index: 0,
         }
+    }
+
+    #[test]
+    fn an_origin_is_no_bigger_than_the_option_it_replaced() {
+        assert_eq!(
+            std::mem::size_of::<Origin>(),
+            std::mem::size_of::<Option<ElemId>>()
+        );
     }
 
     #[test]
