@@ -13,7 +13,7 @@ mod common;
 mod replication_support;
 
 use common::XorShift;
-use replication_support::{Cluster, Link};
+use replication_support::Cluster;
 use std::time::{Duration, Instant};
 
 const REGIONS: [&str; 3] = ["A", "B", "C"];
@@ -72,43 +72,6 @@ fn list_command(rng: &mut XorShift, prefix: &str, next: &mut u64) -> Vec<String>
     }
 }
 
-/// One random change of the network.
-fn random_fault(c: &mut Cluster, rng: &mut XorShift) -> String {
-    let a = rng.below(3) as usize;
-    let b = (a + 1 + rng.below(2) as usize) % 3;
-    match rng.below(7) {
-        0 | 1 => {
-            c.partition_regions(a, b);
-            format!("partition {}-{}", REGIONS[a], REGIONS[b])
-        }
-        2 => {
-            c.cut(Link::Peer(a, b));
-            format!("cut {} pulling from {}", REGIONS[a], REGIONS[b])
-        }
-        3 => {
-            c.cut(Link::Replica(a, 1));
-            format!("cut the replica of {}", REGIONS[a])
-        }
-        4 => {
-            let ms = 1 + rng.below(30);
-            c.proxy(Link::Peer(a, b)).delay(Duration::from_millis(ms));
-            format!(
-                "delay {} pulling from {} by {ms} ms",
-                REGIONS[a], REGIONS[b]
-            )
-        }
-        5 => {
-            c.heal(Link::Peer(a, b));
-            c.heal(Link::Peer(b, a));
-            format!("heal {}-{}", REGIONS[a], REGIONS[b])
-        }
-        _ => {
-            c.heal_all();
-            "heal everything".to_owned()
-        }
-    }
-}
-
 /// Every list of `prefix` on every node, as `node key=[..]` lines.
 fn lists(c: &mut Cluster, prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -151,7 +114,7 @@ fn lists_converge_across_processes_for_many_seeds() {
         let mut next = 0u64;
         let mut schedule = Vec::new();
         for _ in 0..ROUNDS {
-            schedule.push(random_fault(&mut c, &mut rng));
+            schedule.push(c.random_fault(&mut rng));
             for i in 0..OPS_PER_ROUND {
                 let region = rng.below(3) as usize;
                 let cmd = list_command(&mut rng, &prefix, &mut next);
@@ -161,7 +124,7 @@ fn lists_converge_across_processes_for_many_seeds() {
                 c.call((region, 0), &args)
                     .unwrap_or_else(|e| panic!("seed {seed}: {cmd:?} on {}: {e}", REGIONS[region]));
                 if i == OPS_PER_ROUND / 2 && rng.below(2) == 0 {
-                    schedule.push(random_fault(&mut c, &mut rng));
+                    schedule.push(c.random_fault(&mut rng));
                 }
             }
         }

@@ -14,7 +14,7 @@ mod common;
 mod replication_support;
 
 use common::XorShift;
-use replication_support::{Client, Cluster, Link, Reply};
+use replication_support::{Client, Cluster, Reply};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -231,51 +231,6 @@ fn spawn_worker(mut client: Client, seed: u64) -> Worker {
     }
 }
 
-/// One random change of the network.
-fn random_fault(c: &mut Cluster, rng: &mut XorShift, log: &mut Vec<String>) {
-    let regions = c.regions();
-    let a = rng.below(regions as u64) as usize;
-    let b = (a + 1 + rng.below(regions as u64 - 1) as usize) % regions;
-    let what = match rng.below(8) {
-        0 | 1 => {
-            c.partition_regions(a, b);
-            format!("partition {}-{}", REGIONS[a], REGIONS[b])
-        }
-        2 => {
-            for other in (0..regions).filter(|o| *o != a) {
-                c.partition_regions(a, other);
-            }
-            format!("isolate {}", REGIONS[a])
-        }
-        3 => {
-            c.cut(Link::Peer(a, b));
-            format!("cut {} pulling from {}", REGIONS[a], REGIONS[b])
-        }
-        4 => {
-            c.cut(Link::Replica(a, 1));
-            format!("cut the replica of {}", REGIONS[a])
-        }
-        5 => {
-            let ms = 5 + rng.below(60);
-            c.proxy(Link::Peer(a, b)).delay(Duration::from_millis(ms));
-            format!(
-                "delay {} pulling from {} by {ms} ms",
-                REGIONS[a], REGIONS[b]
-            )
-        }
-        6 => {
-            c.heal(Link::Peer(a, b));
-            c.heal(Link::Peer(b, a));
-            format!("heal {}-{}", REGIONS[a], REGIONS[b])
-        }
-        _ => {
-            c.heal_all();
-            "heal everything".to_owned()
-        }
-    };
-    log.push(what);
-}
-
 #[test]
 fn random_workload_with_partitions_and_crashes_converges() {
     let seed = seed();
@@ -303,9 +258,9 @@ fn random_workload_with_partitions_and_crashes_converges() {
     let mut schedule = Vec::new();
     for round in 0..ROUNDS {
         let mut log = Vec::new();
-        random_fault(&mut c, &mut rng, &mut log);
+        log.push(c.random_fault(&mut rng));
         if rng.below(2) == 0 {
-            random_fault(&mut c, &mut rng, &mut log);
+            log.push(c.random_fault(&mut rng));
         }
         if round == KILL_PRIMARY.0 {
             c.kill9((primary_victim, 0));

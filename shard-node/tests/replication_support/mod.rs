@@ -15,7 +15,7 @@
 //!   (`crdt_vector_clock` of `INFO crdt`, so every effect has arrived everywhere).
 #![allow(dead_code)] // every test binary uses a different part of the harness
 
-use crate::common::{self, NodeBuilder, RawConn, ShardNode, POLL_INTERVAL};
+use crate::common::{self, NodeBuilder, RawConn, ShardNode, XorShift, POLL_INTERVAL};
 use aadb_faultproxy::BlockingFaultProxy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -824,4 +824,51 @@ pub fn parse_peers(reply: &Reply) -> Result<Vec<BTreeMap<String, String>>, Strin
         out.push(map);
     }
     Ok(out)
+}
+
+impl Cluster {
+    /// One random change of the network between the regions (partition, isolation, a cut
+    /// link, a cut replica, a delay, a heal); returns what it did, for the test's log.
+    /// Assumes every region has at least one replica.
+    pub fn random_fault(&mut self, rng: &mut XorShift) -> String {
+        let regions = self.regions();
+        let a = rng.below(regions as u64) as usize;
+        let b = (a + 1 + rng.below(regions as u64 - 1) as usize) % regions;
+        let (na, nb) = (self.names[a].clone(), self.names[b].clone());
+        match rng.below(8) {
+            0 | 1 => {
+                self.partition_regions(a, b);
+                format!("partition {na}-{nb}")
+            }
+            2 => {
+                for other in (0..regions).filter(|o| *o != a) {
+                    self.partition_regions(a, other);
+                }
+                format!("isolate {na}")
+            }
+            3 => {
+                self.cut(Link::Peer(a, b));
+                format!("cut {na} pulling from {nb}")
+            }
+            4 => {
+                self.cut(Link::Replica(a, 1));
+                format!("cut the replica of {na}")
+            }
+            5 => {
+                let ms = 5 + rng.below(60);
+                self.proxy(Link::Peer(a, b))
+                    .delay(Duration::from_millis(ms));
+                format!("delay {na} pulling from {nb} by {ms} ms")
+            }
+            6 => {
+                self.heal(Link::Peer(a, b));
+                self.heal(Link::Peer(b, a));
+                format!("heal {na}-{nb}")
+            }
+            _ => {
+                self.heal_all();
+                "heal everything".to_owned()
+            }
+        }
+    }
 }
