@@ -20,7 +20,7 @@ use crate::plan::ClusterTarget;
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// The Secret could not be read.
-    #[error("cannot read kubeconfig Secret {namespace}/{name}: {source}")]
+    #[error("{}", secret_problem(.namespace, .name, .source))]
     Secret {
         /// Namespace.
         namespace: String,
@@ -40,6 +40,19 @@ pub enum ClusterError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+}
+
+/// Why Secret `namespace/name` could not be read, and how to fix it.
+fn secret_problem(namespace: &str, name: &str, source: &kube::Error) -> String {
+    match source {
+        kube::Error::Api(status) if status.code == 404 => format!(
+            "kubeconfig Secret {namespace}/{name} does not exist: create it (kubectl -n {namespace} create secret generic {name} --from-file=kubeconfig=<file>)"
+        ),
+        other => format!(
+            "cannot read kubeconfig Secret {namespace}/{name}: {}",
+            crate::status::api_error_sentence(other)
+        ),
+    }
 }
 
 type CacheKey = (String, String, String);

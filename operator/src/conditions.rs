@@ -19,17 +19,47 @@ pub const REPLICATION_HEALTHY: &str = "ReplicationHealthy";
 /// The spec passed validation.
 pub const SPEC_VALID: &str = "SpecValid";
 
+/// A condition's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Truth {
+    True,
+    False,
+    /// The operator cannot tell (for example, a region it could not reach).
+    Unknown,
+}
+
+impl Truth {
+    /// The word Kubernetes uses.
+    pub fn word(self) -> &'static str {
+        match self {
+            Truth::True => "True",
+            Truth::False => "False",
+            Truth::Unknown => "Unknown",
+        }
+    }
+}
+
+impl From<bool> for Truth {
+    fn from(b: bool) -> Self {
+        if b {
+            Truth::True
+        } else {
+            Truth::False
+        }
+    }
+}
+
 /// Sets condition `kind` in `conditions`.
 pub fn upsert(
     conditions: &mut Vec<Condition>,
     kind: &str,
-    status: bool,
+    status: impl Into<Truth>,
     reason: &str,
     message: &str,
     generation: Option<i64>,
     now: &Time,
 ) {
-    let status_word = if status { "True" } else { "False" };
+    let status_word = status.into().word();
     if let Some(c) = conditions.iter_mut().find(|c| c.type_ == kind) {
         if c.status != status_word {
             c.last_transition_time = now.clone();

@@ -3,7 +3,7 @@
 //! each region and links between regions, fails shard primaries over, and reports status.
 //!
 //! Pure parts (no I/O, unit-tested): [`validate`], [`plan`], [`objects`], [`failover`],
-//! [`conditions`]. Parts that talk to the world: [`clusters`] (API clients per participant),
+//! [`conditions`], [`status`] (phase and conditions). Parts that talk to the world: [`clusters`] (API clients per participant),
 //! [`wiring`] (RESP commands to shard-nodes), [`supervisor`] (probe loop, failover executor,
 //! link wiring), [`reconcile`] (the controller), [`leader`] (Lease election), [`http`]
 //! (`/metrics`, `/healthz`, `/readyz`).
@@ -19,6 +19,7 @@ pub mod leader;
 pub mod objects;
 pub mod plan;
 pub mod reconcile;
+pub mod status;
 pub mod supervisor;
 pub mod validate;
 pub mod wiring;

@@ -44,6 +44,7 @@ use crate::failover::FailoverSettings;
 use crate::labels;
 use crate::objects::{participant_objects, ObjectsError};
 use crate::plan::{plan, ClusterTarget, ParticipantPlan, Topology};
+use crate::status::{self as rules, Observed, Phase};
 use crate::supervisor::{FailoverHook, Supervisor, SupervisorSpec};
 use crate::validate::validate;
 
@@ -51,7 +52,7 @@ use crate::validate::validate;
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// The API refused or failed a call.
-    #[error("API call failed: {0}")]
+    #[error("{}", crate::status::api_error_sentence(.0))]
     Kube(#[from] kube::Error),
     /// A participant's cluster could not be reached.
     #[error(transparent)]
@@ -322,57 +323,24 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
         if let Some(s) = ctx.supervisors().remove(&(ns.clone(), name.clone())) {
             s.supervisor.stop();
         }
+        let verdict = rules::invalid(&problems);
         let message = problems.join("; ");
         let already = previous.conditions.iter().any(|c| {
             c.type_ == conditions::SPEC_VALID && c.status == "False" && c.message == message
         });
-        status.phase = Some("Invalid".into());
-        upsert(
-            &mut status.conditions,
-            conditions::SPEC_VALID,
-            false,
-            "InvalidSpec",
-            &message,
-            generation,
-            &stamp,
-        );
-        upsert(
-            &mut status.conditions,
-            conditions::READY,
-            false,
-            "InvalidSpec",
-            "the spec is invalid; see SpecValid",
-            generation,
-            &stamp,
-        );
-        upsert(
-            &mut status.conditions,
-            conditions::RECONCILING,
-            false,
-            "InvalidSpec",
-            "nothing is changed until the spec is fixed",
-            generation,
-            &stamp,
-        );
+        status.phase = Some(verdict.phase.as_str().into());
+        write_conditions(&mut status, &verdict, generation, &stamp);
         write_status(&ctx, &api, &db, status).await?;
         if !already {
             publish(&ctx, &db, EventType::Warning, "InvalidSpec", message).await;
         }
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
-    upsert(
-        &mut status.conditions,
-        conditions::SPEC_VALID,
-        true,
-        "Valid",
-        "the spec is valid",
-        generation,
-        &stamp,
-    );
 
     let topo = plan(&name, &ns, &db.spec, ctx.only_participant.as_deref());
     let owner = db.controller_owner_ref(&());
     let mut participant_errors: BTreeMap<String, String> = BTreeMap::new();
+    let mut unreached: BTreeMap<String, String> = BTreeMap::new();
     let mut rolling_out: Vec<String> = Vec::new();
     for p in topo.participants.iter().filter(|p| p.managed) {
         let local_here = p.cluster == ClusterTarget::Local && p.namespace == ns;
@@ -381,7 +349,12 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
             Ok(pending) => rolling_out.extend(pending),
             Err(e) => {
                 tracing::warn!(database = %name, participant = %p.name, error = %e, "cannot apply participant");
-                participant_errors.insert(p.name.clone(), e.to_string());
+                let into = if matches!(e, ReconcileError::Cluster(_)) {
+                    &mut unreached
+                } else {
+                    &mut participant_errors
+                };
+                into.insert(p.name.clone(), e.to_string());
             }
         }
     }
@@ -460,7 +433,7 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
     if obs.ticks > 0 {
         status.participants = obs.participants.clone();
         for p in topo.participants.iter().filter(|p| p.managed) {
-            if let Some(e) = participant_errors.get(&p.name) {
+            if let Some(e) = participant_errors.get(&p.name).or(unreached.get(&p.name)) {
                 if let Some(ps) = status.participants.iter_mut().find(|s| s.name == p.name) {
                     ps.message = Some(e.clone());
                 }
@@ -480,177 +453,86 @@ async fn apply(db: Arc<ActiveActiveDatabase>, ctx: Arc<Context>) -> Result<Actio
         planned_shards
     };
     status.ready_shards = Some(format!("{}/{}", obs.ready_shards, total_shards));
-    // An observation made with an older plan says nothing about this generation, and pods
-    // still running an older template do not carry out this spec yet.
-    let observed_this_plan = obs.topology.as_ref() == Some(&topo);
-    let all_ready = obs.ticks > 0
-        && observed_this_plan
-        && rolling_out.is_empty()
-        && obs.ready_shards == obs.total_shards
-        && obs.total_shards > 0
-        && obs.replication_healthy
-        && participant_errors.is_empty();
-    let mut trouble: Vec<String> = participant_errors
-        .iter()
-        .map(|(p, e)| format!("{p}: {e}"))
-        .collect();
-    trouble.extend(obs.holding.iter().cloned());
-    trouble.extend(obs.errors.iter().cloned());
-    if obs.links_down.is_empty() && obs.replication_healthy {
-        upsert(
-            &mut status.conditions,
-            conditions::REPLICATION_HEALTHY,
-            true,
-            "AllLinksUp",
-            "every replica follows its primary and every cross-region link is connected",
-            generation,
-            &stamp,
-        );
-    } else {
-        let message = if obs.links_down.is_empty() {
-            "replicas or links are not all up yet".to_string()
-        } else {
-            format!("links down: {}", obs.links_down.join(", "))
-        };
-        upsert(
-            &mut status.conditions,
-            conditions::REPLICATION_HEALTHY,
-            false,
-            "LinksDown",
-            &message,
-            generation,
-            &stamp,
-        );
+    let previous_phase = previous.phase.as_deref().and_then(Phase::parse);
+    let verdict = rules::assess(&Observed {
+        previous_phase,
+        spec_changed: previous.observed_generation != generation,
+        seen: obs.ticks > 0,
+        // An observation made with an older plan says nothing about this generation.
+        observed_this_plan: obs.topology.as_ref() == Some(&topo),
+        rolling_out,
+        ready_shards: obs.ready_shards,
+        total_shards,
+        replication_healthy: obs.replication_healthy,
+        links_down: obs.links_down.clone(),
+        unreached,
+        problems: participant_errors,
+        holding: obs.holding.clone(),
+        errors: obs.errors.clone(),
+    });
+    write_conditions(&mut status, &verdict, generation, &stamp);
+    let phase = verdict.phase;
+    if previous_phase != Some(phase) {
+        let detail = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::READY)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        tracing::info!(database = %name, namespace = %ns, from = ?previous.phase, to = phase.as_str(), detail = %detail, "phase changed");
     }
-    let degraded = !trouble.is_empty() || !obs.links_down.is_empty();
-    if degraded {
-        let mut all = trouble.clone();
-        all.extend(obs.links_down.iter().map(|l| format!("link {l}")));
-        upsert(
-            &mut status.conditions,
-            conditions::DEGRADED,
-            true,
-            "Problems",
-            &all.join("; "),
-            generation,
-            &stamp,
-        );
-    } else {
-        upsert(
-            &mut status.conditions,
-            conditions::DEGRADED,
-            false,
-            "NoProblems",
-            "nothing is down",
-            generation,
-            &stamp,
-        );
-    }
-    let shards_msg = format!("{}/{} shards ready", obs.ready_shards, total_shards);
-    let (not_ready_reason, not_ready_message) = if !rolling_out.is_empty() {
-        (
-            "RollingOut",
-            format!("{shards_msg}; rolling out: {}", rolling_out.join("; ")),
-        )
-    } else if obs.ticks > 0 && !observed_this_plan {
-        (
-            "WaitingForObservation",
-            format!("{shards_msg}; the shards are not yet observed with the new spec"),
-        )
-    } else if obs.ticks > 0 && obs.ready_shards == obs.total_shards && obs.total_shards > 0 {
-        let mut all = trouble.clone();
-        all.extend(obs.links_down.iter().map(|l| format!("link {l}")));
-        let detail = if all.is_empty() {
-            "replicas or cross-region links are not all up yet".to_string()
-        } else {
-            all.join("; ")
-        };
-        ("ReplicationNotHealthy", format!("{shards_msg}; {detail}"))
-    } else {
-        ("ShardsNotReady", shards_msg.clone())
-    };
-    if all_ready {
-        upsert(
-            &mut status.conditions,
-            conditions::READY,
-            true,
-            "AllShardsReady",
-            &shards_msg,
-            generation,
-            &stamp,
-        );
-        upsert(
-            &mut status.conditions,
-            conditions::RECONCILING,
-            false,
-            "Reconciled",
-            "the database matches its spec",
-            generation,
-            &stamp,
-        );
-    } else {
-        upsert(
-            &mut status.conditions,
-            conditions::READY,
-            false,
-            not_ready_reason,
-            &not_ready_message,
-            generation,
-            &stamp,
-        );
-        upsert(
-            &mut status.conditions,
-            conditions::RECONCILING,
-            true,
-            not_ready_reason,
-            &not_ready_message,
-            generation,
-            &stamp,
-        );
-    }
-    // Before the first Ready: Provisioning. Afterwards a spec change that is not rolled out
-    // yet is Updating; anything else that is not ready is Degraded.
-    let was_running = previous
-        .phase
-        .as_deref()
-        .is_some_and(|p| matches!(p, "Ready" | "Degraded" | "Updating"));
-    let spec_changed = previous.observed_generation != generation;
-    let phase = if all_ready {
-        "Ready"
-    } else if was_running && (spec_changed || previous.phase.as_deref() == Some("Updating")) {
-        "Updating"
-    } else if was_running || (degraded && previous.phase.as_deref() == Some("Degraded")) {
-        "Degraded"
-    } else {
-        "Provisioning"
-    };
-    let old_phase = previous.phase.clone();
-    if old_phase.as_deref() != Some(phase) {
-        tracing::info!(database = %name, namespace = %ns, from = ?old_phase, to = phase, detail = %not_ready_message, "phase changed");
-    }
-    status.phase = Some(phase.into());
+    status.phase = Some(phase.as_str().into());
     write_status(&ctx, &api, &db, status).await?;
-    if old_phase.as_deref() != Some(phase) {
+    if previous_phase != Some(phase) {
         match phase {
-            "Ready" => publish(&ctx, &db, EventType::Normal, "Ready", shards_msg).await,
-            "Degraded" => {
+            Phase::Ready => {
+                publish(
+                    &ctx,
+                    &db,
+                    EventType::Normal,
+                    "Ready",
+                    verdict.shards_message,
+                )
+                .await
+            }
+            Phase::Degraded => {
                 publish(
                     &ctx,
                     &db,
                     EventType::Warning,
                     "Degraded",
-                    trouble.join("; "),
+                    verdict.trouble.join("; "),
                 )
                 .await
             }
             _ => {}
         }
     }
-    Ok(Action::requeue(if all_ready {
+    Ok(Action::requeue(if verdict.all_ready {
         Duration::from_secs(3)
     } else {
         Duration::from_secs(1)
     }))
+}
+
+/// Writes the conditions `verdict` decided.
+fn write_conditions(
+    status: &mut ActiveActiveDatabaseStatus,
+    verdict: &rules::Assessment,
+    generation: Option<i64>,
+    stamp: &Time,
+) {
+    for c in &verdict.conditions {
+        upsert(
+            &mut status.conditions,
+            c.kind,
+            c.status,
+            c.reason,
+            &c.message,
+            generation,
+            stamp,
+        );
+    }
 }
 
 async fn apply_participant(

@@ -281,6 +281,28 @@ fn pod_ready(p: &Pod) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
+/// Why the scheduler cannot place `pod`, and the fix, while its `PodScheduled` condition is
+/// False; `zones` are the zones its participant's pods may run in.
+fn unschedulable(pod: &Pod, zones: &[String]) -> Option<String> {
+    let condition = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+    let said = condition
+        .message
+        .clone()
+        .or_else(|| condition.reason.clone())
+        .unwrap_or_else(|| "no reason given".into());
+    Some(format!(
+        "cannot be scheduled ({}): it needs a Ready node labeled {}={}: add such a node or change the participant's zones",
+        said.trim_end_matches('.'),
+        labels::ZONE,
+        zones.join("|")
+    ))
+}
+
 /// When a pod's trouble began: the earlier of its failing probes and its readiness loss.
 fn trouble_since(v: &PodView) -> Option<Instant> {
     match (v.failing_since, v.not_ready_since) {
@@ -599,6 +621,7 @@ impl Loop {
                 failed_probes: 0,
                 failing_since: None,
                 crashed_at: None,
+                unschedulable: unschedulable(pod, &p.zones),
                 pod: name,
             };
             tracker.annotate(&mut view);

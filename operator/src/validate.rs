@@ -27,6 +27,51 @@ pub fn parse_memory(value: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// Whether `value` is a Kubernetes resource quantity (`500m`, `2`, `1.5Gi`, `1e3`): a signed
+/// decimal number, then at most one suffix (a binary one like `Ki`…`Ei`, a decimal one like
+/// `m`, `k`, `M`…`E`, or a decimal exponent).
+pub fn is_quantity(value: &str) -> bool {
+    let v = value.strip_prefix(['+', '-']).unwrap_or(value);
+    let number_end = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (number, suffix) = v.split_at(number_end);
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    if digits == 0 || number.matches('.').count() > 1 {
+        return false;
+    }
+    match suffix {
+        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T"
+        | "P" | "E" => true,
+        exp => {
+            let Some(rest) = exp.strip_prefix(['e', 'E']) else {
+                return false;
+            };
+            let rest = rest.strip_prefix(['+', '-']).unwrap_or(rest);
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
+        }
+    }
+}
+
+/// Problems of the quantities in `resources`, found at `field`.
+fn resource_problems(
+    field: &str,
+    resources: Option<&k8s_openapi::api::core::v1::ResourceRequirements>,
+    problems: &mut Vec<String>,
+) {
+    let Some(r) = resources else { return };
+    for (kind, map) in [("limits", &r.limits), ("requests", &r.requests)] {
+        for (name, q) in map.iter().flatten() {
+            if !is_quantity(&q.0) {
+                problems.push(format!(
+                    "{field}.{kind}.{name} is {:?}, which is not a Kubernetes quantity: write a number with an optional unit, e.g. 500m or 2 for cpu, 256Mi or 1Gi for memory",
+                    q.0
+                ));
+            }
+        }
+    }
+}
+
 /// Problems of database `name`'s spec; `only_participant` is the operator's `--participant`.
 pub fn validate(
     name: &str,
@@ -79,6 +124,22 @@ pub fn validate(
                     p.name, spec.shards
                 ));
             }
+        }
+    }
+    resource_problems("spec.resources", spec.resources.as_ref(), &mut problems);
+    for p in &spec.participants {
+        resource_problems(
+            &format!("participant {:?} resources", p.name),
+            p.resources.as_ref(),
+            &mut problems,
+        );
+    }
+    if let Some(size) = spec.persistence.as_ref().and_then(|p| p.size.as_ref()) {
+        if !is_quantity(&size.0) {
+            problems.push(format!(
+                "spec.persistence.size is {:?}, which is not a Kubernetes quantity: write e.g. 1Gi or 500Mi",
+                size.0
+            ));
         }
     }
     if spec.shards == 0 || spec.shards > 64 {
@@ -166,6 +227,20 @@ mod tests {
     }
 
     #[test]
+    fn quantities_are_recognised() {
+        for ok in [
+            "1", "500m", "0.5", "1.5Gi", "256Mi", "2k", "1e3", "1E-2", "+1", ".5",
+        ] {
+            assert!(is_quantity(ok), "{ok} is a quantity");
+        }
+        for bad in [
+            "banana", "", "Gi", "1GB", "1.2.3", "1e", "1 Gi", "--1", "1x",
+        ] {
+            assert!(!is_quantity(bad), "{bad:?} is not a quantity");
+        }
+    }
+
+    #[test]
     fn minimal_spec_is_valid() {
         assert!(validate("db", &one(serde_json::json!({})), None).is_empty());
     }
@@ -189,6 +264,16 @@ mod tests {
                 "proxy is not available",
             ),
             ("db", one(serde_json::json!({"shards": 0})), "use 1 to 64"),
+            (
+                "db",
+                one(serde_json::json!({"resources": {"requests": {"cpu": "banana"}}})),
+                "spec.resources.requests.cpu is \"banana\", which is not a Kubernetes quantity",
+            ),
+            (
+                "db",
+                one(serde_json::json!({"persistence": {"size": "big"}})),
+                "spec.persistence.size is \"big\"",
+            ),
             (
                 "db",
                 one(serde_json::json!({"replicasPerShard": 9})),

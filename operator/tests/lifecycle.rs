@@ -293,11 +293,12 @@ fn the_operator_reports_invalid_specs_and_keeps_serving_others() {
             database(
                 "bad",
                 serde_json::json!({"replicasPerShard": 0, "proxy": {"replicas": 1},
-                    "podTemplate": {"labels": {"aadb.dev/tier": "cache"}}}),
+                    "podTemplate": {"labels": {"aadb.dev/tier": "cache"}},
+                    "resources": {"requests": {"cpu": "banana"}}}),
             ),
         )
         .await
-        .expect("the schema accepts proxy replicas and any label key");
+        .expect("the schema accepts proxy replicas, any label key and any quantity text");
         apply_db(
             c,
             &ns,
@@ -314,7 +315,12 @@ fn the_operator_reports_invalid_specs_and_keeps_serving_others() {
         .expect("apply the valid database");
 
         let message = wait_invalid(c, &ns, "bad").await;
-        for needle in ["spec.proxy.replicas", "\"aadb.dev/tier\"", "reserved"] {
+        for needle in [
+            "spec.proxy.replicas",
+            "\"aadb.dev/tier\"",
+            "reserved",
+            "spec.resources.requests.cpu is \"banana\", which is not a Kubernetes quantity",
+        ] {
             assert!(message.contains(needle), "{needle:?} not in {message:?}");
         }
         let message = wait_invalid(c, &ns, "1db").await;
@@ -322,7 +328,38 @@ fn the_operator_reports_invalid_specs_and_keeps_serving_others() {
             message.contains("\"1db\" must start with a lowercase letter"),
             "{message:?}"
         );
+        apply_db(
+            c,
+            &ns,
+            database(
+                "nowhere",
+                serde_json::json!({"replicasPerShard": 0,
+                    "participants": [{"name": "east", "zones": ["moon-a"]}]}),
+            ),
+        )
+        .await
+        .expect("apply a database whose zone no node carries");
         wait_ready(c, &elsewhere, "good", Duration::from_secs(90)).await;
+        // Its pod stays Pending; status says why and what to do.
+        let message = eventually(
+            "nowhere says its pod cannot be scheduled",
+            Duration::from_secs(30),
+            || async {
+                let db = get_db(c, &ns, "nowhere").await?;
+                let ready = condition(&db, "Ready")?;
+                (ready.status == "False" && ready.message.contains("cannot be scheduled"))
+                    .then(|| ready.message.clone())
+            },
+        )
+        .await;
+        for needle in [
+            "nowhere-east-0-0",
+            "topology.kubernetes.io/zone=moon-a",
+            "add such a node",
+        ] {
+            assert!(message.contains(needle), "{needle:?} not in {message:?}");
+        }
+        eprintln!("a database whose zone no node carries: Ready=False: {message}");
         eprintln!(
             "valid database Ready beside two invalid ones in {:.1}s",
             started.elapsed().as_secs_f64()
@@ -393,6 +430,7 @@ fn the_operator_reports_invalid_specs_and_keeps_serving_others() {
         tokio::join!(
             delete_and_wait_gone(c, &ns, "1db", Duration::from_secs(60)),
             delete_and_wait_gone(c, &ns, "bad", Duration::from_secs(60)),
+            delete_and_wait_gone(c, &ns, "nowhere", Duration::from_secs(60)),
             delete_and_wait_gone(c, &elsewhere, "good", Duration::from_secs(60)),
         );
     });
