@@ -65,6 +65,13 @@ pub struct ServerArgs {
     /// Index of the shard this node serves.
     #[arg(long, env = "SHARD_NODE_SHARD", default_value_t = 0)]
     pub shard: u32,
+    /// The region's shards: which slots each owns and where its nodes are, as
+    /// `RANGES=PRIMARY[|REPLICA...]` per shard in shard order, comma-separated (RANGES like
+    /// `0-5460` or `0-99+200-300`). This node then serves only the slots of shard `--shard`
+    /// and redirects the others (`MOVED`), as Redis Cluster does. Without it, every slot is
+    /// served here. `AA.TOPOLOGY SET` replaces it at run time.
+    #[arg(long, env = "SHARD_NODE_SHARD_MAP", value_name = "MAP")]
+    pub shard_map: Option<String>,
     /// Start as a replica of this primary (HOST:PORT).
     #[arg(long, env = "SHARD_NODE_REPLICAOF", value_name = "HOST:PORT")]
     pub replicaof: Option<String>,
@@ -150,7 +157,7 @@ pub struct ServerArgs {
 }
 
 fn parse_memory_arg(text: &str) -> Result<u64, String> {
-    crate::commands::server::parse_memory(text.as_bytes()).ok_or_else(|| {
+    crate::commands::config::parse_memory(text.as_bytes()).ok_or_else(|| {
         format!("'{text}' is not a memory size (bytes, or a number with kb, mb or gb)")
     })
 }

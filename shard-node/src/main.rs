@@ -152,6 +152,10 @@ async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Resu
     db.tcp_port = local.port();
     db.run_id = format!("{:040x}", rand::random::<u128>());
     db.participant = args.participant.clone();
+    if let Some(map) = &args.shard_map {
+        shard_node::commands::cluster::install_topology(&mut db, 0, map, args.shard)
+            .map_err(|e| anyhow::anyhow!("--shard-map is not usable: {e}"))?;
+    }
     db.repl = shard_node::repl::ReplState::new(db.ks.clock().clone());
     db.repl.backlog.set_limit(args.repl_backlog_size as usize);
     if let Some(r) = &args.replicaof {

@@ -7,9 +7,9 @@
 mod common;
 mod replication_support;
 
+use aadb_faultproxy::BlockingFaultProxy;
 use common::{info_field, NodeBuilder, RawConn, ShardNode};
 use replication_support::{loopback, poll_ok, wait_closed, Client, Reply};
-use aadb_faultproxy::BlockingFaultProxy;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 

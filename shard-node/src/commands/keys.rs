@@ -507,37 +507,9 @@ pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
     ops
 }
 
-/// CRC16 (XMODEM), the hash Redis Cluster uses for key slots.
-fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for b in bytes {
-        crc ^= u16::from(*b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The hash slot of a key (0..16384), honouring `{hash tags}` like Redis Cluster.
-pub fn key_slot(key: &[u8]) -> u16 {
-    let tagged = key.iter().position(|b| *b == b'{').and_then(|open| {
-        let rest = &key[open + 1..];
-        rest.iter()
-            .position(|b| *b == b'}')
-            .filter(|close| *close > 0)
-            .map(|close| &rest[..close])
-    });
-    crc16(tagged.unwrap_or(key)) % 16384
-}
-
 fn rename_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> CmdResult {
     let (from, to) = (&args[1], &args[2]);
-    if key_slot(from) != key_slot(to) {
+    if crate::cluster::key_slot(from) != crate::cluster::key_slot(to) {
         return Err(Cow::Borrowed(
             "CROSSSLOT Keys in request don't hash to the same slot",
         ));
@@ -600,23 +572,4 @@ fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
         ctx.out.bulk(&key);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::key_slot;
-
-    #[test]
-    fn key_slots_match_redis_cluster() {
-        // Reference values from Redis Cluster's specification and `CLUSTER KEYSLOT`.
-        assert_eq!(key_slot(b"foo"), 12182);
-        assert_eq!(key_slot(b"bar"), 5061);
-        assert_eq!(
-            key_slot(b"{user1000}.following"),
-            key_slot(b"{user1000}.followers")
-        );
-        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
-        assert_eq!(key_slot(b"{}foo"), key_slot(b"{}foo"));
-        assert_ne!(key_slot(b"{}foo"), key_slot(b"foo"));
-    }
 }

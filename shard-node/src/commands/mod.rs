@@ -13,14 +13,23 @@
 //!   changes nothing.
 //! - Replies and error texts are Redis 7.0's, byte for byte.
 
+pub mod client;
+pub mod cluster;
+pub mod config;
+pub mod connection;
 pub mod hashes;
+pub mod info;
+pub mod introspection;
 pub mod keys;
+pub mod keyspace_admin;
 pub mod lists;
+pub mod persistence;
+pub mod pubsub;
 pub mod replication;
-pub mod server;
 pub mod sets;
 pub mod strings;
 pub mod testing;
+pub mod transactions;
 pub mod zsets;
 
 use crate::crdt::{Keyspace, Kind, Op, OpKind, Slot};
@@ -174,6 +183,9 @@ pub struct Db {
     pub repl: crate::repl::ReplState,
     /// This node's participant (region) name.
     pub participant: String,
+    /// The region's shards and which slots this node serves (`--shard-map`,
+    /// `AA.TOPOLOGY SET`); `None`: every slot is served here.
+    pub topology: Option<crate::cluster::Topology>,
 }
 
 /// A `CLIENT PAUSE`: commands of clients wait until `until_ms` (or `CLIENT UNPAUSE`).
@@ -240,6 +252,8 @@ pub struct ClientState {
     pub pending_wait: Option<crate::repl::WaitRequest>,
     /// Set by `REPLCONF listening-port`: the port a replica serves clients on.
     pub listening_port: Option<u16>,
+    /// Set by `READONLY`: under a topology, a replica serves this connection's reads.
+    pub readonly: bool,
 }
 
 impl ClientState {
@@ -260,6 +274,7 @@ impl ClientState {
             link_hello: None,
             pending_wait: None,
             listening_port: None,
+            readonly: false,
         }
     }
 
@@ -338,12 +353,21 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         let mut all = Vec::new();
         all.extend(strings::commands());
         all.extend(keys::commands());
-        all.extend(server::commands());
+        all.extend(connection::commands());
+        all.extend(client::commands());
+        all.extend(introspection::commands());
+        all.extend(info::commands());
+        all.extend(config::commands());
+        all.extend(keyspace_admin::commands());
+        all.extend(transactions::commands());
+        all.extend(pubsub::commands());
+        all.extend(persistence::commands());
         all.extend(hashes::commands());
         all.extend(sets::commands());
         all.extend(zsets::commands());
         all.extend(lists::commands());
         all.extend(replication::commands());
+        all.extend(cluster::commands());
         all.into_iter().map(|c| (c.name, c)).collect()
     })
 }
@@ -474,6 +498,11 @@ pub fn dispatch(
                 command.name
             ),
         );
+        return;
+    }
+    if let Err(e) = cluster::route(db, client, command, args) {
+        flag_multi(client);
+        reply_error(db, &mut w, &e);
         return;
     }
     if let Err(e) = admission(db, command) {

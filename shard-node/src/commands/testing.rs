@@ -85,6 +85,7 @@ pub fn new_db(ks: Keyspace) -> Db {
         client_pause: None,
         pause_changed: false,
         participant: ks.actor().participant.clone(),
+        topology: None,
         repl: crate::repl::ReplState::new(ks.clock().clone()),
         ks,
     }

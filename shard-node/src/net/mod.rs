@@ -68,7 +68,7 @@ impl State {
             .map(|(c, p)| (c.clone(), p.clone()))
             .collect();
         for (channel, payload) in messages {
-            crate::commands::server::deliver(&mut self.db, &channel, &payload);
+            crate::commands::pubsub::deliver(&mut self.db, &channel, &payload);
         }
         match encoded {
             Some(bytes) => self.record_encoded(effect.dot, bytes),

@@ -278,6 +278,7 @@ fn keep_tmp_if_panicking(tmp: &mut Option<tempfile::TempDir>, what: &str) {
 #[derive(Clone, Debug)]
 pub struct NodeBuilder {
     participant: String,
+    shard: u32,
     appendfsync: Option<String>,
     requirepass: Option<String>,
     maxmemory: Option<u64>,
@@ -290,6 +291,7 @@ impl Default for NodeBuilder {
     fn default() -> Self {
         NodeBuilder {
             participant: "test".to_owned(),
+            shard: 0,
             appendfsync: None,
             requirepass: None,
             maxmemory: None,
@@ -308,6 +310,12 @@ impl NodeBuilder {
     /// `--participant NAME` (default `test`).
     pub fn participant(mut self, name: &str) -> Self {
         self.participant = name.to_owned();
+        self
+    }
+
+    /// `--shard N` (default 0).
+    pub fn shard(mut self, n: u32) -> Self {
+        self.shard = n;
         self
     }
 
@@ -454,7 +462,7 @@ impl ShardNode {
             "--participant".into(),
             b.participant.clone(),
             "--shard".into(),
-            "0".into(),
+            b.shard.to_string(),
         ];
         if let Some(m) = &b.appendfsync {
             a.extend(["--appendfsync".into(), m.clone()]);

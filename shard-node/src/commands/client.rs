@@ -1,0 +1,146 @@
+//! CLIENT and its subcommands: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, PAUSE, UNPAUSE,
+//! NO-EVICT, NO-TOUCH, HELP; plus the client-name checks HELLO SETNAME shares.
+//!
+//! Contract: replies match Redis 7.0. CLIENT PAUSE and CLIENT UNPAUSE only set
+//! `db.client_pause` and `db.pause_changed`; the server layer holds and wakes the connections.
+
+use super::*;
+use crate::resp::Protocol;
+
+#[rustfmt::skip]
+pub fn commands() -> Vec<Command> {
+    vec![
+        cmd("client", -2, "admin", 0, 0, 0, "connection", "A container for client connection commands.", client),
+    ]
+}
+
+pub(super) fn validate_client_name(name: &[u8]) -> CmdResult {
+    if name.iter().any(|b| *b < b'!' || *b > b'~') {
+        return Err(Cow::Borrowed(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn set_client_name(ctx: &mut Ctx<'_>, name: Option<Bytes>) {
+    let name = name.filter(|n| !n.is_empty());
+    ctx.client.name = name.clone();
+    if let Some(meta) = ctx.db.clients.get_mut(&ctx.client.id) {
+        meta.name = name;
+    }
+}
+
+/// One `CLIENT LIST` line for a client.
+fn client_line(meta: &ClientMeta, now_ms: u64) -> String {
+    format!(
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+        meta.id,
+        meta.addr,
+        meta.laddr,
+        meta.name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default(),
+        now_ms.saturating_sub(meta.created_ms) / 1000,
+        now_ms.saturating_sub(meta.last_ms) / 1000,
+        meta.sub,
+        meta.psub,
+        meta.multi,
+        meta.last_cmd,
+        if meta.proto == Protocol::Resp3 { 3 } else { 2 },
+    )
+}
+
+fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let sub = lower(&args[1]);
+    let wrong = || arity_error(&format!("client|{sub}"));
+    match sub.as_str() {
+        "id" if args.len() == 2 => ctx.out.int(ctx.client.id as i64),
+        "setname" if args.len() == 3 => {
+            validate_client_name(&args[2])?;
+            set_client_name(ctx, Some(args[2].clone()));
+            ctx.out.simple("OK");
+        }
+        "getname" if args.len() == 2 => {
+            let name = ctx.client.name.clone();
+            ctx.out.bulk_or_null(name.as_deref());
+        }
+        "list" => {
+            let text: String = ctx
+                .db
+                .clients
+                .values()
+                .map(|m| client_line(m, ctx.now_ms))
+                .collect();
+            ctx.out.verbatim("txt", text.as_bytes());
+        }
+        "info" if args.len() == 2 => {
+            let text = ctx
+                .db
+                .clients
+                .get(&ctx.client.id)
+                .map(|m| client_line(m, ctx.now_ms))
+                .unwrap_or_default();
+            ctx.out.verbatim("txt", text.as_bytes());
+        }
+        "setinfo" if args.len() == 4 => ctx.out.simple("OK"),
+        "pause" if args.len() == 3 || args.len() == 4 => {
+            let timeout = std::str::from_utf8(&args[2])
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .filter(|t| *t <= i64::MAX as u64)
+                .ok_or(Cow::Borrowed(
+                    "ERR timeout is not an integer or out of range",
+                ))?;
+            let writes_only = match args.get(3).map(|m| lower(m)).as_deref() {
+                None | Some("all") => false,
+                Some("write") => true,
+                Some(_) => return Err(Cow::Borrowed("ERR syntax error")),
+            };
+            ctx.db.client_pause = Some(crate::commands::ClientPause {
+                until_ms: ctx.now_ms.saturating_add(timeout),
+                writes_only,
+            });
+            ctx.db.pause_changed = true;
+            ctx.out.simple("OK");
+        }
+        "unpause" if args.len() == 2 => {
+            ctx.db.client_pause = None;
+            ctx.db.pause_changed = true;
+            ctx.out.simple("OK");
+        }
+        "no-evict" | "no-touch" if args.len() == 3 => ctx.out.simple("OK"),
+        "help" => {
+            let lines = [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "ID",
+                "    Return the ID of the current connection.",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "LIST",
+                "    Return information about client connections.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "PAUSE <timeout> [WRITE|ALL]",
+                "    Suspend clients' commands (only writes with WRITE) for <timeout> milliseconds.",
+                "UNPAUSE",
+                "    Resume the commands of paused clients.",
+                "HELP",
+                "    Print this help.",
+            ];
+            ctx.out.array(lines.len());
+            for l in lines {
+                ctx.out.simple(l);
+            }
+        }
+        "id" | "setname" | "getname" | "info" | "setinfo" | "no-evict" | "no-touch" | "pause"
+        | "unpause" => return Err(wrong()),
+        _ => {
+            return Err(Cow::Owned(format!(
+                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                String::from_utf8_lossy(&args[1])
+            )))
+        }
+    }
+    Ok(())
+}
