@@ -5,7 +5,9 @@
 //! shard-node listens on the pod address), a headless Service, a primary Service selecting the
 //! pod labelled `aadb.dev/role=primary` (type LoadBalancer, NodePort or ClusterIP after the
 //! participant's endpoint type) and a PodDisruptionBudget allowing one pod down; per
-//! participant, a region endpoint Service selecting shard 0's primary. Objects carry the
+//! participant, a region endpoint Service selecting shard 0's primary. Pods meet the
+//! "restricted" Pod Security Standard (non-root user 65532, no capabilities, no privilege
+//! escalation, read-only root filesystem, the runtime's seccomp profile). Objects carry the
 //! labels of [`crate::labels`] and, when they live in the database's own namespace and
 //! cluster, an owner reference to it. Building never fails on a spec [`crate::validate`]
 //! accepted.
@@ -38,6 +40,8 @@ pub const DATA_DIR: &str = "/data";
 pub const TLS_DIR: &str = "/tls";
 /// Name of the shard-node container.
 pub const CONTAINER: &str = "shard-node";
+/// The unprivileged user and group the shard-node runs as (and owns its data volume).
+pub const SHARD_NODE_UID: i64 = 65532;
 
 /// Everything of one participant.
 #[derive(Clone, Debug, Default)]
@@ -180,6 +184,14 @@ fn stateful_set(
         "readinessProbe": probe(1, 2, 0),
         "livenessProbe": probe(5, 3, 5),
         "volumeMounts": mounts,
+        // The "restricted" Pod Security Standard: no privileges, no capabilities, nothing
+        // written outside the data volume.
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+        },
     });
     let resources = spec
         .participants
@@ -195,6 +207,13 @@ fn stateful_set(
     }
     let mut pod_spec = json!({
         "containers": [container],
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": SHARD_NODE_UID,
+            "runAsGroup": SHARD_NODE_UID,
+            "fsGroup": SHARD_NODE_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "volumes": volumes,
         "terminationGracePeriodSeconds": overrides.termination_grace_period_seconds.unwrap_or(30),
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
@@ -367,6 +386,37 @@ mod tests {
         let region = serde_json::to_value(objs.services.last().expect("region")).expect("svc");
         assert_eq!(region["metadata"]["name"], "db-east");
         assert_eq!(region["spec"]["selector"][labels::SHARD], "0");
+    }
+
+    /// What the "restricted" Pod Security Standard requires of a pod and its containers.
+    #[test]
+    fn pods_meet_the_restricted_pod_security_standard() {
+        let s = spec(json!({"participants": [{"name": "east", "zones": ["a"]}]}));
+        let topo = plan("db", "ns", &s, None);
+        let objs = participant_objects(&topo, &s, &topo.participants[0], None).expect("objects");
+        let v = serde_json::to_value(&objs.stateful_sets[0]).expect("serializes");
+        let pod = &v["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_ne!(pod["securityContext"]["runAsUser"], 0);
+        for c in pod["containers"].as_array().expect("containers") {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["allowPrivilegeEscalation"], false);
+            assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+            assert!(sc["capabilities"]["add"].is_null());
+            assert_eq!(sc["runAsNonRoot"], true);
+            assert!(c["ports"]
+                .as_array()
+                .expect("ports")
+                .iter()
+                .all(|p| p["hostPort"].is_null()));
+        }
+        for volume in pod["volumes"].as_array().expect("volumes") {
+            assert!(volume["hostPath"].is_null(), "{volume}");
+        }
     }
 
     #[test]

@@ -276,6 +276,43 @@ fn the_api_server_refuses_what_the_schema_rules_out() {
     });
 }
 
+/// A namespace that enforces the "restricted" Pod Security Standard admits the shard-node
+/// pods: the API server's PodSecurity admission refuses any pod that is not.
+#[test]
+fn pods_are_admitted_where_the_restricted_standard_is_enforced() {
+    let _shared = shared();
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let ns = "lc-restricted";
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(c.client());
+        let object =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": ns, "labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest"}}}))
+            .expect("namespace object");
+        api.create(&kube::api::PostParams::default(), &object)
+            .await
+            .expect("create the restricted namespace");
+        let _op = operator_for(h, "restricted", ns, &[]);
+        let started = Instant::now();
+        apply_db(
+            c,
+            ns,
+            database("strict", serde_json::json!({"replicasPerShard": 1})),
+        )
+        .await
+        .expect("apply");
+        wait_ready(c, ns, "strict", Duration::from_secs(90)).await;
+        assert_eq!(live_pods(c, ns, "strict").await.len(), 2);
+        eprintln!(
+            "Ready under the restricted Pod Security Standard in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        delete_and_wait_gone(c, ns, "strict", Duration::from_secs(60)).await;
+    });
+}
+
 #[test]
 fn the_operator_reports_invalid_specs_and_keeps_serving_others() {
     let _exclusive = exclusive();
