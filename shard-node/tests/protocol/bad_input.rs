@@ -5,14 +5,12 @@
 //! reference run also proves the scenario itself is right. After each scenario the server is
 //! still up and a fresh client is served.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     assert_pong, encode, info_field, poll_until, require_command, show, try_ping, NodeBuilder,
     RawConn, ReadEnd, RedisServer, XorShift, IO_TIMEOUT,
 };

@@ -6,9 +6,8 @@
 //! primary unless the connection sent `READONLY`; a bad `--shard-map` stops the node at start
 //! with a sentence.
 
-mod common;
-
-use common::{poll_until, require_command, NodeBuilder, RawConn, ShardNode};
+use crate::common;
+use crate::common::{poll_until, require_command, NodeBuilder, RawConn, ShardNode};
 use std::process::Command;
 use std::time::Duration;
 

@@ -51,9 +51,9 @@
 //! # Environment
 //!
 //! - `DIFF_ONLY_REDIS=1` runs the scripts against `redis-server` alone and prints every reply
-//!   (`cargo test -p shard-node --test differential -- --nocapture --test-threads=1`); use it to
-//!   check what a script does while writing it. Entries of the intended list are checked
-//!   against Redis in this mode too.
+//!   (`cargo test -p shard-node --test protocol differential:: -- --nocapture
+//!   --test-threads=1`); use it to check what a script does while writing it. Entries of the
+//!   intended list are checked against Redis in this mode too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -12,9 +12,7 @@
 //!
 //! `LIST_SEEDS=<n>` runs more seeds; `LIST_SEED=<seed>` replays one.
 
-mod common;
-
-use common::XorShift;
+use crate::common::XorShift;
 use shard_node::commands::testing::TestDb;
 use shard_node::crdt::keyspace::Visible;
 use shard_node::crdt::replica::CausalBuffer;

@@ -3,14 +3,12 @@
 //! Where the output is deterministic it is compared with the output of the same client
 //! against Debian's `redis-server`, so these tests state "works like Redis 7" literally.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{connect_async, require_command, NodeBuilder, RedisServer, POLL_INTERVAL};
+use crate::common::{connect_async, require_command, NodeBuilder, RedisServer, POLL_INTERVAL};
 
 /// Runs `cmd` with stdout and stderr captured in one file; kills it after `timeout`.
 fn run_captured(cmd: &mut Command, timeout: Duration) -> (ExitStatus, String) {

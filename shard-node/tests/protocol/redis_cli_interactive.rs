@@ -1,9 +1,7 @@
 //! `redis-cli` used interactively, in a real terminal (tmux): argument hints appear while
 //! typing, `help` works, and `HELLO 3` switches the session to RESP3.
 
-mod common;
-
-use common::{poll_until, require_command, NodeBuilder};
+use crate::common::{poll_until, require_command, NodeBuilder};
 use std::process::Command;
 use std::time::Duration;
 

@@ -1,9 +1,8 @@
 //! Server features seen from outside: active expiry, exact TTLs, the Prometheus endpoint,
 //! refusing writes once the effect log cannot be persisted, and `CLIENT PAUSE`.
 
-mod common;
-
-use common::{encode, poll_until, NodeBuilder, RawConn};
+use crate::common;
+use crate::common::{encode, poll_until, NodeBuilder, RawConn};
 use shard_node::commands::testing::new_db;
 use shard_node::commands::{dispatch, ClientState};
 use shard_node::crdt::{Actor, Keyspace};

@@ -9,11 +9,8 @@
 //! `LIST_PROCESS_SEEDS=<n>` runs more seeds; `LIST_PROCESS_SEED=<seed>` replays one workload
 //! (thread timing still varies).
 
-mod common;
-mod replication_support;
-
-use common::XorShift;
-use replication_support::Cluster;
+use crate::common::XorShift;
+use crate::replication_support::Cluster;
 use std::time::{Duration, Instant};
 
 const REGIONS: [&str; 3] = ["A", "B", "C"];

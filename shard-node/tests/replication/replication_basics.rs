@@ -4,12 +4,11 @@
 //! password is refused and the refused node logs why; garbage on a replication link closes
 //! that link without crashing either node.
 
-mod common;
-mod replication_support;
-
+use crate::common;
+use crate::common::{info_field, NodeBuilder, RawConn, ShardNode};
+use crate::replication_support;
+use crate::replication_support::{loopback, poll_ok, wait_closed, Client, Reply};
 use aadb_faultproxy::BlockingFaultProxy;
-use common::{info_field, NodeBuilder, RawConn, ShardNode};
-use replication_support::{loopback, poll_ok, wait_closed, Client, Reply};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 

@@ -8,11 +8,8 @@
 //! restarted B before the merge, so it must follow a change of its primary's state that came
 //! without effects.)
 
-mod common;
-mod replication_support;
-
-use common::info_field;
-use replication_support::{poll_ok, Cluster, Link};
+use crate::common::info_field;
+use crate::replication_support::{poll_ok, Cluster, Link};
 use std::time::{Duration, Instant};
 
 const A: usize = 0;

@@ -6,15 +6,12 @@
 //! After the final heal every node must report the same `AA.DIGEST` within 5 seconds (and then
 //! the same vector clock).
 //!
-//! The seed is printed; `REPL_SEED=<seed> cargo test -p shard-node --test
-//! replication_convergence` replays the same workload and fault schedule (thread timing
+//! The seed is printed; `REPL_SEED=<seed> cargo test -p shard-node --test replication
+//! replication_convergence::` replays the same workload and fault schedule (thread timing
 //! still varies).
 
-mod common;
-mod replication_support;
-
-use common::XorShift;
-use replication_support::{Client, Cluster, Reply};
+use crate::common::XorShift;
+use crate::replication_support::{Client, Cluster, Reply};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

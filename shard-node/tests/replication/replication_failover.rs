@@ -10,11 +10,9 @@
 //!   that peer, and the old primary, restarted with its old configuration, learns of the newer
 //!   epoch from the peer and stops taking writes (fencing).
 
-mod common;
-mod replication_support;
-
-use common::{info_field, NodeBuilder, ShardNode};
-use replication_support::{poll_ok, Client, Cluster, Link, Reply};
+use crate::common::{info_field, NodeBuilder, ShardNode};
+use crate::replication_support;
+use crate::replication_support::{poll_ok, Client, Cluster, Link, Reply};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

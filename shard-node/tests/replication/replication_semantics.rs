@@ -11,10 +11,8 @@
 //! timestamp the larger one. Equal timestamps cannot be produced on purpose between real
 //! processes; that tie-break is covered by the in-process `semantics` tests.
 
-mod common;
-mod replication_support;
-
-use replication_support::{let_the_clock_tick, poll_ok, Cluster, Link, NodeId, Reply};
+use crate::common;
+use crate::replication_support::{let_the_clock_tick, poll_ok, Cluster, Link, NodeId, Reply};
 use std::time::{Duration, Instant};
 
 const REGIONS: [&str; 3] = ["A", "B", "C"];

@@ -3,15 +3,13 @@
 //! certificate another CA signed is refused (its link never comes up and the refusing server
 //! logs why); the TLS files go together (one missing ends the process with a one-line error).
 
-mod common;
-mod replication_support;
-
-use common::{free_port, NodeBuilder, ShardNode};
+use crate::common;
+use crate::common::{free_port, NodeBuilder, ShardNode};
+use crate::replication_support::{parse_peers, poll_ok, Client};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use replication_support::{parse_peers, poll_ok, Client};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

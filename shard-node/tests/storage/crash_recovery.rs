@@ -6,8 +6,6 @@
 //!   server starts, holds exactly the state it had, and keeps accepting durable writes.
 //! - With `--appendfsync no`, a SIGTERM shutdown still persists every acknowledged write.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -16,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{connect_async, NodeBuilder, ShardNode, XorShift};
+use crate::common::{connect_async, NodeBuilder, ShardNode, XorShift};
 use redis::AsyncCommands;
 
 const CLIENTS: usize = 8;

@@ -2,10 +2,11 @@
 //! there; in an older segment the rest of that segment is set aside and replay continues
 //! with the later segments; a bad file header sets the whole file aside.
 
-mod store_support;
-
+use crate::store_support;
+use crate::store_support::{
+    append_all, flip, framed_len, names, open, records, segment, FILE_HEADER_LEN,
+};
 use shard_node::store::TruncationReason;
-use store_support::{append_all, flip, framed_len, names, open, records, segment, FILE_HEADER_LEN};
 
 #[test]
 fn store_bad_crc_in_newest_segment_truncates_from_there() {

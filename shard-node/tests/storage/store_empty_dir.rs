@@ -1,9 +1,7 @@
 //! Opening a data directory that does not exist yet, or is empty.
 
-mod store_support;
-
+use crate::store_support::{names, segment, FILE_HEADER_LEN};
 use shard_node::store::{FsyncPolicy, Recovered, Store};
-use store_support::{names, segment, FILE_HEADER_LEN};
 
 #[test]
 fn store_open_creates_missing_dir_and_first_segment() {

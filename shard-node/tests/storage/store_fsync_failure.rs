@@ -1,12 +1,10 @@
 //! A failed write or fsync fails the store for good: every later append and flush is refused,
 //! whether the failure happened in the store or in a background sync handle.
 
-mod store_support;
-
 use std::time::{Duration, Instant};
 
+use crate::store_support::{append_all, names, open, records};
 use shard_node::store::{FsyncPolicy, Store, StoreError};
-use store_support::{append_all, names, open, records};
 
 #[test]
 fn store_failed_fsync_refuses_further_writes() {

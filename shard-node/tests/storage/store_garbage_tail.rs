@@ -1,10 +1,8 @@
 //! Garbage after the last record (random bytes, zeros, a huge length prefix) is truncated;
 //! the next open is clean and later appends survive.
 
-mod store_support;
-
+use crate::store_support::{append_bytes, open, records, segment, write_records};
 use shard_node::store::TruncationReason;
-use store_support::{append_bytes, open, records, segment, write_records};
 
 fn check_garbage(garbage: &[u8], expect: fn(&TruncationReason) -> bool) {
     let tmp = tempfile::tempdir().unwrap();

@@ -2,10 +2,9 @@
 //! the recovered records are a prefix of what was written, reopening is clean afterwards,
 //! and records appended after recovery survive.
 
-mod store_support;
-
+use crate::store_support;
+use crate::store_support::{open, segment};
 use proptest::prelude::*;
-use store_support::{open, segment};
 
 #[derive(Debug, Clone)]
 enum Damage {

@@ -1,9 +1,7 @@
 //! Records survive a reopen, under every fsync policy and across segment rotations.
 
-mod store_support;
-
+use crate::store_support::{append_all, records};
 use shard_node::store::{FsyncPolicy, Store};
-use store_support::{append_all, records};
 
 #[test]
 fn store_records_round_trip_across_reopen_for_every_policy() {

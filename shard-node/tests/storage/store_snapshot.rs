@@ -1,10 +1,9 @@
 //! Snapshots: recovery from a snapshot plus the segments after it, compaction deleting
 //! superseded files, writing a snapshot on another thread while appends go on.
 
-mod store_support;
-
+use crate::store_support;
+use crate::store_support::{append_all, names, open, records, segment, snapshot};
 use shard_node::store::{FsyncPolicy, Store, StoreError};
-use store_support::{append_all, names, open, records, segment, snapshot};
 
 #[test]
 fn store_snapshot_plus_later_segments_recover_in_order() {

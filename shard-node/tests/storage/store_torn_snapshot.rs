@@ -2,10 +2,8 @@
 //! snapshot and its segments, which are still on disk because they are only deleted after a
 //! newer snapshot is durable.
 
-mod store_support;
-
+use crate::store_support::{append_all, copy_dir, cut, flip, names, open, records, snapshot};
 use shard_node::store::TruncationReason;
-use store_support::{append_all, copy_dir, cut, flip, names, open, records, snapshot};
 
 /// Builds: snapshot 2 (records s1), segment 2 (log a), segment 3 (log b). Returns the bytes of
 /// a complete snapshot 3 made from that state, as `finish` would have installed it, plus the

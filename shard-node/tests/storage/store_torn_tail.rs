@@ -1,10 +1,9 @@
 //! A crash in the middle of writing the last record: cutting the last segment at every byte
 //! offset of its last record keeps every complete record and never errors.
 
-mod store_support;
-
+use crate::store_support;
+use crate::store_support::{copy_dir, cut, framed_len, open, records, segment, write_records};
 use shard_node::store::TruncationReason;
-use store_support::{copy_dir, cut, framed_len, open, records, segment, write_records};
 
 #[test]
 fn store_torn_tail_at_every_offset_keeps_complete_records() {

@@ -1,0 +1,16 @@
+//! Integration tests of commands, replies and clients on one node or on in-memory regions: one
+//! module per former test file, all linked into one test binary.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_input;
+mod cluster_mode;
+mod crdt_laws;
+mod differential;
+mod list_convergence;
+mod real_clients;
+mod redis_cli_interactive;
+mod resp_fuzz;
+mod semantics;
+mod server_features;
