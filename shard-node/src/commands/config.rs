@@ -70,7 +70,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             for pattern in &args[2..] {
                 let p = String::from_utf8_lossy(pattern).to_ascii_lowercase();
                 for (name, value) in &values {
-                    if super::sets::glob_match(p.as_bytes(), name.as_bytes())
+                    if super::util::glob::glob_match(p.as_bytes(), name.as_bytes())
                         && !picked.iter().any(|(n, _)| n == name)
                     {
                         picked.push((name, value.clone()));

@@ -7,15 +7,14 @@
 //! regions add up. Integer results stay within ±2^58 like string counters
 //! ([`super::strings::COUNTER_LIMIT`]). A deletion that leaves a hash empty is committed as a
 //! `Del` of the key: like Redis, the emptied key is gone, with its expiry. Field order in replies
-//! is unspecified. HSCAN follows the cursor scheme of [`super::sets::scan_page`]: hashes Redis
+//! is unspecified. HSCAN follows the cursor scheme of [`super::util::scan::scan_page`]: hashes Redis
 //! keeps as a listpack (at most 128 fields, fields and values at most 64 bytes) and hashes no
 //! larger than `COUNT` come back whole with cursor 0.
 
-use super::sets::{
-    check_random_reply, distinct_present, parse_scan_cursor, parse_scan_options, pick_positions,
-    random_count_arg, random_positions, scan_page, write_empty_scan,
-};
 use super::strings::COUNTER_LIMIT;
+use super::util::args::distinct_present;
+use super::util::random::{check_random_reply, pick_positions, random_count_arg, random_positions};
+use super::util::scan::{parse_scan_cursor, parse_scan_options, scan_page, write_empty_scan};
 use super::*;
 use crate::crdt::value::{Counted, HashValue};
 use crate::crdt::{Blob, Delta, Value, NEW_SLOT};

@@ -402,7 +402,7 @@ fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         .db
         .ks
         .entries()
-        .filter(|(k, _)| all || super::sets::glob_match(pattern, k))
+        .filter(|(k, _)| all || super::util::glob::glob_match(pattern, k))
         .filter(|(k, _)| ctx.db.ks.get(k, ctx.now_ms).is_some())
         .map(|(k, _)| k.clone())
         .collect();
@@ -414,8 +414,8 @@ fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let cursor = super::sets::parse_scan_cursor(&args[1])?;
-    let opts = super::sets::parse_scan_options(&args[2..], true)?;
+    let cursor = super::util::scan::parse_scan_cursor(&args[1])?;
+    let opts = super::util::scan::parse_scan_options(&args[2..], true)?;
     let want_type = opts
         .type_name
         .map(|t| String::from_utf8_lossy(t).to_ascii_lowercase());
@@ -425,7 +425,7 @@ fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         let slot = ks.get(k, now)?;
         Some((&k[..], (k, slot.value.kind().name())))
     });
-    let (next, page) = super::sets::scan_page(items, cursor, opts.count);
+    let (next, page) = super::util::scan::scan_page(items, cursor, opts.count);
     let keys: Vec<&Blob> = page
         .into_iter()
         .filter(|(k, t)| opts.matches(k) && want_type.as_deref().is_none_or(|w| w == *t))

@@ -30,6 +30,7 @@ pub mod sets;
 pub mod strings;
 pub mod testing;
 pub mod transactions;
+pub mod util;
 pub mod zsets;
 
 use crate::crdt::{Keyspace, Kind, Op, OpKind, Slot};

@@ -1,8 +1,5 @@
 //! Set commands: SADD, SREM, SMEMBERS, SISMEMBER, SMISMEMBER, SCARD, SINTER, SUNION, SDIFF,
-//! SINTERCARD, SINTERSTORE, SUNIONSTORE, SDIFFSTORE, SSCAN, SPOP, SRANDMEMBER, SMOVE; plus what
-//! the whole SCAN family shares: the MATCH glob matcher ([`glob_match`]), cursor and option
-//! parsing ([`parse_scan_cursor`], [`parse_scan_options`]) and the cursor scheme
-//! ([`scan_page`]).
+//! SINTERCARD, SINTERSTORE, SUNIONSTORE, SDIFFSTORE, SSCAN, SPOP, SRANDMEMBER, SMOVE.
 //!
 //! Contract:
 //! - A set is an observed-remove set where adds win (`docs/semantics.md`, Sets). `SADD` of a
@@ -14,38 +11,25 @@
 //!   every member into a new set. An empty result only deletes the destination.
 //! - `SPOP` removes the popped members with observed removes; two regions may pop the same
 //!   member concurrently and both return it.
-//! - Scan cursors: every element has a fixed 64-bit position (a hash of its bytes that is the
-//!   same in every process); a cursor is the position to resume from and a call returns the
-//!   elements with the next positions, so every element present for the whole iteration is
-//!   returned, and only once, whatever is added or removed meanwhile. Collections Redis keeps in
-//!   a compact encoding, and collections no larger than `COUNT`, are returned whole in one call
-//!   with cursor 0 whatever the cursor (what Redis does for them; a collection that shrinks to
-//!   such a size during an iteration is then returned again whole). A page holds at least
-//!   `COUNT` elements and at least 1/[`SCAN_MAX_CALLS`] of the collection, so a full iteration
-//!   never takes more than about [`SCAN_MAX_CALLS`] calls (each call reads the whole
-//!   collection).
+//! - SSCAN follows the SCAN family's cursor scheme (`super::util::scan`). Sets Redis keeps in a
+//!   compact encoding (integer-only sets up to 512 members), and sets no larger than `COUNT`,
+//!   are returned whole in one call with cursor 0 whatever the cursor, as Redis does (a set that
+//!   shrinks to such a size during an iteration is then returned again whole).
 
+use super::util::args::distinct_present;
+use super::util::random::{check_random_reply, pick_positions, random_count_arg, random_positions};
+use super::util::scan::{parse_scan_cursor, parse_scan_options, scan_page, write_empty_scan};
 use super::*;
 use crate::crdt::value::SetValue;
 use crate::crdt::{Value, NEW_SLOT};
 use rand::Rng;
 use std::collections::HashSet;
 
-/// Largest number of elements a random pick with repetitions (negative count) may return;
-/// larger requests are refused instead of building an unbounded reply.
-pub const MAX_RANDOM_REPLY: u64 = 1 << 24;
-/// Most calls a full scan of a large collection takes: pages grow to `len / SCAN_MAX_CALLS`.
-pub const SCAN_MAX_CALLS: usize = 256;
 /// Largest integer-only set Redis 7.0 keeps as an intset (`set-max-intset-entries`), which SSCAN
 /// returns whole.
 const INTSET_MAX_ENTRIES: usize = 512;
-/// Deepest `*` nesting the glob matcher follows (Redis's protection against abusive patterns).
-const GLOB_MAX_NESTING: u32 = 1000;
 
 const ERR_NOT_POSITIVE: &str = "ERR value is out of range, must be positive";
-const ERR_COUNT_RANGE: &str =
-    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807";
-const ERR_RANDOM_TOO_MANY: &str = "ERR value is out of range";
 
 #[rustfmt::skip]
 pub fn commands() -> Vec<Command> {
@@ -71,284 +55,6 @@ pub fn commands() -> Vec<Command> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Glob matching (MATCH of KEYS, SCAN, SSCAN, HSCAN, ZSCAN)
-
-/// Redis's `stringmatchlen` (case-sensitive): `*` any run, `?` one byte, `[abc]`, `[^a]`,
-/// `[a-z]` (ends in either order; bytes compare as C `char`, i.e. signed), `\x` a literal `x`.
-/// An unterminated class ends at the end of the pattern. Like Redis, a text can only be matched
-/// by consuming it: the empty text matches only the empty pattern (callers treat a lone `*` as
-/// match-all themselves, as Redis does), and patterns nesting more than 1000 `*` match nothing.
-pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let mut skip_longer = false;
-    glob_at(pattern, text, &mut skip_longer, 0)
-}
-
-fn glob_at(mut p: &[u8], mut s: &[u8], skip_longer: &mut bool, nesting: u32) -> bool {
-    if nesting > GLOB_MAX_NESTING {
-        return false;
-    }
-    while let (Some(&pc), Some(&sc)) = (p.first(), s.first()) {
-        match pc {
-            b'*' => {
-                while p.get(1) == Some(&b'*') {
-                    p = &p[1..];
-                }
-                if p.len() == 1 {
-                    return true;
-                }
-                while !s.is_empty() {
-                    if glob_at(&p[1..], s, skip_longer, nesting + 1) {
-                        return true;
-                    }
-                    if *skip_longer {
-                        return false;
-                    }
-                    s = &s[1..];
-                }
-                // No match for the rest of the pattern anywhere in the rest of the text: an
-                // earlier `*` matching more could not help either.
-                *skip_longer = true;
-                return false;
-            }
-            b'?' => {
-                s = &s[1..];
-                p = &p[1..];
-            }
-            b'[' => {
-                p = &p[1..];
-                let negate = p.first() == Some(&b'^');
-                if negate {
-                    p = &p[1..];
-                }
-                let mut matched = false;
-                loop {
-                    match p {
-                        [b'\\', escaped, ..] => {
-                            if *escaped == sc {
-                                matched = true;
-                            }
-                            p = &p[2..];
-                        }
-                        [b']', ..] | [] => break,
-                        [start, b'-', end, ..] => {
-                            // C `char` is signed: compare the bytes as i8.
-                            let (mut lo, mut hi) = (*start as i8, *end as i8);
-                            if lo > hi {
-                                std::mem::swap(&mut lo, &mut hi);
-                            }
-                            let c = sc as i8;
-                            if c >= lo && c <= hi {
-                                matched = true;
-                            }
-                            p = &p[3..];
-                        }
-                        [literal, ..] => {
-                            if *literal == sc {
-                                matched = true;
-                            }
-                            p = &p[1..];
-                        }
-                    }
-                }
-                if negate {
-                    matched = !matched;
-                }
-                if !matched {
-                    return false;
-                }
-                s = &s[1..];
-                // Past the closing `]` (an unterminated class has consumed the whole pattern).
-                if !p.is_empty() {
-                    p = &p[1..];
-                }
-            }
-            _ => {
-                let literal = if pc == b'\\' && p.len() >= 2 {
-                    p = &p[1..];
-                    p[0]
-                } else {
-                    pc
-                };
-                if literal != sc {
-                    return false;
-                }
-                s = &s[1..];
-                p = &p[1..];
-            }
-        }
-        if s.is_empty() {
-            while p.first() == Some(&b'*') {
-                p = &p[1..];
-            }
-            break;
-        }
-    }
-    p.is_empty() && s.is_empty()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The SCAN family's cursor and options
-
-/// Parses a SCAN cursor like Redis (`strtoul` in base 10: optional sign, a negative value wraps,
-/// no blanks, no overflow; the empty string is cursor 0).
-pub fn parse_scan_cursor(arg: &[u8]) -> Result<u64, CmdError> {
-    let invalid = || Cow::Borrowed("ERR invalid cursor");
-    let (negative, digits) = match arg.first() {
-        Some(b'-') => (true, &arg[1..]),
-        Some(b'+') => (false, &arg[1..]),
-        _ => (false, arg),
-    };
-    if digits.is_empty() {
-        // `strtoul` parsed nothing: the end pointer is the start of the text, which is only
-        // accepted when the whole text is empty.
-        return if arg.is_empty() {
-            Ok(0)
-        } else {
-            Err(invalid())
-        };
-    }
-    let mut value: u64 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return Err(invalid());
-        }
-        value = value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
-            .ok_or_else(invalid)?;
-    }
-    Ok(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
-}
-
-/// The options after a SCAN-family cursor.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ScanOptions<'a> {
-    /// `COUNT`, at least 1 (default 10).
-    pub count: usize,
-    /// `MATCH` pattern; `None` when absent or a lone `*`.
-    pub pattern: Option<&'a [u8]>,
-    /// `TYPE` (keyspace SCAN only).
-    pub type_name: Option<&'a [u8]>,
-}
-
-impl ScanOptions<'_> {
-    /// True when `item` passes the MATCH filter.
-    pub fn matches(&self, item: &[u8]) -> bool {
-        self.pattern.is_none_or(|p| glob_match(p, item))
-    }
-}
-
-/// Parses `[MATCH pattern] [COUNT count]` (and `[TYPE type]` when `allow_type`, for SCAN) with
-/// Redis's errors: a bad COUNT is `ERR value is not an integer or out of range`, a COUNT below 1
-/// or an unknown/incomplete option is `ERR syntax error`.
-pub fn parse_scan_options(args: &[Bytes], allow_type: bool) -> Result<ScanOptions<'_>, CmdError> {
-    let mut opts = ScanOptions {
-        count: 10,
-        pattern: None,
-        type_name: None,
-    };
-    let mut i = 0;
-    while i < args.len() {
-        let has_value = i + 1 < args.len();
-        if is(&args[i], "count") && has_value {
-            let count = int_arg(&args[i + 1])?;
-            if count < 1 {
-                return Err(Cow::Borrowed(ERR_SYNTAX));
-            }
-            opts.count = usize::try_from(count).unwrap_or(usize::MAX);
-        } else if is(&args[i], "match") && has_value {
-            let pattern = &args[i + 1][..];
-            opts.pattern = if pattern == b"*" { None } else { Some(pattern) };
-        } else if allow_type && is(&args[i], "type") && has_value {
-            opts.type_name = Some(&args[i + 1][..]);
-        } else {
-            return Err(Cow::Borrowed(ERR_SYNTAX));
-        }
-        i += 2;
-    }
-    Ok(opts)
-}
-
-/// The fixed scan position of an element: a 64-bit hash of its bytes (the same in every
-/// process and on every platform), never 0 (cursor 0 means start and end).
-pub fn scan_position(item: &[u8]) -> u64 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut h = K ^ (item.len() as u64).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    let mut chunks = item.chunks_exact(8);
-    for chunk in chunks.by_ref() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h ^= h >> 31;
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        h ^= h >> 29;
-    }
-    // MurmurHash3's finalizer spreads the bits.
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    h ^= h >> 33;
-    h.max(1)
-}
-
-/// One page of a scan over `items` (each element's name and what to return for it), resuming at
-/// `cursor`: the elements with the smallest positions at or after the cursor, in position order,
-/// at least `count` of them (more for large collections, see the module docs; elements sharing a
-/// position always come together), and the cursor of the next page (0 when this is the last).
-pub fn scan_page<'a, T>(
-    items: impl Iterator<Item = (&'a [u8], T)>,
-    cursor: u64,
-    count: usize,
-) -> (u64, Vec<T>) {
-    let mut total = 0usize;
-    let mut candidates: Vec<(u64, T)> = Vec::new();
-    for (name, item) in items {
-        total += 1;
-        let pos = scan_position(name);
-        if pos >= cursor {
-            candidates.push((pos, item));
-        }
-    }
-    let page = count.max(total.div_ceil(SCAN_MAX_CALLS)).max(1);
-    if candidates.len() <= page {
-        candidates.sort_unstable_by_key(|c| c.0);
-        return (0, candidates.into_iter().map(|c| c.1).collect());
-    }
-    candidates.select_nth_unstable_by_key(page - 1, |c| c.0);
-    let boundary = candidates[page - 1].0;
-    // Everything at the boundary position goes into this page, so the next cursor can be the
-    // first position after it.
-    let mut next: Option<u64> = None;
-    let mut taken = Vec::with_capacity(page);
-    for c in candidates {
-        if c.0 <= boundary {
-            taken.push(c);
-        } else {
-            next = Some(next.map_or(c.0, |n| n.min(c.0)));
-        }
-    }
-    taken.sort_unstable_by_key(|c| c.0);
-    (next.unwrap_or(0), taken.into_iter().map(|c| c.1).collect())
-}
-
-/// `*2 $1 0 *0`: the reply to a scan of a missing key.
-pub fn write_empty_scan(out: &mut ReplyWriter<'_>) {
-    out.array(2);
-    out.bulk(b"0");
-    out.array(0);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Helpers shared with the other collection families
 
 /// The set stored at `key`, `None` when absent, or WRONGTYPE.
@@ -360,68 +66,6 @@ pub fn read_set<'a>(db: &'a Db, key: &[u8], now_ms: u64) -> Result<Option<&'a Se
             _ => Err(Cow::Borrowed(ERR_WRONGTYPE)),
         },
     }
-}
-
-/// The distinct arguments for which `present` holds, in argument order.
-pub fn distinct_present(args: &[Bytes], present: impl Fn(&[u8]) -> bool) -> Vec<&Bytes> {
-    let mut out: Vec<&Bytes> = Vec::with_capacity(args.len().min(64));
-    if args.len() <= 8 {
-        for a in args {
-            if present(a) && !out.iter().any(|o| o[..] == a[..]) {
-                out.push(a);
-            }
-        }
-    } else {
-        let mut seen: HashSet<&[u8], ahash::RandomState> = HashSet::default();
-        for a in args {
-            if present(a) && seen.insert(&a[..]) {
-                out.push(a);
-            }
-        }
-    }
-    out
-}
-
-/// A SRANDMEMBER / HRANDFIELD count: any integer but `i64::MIN` (Redis's `-LONG_MAX..LONG_MAX`).
-pub fn random_count_arg(arg: &[u8]) -> Result<i64, CmdError> {
-    let n = int_arg(arg)?;
-    if n == i64::MIN {
-        return Err(Cow::Borrowed(ERR_COUNT_RANGE));
-    }
-    Ok(n)
-}
-
-/// Refuses a random pick with repetitions larger than [`MAX_RANDOM_REPLY`].
-pub fn check_random_reply(count: u64) -> CmdResult {
-    if count > MAX_RANDOM_REPLY {
-        return Err(Cow::Borrowed(ERR_RANDOM_TOO_MANY));
-    }
-    Ok(())
-}
-
-/// `amount` distinct positions below `len`, ascending (`amount < len`).
-pub fn random_positions(len: usize, amount: usize) -> Vec<usize> {
-    let mut rng = rand::rng();
-    let mut picked = rand::seq::index::sample(&mut rng, len, amount.min(len)).into_vec();
-    picked.sort_unstable();
-    picked
-}
-
-/// The elements of `items` at the ascending `positions`.
-pub fn pick_positions<T>(items: impl Iterator<Item = T>, positions: &[usize]) -> Vec<T> {
-    let mut out = Vec::with_capacity(positions.len());
-    let mut want = positions.iter().peekable();
-    for (i, item) in items.enumerate() {
-        match want.peek() {
-            Some(&&p) if p == i => {
-                out.push(item);
-                want.next();
-            }
-            Some(_) => {}
-            None => break,
-        }
-    }
-    out
 }
 
 fn random_index(len: usize) -> usize {
@@ -930,8 +574,8 @@ fn smove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::commands::testing::TestDb;
+    use crate::commands::util::random::ERR_COUNT_RANGE;
 
     /// Every bulk string of a reply, depth first (the test values hold no CRLF).
     pub(crate) fn bulks(reply: &str) -> Vec<String> {
@@ -949,189 +593,6 @@ mod tests {
         let mut items = bulks(reply);
         items.sort();
         items
-    }
-
-    #[test]
-    fn glob_basics() {
-        assert!(glob_match(b"*", b"anything"));
-        assert!(!glob_match(b"*", b""));
-        assert!(!glob_match(b"**", b""));
-        assert!(glob_match(b"", b""));
-        assert!(!glob_match(b"", b"x"));
-        assert!(glob_match(b"h?llo", b"hello"));
-        assert!(!glob_match(b"h?llo", b"hllo"));
-        assert!(glob_match(b"h*llo", b"heeeello"));
-        assert!(glob_match(b"h*llo", b"hllo"));
-        assert!(glob_match(b"a*", b"a"));
-        assert!(glob_match(b"a**", b"a"));
-        assert!(glob_match(b"*a*b*", b"xxaxxbxx"));
-        assert!(!glob_match(b"*a*b*", b"xxbxxaxx"));
-        assert!(!glob_match(b"Hello", b"hello"));
-    }
-
-    #[test]
-    fn glob_classes() {
-        assert!(glob_match(b"h[ae]llo", b"hello"));
-        assert!(glob_match(b"h[ae]llo", b"hallo"));
-        assert!(!glob_match(b"h[ae]llo", b"hillo"));
-        assert!(glob_match(b"h[^e]llo", b"hallo"));
-        assert!(!glob_match(b"h[^e]llo", b"hello"));
-        assert!(glob_match(b"h[a-b]llo", b"hbllo"));
-        assert!(!glob_match(b"h[a-b]llo", b"hcllo"));
-        assert!(glob_match(b"[z-a]", b"m"), "reversed range");
-        assert!(glob_match(b"[\\]]", b"]"));
-        assert!(glob_match(b"[\\-]", b"-"));
-        assert!(!glob_match(b"[\\-]", b"a"));
-        // `[a-]` is the range `]`..`a` of an unterminated class.
-        assert!(glob_match(b"[a-]", b"^"));
-        assert!(!glob_match(b"[a-]", b"-"));
-        assert!(
-            glob_match(b"[abc", b"b"),
-            "an unterminated class ends the pattern"
-        );
-        assert!(!glob_match(b"[abc", b"bx"));
-        assert!(!glob_match(b"[", b"x"));
-        assert!(
-            glob_match(b"[^", b"x"),
-            "an empty negated class matches any byte"
-        );
-        // Bytes compare as signed C chars inside ranges: 0xff (-1) lies in [\xf0-a] (-16..97)
-        // and 0x00 in [a-\xff] (-1..97).
-        assert!(glob_match(b"[\xf0-a]", b"\xff"));
-        assert!(glob_match(b"[\xf0-a]", b"\x00"));
-        assert!(!glob_match(b"[\xf0-a]", b"b"));
-        assert!(!glob_match(b"[\x00-a]", b"\xff"));
-        assert!(glob_match(b"[a-\xff]", b"\x00"));
-        assert!(!glob_match(b"[a-\xff]", b"b"));
-    }
-
-    #[test]
-    fn glob_escapes() {
-        assert!(glob_match(b"\\*", b"*"));
-        assert!(!glob_match(b"\\*", b"x"));
-        assert!(glob_match(b"a\\?", b"a?"));
-        assert!(!glob_match(b"a\\?", b"ab"));
-        assert!(
-            glob_match(b"a\\", b"a\\"),
-            "a trailing backslash is a literal"
-        );
-        assert!(glob_match(b"\\\\", b"\\"));
-    }
-
-    #[test]
-    fn glob_abusive_patterns() {
-        let text = vec![b'a'; 3000];
-        let nested = |n: usize| b"*a".repeat(n);
-        assert!(glob_match(&nested(1000), &text));
-        assert!(!glob_match(&nested(1001), &text));
-        // Exponential backtracking is cut short.
-        let mut pattern = b"*a".repeat(30);
-        pattern.push(b'b');
-        assert!(!glob_match(&pattern, &[b'a'; 100]));
-    }
-
-    #[test]
-    fn scan_cursor_parsing() {
-        assert_eq!(parse_scan_cursor(b"0").unwrap(), 0);
-        assert_eq!(parse_scan_cursor(b"").unwrap(), 0);
-        assert_eq!(parse_scan_cursor(b"+12").unwrap(), 12);
-        assert_eq!(parse_scan_cursor(b"-1").unwrap(), u64::MAX);
-        assert_eq!(
-            parse_scan_cursor(b"18446744073709551615").unwrap(),
-            u64::MAX
-        );
-        for bad in [
-            &b"18446744073709551616"[..],
-            b" 0",
-            b"0 ",
-            b"abc",
-            b"-",
-            b"+",
-            b"0x1",
-        ] {
-            assert_eq!(
-                parse_scan_cursor(bad).unwrap_err(),
-                "ERR invalid cursor",
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn scan_pages_cover_everything_once_despite_changes() {
-        let mut items: Vec<Vec<u8>> = (0..5000).map(|i| format!("m{i}").into_bytes()).collect();
-        let mut seen = std::collections::HashMap::new();
-        let mut cursor = 0;
-        let mut calls = 0;
-        loop {
-            let (next, page) = scan_page(items.iter().map(|m| (&m[..], m.clone())), cursor, 10);
-            calls += 1;
-            for m in page {
-                *seen.entry(m).or_insert(0) += 1;
-            }
-            // Elements come and go between calls.
-            items.push(format!("new{calls}").into_bytes());
-            items.retain(|m| m != format!("m{}", calls * 7).as_bytes());
-            if next == 0 {
-                break;
-            }
-            assert!(next > cursor);
-            cursor = next;
-        }
-        assert!(calls <= SCAN_MAX_CALLS + 1, "{calls} calls");
-        for i in 0..5000 {
-            let name = format!("m{i}").into_bytes();
-            let removed = i % 7 == 0 && i / 7 >= 1 && i / 7 <= calls;
-            let n = seen.get(&name).copied().unwrap_or(0);
-            if !removed {
-                assert_eq!(n, 1, "m{i} returned {n} times");
-            } else {
-                assert!(n <= 1);
-            }
-        }
-    }
-
-    #[test]
-    fn scan_page_small_collections_and_collisions() {
-        let items = [&b"a"[..], b"b", b"c"];
-        let (next, page) = scan_page(items.iter().map(|m| (*m, *m)), 0, 10);
-        assert_eq!(next, 0);
-        assert_eq!(page.len(), 3);
-        let (next, page) = scan_page(items.iter().map(|m| (*m, *m)), 0, 1);
-        assert_ne!(next, 0);
-        assert_eq!(page.len(), 1);
-        // Duplicate names share a position and always travel together.
-        let same = [&b"x"[..], b"x", b"x", b"y"];
-        let (_, page) = scan_page(same.iter().map(|m| (*m, *m)), 0, 1);
-        assert!(page.len() == 3 || page == vec![&b"y"[..]]);
-        assert_ne!(scan_position(b""), 0);
-    }
-
-    #[test]
-    fn scan_options() {
-        let args: Vec<Bytes> = ["MATCH", "a*", "count", "5"]
-            .iter()
-            .map(|s| Bytes::from(*s))
-            .collect();
-        let o = parse_scan_options(&args, false).unwrap();
-        assert_eq!(o.count, 5);
-        assert_eq!(o.pattern, Some(&b"a*"[..]));
-        assert!(o.matches(b"abc") && !o.matches(b"b"));
-        let star: Vec<Bytes> = vec![Bytes::from("match"), Bytes::from("*")];
-        assert_eq!(parse_scan_options(&star, false).unwrap().pattern, None);
-        let bad = |v: &[&str]| {
-            let a: Vec<Bytes> = v.iter().map(|s| Bytes::from(s.to_string())).collect();
-            parse_scan_options(&a, false).unwrap_err()
-        };
-        assert_eq!(bad(&["count", "0"]), ERR_SYNTAX);
-        assert_eq!(bad(&["count", "x"]), ERR_NOT_INTEGER);
-        assert_eq!(bad(&["match"]), ERR_SYNTAX);
-        assert_eq!(bad(&["type", "string"]), ERR_SYNTAX);
-        let typed: Vec<Bytes> = vec![Bytes::from("TYPE"), Bytes::from("set")];
-        assert_eq!(
-            parse_scan_options(&typed, true).unwrap().type_name,
-            Some(&b"set"[..])
-        );
     }
 
     #[test]

@@ -19,12 +19,12 @@
 //!   (a walk in score order); when every score is equal they are answered through the index.
 //! - ZSCAN returns a set of at most 128 members of at most 64 bytes in one call with cursor 0
 //!   and scores printed like Redis's compact encoding (exactly Redis's reply). A larger set is
-//!   paged by the SCAN family's shared member-hash positions (`sets::scan_page`), so every
+//!   paged by the SCAN family's shared member-hash positions (`util::scan::scan_page`), so every
 //!   member present for a whole iteration is returned exactly once whatever its score does.
 //! - Ranks are computed by walking the order index (O(rank)); ZADD, ZSCORE, ZINCRBY and ZREM are
 //!   O(log n) in the size of the set.
 
-use super::sets::{parse_scan_cursor, parse_scan_options, scan_page, write_empty_scan};
+use super::util::scan::{parse_scan_cursor, parse_scan_options, scan_page, write_empty_scan};
 use super::*;
 use crate::crdt::value::{Blob, FastMap, Score, ZSetValue};
 use crate::crdt::{Stamp, Value, NEW_SLOT};
