@@ -1,7 +1,7 @@
 //! List commands: LPUSH, RPUSH, LPUSHX, RPUSHX, LINSERT, LPOP, RPOP, LMPOP, LLEN, LINDEX,
 //! LSET, LRANGE, LTRIM, LREM, LPOS, LMOVE, RPOPLPUSH.
 //!
-//! Contract: a list is a sequence CRDT (see `crdt::value::ListValue`). Every element has an id
+//! Contract: a list is a sequence CRDT (see `crdt::types::list::ListValue`). Every element has an id
 //! made of the inserting effect's dot and the element's index among the list inserts of that
 //! effect, so ids stay unique inside a transaction. An insert names the visible element it goes
 //! right after, `None` for the head; the operations of one command are applied

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod effect;
 pub mod keyspace;
 pub mod replica;
+pub mod types;
 pub mod value;
 
 pub use clock::{Actor, ActorId, Dot, Hlc, Stamp, VectorClock};
