@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use clap::Parser;
-use shard_node::commands::testing::new_db;
 use shard_node::config::{AppendFsync, Cli, LogFormat, Mode, ServerArgs, YesNo};
 use shard_node::crdt::{Actor, Keyspace};
 use shard_node::net::{self, persist, Shared, State};
@@ -138,7 +137,7 @@ async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Resu
         ),
         None => None,
     };
-    let mut db = new_db(ks);
+    let mut db = shard_node::commands::Db::new(ks);
     db.settings.requirepass = args.requirepass.clone().map(bytes::Bytes::from);
     db.settings.maxmemory = args.maxmemory;
     db.settings.maxclients = args.maxclients;

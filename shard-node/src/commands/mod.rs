@@ -189,6 +189,46 @@ pub struct Db {
     pub topology: Option<crate::cluster::Topology>,
 }
 
+impl Db {
+    /// A fresh database around a keyspace, with Redis's default settings; the server then
+    /// applies its command line.
+    pub fn new(ks: Keyspace) -> Db {
+        Db {
+            settings: Settings {
+                requirepass: None,
+                maxmemory: 0,
+                appendfsync: "everysec".into(),
+                appendonly: true,
+                maxclients: 10000,
+                bind: "127.0.0.1".into(),
+                port: 6379,
+                dir: ".".into(),
+                proto_max_bulk_len: 512 * 1024 * 1024,
+                timeout: 0,
+                databases: 1,
+            },
+            stats: Stats::default(),
+            clients: BTreeMap::new(),
+            channels: HashMap::new(),
+            patterns: HashMap::new(),
+            persistence_error: None,
+            used_memory: 0,
+            started_ms: 0,
+            run_id: "0".repeat(40),
+            tcp_port: 6379,
+            info_extra: BTreeMap::new(),
+            compaction_requested: false,
+            shutdown_requested: false,
+            client_pause: None,
+            pause_changed: false,
+            participant: ks.actor().participant.clone(),
+            topology: None,
+            repl: crate::repl::ReplState::new(ks.clock().clone()),
+            ks,
+        }
+    }
+}
+
 /// A `CLIENT PAUSE`: commands of clients wait until `until_ms` (or `CLIENT UNPAUSE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientPause {

@@ -1,10 +1,9 @@
 //! In-process harness for command tests: a [`Db`] driven through the real dispatcher, with a
 //! controllable clock. Used by unit tests and the conflict-rule tests; not part of the server.
 
-use super::{dispatch, ClientState, Db, Settings, Stats};
+use super::{dispatch, ClientState, Db};
 use crate::crdt::{Actor, Keyspace};
 use bytes::{Bytes, BytesMut};
-use std::collections::{BTreeMap, HashMap};
 
 pub struct TestDb {
     pub db: Db,
@@ -54,39 +53,7 @@ impl TestDb {
     }
 }
 
-/// A fresh [`Db`] around a keyspace, with default settings.
+/// A fresh [`Db`] around a keyspace, with default settings (see [`Db::new`]).
 pub fn new_db(ks: Keyspace) -> Db {
-    Db {
-        settings: Settings {
-            requirepass: None,
-            maxmemory: 0,
-            appendfsync: "everysec".into(),
-            appendonly: true,
-            maxclients: 10000,
-            bind: "127.0.0.1".into(),
-            port: 6379,
-            dir: ".".into(),
-            proto_max_bulk_len: 512 * 1024 * 1024,
-            timeout: 0,
-            databases: 1,
-        },
-        stats: Stats::default(),
-        clients: BTreeMap::new(),
-        channels: HashMap::new(),
-        patterns: HashMap::new(),
-        persistence_error: None,
-        used_memory: 0,
-        started_ms: 0,
-        run_id: "0".repeat(40),
-        tcp_port: 6379,
-        info_extra: BTreeMap::new(),
-        compaction_requested: false,
-        shutdown_requested: false,
-        client_pause: None,
-        pause_changed: false,
-        participant: ks.actor().participant.clone(),
-        topology: None,
-        repl: crate::repl::ReplState::new(ks.clock().clone()),
-        ks,
-    }
+    Db::new(ks)
 }
