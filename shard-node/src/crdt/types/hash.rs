@@ -42,9 +42,7 @@ mod tests {
     use super::*;
     use crate::crdt::clock::Dot;
     use crate::crdt::effect::Delta;
-    use crate::crdt::types::laws::{
-        assert_associative, assert_commutative, assert_idempotent, clock, dot, State,
-    };
+    use crate::crdt::types::laws::{assert_join_laws, clock, dot, State};
 
     fn field(base: &[(Dot, u64, &str)], adds: &[(Dot, Delta)]) -> Counted<Blob> {
         Counted {
@@ -112,18 +110,8 @@ mod tests {
     }
 
     #[test]
-    fn join_is_commutative() {
-        assert_commutative(&states(), join);
-    }
-
-    #[test]
-    fn join_is_associative() {
-        assert_associative(&states(), join);
-    }
-
-    #[test]
-    fn join_is_idempotent() {
-        assert_idempotent(&states(), join);
+    fn join_is_commutative_associative_and_idempotent() {
+        assert_join_laws(&states(), join);
     }
 
     #[test]

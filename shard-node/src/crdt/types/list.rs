@@ -326,9 +326,7 @@ impl ListValue {
 mod tests {
     use super::*;
     use crate::crdt::clock::ActorId;
-    use crate::crdt::types::laws::{
-        assert_associative, assert_commutative, assert_idempotent, clock, dot, merged, State,
-    };
+    use crate::crdt::types::laws::{assert_join_laws, clock, dot, merged, State};
 
     fn id(seq: u64) -> ElemId {
         ElemId {
@@ -510,21 +508,9 @@ mod tests {
     }
 
     #[test]
-    fn join_is_commutative() {
-        assert_commutative(&states(), join);
-        assert_commutative(&collected_states(), join);
-    }
-
-    #[test]
-    fn join_is_associative() {
-        assert_associative(&states(), join);
-        assert_associative(&collected_states(), join);
-    }
-
-    #[test]
-    fn join_is_idempotent() {
-        assert_idempotent(&states(), join);
-        assert_idempotent(&collected_states(), join);
+    fn join_is_commutative_associative_and_idempotent() {
+        assert_join_laws(&states(), join);
+        assert_join_laws(&collected_states(), join);
     }
 
     #[test]

@@ -206,6 +206,16 @@ pub(crate) mod laws {
         (value, ctx)
     }
 
+    /// Commutativity, associativity and idempotence of `join` over `states`.
+    pub fn assert_join_laws<V: Clone + PartialEq + Debug>(
+        states: &[State<V>],
+        join: impl Fn(&mut V, &VectorClock, &V, &VectorClock) + Copy,
+    ) {
+        assert_commutative(states, join);
+        assert_associative(states, join);
+        assert_idempotent(states, join);
+    }
+
     /// `a ⊔ b == b ⊔ a` for every pair of `states`.
     pub fn assert_commutative<V: Clone + PartialEq + Debug>(
         states: &[State<V>],

@@ -194,9 +194,7 @@ impl Counted<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crdt::types::laws::{
-        assert_associative, assert_commutative, assert_idempotent, clock, dot, State,
-    };
+    use crate::crdt::types::laws::{assert_join_laws, clock, dot, State};
 
     fn reg(base: &[(Dot, u64, &str)], adds: &[(Dot, Delta)]) -> Counted<Blob> {
         Counted {
@@ -240,18 +238,8 @@ mod tests {
     }
 
     #[test]
-    fn join_is_commutative() {
-        assert_commutative(&states(), join);
-    }
-
-    #[test]
-    fn join_is_associative() {
-        assert_associative(&states(), join);
-    }
-
-    #[test]
-    fn join_is_idempotent() {
-        assert_idempotent(&states(), join);
+    fn join_is_commutative_associative_and_idempotent() {
+        assert_join_laws(&states(), join);
     }
 
     #[test]
@@ -269,9 +257,7 @@ mod tests {
         let join = |a: &mut Counted<f64>, ac: &VectorClock, b: &Counted<f64>, bc: &VectorClock| {
             a.join(ac, b, bc)
         };
-        assert_commutative(&states, join);
-        assert_associative(&states, join);
-        assert_idempotent(&states, join);
+        assert_join_laws(&states, join);
     }
 
     #[test]

@@ -43,9 +43,7 @@ impl SetValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crdt::types::laws::{
-        assert_associative, assert_commutative, assert_idempotent, clock, dot, State,
-    };
+    use crate::crdt::types::laws::{assert_join_laws, clock, dot, State};
 
     fn set(members: &[(&str, &[Dot])]) -> SetValue {
         SetValue {
@@ -85,18 +83,8 @@ mod tests {
     }
 
     #[test]
-    fn join_is_commutative() {
-        assert_commutative(&states(), join);
-    }
-
-    #[test]
-    fn join_is_associative() {
-        assert_associative(&states(), join);
-    }
-
-    #[test]
-    fn join_is_idempotent() {
-        assert_idempotent(&states(), join);
+    fn join_is_commutative_associative_and_idempotent() {
+        assert_join_laws(&states(), join);
     }
 
     #[test]

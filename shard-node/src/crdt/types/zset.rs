@@ -82,9 +82,7 @@ mod tests {
     use super::*;
     use crate::crdt::clock::Dot;
     use crate::crdt::effect::Delta;
-    use crate::crdt::types::laws::{
-        assert_associative, assert_commutative, assert_idempotent, clock, dot, State,
-    };
+    use crate::crdt::types::laws::{assert_join_laws, clock, dot, State};
 
     fn score(base: &[(Dot, u64, f64)], adds: &[(Dot, f64)]) -> Counted<f64> {
         Counted {
@@ -150,18 +148,8 @@ mod tests {
     }
 
     #[test]
-    fn join_is_commutative() {
-        assert_commutative(&states(), join);
-    }
-
-    #[test]
-    fn join_is_associative() {
-        assert_associative(&states(), join);
-    }
-
-    #[test]
-    fn join_is_idempotent() {
-        assert_idempotent(&states(), join);
+    fn join_is_commutative_associative_and_idempotent() {
+        assert_join_laws(&states(), join);
     }
 
     #[test]
