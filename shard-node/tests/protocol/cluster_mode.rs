@@ -34,6 +34,10 @@ fn push(port: u16, version: u64, map: &str) {
     assert_eq!(reply, b"+OK\r\n", "{}", String::from_utf8_lossy(&reply));
 }
 
+fn text_reply(port: u16, args: &[&str]) -> String {
+    text(port, args)
+}
+
 fn text(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&RawConn::connect(port).cmd_str(args)).into_owned()
 }
@@ -170,6 +174,53 @@ fn redis_cli_follows_redirections() {
         sizes.iter().all(|n| *n > 0),
         "keys spread over every shard: {sizes:?}"
     );
+}
+
+#[test]
+fn redis_benchmark_runs_in_cluster_mode() {
+    require_command("redis-benchmark", "redis-tools");
+    let (nodes, _) = three_shards();
+    let out = Command::new("redis-benchmark")
+        .args(["--cluster", "-h", "127.0.0.1", "-p"])
+        .arg(nodes[0].port().to_string())
+        .args([
+            "-t",
+            "set,get,incr,lpush",
+            "-n",
+            "3000",
+            "-r",
+            "1000",
+            "-c",
+            "8",
+            "-q",
+        ])
+        .output()
+        .expect("run redis-benchmark");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for test in ["SET", "GET", "INCR", "LPUSH"] {
+        assert!(
+            text.split(['\r', '\n'])
+                .map(str::trim)
+                .any(|l| l.starts_with(&format!("{test}: ")) && l.contains("requests per second")),
+            "no result for {test}: {text}"
+        );
+    }
+    assert!(
+        !text.contains("MOVED") && !text.to_lowercase().contains("error"),
+        "{text}"
+    );
+    let keys: i64 = nodes
+        .iter()
+        .map(|n| {
+            let r = text_reply(n.port(), &["DBSIZE"]);
+            let size: i64 = r.trim_start_matches(':').trim().parse().expect("DBSIZE");
+            assert!(size > 0, "every shard got keys");
+            size
+        })
+        .sum();
+    assert!(keys > 0);
 }
 
 #[test]
