@@ -61,7 +61,8 @@ pub struct ReconcileErrorLabels {
     pub namespace: String,
     /// Name of the reconciled `ActiveActiveDatabase`.
     pub database: String,
-    /// Stable category of the error (the same word its Event uses).
+    /// Stable category of the error, a snake_case word
+    /// ([`ReconcileError::metric_label`](crate::controller::ReconcileError::metric_label)).
     pub reason: String,
 }
 

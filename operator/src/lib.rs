@@ -5,20 +5,21 @@
 //! Pure parts (no I/O, unit-tested): [`validate`], [`plan`], [`objects`], [`failover`],
 //! [`conditions`], [`status`] (phase and conditions). Parts that talk to the world: [`clusters`] (API clients per participant),
 //! [`wiring`] (RESP commands to shard-nodes), [`supervisor`] (probe loop, failover executor,
-//! link wiring), [`reconcile`] (the controller), [`leader`] (Lease election), [`http`]
+//! link wiring), [`controller`] (the reconcile loop:
+//! objects, pruning, cleanup, status), [`leader`] (Lease election), [`http`]
 //! (`/metrics`, `/healthz`, `/readyz`).
 
 #![forbid(unsafe_code)]
 
 pub mod clusters;
 pub mod conditions;
+pub mod controller;
 pub mod failover;
 pub mod http;
 pub mod labels;
 pub mod leader;
 pub mod objects;
 pub mod plan;
-pub mod reconcile;
 pub mod status;
 pub mod supervisor;
 pub mod validate;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aadb_operator::{clusters::ClusterClients, http, leader, reconcile};
+use aadb_operator::{clusters::ClusterClients, controller, http, leader};
 use anyhow::Context as _;
 use clap::Parser;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -111,12 +111,12 @@ async fn main() -> anyhow::Result<()> {
         format!("{host}-{}", std::process::id())
     });
     let client = client(&args).await?;
-    if let Err(message) = reconcile::check_crd_installed(client.clone()).await {
+    if let Err(message) = controller::check_crd_installed(client.clone()).await {
         anyhow::bail!(message);
     }
 
     let mut registry = Registry::default();
-    let metrics = Arc::new(http::OperatorMetrics::new(&mut registry));
+    let metrics = http::OperatorMetrics::new(&mut registry);
     let registry = Arc::new(registry);
     let health = http::HealthState::new();
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -167,72 +167,18 @@ async fn main() -> anyhow::Result<()> {
     metrics.leader.set(1);
     tracing::info!("leading; reconciling");
 
-    let m_fail = metrics.clone();
-    let m_rec = metrics.clone();
-    let ctx = Arc::new(reconcile::Context::new(
+    let ctx = Arc::new(controller::Context::new(
         ClusterClients::new(client.clone()),
         args.participant.clone(),
         Reporter {
             controller: "aadb-operator".into(),
             instance: Some(identity.clone()),
         },
-        Arc::new(
-            move |database: &str, participant: &str, shard: u32, seconds: f64| {
-                m_fail
-                    .failovers
-                    .get_or_create(&http::FailoverLabels {
-                        database: database.into(),
-                        participant: participant.into(),
-                        shard,
-                    })
-                    .inc();
-                m_fail.failover_seconds.observe(seconds);
-            },
-        ),
-        Arc::new(
-            move |namespace: &str,
-                  database: &str,
-                  ok: bool,
-                  seconds: f64,
-                  ready: u32,
-                  total: u32,
-                  databases: usize| {
-                m_rec
-                    .databases
-                    .set(i64::try_from(databases).unwrap_or(i64::MAX));
-                let db = http::DatabaseLabels {
-                    namespace: namespace.into(),
-                    database: database.into(),
-                };
-                m_rec
-                    .reconciles
-                    .get_or_create(&http::ReconcileLabels {
-                        namespace: namespace.into(),
-                        database: database.into(),
-                    })
-                    .inc();
-                if !ok {
-                    m_rec
-                        .reconcile_errors
-                        .get_or_create(&http::ReconcileErrorLabels {
-                            namespace: namespace.into(),
-                            database: database.into(),
-                            reason: "error".into(),
-                        })
-                        .inc();
-                }
-                m_rec.reconcile_seconds.observe(seconds);
-                m_rec.shards_ready.get_or_create(&db).set(i64::from(ready));
-                m_rec
-                    .shards_desired
-                    .get_or_create(&db)
-                    .set(i64::from(total));
-            },
-        ),
+        controller::Metrics::new(metrics.clone()),
     ));
     let mut leader_rx = leadership.subscribe();
     let (ctl_stop_tx, ctl_stop_rx) = tokio::sync::watch::channel(false);
-    let controller = tokio::spawn(reconcile::run(
+    let controller = tokio::spawn(controller::run(
         ctx,
         args.watch_namespace.clone(),
         stopped(ctl_stop_rx),

@@ -34,6 +34,18 @@ pub struct ObjectsError {
     source: serde_json::Error,
 }
 
+#[cfg(test)]
+impl ObjectsError {
+    /// A failure to build `what`, for tests of code that reports these.
+    pub(crate) fn for_test(what: &str) -> Self {
+        let source = serde_json::from_str::<u8>("not json").expect_err("not json");
+        ObjectsError {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
 /// Where the shard-node keeps its data inside the container.
 pub const DATA_DIR: &str = "/data";
 /// Where the link certificates are mounted.
