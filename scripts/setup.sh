@@ -3,6 +3,7 @@
 #
 #   redis-server redis-tools   the reference server and the real clients the tests compare with
 #   python3 curl               the demo's helpers and checks
+#   python3-venv               a virtual environment for redis-py (the cluster-client test)
 #   tmux                       the interactive redis-cli test
 #   util-linux (flock, setsid) the Kubernetes-binaries cache lock and the demo's process groups
 #
@@ -38,12 +39,17 @@ for pair in "${wanted[@]}"; do
     fi
 done
 
+# Debian splits venv/ensurepip out of python3; other Pythons (pyenv, python.org) carry them.
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+
 if ! command -v go >/dev/null 2>&1; then
     echo "setup: note: go is not installed; 'make k8s-bins' (and the end-to-end tests) need Go 1.26 or later from https://go.dev/dl/" >&2
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "setup: system packages present (redis-server, redis-tools, python3, curl, tmux, util-linux)"
+    echo "setup: system packages present (redis-server, redis-tools, python3 with venv, curl, tmux, util-linux)"
     exit 0
 fi
 

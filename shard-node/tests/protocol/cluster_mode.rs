@@ -223,6 +223,67 @@ fn redis_benchmark_runs_in_cluster_mode() {
     assert!(keys > 0);
 }
 
+/// redis-py, installed once into a virtual environment under the target directory.
+fn redis_py() -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("redis-py-8.2.0");
+    let python = venv.join("bin").join("python");
+    let ready = venv.join("ready");
+    if !ready.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("run python3 -m venv");
+        assert!(
+            made.success(),
+            "python3 -m venv failed (Debian: apt install python3-venv)"
+        );
+        let pip = Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "redis==8.2.0"])
+            .output()
+            .expect("run pip");
+        assert!(pip.status.success(), "pip install redis==8.2.0: {pip:?}");
+        std::fs::write(&ready, b"").expect("mark the environment ready");
+    }
+    python
+}
+
+#[test]
+fn redis_py_cluster_client_works_unmodified() {
+    let (nodes, _) = three_shards();
+    let script = r#"
+import sys
+from redis.cluster import RedisCluster
+rc = RedisCluster(host="127.0.0.1", port=int(sys.argv[1]))
+for i in range(200):
+    rc.set(f"py:{i}", i)
+assert [int(rc.get(f"py:{i}")) for i in range(200)] == list(range(200))
+rc.mset_nonatomic({"{t}a": "1", "{t}b": "2"})
+assert rc.mget_nonatomic(["{t}a", "{t}b"]) == [b"1", b"2"]
+print(len(rc.get_primaries()))
+"#;
+    let out = Command::new(redis_py())
+        .arg("-c")
+        .arg(script)
+        .arg(nodes[0].port().to_string())
+        .output()
+        .expect("run the redis-py script");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    let sizes: Vec<i64> = nodes
+        .iter()
+        .map(|n| {
+            let r = text(n.port(), &["DBSIZE"]);
+            r.trim_start_matches(':').trim().parse().expect("DBSIZE")
+        })
+        .collect();
+    assert_eq!(sizes.iter().sum::<i64>(), 202);
+    assert!(
+        sizes.iter().all(|n| *n > 30),
+        "keys spread over every shard: {sizes:?}"
+    );
+}
+
 #[test]
 fn the_redis_crate_cluster_client_works_unmodified() {
     let (nodes, _) = three_shards();
