@@ -325,7 +325,8 @@ pub fn route(db: &Db, client: &ClientState, command: &Command, args: &[Bytes]) -
         return Ok(());
     };
     let mut slots = command
-        .key_positions(args.len())
+        .keys_in(args)
+        .into_iter()
         .map(|i| key_slot(&args[i]));
     let Some(slot) = slots.next() else {
         return Ok(());

@@ -85,7 +85,25 @@ pub struct Command {
     pub summary: &'static str,
 }
 
+/// Commands whose keys follow a count (`LMPOP numkeys key...`), with the count's position.
+const NUMKEYS_COMMANDS: [(&str, usize); 2] = [("lmpop", 1), ("sintercard", 1)];
+
 impl Command {
+    /// Positions of every key argument of `args`, including the keys that follow a count
+    /// (`LMPOP`, `SINTERCARD`); an unreadable count yields none (the handler refuses it).
+    pub fn keys_in(&self, args: &[Bytes]) -> Vec<usize> {
+        if let Some((_, at)) = NUMKEYS_COMMANDS.iter().find(|(n, _)| *n == self.name) {
+            let count = args
+                .get(*at)
+                .and_then(|a| crate::resp::parse_i64_strict(a))
+                .filter(|n| *n > 0)
+                .map_or(0, |n| n as usize);
+            let first = at + 1;
+            return (first..first.saturating_add(count).min(args.len())).collect();
+        }
+        self.key_positions(args.len()).collect()
+    }
+
     /// Positions of key arguments in `args`.
     pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
         let first = self.first_key.max(0) as usize;

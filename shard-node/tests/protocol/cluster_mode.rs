@@ -75,6 +75,16 @@ fn keys_of_other_shards_are_redirected_like_redis_cluster() {
         text(p[0], &["MSET", "{bar}a", "1", "{bar}b", "2"]),
         "+OK\r\n"
     );
+    // Keys that follow a count are routed too.
+    assert_eq!(
+        text(p[0], &["LMPOP", "2", "foo", "bar", "LEFT"]),
+        "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    );
+    assert_eq!(
+        text(p[0], &["SINTERCARD", "1", "foo"]),
+        format!("-MOVED 12182 127.0.0.1:{}\r\n", p[2])
+    );
+    assert_eq!(text(p[0], &["LMPOP", "1", "bar", "LEFT"]), "*-1\r\n");
     assert_eq!(text(p[1], &["CLUSTER", "KEYSLOT", "{bar}a"]), ":5061\r\n");
     assert_eq!(
         text(p[0], &["CLUSTER", "COUNTKEYSINSLOT", "5061"]),
