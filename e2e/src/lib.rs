@@ -19,3 +19,11 @@ pub mod testapp;
 pub use agent::{ImageTable, NodeAgent};
 pub use cluster::{Addressing, ClusterSpec, LocalCluster};
 pub use error::{Error, Result};
+
+/// Whether the kubelet reports `pod` Ready (its `Ready` condition is `True`).
+pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}

@@ -21,13 +21,6 @@ fn cluster() -> &'static common::Harness {
     harness("wl", |_| {})
 }
 
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn running(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
@@ -62,8 +55,11 @@ async fn wait_ready(pods: &Api<Pod>, name: &str, not_uid: Option<&str>) -> Pod {
         async move {
             let p = pods.get_opt(&name).await.ok()??;
             let fresh = not_uid.is_none_or(|u| p.metadata.uid.as_deref() != Some(u.as_str()));
-            (fresh && running(&p) && pod_ready(&p) && p.metadata.deletion_timestamp.is_none())
-                .then_some(p)
+            (fresh
+                && running(&p)
+                && aadb_e2e::pod_ready(&p)
+                && p.metadata.deletion_timestamp.is_none())
+            .then_some(p)
         }
     })
     .await
@@ -180,7 +176,7 @@ fn killing_the_process_raises_the_restart_count() {
             let pods = pods.clone();
             async move {
                 let p = pods.get("crashy").await.ok()?;
-                (restart_count(&p) == 1 && pod_ready(&p)).then_some(p)
+                (restart_count(&p) == 1 && aadb_e2e::pod_ready(&p)).then_some(p)
             }
         })
         .await;
@@ -215,7 +211,12 @@ fn a_failing_readiness_probe_takes_the_pod_out_of_ready() {
         assert_eq!(r.status, 200);
         let p = eventually("Ready=False", T, || {
             let pods = pods.clone();
-            async move { pods.get("flaky").await.ok().filter(|p| !pod_ready(p)) }
+            async move {
+                pods.get("flaky")
+                    .await
+                    .ok()
+                    .filter(|p| !aadb_e2e::pod_ready(p))
+            }
         })
         .await;
         assert!(running(&p), "still running, only not ready");
@@ -274,7 +275,7 @@ fn load_balancer_forwards_to_ready_pods_and_stops_when_partitioned() {
                 let ready: Vec<Pod> = l
                     .items
                     .into_iter()
-                    .filter(|p| pod_ready(p) && running(p))
+                    .filter(|p| aadb_e2e::pod_ready(p) && running(p))
                     .collect();
                 (ready.len() == 2).then_some(ready)
             }

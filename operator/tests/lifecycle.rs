@@ -71,14 +71,6 @@ async fn live_pods(c: &aadb_e2e::LocalCluster, ns: &str, db: &str) -> Vec<Pod> {
         .collect()
 }
 
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
-}
-
 fn cpu_request(p: &Pod) -> Option<String> {
     p.spec
         .as_ref()?
@@ -672,9 +664,9 @@ async fn wait_settled(
         || async move {
             let all = pods(c, ns, name).await;
             let settled = all.len() == count
-                && all
-                    .iter()
-                    .all(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p) && pod_ok(p));
+                && all.iter().all(|p| {
+                    p.metadata.deletion_timestamp.is_none() && aadb_e2e::pod_ready(p) && pod_ok(p)
+                });
             if !settled {
                 return None;
             }
@@ -854,7 +846,7 @@ fn scaling_and_a_rolling_change_lose_no_acknowledged_write() {
             let current = live_pods(c, &ns, "db")
                 .await
                 .iter()
-                .filter(|p| pod_ready(p) && cpu_request(p).as_deref() == Some(cpu))
+                .filter(|p| aadb_e2e::pod_ready(p) && cpu_request(p).as_deref() == Some(cpu))
                 .count();
             if current < pod_count {
                 ready_early.push(format!(

@@ -6,7 +6,6 @@
 //! is polling with a deadline.
 
 use std::future::Future;
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -45,9 +44,7 @@ fn shard_node_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    StdListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+    aadb_e2e::process::free_port(std::net::Ipv4Addr::LOCALHOST)
         .expect("bind an ephemeral loopback port")
 }
 

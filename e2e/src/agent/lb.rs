@@ -313,7 +313,7 @@ async fn pick_endpoint(
     let mut candidates: Vec<SocketAddr> = list
         .items
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && crate::pod_ready(p))
         .filter_map(|p| {
             let ip: Ipv4Addr = p.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
             // Never forward outside loopback.
@@ -340,11 +340,4 @@ async fn pick_endpoint(
     candidates.sort();
     let i = rr.fetch_add(1, Ordering::Relaxed) % candidates.len();
     candidates.get(i).copied()
-}
-
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }

@@ -59,7 +59,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -760,11 +760,6 @@ fn load_intended() -> Vec<Intended> {
 // Servers and connections
 // ---------------------------------------------------------------------------------------------
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
-}
-
 /// A server process for one test; killed and reaped on drop.
 struct Server {
     name: &'static str,
@@ -843,7 +838,7 @@ impl Server {
             let data = dir.path().join("data");
             fs::create_dir(&data).expect("create data dir");
             let log = dir.path().join("server.log");
-            let port = free_port();
+            let port = crate::common::free_port();
             let mut cmd = build(port, &data);
             let out = fs::File::create(&log).expect("create log file");
             let err = out.try_clone().expect("clone log file");
