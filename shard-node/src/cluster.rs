@@ -80,6 +80,17 @@ pub struct SlotRange {
     pub end: u16,
 }
 
+/// `A` for a single slot, `A-B` otherwise (as in a shard map and `CLUSTER NODES`).
+impl std::fmt::Display for SlotRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.start == self.end {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}-{}", self.start, self.end)
+        }
+    }
+}
+
 /// One shard: its slots, its primary and its replicas (`HOST:PORT` each).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardEntry {
@@ -174,17 +185,7 @@ impl ShardMap {
         self.shards
             .iter()
             .map(|s| {
-                let ranges: Vec<String> = s
-                    .ranges
-                    .iter()
-                    .map(|r| {
-                        if r.start == r.end {
-                            r.start.to_string()
-                        } else {
-                            format!("{}-{}", r.start, r.end)
-                        }
-                    })
-                    .collect();
+                let ranges: Vec<String> = s.ranges.iter().map(SlotRange::to_string).collect();
                 let nodes: Vec<&str> = s.nodes().collect();
                 format!("{}={}", ranges.join("+"), nodes.join("|"))
             })

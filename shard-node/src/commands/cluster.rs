@@ -190,17 +190,7 @@ fn cluster_info(t: &Topology) -> String {
 }
 
 fn ranges_text(shard: &ShardEntry) -> Vec<String> {
-    shard
-        .ranges
-        .iter()
-        .map(|r| {
-            if r.start == r.end {
-                r.start.to_string()
-            } else {
-                format!("{}-{}", r.start, r.end)
-            }
-        })
-        .collect()
+    shard.ranges.iter().map(ToString::to_string).collect()
 }
 
 fn cluster_nodes(t: &Topology, me: &str) -> String {
