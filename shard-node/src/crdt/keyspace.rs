@@ -19,8 +19,8 @@
 //!   collects at once.
 
 use super::clock::{Actor, ActorId, Dot, Hlc, Stamp, VectorClock};
-use super::effect::{Delta, Effect, Op, OpKind};
-use super::value::{Blob, Counted, Elem, FastMap, Kind, Origin, Score, Value};
+use super::effect::{Effect, Op, OpKind};
+use super::value::{Blob, FastMap, Kind, Value};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet};
@@ -536,48 +536,30 @@ impl Keyspace {
             }
             OpKind::HashSet { slot, field, value } => {
                 if let Value::Hash(h) = entry.slot_mut(Kind::Hash, *slot, dot, observed) {
-                    h.fields.entry(Blob::from(&field[..])).or_default().write(
-                        observed,
-                        dot,
-                        ts,
-                        Blob::from(&value[..]),
-                    );
+                    h.apply_set(observed, dot, ts, field, value);
                 }
             }
             OpKind::HashAdd { slot, field, delta } => {
                 if let Value::Hash(h) = entry.slot_mut(Kind::Hash, *slot, dot, observed) {
-                    let f = h.fields.entry(Blob::from(&field[..])).or_default();
-                    f.add(dot, *delta);
+                    h.apply_add(dot, field, *delta);
                 }
             }
             OpKind::HashDel { field } => {
                 for v in entry.slots_of(Kind::Hash) {
                     if let Value::Hash(h) = v {
-                        if let Some(f) = h.fields.get_mut(&field[..]) {
-                            f.remove_observed(observed);
-                            if f.is_empty() {
-                                h.fields.remove(&field[..]);
-                            }
-                        }
+                        h.apply_del(observed, field);
                     }
                 }
             }
             OpKind::SetAdd { slot, member } => {
                 if let Value::Set(s) = entry.slot_mut(Kind::Set, *slot, dot, observed) {
-                    let dots = s.members.entry(Blob::from(&member[..])).or_default();
-                    dots.retain(|d| !observed.covers(*d));
-                    dots.push(dot);
+                    s.add(observed, dot, member);
                 }
             }
             OpKind::SetRem { member } => {
                 for v in entry.slots_of(Kind::Set) {
                     if let Value::Set(s) = v {
-                        if let Some(dots) = s.members.get_mut(&member[..]) {
-                            dots.retain(|d| !observed.covers(*d));
-                            if dots.is_empty() {
-                                s.members.remove(&member[..]);
-                            }
-                        }
+                        s.remove(observed, member);
                     }
                 }
             }
@@ -587,7 +569,7 @@ impl Keyspace {
                 score,
             } => {
                 if let Value::ZSet(z) = entry.slot_mut(Kind::ZSet, *slot, dot, observed) {
-                    zset_update(z, member, |c| c.write(observed, dot, ts, *score));
+                    z.apply_add(observed, dot, ts, member, *score);
                 }
             }
             OpKind::ZAddDelta {
@@ -596,17 +578,13 @@ impl Keyspace {
                 delta,
             } => {
                 if let Value::ZSet(z) = entry.slot_mut(Kind::ZSet, *slot, dot, observed) {
-                    zset_update(z, member, |c| {
-                        c.add(dot, Delta::Float(*delta));
-                    });
+                    z.apply_delta(dot, member, *delta);
                 }
             }
             OpKind::ZRem { member } => {
                 for v in entry.slots_of(Kind::ZSet) {
                     if let Value::ZSet(z) = v {
-                        if z.members.contains_key(&member[..]) {
-                            zset_update(z, member, |c| c.remove_observed(observed));
-                        }
+                        z.apply_rem(observed, member);
                     }
                 }
             }
@@ -617,17 +595,7 @@ impl Keyspace {
                 value,
             } => {
                 if let Value::List(l) = entry.slot_mut(Kind::List, *slot, dot, observed) {
-                    l.integrate(
-                        *after,
-                        Elem {
-                            id: *id,
-                            origin: Origin::from_after(*after),
-                            stamp,
-                            value: Blob::from(&value[..]),
-                            value_stamp: stamp,
-                            removed: None,
-                        },
-                    );
+                    l.apply_insert(*after, *id, stamp, value);
                 }
             }
             OpKind::ListRemove { id } => {
@@ -931,31 +899,5 @@ pub fn visible_of(value: &Value) -> Visible {
                 .collect(),
         ),
         Value::List(l) => Visible::List(l.iter_visible().map(|e| e.value.to_vec()).collect()),
-    }
-}
-
-/// Updates one sorted-set member through `change`, keeping the order index in step.
-fn zset_update<F: FnOnce(&mut Counted<f64>)>(
-    z: &mut super::value::ZSetValue,
-    member: &[u8],
-    change: F,
-) {
-    let old = z.members.get(member).map(|c| c.score());
-    let c = match z.members.get_mut(member) {
-        Some(c) => c,
-        None => z.members.entry(Blob::from(member)).or_default(),
-    };
-    change(c);
-    let gone = c.is_empty();
-    let new = c.score();
-    if let Some(s) = old {
-        if gone || s != new {
-            z.order.remove(&(Score(s), Blob::from(member)));
-        }
-    }
-    if gone {
-        z.members.remove(member);
-    } else if old != Some(new) {
-        z.order.insert((Score(new), Blob::from(member)));
     }
 }

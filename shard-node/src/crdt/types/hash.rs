@@ -10,7 +10,8 @@
 //! keeps exactly the dots the other side has not seen. Fields left empty are dropped.
 
 use super::{join_maps, Blob, Counted, FastMap};
-use crate::crdt::clock::VectorClock;
+use crate::crdt::clock::{Dot, VectorClock};
+use crate::crdt::effect::Delta;
 use serde::{Deserialize, Serialize};
 
 /// Hash: an observed-remove map of fields to registers/counters.
@@ -20,6 +21,39 @@ pub struct HashValue {
 }
 
 impl HashValue {
+    /// Writes `value` to `field` as a register write of `dot` at `ts` (`HSET`).
+    pub fn apply_set(
+        &mut self,
+        observed: &VectorClock,
+        dot: Dot,
+        ts: u64,
+        field: &[u8],
+        value: &[u8],
+    ) {
+        self.fields.entry(Blob::from(field)).or_default().write(
+            observed,
+            dot,
+            ts,
+            Blob::from(value),
+        );
+    }
+
+    /// Adds an increment of `dot` to `field` (`HINCRBY`).
+    pub fn apply_add(&mut self, dot: Dot, field: &[u8], delta: Delta) {
+        let f = self.fields.entry(Blob::from(field)).or_default();
+        f.add(dot, delta);
+    }
+
+    /// Cancels the observed writes and increments of `field`, dropping it when empty (`HDEL`).
+    pub fn apply_del(&mut self, observed: &VectorClock, field: &[u8]) {
+        if let Some(f) = self.fields.get_mut(field) {
+            f.remove_observed(observed);
+            if f.is_empty() {
+                self.fields.remove(field);
+            }
+        }
+    }
+
     /// Cancels every field write and increment the observed clock covers.
     pub fn remove_observed(&mut self, observed: &VectorClock) {
         self.fields.retain(|_, f| {

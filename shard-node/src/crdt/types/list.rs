@@ -145,6 +145,21 @@ impl ListValue {
         }
     }
 
+    /// Inserts the new element `id` holding `value`, written at `stamp`, right after `after`.
+    pub fn apply_insert(&mut self, after: Option<ElemId>, id: ElemId, stamp: Stamp, value: &[u8]) {
+        self.integrate(
+            after,
+            Elem {
+                id,
+                origin: Origin::from_after(after),
+                stamp,
+                value: Blob::from(value),
+                value_stamp: stamp,
+                removed: None,
+            },
+        );
+    }
+
     pub fn remove(&mut self, id: ElemId, by: Dot) -> bool {
         if let Some(pos) = self.position_of(id) {
             let e = &mut self.elems[pos];

@@ -20,6 +20,23 @@ pub struct SetValue {
 }
 
 impl SetValue {
+    /// Adds `member` with the add's `dot`, replacing the adds of it the observed clock covers.
+    pub fn add(&mut self, observed: &VectorClock, dot: Dot, member: &[u8]) {
+        let dots = self.members.entry(Blob::from(member)).or_default();
+        dots.retain(|d| !observed.covers(*d));
+        dots.push(dot);
+    }
+
+    /// Cancels the observed adds of `member`, dropping it when none is left.
+    pub fn remove(&mut self, observed: &VectorClock, member: &[u8]) {
+        if let Some(dots) = self.members.get_mut(member) {
+            dots.retain(|d| !observed.covers(*d));
+            if dots.is_empty() {
+                self.members.remove(member);
+            }
+        }
+    }
+
     /// Cancels every add the observed clock covers.
     pub fn remove_observed(&mut self, observed: &VectorClock) {
         self.members.retain(|_, dots| {

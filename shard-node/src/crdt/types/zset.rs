@@ -11,7 +11,8 @@
 //! is rebuilt from the joined scores.
 
 use super::{join_maps, Blob, Counted, FastMap};
-use crate::crdt::clock::VectorClock;
+use crate::crdt::clock::{Dot, VectorClock};
+use crate::crdt::effect::Delta;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -39,6 +40,54 @@ pub struct ZSetValue {
 }
 
 impl ZSetValue {
+    /// Writes `score` to `member` as a register write of `dot` at `ts` (`ZADD`).
+    pub fn apply_add(
+        &mut self,
+        observed: &VectorClock,
+        dot: Dot,
+        ts: u64,
+        member: &[u8],
+        score: f64,
+    ) {
+        self.update(member, |c| c.write(observed, dot, ts, score));
+    }
+
+    /// Adds an increment of `dot` to the score of `member` (`ZINCRBY`).
+    pub fn apply_delta(&mut self, dot: Dot, member: &[u8], delta: f64) {
+        self.update(member, |c| {
+            c.add(dot, Delta::Float(delta));
+        });
+    }
+
+    /// Cancels the observed score entries of `member`, if present (`ZREM`).
+    pub fn apply_rem(&mut self, observed: &VectorClock, member: &[u8]) {
+        if self.members.contains_key(member) {
+            self.update(member, |c| c.remove_observed(observed));
+        }
+    }
+
+    /// Updates one sorted-set member through `change`, keeping the order index in step.
+    fn update<F: FnOnce(&mut Counted<f64>)>(&mut self, member: &[u8], change: F) {
+        let old = self.members.get(member).map(|c| c.score());
+        let c = match self.members.get_mut(member) {
+            Some(c) => c,
+            None => self.members.entry(Blob::from(member)).or_default(),
+        };
+        change(c);
+        let gone = c.is_empty();
+        let new = c.score();
+        if let Some(s) = old {
+            if gone || s != new {
+                self.order.remove(&(Score(s), Blob::from(member)));
+            }
+        }
+        if gone {
+            self.members.remove(member);
+        } else if old != Some(new) {
+            self.order.insert((Score(new), Blob::from(member)));
+        }
+    }
+
     /// Cancels every score entry and increment the observed clock covers, keeping the order
     /// index in step.
     pub fn remove_observed(&mut self, observed: &VectorClock) {
