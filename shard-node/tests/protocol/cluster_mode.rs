@@ -34,8 +34,10 @@ fn push(port: u16, version: u64, map: &str) {
     assert_eq!(reply, b"+OK\r\n", "{}", String::from_utf8_lossy(&reply));
 }
 
-fn text_reply(port: u16, args: &[&str]) -> String {
-    text(port, args)
+/// The number of keys on the node at `port`.
+fn dbsize(port: u16) -> i64 {
+    let r = text(port, &["DBSIZE"]);
+    r.trim_start_matches(':').trim().parse().expect("DBSIZE")
 }
 
 fn text(port: u16, args: &[&str]) -> String {
@@ -172,13 +174,7 @@ fn redis_cli_follows_redirections() {
         let key = format!("cli:{i}");
         assert_eq!(redis_cli(&["-c", "-p", &port, "GET", &key]), i.to_string());
     }
-    let sizes: Vec<i64> = p
-        .iter()
-        .map(|port| {
-            let r = text(*port, &["DBSIZE"]);
-            r.trim_start_matches(':').trim().parse().expect("DBSIZE")
-        })
-        .collect();
+    let sizes: Vec<i64> = p.iter().map(|port| dbsize(*port)).collect();
     assert_eq!(sizes.iter().sum::<i64>(), 30);
     assert!(
         sizes.iter().all(|n| *n > 0),
@@ -224,8 +220,7 @@ fn redis_benchmark_runs_in_cluster_mode() {
     let keys: i64 = nodes
         .iter()
         .map(|n| {
-            let r = text_reply(n.port(), &["DBSIZE"]);
-            let size: i64 = r.trim_start_matches(':').trim().parse().expect("DBSIZE");
+            let size = dbsize(n.port());
             assert!(size > 0, "every shard got keys");
             size
         })
@@ -280,13 +275,7 @@ print(len(rc.get_primaries()))
         .expect("run the redis-py script");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
-    let sizes: Vec<i64> = nodes
-        .iter()
-        .map(|n| {
-            let r = text(n.port(), &["DBSIZE"]);
-            r.trim_start_matches(':').trim().parse().expect("DBSIZE")
-        })
-        .collect();
+    let sizes: Vec<i64> = nodes.iter().map(|n| dbsize(n.port())).collect();
     assert_eq!(sizes.iter().sum::<i64>(), 202);
     assert!(
         sizes.iter().all(|n| *n > 30),
@@ -317,8 +306,7 @@ fn the_redis_crate_cluster_client_works_unmodified() {
     let total: i64 = nodes
         .iter()
         .map(|n| {
-            let r = text(n.port(), &["DBSIZE"]);
-            let size: i64 = r.trim_start_matches(':').trim().parse().expect("DBSIZE");
+            let size = dbsize(n.port());
             assert!(size > 50, "every shard holds a share of the keys: {size}");
             size
         })
