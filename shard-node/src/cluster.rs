@@ -194,7 +194,7 @@ impl ShardMap {
     }
 
     /// The owning shard of every slot (`u16::MAX`: unserved), or the first overlap.
-    fn owners(&self) -> Result<Vec<u16>, TopologyError> {
+    pub fn owners(&self) -> Result<Vec<u16>, TopologyError> {
         let mut owner = vec![u16::MAX; usize::from(SLOTS)];
         for (i, shard) in self.shards.iter().enumerate() {
             for r in &shard.ranges {

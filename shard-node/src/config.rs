@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Mode {
     /// Serve one shard: the RESP server with a CRDT keyspace and durable storage.
     Server(ServerArgs),
+    /// Serve a region's endpoint: route every command to the shard that owns its keys.
+    Proxy(ProxyArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -72,6 +74,10 @@ pub struct ServerArgs {
     /// served here. `AA.TOPOLOGY SET` replaces it at run time.
     #[arg(long, env = "SHARD_NODE_SHARD_MAP", value_name = "MAP")]
     pub shard_map: Option<String>,
+    /// A file holding `VERSION SHARD-MAP` on one line, watched for changes: each newer version
+    /// replaces the topology, as `AA.TOPOLOGY SET` does.
+    #[arg(long, env = "SHARD_NODE_TOPOLOGY_FILE", value_name = "PATH")]
+    pub topology_file: Option<PathBuf>,
     /// Start as a replica of this primary (HOST:PORT).
     #[arg(long, env = "SHARD_NODE_REPLICAOF", value_name = "HOST:PORT")]
     pub replicaof: Option<String>,
@@ -156,6 +162,67 @@ pub struct ServerArgs {
     pub clock_skew_ms: i64,
 }
 
+/// The command line of `shard-node proxy`.
+#[derive(Args, Debug, Clone)]
+pub struct ProxyArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SHARD_NODE_BIND", default_value = "127.0.0.1")]
+    pub bind: String,
+    /// TCP port for clients (0 picks a free port; the chosen port is logged).
+    #[arg(long, env = "SHARD_NODE_PORT", default_value_t = 6379)]
+    pub port: u16,
+    /// The region's shards, as for `shard-node server`: `RANGES=PRIMARY[|REPLICA...]` per
+    /// shard, in shard order. Without it every keyed command is refused with `CLUSTERDOWN`
+    /// until a topology arrives (`AA.TOPOLOGY SET` or `--topology-file`).
+    #[arg(long, env = "SHARD_NODE_SHARD_MAP", value_name = "MAP")]
+    pub shard_map: Option<String>,
+    /// A file holding `VERSION SHARD-MAP` on one line, watched for changes.
+    #[arg(long, env = "SHARD_NODE_TOPOLOGY_FILE", value_name = "PATH")]
+    pub topology_file: Option<PathBuf>,
+    /// Password clients must send with AUTH or HELLO; also used towards the shards unless
+    /// `--backend-password` is given.
+    #[arg(long, env = "SHARD_NODE_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+    /// Password the proxy sends to the shard-nodes.
+    #[arg(long, env = "SHARD_NODE_BACKEND_PASSWORD", hide_env_values = true)]
+    pub backend_password: Option<String>,
+    /// Address clients are told to use for this proxy (`CLUSTER SLOTS`, `NODES`, `SHARDS`);
+    /// by default, the address each client connected to.
+    #[arg(long, env = "SHARD_NODE_ANNOUNCE", value_name = "HOST:PORT")]
+    pub announce: Option<String>,
+    /// Pipelined connections from this proxy to each shard that client requests share.
+    #[arg(long, env = "SHARD_NODE_BACKEND_CONNECTIONS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub backend_connections: u16,
+    /// How long a request may wait for its shard to become reachable before it is refused
+    /// with `CLUSTERDOWN`, in milliseconds.
+    #[arg(long, env = "SHARD_NODE_BACKEND_TIMEOUT_MS", default_value_t = 5000)]
+    pub backend_timeout_ms: u64,
+    /// Requests one client may have in flight; past it the proxy stops reading that client
+    /// until replies are written.
+    #[arg(long, env = "SHARD_NODE_MAX_PENDING", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pending: u32,
+    /// Maximum number of connected clients.
+    #[arg(long, env = "SHARD_NODE_MAXCLIENTS", default_value_t = 10000)]
+    pub maxclients: u64,
+    /// Port for Prometheus metrics on the bind address (disabled when absent).
+    #[arg(long, env = "SHARD_NODE_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// Threads serving connections.
+    #[arg(long, env = "SHARD_NODE_IO_THREADS", default_value_t = 1)]
+    pub io_threads: usize,
+    /// Read settings from a file of `name value` lines.
+    #[arg(long, env = "SHARD_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(
+        long,
+        env = "SHARD_NODE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
 fn parse_memory_arg(text: &str) -> Result<u64, String> {
     crate::commands::config::parse_memory(text.as_bytes()).ok_or_else(|| {
         format!("'{text}' is not a memory size (bytes, or a number with kb, mb or gb)")
@@ -198,7 +265,7 @@ pub fn expand_config_file(args: Vec<String>) -> Result<Vec<String>, String> {
     let mut inserted = false;
     for a in args {
         out.push(a.clone());
-        if !inserted && (a == "server") {
+        if !inserted && (a == "server" || a == "proxy") {
             out.append(&mut from_file);
             inserted = true;
         }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod crdt;
 pub mod metrics;
 pub mod net;
+pub mod proxy;
 pub mod repl;
 pub mod resp;
 pub mod store;

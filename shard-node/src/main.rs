@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use shard_node::config::{AppendFsync, Cli, LogFormat, Mode, ServerArgs, YesNo};
+use shard_node::config::{AppendFsync, Cli, LogFormat, Mode, ProxyArgs, ServerArgs, YesNo};
 use shard_node::crdt::{Actor, Keyspace};
 use shard_node::net::{self, persist, Shared, State};
 use shard_node::resp::Limits;
@@ -24,12 +24,38 @@ fn main() {
         }
     };
     let cli = Cli::parse_from(args);
-    let Mode::Server(server_args) = cli.command;
-    init_logging(server_args.log_format);
-    if let Err(e) = run_server(server_args) {
+    let result = match cli.command {
+        Mode::Server(server_args) => {
+            init_logging(server_args.log_format);
+            run_server(server_args)
+        }
+        Mode::Proxy(proxy_args) => {
+            init_logging(proxy_args.log_format);
+            run_proxy(proxy_args)
+        }
+    };
+    if let Err(e) = result {
         eprintln!("shard-node: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn runtime(io_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if io_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(io_threads);
+        b
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    runtime(args.io_threads)?.block_on(shard_node::proxy::run(args, wait_for_signal()))
 }
 
 fn init_logging(format: LogFormat) {
@@ -69,18 +95,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if args.tls_port.is_some() && tls.is_none() {
         anyhow::bail!("--tls-port needs --tls-cert, --tls-key and --tls-ca");
     }
-    let mut builder = if args.io_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(args.io_threads);
-        b
-    };
-    let runtime = builder
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, tls))
+    runtime(args.io_threads)?.block_on(serve(args, tls))
 }
 
 async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// Bytes currently allocated by the process (jemalloc's `stats.allocated`).
 pub fn allocated_bytes() -> u64 {
@@ -143,18 +144,28 @@ pub fn render(shared: &Shared) -> String {
     out
 }
 
-/// Serves `/metrics` until shutdown.
+/// Serves the node's `/metrics` until shutdown.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut shutdown_rx = shared.shutdown.subscribe();
+    let shutdown = shared.shutdown.subscribe();
+    serve_http(listener, shutdown, move || render(&shared)).await
+}
+
+/// Serves `GET /metrics` with the text `render` produces at each scrape (404 elsewhere) until
+/// `shutdown` turns true.
+pub async fn serve_http<F>(listener: TcpListener, mut shutdown: watch::Receiver<bool>, render: F)
+where
+    F: Fn() -> String + Send + Sync + 'static,
+{
+    let render = Arc::new(render);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown_rx.changed() => return,
+            _ = shutdown.changed() => return,
         };
         let Ok((mut socket, _)) = accepted else {
             continue;
         };
-        let shared = shared.clone();
+        let render = render.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut used = 0;
@@ -173,7 +184,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             let (status, body, ctype) = if path == "/metrics" {
                 (
                     "200 OK",
-                    render(&shared),
+                    render(),
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )
             } else {

@@ -14,7 +14,7 @@ pub fn commands() -> Vec<Command> {
     ]
 }
 
-pub(super) fn validate_client_name(name: &[u8]) -> CmdResult {
+pub fn validate_client_name(name: &[u8]) -> CmdResult {
     if name.iter().any(|b| *b < b'!' || *b > b'~') {
         return Err(Cow::Borrowed(
             "ERR Client names cannot contain spaces, newlines or special characters.",

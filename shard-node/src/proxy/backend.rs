@@ -1,0 +1,414 @@
+//! Connections from the proxy to shard-nodes.
+//!
+//! Contract:
+//! - A [`Backend`] is a queue of requests for one shard, served by one task that keeps one
+//!   pipelined connection to the node taking the shard's requests. Requests are written in
+//!   the order they were queued and each reply goes back to its own requester.
+//! - A *following* backend (the shared ones) reconnects after a failure and moves to the new
+//!   primary when the routes change: it stops writing, lets the replies in flight arrive, then
+//!   connects to the new node. Requests it has not written wait, in order, for the next
+//!   connection, at most the backend timeout; then they get `CLUSTERDOWN`. A *dedicated*
+//!   backend (a transaction's) never reconnects: after a failure every later request fails.
+//! - A request written to a connection that then fails gets an error saying that its outcome
+//!   is unknown; it is never written again.
+//! - Each connection first authenticates (when the proxy has a backend password) and selects
+//!   RESP3 when its clients speak it; a refusal fails the queued requests with the node's
+//!   reason. A node that sends bytes that are not RESP is disconnected, never trusted.
+//! - The task ends when every handle is dropped and its queue is empty.
+
+use super::reply::FrameScanner;
+use super::Core;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// A reply frame, or an error sentence (without `-` and CRLF) to send in its place.
+pub type Reply = Result<Bytes, String>;
+
+struct Request {
+    frame: Bytes,
+    reply: oneshot::Sender<Reply>,
+    queued: Instant,
+}
+
+/// A handle on the request queue of one shard.
+#[derive(Clone)]
+pub struct Backend {
+    queue: mpsc::UnboundedSender<Request>,
+}
+
+/// Time allowed to connect and authenticate.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most bytes written in one batch.
+const BATCH_BYTES: usize = 256 * 1024;
+
+impl Backend {
+    /// Starts the task serving shard `shard` (see the module contract for `follow`).
+    pub fn spawn(core: Arc<Core>, shard: usize, resp3: bool, follow: bool) -> Backend {
+        let (queue, requests) = mpsc::unbounded_channel();
+        tokio::spawn(serve(core, shard, resp3, follow, requests));
+        Backend { queue }
+    }
+
+    /// Queues `frame` (one encoded command); the receiver gets its reply.
+    pub fn send(&self, frame: Bytes) -> oneshot::Receiver<Reply> {
+        let (reply, rx) = oneshot::channel();
+        let request = Request {
+            frame,
+            reply,
+            queued: Instant::now(),
+        };
+        if let Err(mpsc::error::SendError(r)) = self.queue.send(request) {
+            let _ = r.reply.send(Err(
+                "ERR the proxy's connection to the shard is closed".into()
+            ));
+        }
+        rx
+    }
+
+    /// True when the serving task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+}
+
+/// Why a connection ended.
+enum End {
+    /// Every handle is gone and nothing is left to send.
+    Idle,
+    /// The routes moved the shard to another node.
+    Moved,
+    /// The connection failed; the reason.
+    Lost(String),
+}
+
+async fn serve(
+    core: Arc<Core>,
+    shard: usize,
+    resp3: bool,
+    follow: bool,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+) {
+    let mut waiting: VecDeque<Request> = VecDeque::new();
+    let mut changes = core.subscribe_changes();
+    let mut failures: u32 = 0;
+    // A dedicated backend stays on the node it first connected to.
+    let mut pinned: Option<String> = None;
+    loop {
+        if waiting.is_empty() {
+            match requests.recv().await {
+                Some(r) => waiting.push_back(r),
+                None => return,
+            }
+        }
+        let routes = core.routes();
+        let addr = match (&pinned, routes.primary(shard)) {
+            (Some(a), _) => a.clone(),
+            (None, Some(a)) => a.to_string(),
+            (None, None) => {
+                fail_all(
+                    &mut waiting,
+                    &mut requests,
+                    &format!("CLUSTERDOWN shard {shard} is not in the topology"),
+                );
+                continue;
+            }
+        };
+        if !follow {
+            pinned = Some(addr.clone());
+        }
+        changes.borrow_and_update();
+        let reason = match connect(&addr, core.settings.backend_password.as_deref(), resp3).await {
+            Ok(stream) => {
+                failures = 0;
+                match session(
+                    &core,
+                    shard,
+                    &addr,
+                    stream,
+                    &mut waiting,
+                    &mut requests,
+                    &mut changes,
+                    follow,
+                )
+                .await
+                {
+                    End::Idle => return,
+                    End::Moved => continue,
+                    End::Lost(reason) => reason,
+                }
+            }
+            Err(reason) => reason,
+        };
+        core.metrics.backend_error(shard);
+        tracing::debug!(shard, %addr, "backend connection failed: {reason}");
+        if !follow {
+            fail_all(
+                &mut waiting,
+                &mut requests,
+                &format!(
+                    "ERR the transaction's connection to shard {shard} ({addr}) failed: {reason}"
+                ),
+            );
+            return;
+        }
+        // Find out where the shard went, then retry after a growing pause (or as soon as the
+        // routes change), refusing requests that have waited too long meanwhile.
+        {
+            let core = core.clone();
+            tokio::spawn(async move { core.refresh_shard(shard).await });
+        }
+        let pause = Duration::from_millis((10u64 << failures.min(5)).min(250));
+        failures += 1;
+        let deadline = tokio::time::Instant::now() + pause;
+        let mut closed = false;
+        loop {
+            tokio::select! {
+                r = requests.recv(), if !closed => match r {
+                    Some(r) => waiting.push_back(r),
+                    None if waiting.is_empty() => return,
+                    None => closed = true,
+                },
+                _ = changes.changed() => break,
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let timeout = core.settings.backend_timeout;
+        while waiting
+            .front()
+            .is_some_and(|r| r.queued.elapsed() >= timeout)
+        {
+            if let Some(r) = waiting.pop_front() {
+                let _ = r.reply.send(Err(format!(
+                    "CLUSTERDOWN shard {shard} is unreachable ({addr}: {reason})"
+                )));
+            }
+        }
+    }
+}
+
+fn fail_all(
+    waiting: &mut VecDeque<Request>,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    error: &str,
+) {
+    while let Ok(r) = requests.try_recv() {
+        waiting.push_back(r);
+    }
+    for r in waiting.drain(..) {
+        let _ = r.reply.send(Err(error.to_string()));
+    }
+}
+
+/// Connects to `addr` and prepares the connection (AUTH, HELLO 3).
+async fn connect(addr: &str, password: Option<&[u8]>, resp3: bool) -> Result<TcpStream, String> {
+    let mut handshake: Vec<&[&[u8]]> = Vec::new();
+    let auth: [&[u8]; 2] = [b"AUTH", password.unwrap_or_default()];
+    if password.is_some() {
+        handshake.push(&auth);
+    }
+    let hello: [&[u8]; 2] = [b"HELLO", b"3"];
+    if resp3 {
+        handshake.push(&hello);
+    }
+    open(addr, &handshake).await
+}
+
+/// Connects to the node at `addr` and sends `handshake`, every reply of which must be a
+/// success; within [`CONNECT_TIMEOUT`].
+pub async fn open(addr: &str, handshake: &[&[&[u8]]]) -> Result<TcpStream, String> {
+    let work = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        if !handshake.is_empty() {
+            let commands: Vec<Vec<&[u8]>> = handshake.iter().map(|c| c.to_vec()).collect();
+            let answers = exchange(&mut stream, &commands).await?;
+            for a in answers {
+                if let Some(e) = super::reply::error_text(&a) {
+                    return Err(format!(
+                        "the node refused the proxy's handshake: {}",
+                        String::from_utf8_lossy(e)
+                    ));
+                }
+            }
+        }
+        Ok(stream)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, work)
+        .await
+        .map_err(|_| "no answer within 1 s".to_string())?
+}
+
+/// Sends `commands` and reads one reply to each.
+async fn exchange<A: AsRef<[u8]>>(
+    stream: &mut TcpStream,
+    commands: &[Vec<A>],
+) -> Result<Vec<Bytes>, String> {
+    let mut out = BytesMut::new();
+    for c in commands {
+        crate::resp::write_command(&mut out, c);
+    }
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut scanner = FrameScanner::default();
+    let mut replies = Vec::with_capacity(commands.len());
+    while replies.len() < commands.len() {
+        match scanner.next_frame(&buf).map_err(|e| e.to_string())? {
+            Some(n) => replies.push(buf.split_to(n).freeze()),
+            None => {
+                if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                    return Err("the node closed the connection".into());
+                }
+            }
+        }
+    }
+    Ok(replies)
+}
+
+/// Sends `commands` to the node at `addr` on a connection of its own (authenticated with
+/// `password`) and returns the replies; for the proxy's own questions (role, topology).
+pub async fn ask(
+    addr: &str,
+    password: Option<&[u8]>,
+    commands: &[&[&[u8]]],
+) -> Result<Vec<Bytes>, String> {
+    let commands: Vec<Vec<&[u8]>> = commands.iter().map(|c| c.to_vec()).collect();
+    let work = async {
+        let mut stream = connect(addr, password, false).await?;
+        exchange(&mut stream, &commands).await
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, work)
+        .await
+        .map_err(|_| "no answer within 1 s".to_string())?
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    core: &Core,
+    shard: usize,
+    addr: &str,
+    stream: TcpStream,
+    waiting: &mut VecDeque<Request>,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    follow: bool,
+) -> End {
+    let (mut rd, mut wr) = stream.into_split();
+    let in_flight: parking_lot::Mutex<VecDeque<oneshot::Sender<Reply>>> =
+        parking_lot::Mutex::new(VecDeque::new());
+    let draining = AtomicBool::new(false);
+    let writer = async {
+        let mut buf = BytesMut::new();
+        loop {
+            if waiting.is_empty() {
+                tokio::select! {
+                    r = requests.recv() => match r {
+                        Some(r) => waiting.push_back(r),
+                        None => return End::Idle,
+                    },
+                    _ = changes.changed(), if follow => {
+                        if core.routes().primary(shard) != Some(addr) {
+                            return End::Moved;
+                        }
+                        continue;
+                    }
+                }
+            }
+            while let Ok(r) = requests.try_recv() {
+                waiting.push_back(r);
+            }
+            buf.clear();
+            {
+                let mut flight = in_flight.lock();
+                while buf.len() < BATCH_BYTES {
+                    let Some(r) = waiting.pop_front() else { break };
+                    if r.reply.is_closed() {
+                        // Its client is gone and it was never sent: nothing to do.
+                        continue;
+                    }
+                    buf.extend_from_slice(&r.frame);
+                    flight.push_back(r.reply);
+                }
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            core.metrics
+                .bytes_to_shards
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            if let Err(e) = wr.write_all(&buf).await {
+                return End::Lost(e.to_string());
+            }
+        }
+    };
+    let reader = async {
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut scanner = FrameScanner::default();
+        loop {
+            if draining.load(Ordering::Relaxed) && in_flight.lock().is_empty() {
+                return None;
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            match rd.read_buf(&mut buf).await {
+                Ok(0) => return Some("the node closed the connection".to_string()),
+                Ok(_) => {}
+                Err(e) => return Some(e.to_string()),
+            }
+            loop {
+                match scanner.next_frame(&buf) {
+                    Ok(Some(n)) => {
+                        let frame = buf.split_to(n).freeze();
+                        let Some(sender) = in_flight.lock().pop_front() else {
+                            return Some("the node sent a reply nobody asked for".to_string());
+                        };
+                        let _ = sender.send(Ok(frame));
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Some(e.to_string()),
+                }
+            }
+        }
+    };
+    tokio::pin!(writer, reader);
+    let end = tokio::select! {
+        end = &mut writer => end,
+        lost = &mut reader => End::Lost(lost.unwrap_or_else(|| "closed".into())),
+    };
+    let end = match end {
+        End::Lost(reason) => End::Lost(reason),
+        other => {
+            // Stop writing; let the replies in flight arrive.
+            draining.store(true, Ordering::Relaxed);
+            if in_flight.lock().is_empty() {
+                other
+            } else {
+                match tokio::time::timeout(core.settings.backend_timeout, &mut reader).await {
+                    Ok(None) => other,
+                    Ok(Some(reason)) => End::Lost(reason),
+                    Err(_) => End::Lost("replies did not arrive in time".into()),
+                }
+            }
+        }
+    };
+    if let End::Lost(reason) = &end {
+        let lost = std::mem::take(&mut *in_flight.lock());
+        if !lost.is_empty() {
+            core.metrics
+                .unknown_outcomes
+                .fetch_add(lost.len() as u64, Ordering::Relaxed);
+        }
+        for sender in lost {
+            let _ = sender.send(Err(format!(
+                "ERR the connection to shard {shard} ({addr}) failed before the reply ({reason}); the command may or may not have been applied"
+            )));
+        }
+    }
+    end
+}

@@ -1,0 +1,373 @@
+//! `shard-node proxy`: a region's endpoint. Clients speak Redis to it as to one database; it
+//! sends each command to the shard that owns the command's keys and returns the replies in
+//! request order. Many proxies run side by side, all active; each holds nothing but the
+//! topology.
+//!
+//! Contract:
+//! - **Routing.** A command goes to the primary of the shard serving its keys' slot. Keys of one
+//!   command in different slots get `CROSSSLOT`, except for the commands the proxy splits by
+//!   slot and merges (`MGET`, `MSET`, `DEL`, `UNLINK`, `EXISTS`, `TOUCH`). Keyless commands that
+//!   describe the whole database are fanned out to every shard and merged (`DBSIZE`, `KEYS`,
+//!   `SCAN`, `FLUSHALL`, `FLUSHDB`, `RANDOMKEY`, `INFO`, `CONFIG SET`); `WAIT` goes to the shards
+//!   this connection wrote to. Other keyless commands go to shard 0. A slot no shard serves
+//!   gets `CLUSTERDOWN`. See [`client`].
+//! - **Connections.** Client requests share a few pipelined connections per shard
+//!   (`--backend-connections`); a client always uses the same one for a shard, so its
+//!   requests to a shard stay in order. Transactions (`WATCH`/`MULTI`…`EXEC`) get a connection of
+//!   their own, pinned to one shard; subscribers are joined to a connection of their own to
+//!   the pub/sub shard (shard 0). See [`backend`].
+//! - **Failures.** A request is never sent twice. One not yet written when its connection
+//!   failed waits for the shard to become reachable again (at most `--backend-timeout-ms`); one
+//!   written but unanswered gets an error saying its outcome is unknown. After a connection
+//!   failure, or a `MOVED`/`READONLY` reply, the proxy asks the shard's nodes for their role
+//!   and topology and follows a promotion by itself; a refused (`MOVED`/`READONLY`) request
+//!   was not executed, so it is sent again to the new primary.
+//! - **Topology.** From `--shard-map`, `AA.TOPOLOGY SET <version> <map>` (authenticated), and
+//!   `--topology-file`; a version not newer than the current one is refused and malformed
+//!   maps are refused with the reason, keeping the old routes.
+
+pub mod backend;
+pub mod client;
+pub mod merge;
+pub mod metrics;
+pub mod reply;
+pub mod routes;
+
+use crate::cluster::{ShardMap, TopologyError};
+use crate::config::ProxyArgs;
+use anyhow::Context;
+use backend::Backend;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use routes::Routes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Most shards a proxy routes to (its `SCAN` cursors carry the shard in 11 bits).
+pub const MAX_SHARDS: usize = 1024;
+
+/// Settings fixed at start.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub requirepass: Option<Bytes>,
+    pub backend_password: Option<Bytes>,
+    pub announce: Option<String>,
+    pub backend_connections: usize,
+    pub backend_timeout: Duration,
+    pub max_pending: usize,
+    pub maxclients: usize,
+}
+
+/// State every connection of the proxy shares.
+pub struct Core {
+    routes: RwLock<Arc<Routes>>,
+    /// Bumped at every routes change; backend connections watch it to follow promotions.
+    changes: watch::Sender<u64>,
+    pub settings: Settings,
+    pub metrics: metrics::Counters,
+    shared: Mutex<HashMap<(usize, bool, usize), Backend>>,
+    /// When each shard's nodes were last asked who the primary is.
+    refreshed: Mutex<HashMap<usize, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
+    next_client_id: AtomicU64,
+    pub connections: AtomicUsize,
+    pub shutdown: watch::Sender<bool>,
+}
+
+/// A refresh more recent than this is not repeated: the answer would be the same.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(50);
+
+impl Core {
+    pub fn new(settings: Settings, routes: Routes) -> Arc<Core> {
+        let (changes, _) = watch::channel(0);
+        let (shutdown, _) = watch::channel(false);
+        let core = Arc::new(Core {
+            routes: RwLock::new(Arc::new(routes)),
+            changes,
+            settings,
+            metrics: metrics::Counters::default(),
+            shared: Mutex::new(HashMap::new()),
+            refreshed: Mutex::new(HashMap::new()),
+            next_client_id: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            shutdown,
+        });
+        core.metrics
+            .topology_version
+            .store(core.routes().version, Ordering::Relaxed);
+        core
+    }
+
+    /// The routes in force.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.read().clone()
+    }
+
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn swap(&self, next: Routes) {
+        let version = next.version;
+        *self.routes.write() = Arc::new(next);
+        self.metrics
+            .topology_version
+            .store(version, Ordering::Relaxed);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Installs a pushed map when its version is newer (see the module contract).
+    pub fn install(&self, version: u64, map: ShardMap) -> Result<(), TopologyError> {
+        if map.shards.len() > MAX_SHARDS {
+            return Err(TopologyError::NoSuchShard {
+                shard: MAX_SHARDS as u32,
+                shards: map.shards.len(),
+            });
+        }
+        let mut guard = self.routes.write();
+        let next = guard.replace(version, map)?;
+        *guard = Arc::new(next);
+        drop(guard);
+        self.metrics
+            .topology_version
+            .store(version, Ordering::Relaxed);
+        self.changes.send_modify(|n| *n += 1);
+        tracing::info!(version, "topology installed");
+        Ok(())
+    }
+
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The shared pipelined connection to shard `shard` that client `client` uses.
+    pub fn shared_backend(self: &Arc<Self>, shard: usize, resp3: bool, client: u64) -> Backend {
+        let index = (client % self.settings.backend_connections as u64) as usize;
+        let mut pool = self.shared.lock();
+        let entry = pool
+            .entry((shard, resp3, index))
+            .or_insert_with(|| Backend::spawn(self.clone(), shard, resp3, true));
+        if entry.is_closed() {
+            *entry = Backend::spawn(self.clone(), shard, resp3, true);
+        }
+        entry.clone()
+    }
+
+    /// Asks shard `shard`'s nodes who its primary is now, and adopts a newer topology one of
+    /// them holds; at most once per [`REFRESH_INTERVAL`], concurrent callers wait for the one
+    /// refresh in progress.
+    pub async fn refresh_shard(self: &Arc<Self>, shard: usize) {
+        let lock = self
+            .refreshed
+            .lock()
+            .entry(shard)
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
+            .clone();
+        let mut last = lock.lock().await;
+        if last.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL) {
+            return;
+        }
+        self.discover_primary(shard).await;
+        *last = Some(Instant::now());
+    }
+
+    async fn discover_primary(&self, shard: usize) {
+        let routes = self.routes();
+        for addr in routes.candidates(shard) {
+            let answers = backend::ask(
+                &addr,
+                self.settings.backend_password.as_deref(),
+                &[&[b"AA.TOPOLOGY", b"GET"], &[b"ROLE"]],
+            )
+            .await;
+            let Ok(answers) = answers else {
+                continue;
+            };
+            if self.adopt_node_topology(&answers[0]) {
+                return;
+            }
+            let is_primary = reply::elements(&answers[1])
+                .and_then(|roles| roles.first().map(|r| reply::bulk(r) == Some(b"master")))
+                .unwrap_or(false);
+            if is_primary {
+                let now = self.routes();
+                if now.version == routes.version && now.primary(shard) != Some(addr.as_str()) {
+                    tracing::info!(shard, primary = %addr, "shard primary discovered");
+                    self.swap(now.with_primary(shard, &addr));
+                }
+                return;
+            }
+        }
+        tracing::warn!(shard, "no node of the shard answered as its primary");
+    }
+
+    /// Adopts the topology in a node's `AA.TOPOLOGY GET` answer when it is newer.
+    fn adopt_node_topology(&self, answer: &Bytes) -> bool {
+        let Some(parts) = reply::elements(answer) else {
+            return false;
+        };
+        let (Some(version), Some(map)) = (
+            parts.first().and_then(|v| reply::integer(v)),
+            parts.get(1).and_then(|m| reply::bulk(m)),
+        ) else {
+            return false;
+        };
+        let Ok(map) = std::str::from_utf8(map)
+            .map_err(|_| ())
+            .and_then(|m| ShardMap::parse(m).map_err(|_| ()))
+        else {
+            return false;
+        };
+        if version <= 0 || version as u64 <= self.routes().version {
+            return false;
+        }
+        let adopted = self.install(version as u64, map).is_ok();
+        if adopted {
+            tracing::info!(version, "topology learned from a shard-node");
+        }
+        adopted
+    }
+
+    /// After `-MOVED <slot> <addr>`: learns a newer topology from `addr`, or that `addr` is now
+    /// the primary of the slot's shard.
+    pub async fn follow_moved(self: &Arc<Self>, slot: u16, addr: &str) {
+        if let Ok(answers) = backend::ask(
+            addr,
+            self.settings.backend_password.as_deref(),
+            &[&[b"AA.TOPOLOGY", b"GET"]],
+        )
+        .await
+        {
+            if self.adopt_node_topology(&answers[0]) {
+                return;
+            }
+        }
+        let routes = self.routes();
+        if let Some(shard) = routes.shard_of(slot) {
+            if routes.shard_with_node(addr) == Some(shard) && routes.primary(shard) != Some(addr) {
+                tracing::info!(shard, primary = %addr, "following a redirection");
+                self.swap(routes.with_primary(shard, addr));
+            } else {
+                self.refresh_shard(shard).await;
+            }
+        }
+    }
+}
+
+/// Watches `path` for a newer `VERSION SHARD-MAP` and hands each new text to `apply`; every
+/// refusal is logged once per file content.
+pub async fn watch_topology_file<F>(
+    path: std::path::PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+    apply: F,
+) where
+    F: Fn(u64, ShardMap) -> Result<(), String> + Send + 'static,
+{
+    let mut last: Option<String> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Ok(text) = tokio::fs::read_to_string(&path).await else {
+            continue;
+        };
+        if last.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        match routes::parse_topology_file(&text).and_then(|(v, map)| apply(v, map)) {
+            Ok(()) => {}
+            Err(e) if e.contains("is not newer") => {}
+            Err(e) => tracing::warn!(path = %path.display(), "topology file refused: {e}"),
+        }
+        last = Some(text);
+    }
+}
+
+/// Runs the proxy until `stop` completes.
+pub async fn run(
+    args: ProxyArgs,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let routes = match &args.shard_map {
+        Some(text) => {
+            let map = ShardMap::parse(text).map_err(|e| anyhow::anyhow!("--shard-map: {e}"))?;
+            if map.shards.len() > MAX_SHARDS {
+                anyhow::bail!("--shard-map: a proxy routes to at most {MAX_SHARDS} shards");
+            }
+            Routes::new(0, map).map_err(|e| anyhow::anyhow!("--shard-map: {e}"))?
+        }
+        None => Routes::new(0, ShardMap { shards: Vec::new() })?,
+    };
+    if let Some(a) = &args.announce {
+        crate::commands::replication::parse_peer_addr(a)
+            .map_err(|e| anyhow::anyhow!("--announce: {e}"))?;
+    }
+    let settings = Settings {
+        requirepass: args.requirepass.clone().map(Bytes::from),
+        backend_password: args
+            .backend_password
+            .clone()
+            .or(args.requirepass.clone())
+            .map(Bytes::from),
+        announce: args.announce.clone(),
+        backend_connections: usize::from(args.backend_connections),
+        backend_timeout: Duration::from_millis(args.backend_timeout_ms),
+        max_pending: args.max_pending as usize,
+        maxclients: args.maxclients as usize,
+    };
+    let core = Core::new(settings, routes);
+    let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    if let Some(port) = args.metrics_port {
+        let metrics = tokio::net::TcpListener::bind((args.bind.as_str(), port))
+            .await
+            .with_context(|| format!("cannot listen for metrics on {}:{port}", args.bind))?;
+        tracing::info!(addr = %metrics.local_addr()?, "metrics endpoint ready");
+        let core = core.clone();
+        tokio::spawn(crate::metrics::serve_http(
+            metrics,
+            core.shutdown.subscribe(),
+            move || metrics::render(&core),
+        ));
+    }
+    if let Some(path) = args.topology_file.clone() {
+        let target = core.clone();
+        tokio::spawn(watch_topology_file(
+            path,
+            core.shutdown.subscribe(),
+            move |version, map| target.install(version, map).map_err(|e| e.to_string()),
+        ));
+    }
+    {
+        let core = core.clone();
+        tokio::spawn(async move {
+            stop.await;
+            tracing::info!("signal received; shutting down");
+            let _ = core.shutdown.send(true);
+        });
+    }
+    tracing::info!(addr = %listener.local_addr()?, shards = core.routes().shards(), "proxy ready to accept connections");
+    let mut shutdown = core.shutdown.subscribe();
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let _ = socket.set_nodelay(true);
+        let core = core.clone();
+        tokio::spawn(async move {
+            client::serve(core, socket, peer).await;
+        });
+    }
+}
