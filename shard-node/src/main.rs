@@ -205,6 +205,26 @@ async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Resu
         tls,
     });
     net::start_links(&shared, &mut shared.state.lock());
+    if let Some(path) = args.topology_file.clone() {
+        let target = shared.clone();
+        let shard = args.shard;
+        tokio::spawn(shard_node::proxy::watch_topology_file(
+            path,
+            shared.shutdown.subscribe(),
+            move |version, map| {
+                let text = map.to_text();
+                let mut state = target.state.lock();
+                shard_node::commands::cluster::install_topology(
+                    &mut state.db,
+                    version,
+                    &text,
+                    shard,
+                )?;
+                tracing::info!(version, map = %text, "topology installed from the topology file");
+                Ok(())
+            },
+        ));
+    }
     tokio::spawn(net::expiry_sweeper(shared.clone()));
     tokio::spawn(net::memory_sampler(shared.clone()));
     tokio::spawn(persist::compactor(shared.clone()));

@@ -10,13 +10,15 @@
 //! - `AA.TOPOLOGY SET <version> <shard-map>` replaces the topology when the version is newer
 //!   and the map parses and names this node's shard; otherwise it answers one error sentence
 //!   and keeps the old one. `AA.TOPOLOGY GET` answers `[version, shard map, shard]`, or an
-//!   empty array without a topology.
+//!   empty array without a topology. `AA.TOPOLOGY SHARDWIDE` lets this connection's commands
+//!   span the slots of this node's shard.
 //! - Key routing ([`route`]) runs in the dispatcher before a command runs or is queued in a
 //!   transaction. Under a topology: keys of one command in different slots get `CROSSSLOT`;
 //!   a slot of another shard gets `-MOVED <slot> <host>:<port>` naming that shard's primary;
 //!   a slot no shard owns gets `CLUSTERDOWN`; on a replica, a write, or a read from a
 //!   connection that did not send `READONLY`, gets `MOVED` to its own shard's primary. Without
-//!   a topology every key is served here.
+//!   a topology every key is served here. A connection that sent `AA.TOPOLOGY SHARDWIDE` (a
+//!   proxy's) may send commands whose keys are in several slots, all of this node's shard.
 
 use super::*;
 use crate::cluster::{key_slot, node_id, ShardEntry, ShardMap, Topology, SLOTS};
@@ -321,10 +323,14 @@ pub fn route(db: &Db, client: &ClientState, command: &Command, args: &[Bytes]) -
     let Some(slot) = slots.next() else {
         return Ok(());
     };
-    if slots.any(|other| other != slot) {
-        return Err(Cow::Borrowed(
-            "CROSSSLOT Keys in request don't hash to the same slot",
-        ));
+    let mut others = slots.filter(|other| *other != slot).peekable();
+    if others.peek().is_some() {
+        let mine = |s: u16| t.place(s) == crate::cluster::Placement::Here;
+        if !(client.shard_wide && mine(slot) && others.all(mine)) {
+            return Err(Cow::Borrowed(
+                "CROSSSLOT Keys in request don't hash to the same slot",
+            ));
+        }
     }
     match t.place(slot) {
         crate::cluster::Placement::Here => {
@@ -376,6 +382,11 @@ fn aa_topology(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.simple("OK");
             Ok(())
         }
+        ("shardwide", 2) => {
+            ctx.client.shard_wide = true;
+            ctx.out.simple("OK");
+            Ok(())
+        }
         ("get", 2) => {
             match &ctx.db.topology {
                 None => ctx.out.array(0),
@@ -390,7 +401,7 @@ fn aa_topology(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             Ok(())
         }
         _ => Err(Cow::Owned(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try AA.TOPOLOGY SET <version> <shard-map> or AA.TOPOLOGY GET."
+            "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try AA.TOPOLOGY SET <version> <shard-map>, AA.TOPOLOGY GET or AA.TOPOLOGY SHARDWIDE."
         ))),
     }
 }

@@ -313,6 +313,9 @@ pub struct ClientState {
     pub listening_port: Option<u16>,
     /// Set by `READONLY`: under a topology, a replica serves this connection's reads.
     pub readonly: bool,
+    /// Set by `AA.TOPOLOGY SHARDWIDE` (a proxy's connections): one command's keys may be in
+    /// any slots of this node's shard, not only in one slot.
+    pub shard_wide: bool,
 }
 
 impl ClientState {
@@ -334,6 +337,7 @@ impl ClientState {
             pending_wait: None,
             listening_port: None,
             readonly: false,
+            shard_wide: false,
         }
     }
 

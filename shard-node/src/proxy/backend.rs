@@ -11,8 +11,9 @@
 //!   backend (a transaction's) never reconnects: after a failure every later request fails.
 //! - A request written to a connection that then fails gets an error saying that its outcome
 //!   is unknown; it is never written again.
-//! - Each connection first authenticates (when the proxy has a backend password) and selects
-//!   RESP3 when its clients speak it; a refusal fails the queued requests with the node's
+//! - Each connection first authenticates (when the proxy has a backend password), selects
+//!   RESP3 when its clients speak it, and asks the node to accept commands whose keys span
+//!   several slots of its shard (`AA.TOPOLOGY SHARDWIDE`); a refusal fails the queued requests with the node's
 //!   reason. A node that sends bytes that are not RESP is disconnected, never trusted.
 //! - The task ends when every handle is dropped and its queue is empty.
 
@@ -216,6 +217,9 @@ async fn connect(addr: &str, password: Option<&[u8]>, resp3: bool) -> Result<Tcp
     if resp3 {
         handshake.push(&hello);
     }
+    // Commands the proxy sends may span the slots of one shard.
+    let shard_wide: [&[u8]; 2] = [b"AA.TOPOLOGY", b"SHARDWIDE"];
+    handshake.push(&shard_wide);
     open(addr, &handshake).await
 }
 
@@ -327,10 +331,8 @@ async fn session(
                 let mut flight = in_flight.lock();
                 while buf.len() < BATCH_BYTES {
                     let Some(r) = waiting.pop_front() else { break };
-                    if r.reply.is_closed() {
-                        // Its client is gone and it was never sent: nothing to do.
-                        continue;
-                    }
+                    // Sent even when its client is gone, as a server runs a command whose
+                    // client disconnected after sending it.
                     buf.extend_from_slice(&r.frame);
                     flight.push_back(r.reply);
                 }

@@ -2,6 +2,9 @@
 //! writing the replies back in request order.
 //!
 //! Contract:
+//! - A command whose keys are all served by one shard goes to that shard (its node accepts
+//!   keys of several of its slots from the proxy); keys on different shards get `CROSSSLOT`,
+//!   except for the commands split by slot.
 //! - Replies are written in the order the requests arrived, whatever order the shards answer
 //!   in. At most `--max-pending` requests of a client are in flight; past that the proxy stops
 //!   reading the client until it reads its replies, so a client that never reads holds a
@@ -21,7 +24,7 @@
 //!   its routes and sends it again (at most [`MAX_REDIRECTS`] times).
 
 use super::backend::{Backend, Reply};
-use super::merge::{merge, scan_position, Merge};
+use super::merge::{merge, scan_page, scan_position, Merge, ScanStep};
 use super::{reply, Core};
 use crate::cluster::{key_slot, node_id, SLOTS};
 use crate::commands::{arity_error, lookup, Command};
@@ -40,7 +43,8 @@ use tokio::sync::oneshot;
 /// Times one request is sent again after `MOVED`/`READONLY` before the refusal is returned.
 pub const MAX_REDIRECTS: u8 = 3;
 
-const ERR_CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+const ERR_CROSSSLOT_SHARDS: &str =
+    "CROSSSLOT Keys in request are served by different shards; use {hash tags} to keep them together";
 const NOAUTH: &str = "NOAUTH Authentication required.";
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 const NO_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
@@ -85,6 +89,14 @@ enum Deferred {
     Wait(Bytes, Bytes),
 }
 
+/// A `SCAN` going over the shards: the page asked of `shard`, and the keys found before it.
+struct ScanChain {
+    shard: usize,
+    shards: usize,
+    args: Vec<Bytes>,
+    carried: Vec<Bytes>,
+}
+
 /// One reply owed to the client, in request order.
 struct Pending {
     parts: Vec<Part>,
@@ -92,6 +104,7 @@ struct Pending {
     ready: Option<Bytes>,
     resend: Option<Resend>,
     deferred: Option<Deferred>,
+    scan: Option<ScanChain>,
 }
 
 impl Pending {
@@ -102,6 +115,7 @@ impl Pending {
             ready: Some(frame),
             resend: None,
             deferred: None,
+            scan: None,
         }
     }
 
@@ -112,6 +126,7 @@ impl Pending {
             ready: None,
             resend: None,
             deferred: None,
+            scan: None,
         }
     }
 
@@ -333,6 +348,26 @@ impl Client {
                         .unwrap_or_else(|| Err("ERR the proxy lost the request".into()))
                 })
                 .collect();
+            if let Some(chain) = front.scan.take() {
+                let reply = replies
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| Err("ERR the proxy lost the request".into()));
+                match scan_page(reply, chain.shard, chain.shards, chain.carried, self.proto) {
+                    ScanStep::Reply(frame) => out.extend_from_slice(&frame),
+                    ScanStep::Continue(carried) => {
+                        let next = ScanChain {
+                            shard: chain.shard + 1,
+                            shards: chain.shards,
+                            args: chain.args,
+                            carried,
+                        };
+                        let p = self.scan_shard(next, 0);
+                        self.pending.push_front(p);
+                    }
+                }
+                continue;
+            }
             if let Some(resend) = front.resend.take() {
                 if let Some(again) = self.redirected(&replies, resend).await {
                     self.pending.push_front(again);
@@ -453,17 +488,27 @@ impl Client {
         shard
     }
 
-    /// The one slot of `keys`, or the `CROSSSLOT` reply.
-    fn one_slot(&mut self, args: &[Bytes], keys: &[usize]) -> Option<Option<u16>> {
-        let mut slots = keys.iter().map(|i| key_slot(&args[*i]));
-        let Some(first) = slots.next() else {
-            return Some(None);
-        };
-        if slots.any(|s| s != first) {
-            self.error(ERR_CROSSSLOT);
-            return None;
+    /// The slot (of the first key) and shard of `keys` when they are all served by one shard;
+    /// `Some(None)` without keys; `None` after replying `CROSSSLOT` or `CLUSTERDOWN`.
+    fn one_shard(&mut self, args: &[Bytes], keys: &[usize]) -> Option<Option<(u16, usize)>> {
+        let routes = self.core.routes();
+        let mut target: Option<(u16, usize)> = None;
+        for i in keys {
+            let slot = key_slot(&args[*i]);
+            let Some(shard) = routes.shard_of(slot) else {
+                self.error(&format!("CLUSTERDOWN Hash slot {slot} is not served"));
+                return None;
+            };
+            match target {
+                None => target = Some((slot, shard)),
+                Some((_, s)) if s == shard => {}
+                Some(_) => {
+                    self.error(ERR_CROSSSLOT_SHARDS);
+                    return None;
+                }
+            }
         }
-        Some(Some(first))
+        Some(target)
     }
 
     fn command(&mut self, args: Vec<Bytes>) {
@@ -476,6 +521,13 @@ impl Client {
         if let Some(c) = command {
             let argc = args.len() as i32;
             if (c.arity > 0 && argc != c.arity) || (c.arity < 0 && argc < -c.arity) {
+                if c.name == "exec" {
+                    // Redis aborts the transaction and says why.
+                    if let Some((_, b)) = self.tx.take().and_then(|t| t.pinned) {
+                        drop(b.send(encode(&[Bytes::from_static(b"DISCARD")])));
+                    }
+                    return self.error("EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command");
+                }
                 self.fail_transaction();
                 self.error(&arity_error(c.name));
                 return;
@@ -489,6 +541,7 @@ impl Client {
         }
         match name {
             "" => self.forward(FIRST_SHARD, None, &args),
+            "ping" if args.len() > 2 => self.error(&arity_error("ping")),
             "ping" => match args.get(1) {
                 Some(m) => self.reply(|w| w.bulk(m)),
                 None => self.reply(|w| w.simple("PONG")),
@@ -533,6 +586,12 @@ impl Client {
             }
             "scan" => self.scan(args),
             "wait" => {
+                let numbers = [&args[1], &args[2]].map(|a| crate::resp::parse_i64_strict(a));
+                match numbers {
+                    [Some(_), Some(t)] if t < 0 => return self.error("ERR timeout is negative"),
+                    [Some(_), Some(_)] => {}
+                    _ => return self.error("ERR value is not an integer or out of range"),
+                }
                 let mut p = Pending::parts(Vec::new(), Merge::Min);
                 p.deferred = Some(Deferred::Wait(args[1].clone(), args[2].clone()));
                 self.push(p);
@@ -561,14 +620,11 @@ impl Client {
             return;
         };
         let keys = c.keys_in(&args);
-        let Some(slot) = self.one_slot(&args, &keys) else {
+        let Some(target) = self.one_shard(&args, &keys) else {
             return;
         };
-        let Some(slot) = slot else {
+        let Some((slot, shard)) = target else {
             self.forward(FIRST_SHARD, None, &args);
-            return;
-        };
-        let Some(shard) = self.shard_for(slot) else {
             return;
         };
         if c.flags.write {
@@ -577,10 +633,15 @@ impl Client {
         self.forward(shard, Some(slot), &args);
     }
 
-    /// `MGET`, `MSET`, `DEL`…: one command per slot, merged.
+    /// `MGET`, `MSET`, `DEL`…: one command per shard, merged.
     fn split(&mut self, args: &[Bytes], step: usize, kind: SplitKind) {
+        if (args.len() - 1) % step != 0 {
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+            return self.error(&arity_error(&name));
+        }
         let routes = self.core.routes();
-        // (slot, shard, argument indexes of its keys), in order of first appearance.
+        // (slot of the first key, shard, argument indexes of its keys), per shard in order of
+        // first appearance.
         let mut groups: Vec<(u16, usize, Vec<usize>)> = Vec::new();
         let mut i = 1;
         while i < args.len() {
@@ -589,7 +650,7 @@ impl Client {
                 self.error(&format!("CLUSTERDOWN Hash slot {slot} is not served"));
                 return;
             };
-            match groups.iter_mut().find(|g| g.0 == slot) {
+            match groups.iter_mut().find(|g| g.1 == shard) {
                 Some(g) => g.2.push(i),
                 None => groups.push((slot, shard, vec![i])),
             }
@@ -633,22 +694,34 @@ impl Client {
         self.push(Pending::parts(parts, how));
     }
 
-    /// `SCAN cursor [options]`: one page of the shard the cursor names.
-    fn scan(&mut self, mut args: Vec<Bytes>) {
+    /// `SCAN cursor [options]`: pages of the shard the cursor names, and of the shards after
+    /// it when that one is done.
+    fn scan(&mut self, args: Vec<Bytes>) {
         let shards = self.core.routes().shards();
         let cursor = crate::commands::util::scan::parse_scan_cursor(&args[1]);
         let Some((shard, position)) = cursor.ok().and_then(|c| scan_position(c, shards)) else {
             self.error("ERR invalid cursor");
             return;
         };
-        args[1] = Bytes::from(position.to_string());
-        let frame = encode(&args);
-        self.core.metrics.request(shard);
-        let rx = self.backend(shard).send(frame);
-        self.push(Pending::parts(
-            vec![Part::new(rx)],
-            Merge::Scan { shard, shards },
-        ));
+        let chain = ScanChain {
+            shard,
+            shards,
+            args,
+            carried: Vec::new(),
+        };
+        let p = self.scan_shard(chain, position);
+        self.push(p);
+    }
+
+    /// Asks `chain.shard` for the page at `position`.
+    fn scan_shard(&mut self, mut chain: ScanChain, position: u64) -> Pending {
+        chain.args[1] = Bytes::from(position.to_string());
+        let frame = encode(&chain.args);
+        self.core.metrics.request(chain.shard);
+        let rx = self.backend(chain.shard).send(frame);
+        let mut p = Pending::parts(vec![Part::new(rx)], Merge::Pass);
+        p.scan = Some(chain);
+        p
     }
 
     /// Starts a deferred reply now that every earlier one is in.
@@ -736,15 +809,12 @@ impl Client {
             _ => {
                 // WATCH, or a command queued in MULTI: on the transaction's shard.
                 let keys = command.map(|c| c.keys_in(args)).unwrap_or_default();
-                let Some(slot) = self.one_slot(args, &keys) else {
+                let Some(target) = self.one_shard(args, &keys) else {
                     self.fail_transaction();
                     return;
                 };
-                let shard = match slot {
-                    Some(slot) => match self.shard_for(slot) {
-                        Some(s) => s,
-                        None => return self.fail_transaction(),
-                    },
+                let shard = match target {
+                    Some((_, shard)) => shard,
                     None => self
                         .tx
                         .as_ref()
@@ -816,7 +886,13 @@ impl Client {
         while i < args.len() {
             let more = args.len() - i - 1;
             if args[i].eq_ignore_ascii_case(b"auth") && more >= 2 {
-                if let Err(e) = self.check_password(&args[i + 2]) {
+                let default_user = args[i + 1][..] == b"default"[..];
+                let checked = match &self.core.settings.requirepass {
+                    None if default_user => Ok(()),
+                    None => Err(WRONGPASS),
+                    Some(_) => self.check_password(&args[i + 2]),
+                };
+                if let Err(e) = checked {
                     return self.error(e);
                 }
                 i += 3;
@@ -876,8 +952,11 @@ impl Client {
     }
 
     fn auth(&mut self, args: &[Bytes]) {
+        let no_password = self.core.settings.requirepass.is_none();
         let result = match args.len() {
             2 => self.check_password(&args[1]),
+            // The default user without a password accepts any password, as in Redis.
+            3 if args[1][..] == b"default"[..] && no_password => Ok(()),
             3 if args[1][..] == b"default"[..] => self.check_password(&args[2]),
             3 => Err(WRONGPASS),
             _ => Err("ERR syntax error"),
@@ -907,10 +986,15 @@ impl Client {
                 self.reply(|w| w.int(id));
             }
             ("setinfo", 4) => self.reply(|w| w.simple("OK")),
-            _ => self.error(&format!(
-                "ERR CLIENT {} is not available through the proxy",
+            ("setname" | "getname" | "id" | "setinfo", _) => {
+                self.error(&arity_error(&format!("client|{sub}")))
+            }
+            ("pause" | "unpause" | "kill", _) => self.error(&format!(
+                "ERR CLIENT {} acts on one shard-node's connections: send it to the node",
                 sub.to_ascii_uppercase()
             )),
+            // LIST, INFO, HELP… describe shard 0's connections (the proxy's among them).
+            _ => self.forward(FIRST_SHARD, None, args),
         }
     }
 

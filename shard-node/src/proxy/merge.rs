@@ -30,8 +30,6 @@ pub enum Merge {
     },
     /// Arrays joined (`KEYS`).
     Concat,
-    /// One `SCAN` page of shard `shard` of `shards`.
-    Scan { shard: usize, shards: usize },
     /// One of the non-null replies, chosen at random (`RANDOMKEY`).
     Random,
     /// The first shard's `INFO` with the keyspace section summed over all.
@@ -56,6 +54,59 @@ pub fn scan_position(cursor: u64, shards: usize) -> Option<(usize, u64)> {
     let shard = (cursor >> SHARD_SHIFT).checked_sub(1)? as usize;
     let position = (cursor & ((1 << SHARD_SHIFT) - 1)) << DROPPED_BITS;
     (shard < shards).then_some((shard, position))
+}
+
+/// What one shard's `SCAN` page gives.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScanStep {
+    /// The shard is done and shards remain: scan the next one, carrying these keys.
+    Continue(Vec<Bytes>),
+    /// The reply for the client.
+    Reply(Bytes),
+}
+
+/// Folds shard `shard`'s page (`reply`) into the keys `carried` from the shards before it.
+/// A shard that is done hands over to the next within the same call, so a scan whose keys
+/// fit one page ends with cursor 0, as on one server.
+pub fn scan_page(
+    reply: Reply,
+    shard: usize,
+    shards: usize,
+    mut carried: Vec<Bytes>,
+    proto: Protocol,
+) -> ScanStep {
+    let frame = match reply {
+        Err(text) => return ScanStep::Reply(error_frame(&text)),
+        Ok(f) if reply::error_text(&f).is_some() => return ScanStep::Reply(f),
+        Ok(f) => f,
+    };
+    let parts = reply::elements(&frame).unwrap_or_default();
+    let cursor = parts
+        .first()
+        .and_then(|c| reply::bulk(c))
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse::<u64>().ok());
+    let (Some(cursor), Some(keys)) = (cursor, parts.get(1).and_then(reply::elements)) else {
+        return ScanStep::Reply(error_frame(UNEXPECTED));
+    };
+    carried.extend(keys);
+    if cursor == 0 && shard + 1 < shards {
+        return ScanStep::Continue(carried);
+    }
+    let next = if cursor == 0 {
+        0
+    } else {
+        scan_cursor(shard, cursor)
+    };
+    let mut buf = BytesMut::new();
+    let mut w = ReplyWriter::new(&mut buf, proto);
+    w.array(2);
+    w.bulk(next.to_string().as_bytes());
+    w.array(carried.len());
+    for k in carried {
+        w.raw(&k);
+    }
+    ScanStep::Reply(buf.freeze())
 }
 
 fn error_frame(text: &str) -> Bytes {
@@ -130,31 +181,6 @@ pub fn merge(how: &Merge, replies: Vec<Reply>, proto: Protocol) -> Bytes {
             for v in all {
                 w.raw(&v);
             }
-        }
-        Merge::Scan { shard, shards } => {
-            let Some(parts) = frames.first().and_then(reply::elements) else {
-                return error_frame(UNEXPECTED);
-            };
-            let (Some(cursor), Some(keys)) = (
-                parts
-                    .first()
-                    .and_then(|c| reply::bulk(c))
-                    .and_then(|c| std::str::from_utf8(c).ok())
-                    .and_then(|c| c.parse::<u64>().ok()),
-                parts.get(1),
-            ) else {
-                return error_frame(UNEXPECTED);
-            };
-            let next = if cursor != 0 {
-                scan_cursor(*shard, cursor)
-            } else if shard + 1 < *shards {
-                scan_cursor(shard + 1, 0)
-            } else {
-                0
-            };
-            w.array(2);
-            w.bulk(next.to_string().as_bytes());
-            w.raw(keys);
         }
         Merge::Random => {
             let found: Vec<&Bytes> = frames.iter().filter(|f| reply::bulk(f).is_some()).collect();
@@ -315,26 +341,32 @@ mod tests {
                 cursor.len()
             )))
         };
-        let next = scan_cursor(1, 0).to_string();
+        let k = Bytes::from_static(b"$1\r\nk\r\n");
+        assert_eq!(
+            scan_page(page("0"), 0, 2, Vec::new(), p),
+            ScanStep::Continue(vec![k.clone()])
+        );
+        let last = scan_page(page("0"), 1, 2, vec![k.clone()], p);
+        assert_eq!(
+            last,
+            ScanStep::Reply(Bytes::from_static(
+                b"*2\r\n$1\r\n0\r\n*2\r\n$1\r\nk\r\n$1\r\nk\r\n"
+            ))
+        );
+        let next = scan_cursor(0, 4096).to_string();
+        let mid = scan_page(page("4096"), 0, 2, Vec::new(), p);
         let want = format!("*2\r\n${}\r\n{next}\r\n*1\r\n$1\r\nk\r\n", next.len());
-        let merged = merge(
-            &Merge::Scan {
-                shard: 0,
-                shards: 2,
-            },
-            vec![page("0")],
-            p,
+        assert_eq!(mid, ScanStep::Reply(Bytes::from(want)));
+        assert_eq!(
+            scan_page(
+                Ok(Bytes::from_static(b"-ERR invalid cursor\r\n")),
+                0,
+                2,
+                Vec::new(),
+                p
+            ),
+            ScanStep::Reply(Bytes::from_static(b"-ERR invalid cursor\r\n"))
         );
-        assert_eq!(merged, want.as_bytes());
-        let last = merge(
-            &Merge::Scan {
-                shard: 1,
-                shards: 2,
-            },
-            vec![page("0")],
-            p,
-        );
-        assert_eq!(last, &b"*2\r\n$1\r\n0\r\n*1\r\n$1\r\nk\r\n"[..]);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! topology.
 //!
 //! Contract:
-//! - **Routing.** A command goes to the primary of the shard serving its keys' slot. Keys of one
-//!   command in different slots get `CROSSSLOT`, except for the commands the proxy splits by
-//!   slot and merges (`MGET`, `MSET`, `DEL`, `UNLINK`, `EXISTS`, `TOUCH`). Keyless commands that
+//! - **Routing.** A command goes to the primary of the shard serving its keys' slots. Keys of
+//!   one command on different shards get `CROSSSLOT`, except for the commands the proxy splits
+//!   by shard and merges (`MGET`, `MSET`, `DEL`, `UNLINK`, `EXISTS`, `TOUCH`). Keyless commands that
 //!   describe the whole database are fanned out to every shard and merged (`DBSIZE`, `KEYS`,
 //!   `SCAN`, `FLUSHALL`, `FLUSHDB`, `RANDOMKEY`, `INFO`, `CONFIG SET`); `WAIT` goes to the shards
 //!   this connection wrote to. Other keyless commands go to shard 0. A slot no shard serves

@@ -80,7 +80,7 @@ macro_rules! script_tests {
         $(
             #[test]
             fn $name() {
-                run_script(stringify!($name));
+                run_script(stringify!($name), Target::Node);
             }
         )*
         /// Every script that has a test; `scripts_are_well_formed` checks the directory agrees.
@@ -101,6 +101,43 @@ script_tests!(
     resp3,
     wrongtype,
 );
+
+macro_rules! proxy_script_tests {
+    ($($name:ident),* $(,)?) => {
+        /// The scripts through a `shard-node proxy` in front of three shards.
+        mod through_proxy {
+            $(
+                #[test]
+                fn $name() {
+                    super::run_script(stringify!($name), super::Target::Proxy);
+                }
+            )*
+        }
+        /// The scripts run through the proxy.
+        const PROXY_SCRIPTS: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+proxy_script_tests!(strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype);
+
+/// Scripts not run through the proxy, and why (INTENDED_DIFFERENCES.md, Through the proxy).
+const NOT_THROUGH_PROXY: &[(&str, &str)] = &[(
+    "transactions",
+    "its transactions mix keys of several shards, which a transaction through the proxy \
+     refuses by design; tests/protocol/proxy.rs covers transactions through the proxy",
+)];
+
+#[test]
+fn every_script_runs_through_the_proxy_or_says_why() {
+    for script in SCRIPTS {
+        let listed = PROXY_SCRIPTS.contains(script);
+        let excused = NOT_THROUGH_PROXY.iter().any(|(s, _)| s == script);
+        assert!(
+            listed != excused,
+            "{script}: run it through the proxy or say why not (not both)"
+        );
+    }
+}
 
 fn diff_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -749,11 +786,11 @@ fn parse_intended(source: &str) -> Result<Vec<Intended>, String> {
     Ok(out)
 }
 
-fn load_intended() -> Vec<Intended> {
-    let path = diff_dir().join("intended.toml");
+fn load_intended(file: &str) -> Vec<Intended> {
+    let path = diff_dir().join(file);
     let source =
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    parse_intended(&source).unwrap_or_else(|e| panic!("intended.toml: {e}"))
+    parse_intended(&source).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -767,6 +804,8 @@ struct Server {
     child: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
+    /// Processes this one needs (a proxy's shards), stopped with it.
+    companions: Vec<Server>,
 }
 
 impl Drop for Server {
@@ -829,6 +868,58 @@ impl Server {
         })
     }
 
+    /// A proxy over `shards` shard-nodes that split the slots evenly.
+    fn proxy_over(shards: usize) -> Server {
+        let nodes: Vec<Server> = (0..shards)
+            .map(|i| {
+                Self::start("shard-node", |port, dir| {
+                    let mut cmd = Command::new(SHARD_NODE_BIN);
+                    cmd.args(["server", "--bind", "127.0.0.1", "--port", &port.to_string()])
+                        .arg("--dir")
+                        .arg(dir)
+                        .args(["--participant", "diff", "--appendfsync", "no"])
+                        .args(["--shard", &i.to_string()]);
+                    cmd
+                })
+            })
+            .collect();
+        let per = 16384 / shards;
+        let map = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let end = if i + 1 == shards {
+                    16383
+                } else {
+                    (i + 1) * per - 1
+                };
+                format!("{}-{end}=127.0.0.1:{}", i * per, n.port)
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        for n in &nodes {
+            let reply = Conn::open(n.port)
+                .and_then(|mut c| {
+                    c.command(&[
+                        b"AA.TOPOLOGY".to_vec(),
+                        b"SET".to_vec(),
+                        b"1".to_vec(),
+                        map.as_bytes().to_vec(),
+                    ])
+                })
+                .unwrap_or_else(|e| panic!("AA.TOPOLOGY SET: {e}"));
+            assert_eq!(reply, b"+OK\r\n", "{}", escape_limited(&reply));
+        }
+        let mut proxy = Self::start("shard-node proxy", |port, _dir| {
+            let mut cmd = Command::new(SHARD_NODE_BIN);
+            cmd.args(["proxy", "--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--shard-map", &map]);
+            cmd
+        });
+        proxy.companions = nodes;
+        proxy
+    }
+
     fn start(name: &'static str, build: impl Fn(u16, &Path) -> Command) -> Server {
         let mut failures = Vec::new();
         // A port picked from the kernel can be taken again before the server binds it; retry
@@ -859,6 +950,7 @@ impl Server {
                 child,
                 log,
                 _dir: dir,
+                companions: Vec::new(),
             };
             match server.wait_ready() {
                 Ok(()) => return server,
@@ -1028,18 +1120,40 @@ fn only_redis() -> bool {
     std::env::var_os("DIFF_ONLY_REDIS").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
-fn run_script(name: &str) {
+/// What the scripts are compared on, besides `redis-server`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Target {
+    /// One shard-node.
+    Node,
+    /// A `shard-node proxy` over [`PROXIED_SHARDS`] shard-nodes; `intended_proxy.toml` adds the
+    /// differences the proxy makes (an entry there replaces one of `intended.toml` for the
+    /// same line).
+    Proxy,
+}
+
+/// Shards behind the proxy in [`Target::Proxy`].
+const PROXIED_SHARDS: usize = 3;
+
+fn run_script(name: &str, target: Target) {
     let steps = load_script(name);
     let file = format!("{name}.redis");
-    let intended: Vec<Intended> = load_intended()
+    let mut intended: Vec<Intended> = load_intended("intended.toml")
         .into_iter()
         .filter(|e| e.script == file)
         .collect();
+    if target == Target::Proxy {
+        let proxy: Vec<Intended> = load_intended("intended_proxy.toml")
+            .into_iter()
+            .filter(|e| e.script == file)
+            .collect();
+        intended.retain(|e| !proxy.iter().any(|p| p.command == e.command));
+        intended.splice(0..0, proxy);
+    }
     let mut used = BTreeSet::new();
     let mismatches = if only_redis() {
         run_against_redis_only(&file, &steps, &intended, &mut used)
     } else {
-        run_against_both(&file, &steps, &intended, &mut used)
+        run_against_both(&file, &steps, &intended, &mut used, target)
     };
     report(&file, steps.len(), &intended, &used, mismatches);
 }
@@ -1107,10 +1221,14 @@ fn run_against_both(
     steps: &[Step],
     intended: &[Intended],
     used: &mut BTreeSet<usize>,
+    target: Target,
 ) -> Vec<Mismatch> {
     let mut mismatches = Vec::new();
     let redis = Server::redis();
-    let mut shard = Server::shard_node();
+    let mut shard = match target {
+        Target::Node => Server::shard_node(),
+        Target::Proxy => Server::proxy_over(PROXIED_SHARDS),
+    };
     let mut rconn = fresh_connection(&redis).unwrap_or_else(|e| panic!("{e}"));
     let mut sconn = match fresh_connection(&shard) {
         Ok(c) => Some(c),
@@ -1307,38 +1425,37 @@ fn scripts_are_well_formed() {
         "only {total} commands in all scripts, expected at least {MIN_TOTAL_COMMANDS}"
     );
 
-    let mut seen = BTreeSet::new();
-    for entry in load_intended() {
-        assert!(
-            seen.insert((entry.script.clone(), entry.command.clone())),
-            "intended.toml line {}: a second entry for `{}` in {}",
-            entry.at,
-            entry.command,
-            entry.script
-        );
-        let lines = texts.get(&entry.script).unwrap_or_else(|| {
-            panic!(
-                "intended.toml line {}: no script named {}",
-                entry.at, entry.script
-            )
-        });
-        assert!(
-            lines.contains(&entry.command),
-            "intended.toml line {}: {} has no line `{}`",
-            entry.at,
-            entry.script,
-            entry.command
-        );
-        assert!(
-            !entry.reason.trim().is_empty(),
-            "intended.toml line {}: empty reason",
-            entry.at
-        );
-        assert_ne!(
-            entry.redis, entry.shard_node,
-            "intended.toml line {}: both replies are equal, so this is no difference",
-            entry.at
-        );
+    for file in ["intended.toml", "intended_proxy.toml"] {
+        let mut seen = BTreeSet::new();
+        for entry in load_intended(file) {
+            assert!(
+                seen.insert((entry.script.clone(), entry.command.clone())),
+                "{file} line {}: a second entry for `{}` in {}",
+                entry.at,
+                entry.command,
+                entry.script
+            );
+            let lines = texts.get(&entry.script).unwrap_or_else(|| {
+                panic!("{file} line {}: no script named {}", entry.at, entry.script)
+            });
+            assert!(
+                lines.contains(&entry.command),
+                "{file} line {}: {} has no line `{}`",
+                entry.at,
+                entry.script,
+                entry.command
+            );
+            assert!(
+                !entry.reason.trim().is_empty(),
+                "{file} line {}: empty reason",
+                entry.at
+            );
+            assert_ne!(
+                entry.redis, entry.shard_node,
+                "{file} line {}: both replies are equal, so this is no difference",
+                entry.at
+            );
+        }
     }
 }
 
