@@ -69,10 +69,15 @@ bench-codec: ## Request parser against the redis-protocol crate's decoder (bench
 	CARGO_TARGET_DIR=target/codec $(CARGO) run --release --manifest-path bench/codec/Cargo.toml
 
 .PHONY: bench
-bench: ## Throughput and memory against redis-server, replication lag, operator apply-to-Ready and failover (needs make k8s-bins)
+bench: ## Throughput and memory against redis-server, replication lag, the routing proxy, operator apply-to-Ready and failover (needs make k8s-bins)
 	bash bench/run.sh
 	BENCH_SKIP_BUILD=1 bash bench/replication.sh
+	BENCH_SKIP_BUILD=1 bash bench/proxy.sh
 	bash bench/operator.sh
+
+.PHONY: bench-proxy
+bench-proxy: ## shard-node proxy against direct access and twemproxy: throughput, added latency, memory per idle connection (bench/proxy.sh)
+	bash bench/proxy.sh
 
 .PHONY: demo
 demo: setup ## Three local clusters, the operator and a three-region database; writes converge; left running (scripts/demo.sh)

@@ -199,7 +199,7 @@ pub struct ProxyArgs {
     pub backend_timeout_ms: u64,
     /// Requests one client may have in flight; past it the proxy stops reading that client
     /// until replies are written.
-    #[arg(long, env = "SHARD_NODE_MAX_PENDING", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "SHARD_NODE_MAX_PENDING", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_pending: u32,
     /// Maximum number of connected clients.
     #[arg(long, env = "SHARD_NODE_MAXCLIENTS", default_value_t = 10000)]

@@ -635,7 +635,7 @@ impl Client {
 
     /// `MGET`, `MSET`, `DEL`…: one command per shard, merged.
     fn split(&mut self, args: &[Bytes], step: usize, kind: SplitKind) {
-        if (args.len() - 1) % step != 0 {
+        if !(args.len() - 1).is_multiple_of(step) {
             let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
             return self.error(&arity_error(&name));
         }
@@ -728,13 +728,11 @@ impl Client {
     fn launch(&mut self, d: Deferred) -> Pending {
         match d {
             Deferred::Wait(replicas, timeout) => {
-                let shards: Vec<usize> = std::mem::take(&mut self.wrote_to).into_iter().collect();
+                let mut shards: Vec<usize> =
+                    std::mem::take(&mut self.wrote_to).into_iter().collect();
                 if shards.is_empty() {
-                    // Nothing written through this connection: every replica has it all.
-                    let mut buf = BytesMut::new();
-                    let n = crate::resp::parse_i64_strict(&replicas).unwrap_or(0).max(0);
-                    ReplyWriter::new(&mut buf, self.proto).int(n);
-                    return Pending::ready(buf.freeze());
+                    // Nothing written through this connection: the replicas every shard has.
+                    shards = (0..self.core.routes().shards()).collect();
                 }
                 let frame = encode(&[Bytes::from_static(b"WAIT"), replicas, timeout]);
                 // A connection of its own per shard, so the wait holds up no other client.

@@ -940,6 +940,104 @@ impl XorShift {
     }
 }
 
+/// A running `shard-node proxy` with its log; killed on drop.
+pub struct ProxyProcess {
+    port: u16,
+    log_path: PathBuf,
+    proc: Option<Proc>,
+    _tmp: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+impl ProxyProcess {
+    /// Starts `shard-node proxy` on a free port with `--shard-map map` and `extra` flags, and
+    /// waits until it answers PING.
+    pub fn start(map: &str, extra: &[&str]) -> ProxyProcess {
+        let tmp = tempfile::Builder::new()
+            .prefix("shard-node-proxy-test-")
+            .tempdir()
+            .expect("create temporary directory");
+        let log_path = tmp.path().join("proxy.log");
+        let mut last = String::new();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let mut args: Vec<String> = vec![
+                "proxy".into(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string(),
+                "--shard-map".into(),
+                map.into(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let mut cmd = Command::new(shard_node_bin());
+            cmd.args(&args);
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("SHARD_NODE_") && key != "SHARD_NODE_LOG" {
+                    cmd.env_remove(key);
+                }
+            }
+            let (mut proc, offset) = Proc::spawn("shard-node proxy", cmd, &log_path);
+            match proc.wait_ready(port) {
+                Ok(()) => {
+                    return ProxyProcess {
+                        port,
+                        log_path,
+                        proc: Some(proc),
+                        _tmp: tmp,
+                        args,
+                    }
+                }
+                Err(e) => {
+                    let log = proc.log_since(offset);
+                    if !(log.contains("in use") || log.contains("AddrInUse")) {
+                        panic!("{e}\n{log}");
+                    }
+                    last = e;
+                }
+            }
+        }
+        panic!("{last} (five attempts, the port was always taken)");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(|p| p.pid())
+    }
+
+    pub fn log(&self) -> String {
+        fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.kill9();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- shard-node proxy {:?} -----\n{}",
+                self.args,
+                self.log()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ mod cluster_mode;
 mod crdt_laws;
 mod differential;
 mod list_convergence;
+mod proxy;
 mod real_clients;
 mod redis_cli_interactive;
 mod resp_fuzz;
