@@ -263,6 +263,7 @@ impl Client {
                     }
                 }
                 if self.closing {
+                    tracing::debug!(client = self.id, "closing the client connection");
                     let _ = wr.shutdown().await;
                     return;
                 }
@@ -296,8 +297,14 @@ impl Client {
                         out.clear();
                     }
                 }
-                Some(Ok(0)) => self.closing = true,
-                Some(Err(_)) => return,
+                Some(Ok(0)) => {
+                    tracing::debug!(client = self.id, "the client closed its side");
+                    self.closing = true
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(client = self.id, "client connection failed: {e}");
+                    return;
+                }
                 Some(Ok(_)) => {
                     loop {
                         match parser.parse(&mut input, &limits, self.authenticated) {
@@ -309,6 +316,7 @@ impl Client {
                             }
                             Ok(None) => break,
                             Err(e) => {
+                                tracing::debug!(client = self.id, "protocol error: {e}");
                                 self.error(&e.0);
                                 self.closing = true;
                                 break;

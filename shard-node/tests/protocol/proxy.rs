@@ -4,9 +4,6 @@
 //! is killed and its replica promoted (no acknowledged write lost, none applied twice), keep
 //! its other clients served when a client never reads or another proxy dies, and refuse bad
 //! topologies and cross-shard transactions with a sentence.
-//!
-//! Not here yet: failover behind the proxy under a writer that pipelines `INCR` and `WAIT`
-//! (see the proxy's open items in docs/architecture.md).
 
 use crate::common::{
     free_port, poll_until, require_command, NodeBuilder, ProxyProcess, RawConn, ShardNode,
@@ -435,5 +432,105 @@ fn passwords_resp3_and_metrics_through_the_proxy() {
     assert!(
         body.contains("shard_node_proxy_connected_clients 1"),
         "{body}"
+    );
+}
+
+#[test]
+fn failover_behind_a_proxy_loses_no_acknowledged_write_and_applies_none_twice() {
+    // Shard 0 has a replica; the counter is in its slots.
+    let key = "bar"; // slot 5061
+    let mut primary = NodeBuilder::new().shard(0).start();
+    let replica = NodeBuilder::new()
+        .shard(0)
+        .arg("--replicaof")
+        .arg(format!("127.0.0.1:{}", primary.port()))
+        .start();
+    let others: Vec<ShardNode> = (1..3)
+        .map(|i| NodeBuilder::new().shard(i).start())
+        .collect();
+    let mut addrs = vec![format!(
+        "127.0.0.1:{}|127.0.0.1:{}",
+        primary.port(),
+        replica.port()
+    )];
+    addrs.extend(others.iter().map(|n| format!("127.0.0.1:{}", n.port())));
+    let map = map_of(&addrs);
+    for port in [primary.port(), replica.port()]
+        .into_iter()
+        .chain(others.iter().map(ShardNode::port))
+    {
+        push(port, 1, &map, None);
+    }
+    let proxy = ProxyProcess::start(&map, &[]);
+    assert!(poll_until(Duration::from_secs(10), || {
+        text(replica.port(), &["ROLE"])
+            .contains("connected")
+            .then_some(())
+    })
+    .is_some());
+
+    // A writer: INCR, then WAIT 1 (the replica has it); acknowledged = both succeeded.
+    let port = proxy.port();
+    let acked = Arc::new(AtomicU64::new(0));
+    let maybe = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (acked, maybe, stop) = (acked.clone(), maybe.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut c = RawConn::connect(port);
+            while !stop.load(Ordering::Relaxed) {
+                let r = c.cmd_str(&["INCR", key]);
+                if r.starts_with(b":") {
+                    maybe.fetch_add(1, Ordering::Relaxed);
+                    // A short timeout: after the failover the shard has no replica left.
+                    if c.cmd_str(&["WAIT", "1", "200"]) == b":1\r\n" {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else if String::from_utf8_lossy(&r).contains("may or may not") {
+                    maybe.fetch_add(1, Ordering::Relaxed);
+                }
+                // Any other error (CLUSTERDOWN) was refused before it ran.
+            }
+        })
+    };
+    let grow = |counter: &AtomicU64, by: u64, what: &str| {
+        let from = counter.load(Ordering::Relaxed);
+        assert!(
+            poll_until(Duration::from_secs(20), || (counter
+                .load(Ordering::Relaxed)
+                >= from + by)
+                .then_some(()))
+            .is_some(),
+            "{what}:\n{}",
+            proxy.log()
+        );
+    };
+    grow(&acked, 50, "no acknowledged writes before the failover");
+    primary.kill9();
+    assert_eq!(text(replica.port(), &["REPLICAOF", "NO", "ONE"]), "+OK\r\n");
+    let promoted = map_of(&[
+        format!("127.0.0.1:{}", replica.port()),
+        addrs[1].clone(),
+        addrs[2].clone(),
+    ]);
+    push(replica.port(), 2, &promoted, None);
+    push(proxy.port(), 2, &promoted, None);
+    // With no replica left, WAIT 1 answers 0: count the writes that were applied.
+    grow(&maybe, 20, "writes through the proxy did not resume");
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    let value: u64 = text(proxy.port(), &["GET", key])
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .expect("the counter");
+    let (acked, maybe) = (acked.load(Ordering::Relaxed), maybe.load(Ordering::Relaxed));
+    assert!(
+        value >= acked,
+        "acknowledged increments lost: value {value} < {acked} acknowledged"
+    );
+    assert!(
+        value <= maybe,
+        "an increment was applied twice: value {value} > {maybe} that may have run"
     );
 }
