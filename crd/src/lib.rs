@@ -344,11 +344,16 @@ fn default_probes() -> u32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxySpec {
-    /// Proxy pods per region. Must be 0 for now: the proxy role is not available yet, so the
-    /// region endpoint serves shard 0 and each shard has its own endpoint.
+    /// Proxy pods per region (`shard-node proxy`, all active): the region endpoint then selects
+    /// them, and they route each command to the shard owning its keys, so clients see one
+    /// database however many shards it has. 0 runs no proxy: the region endpoint serves
+    /// shard 0 and each shard has its own endpoint.
     #[serde(default)]
     #[schemars(range(min = 0, max = 16))]
     pub replicas: u32,
+    /// CPU and memory of each proxy container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// Additions to the shard-node pods.
@@ -410,9 +415,16 @@ pub struct ActiveActiveDatabaseStatus {
 pub struct ParticipantStatus {
     /// Participant name.
     pub name: String,
-    /// `HOST:PORT` clients of this region use (shard 0 while there is no proxy).
+    /// `HOST:PORT` clients of this region use: its proxies, or shard 0 without proxies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Proxies ready and desired, as `ready/desired` (absent without proxies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxies: Option<String>,
+    /// The version of the region's topology (slot ranges, primaries, replicas) that every
+    /// proxy and shard-node of the region has acknowledged; absent while one lags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_version: Option<u64>,
     /// Why the region is not ready, if it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -427,6 +439,9 @@ pub struct ParticipantStatus {
 pub struct ShardStatus {
     /// Shard index.
     pub shard: u32,
+    /// The hash slots the shard owns, as `FIRST-LAST`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<String>,
     /// `HOST:PORT` of the shard's primary Service, as other regions reach it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,

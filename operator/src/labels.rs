@@ -31,6 +31,8 @@ pub const MANAGER: &str = "aadb-operator";
 pub const APP_NAME: &str = "app.kubernetes.io/name";
 /// Standard component label.
 pub const COMPONENT: &str = "app.kubernetes.io/component";
+/// Value of [`COMPONENT`] on proxy pods (shard-node pods carry [`SHARD`] instead).
+pub const COMPONENT_PROXY: &str = "proxy";
 /// Finalizer that removes the database's objects from every participant cluster.
 pub const FINALIZER: &str = "aadb.dev/cleanup";
 /// Field manager of every server-side apply.

@@ -5,7 +5,9 @@
 //! shard-node listens on the pod address), a headless Service, a primary Service selecting the
 //! pod labelled `aadb.dev/role=primary` (type LoadBalancer, NodePort or ClusterIP after the
 //! participant's endpoint type) and a PodDisruptionBudget allowing one pod down; per
-//! participant, a region endpoint Service selecting shard 0's primary. Pods meet the
+//! participant, a region endpoint Service selecting its proxies (a Deployment of
+//! `shard-node proxy` spread over the zones, with a PodDisruptionBudget allowing one down) or,
+//! without proxies, shard 0's primary. Pods meet the
 //! "restricted" Pod Security Standard (non-root user 65532, no capabilities, no privilege
 //! escalation, read-only root filesystem, the runtime's seccomp profile). Objects carry the
 //! labels of [`crate::labels`] and, when they live in the database's own namespace and
@@ -15,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use aadb_crd::{ActiveActiveDatabaseSpec, EndpointType, SHARD_NODE_METRICS_PORT, SHARD_NODE_PORT};
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -62,8 +64,10 @@ pub struct ParticipantObjects {
     pub stateful_sets: Vec<StatefulSet>,
     /// Headless and primary Services per shard, then the region endpoint.
     pub services: Vec<Service>,
-    /// One per shard.
+    /// One per shard, then the proxies' when there are proxies.
     pub disruption_budgets: Vec<PodDisruptionBudget>,
+    /// The proxies, when the participant has any.
+    pub deployments: Vec<Deployment>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(what: String, v: Value) -> Result<T, ObjectsError> {
@@ -280,6 +284,125 @@ fn stateful_set(
     )
 }
 
+fn proxy_selector(topo: &Topology, p: &ParticipantPlan) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::DATABASE.to_string(), topo.database.clone()),
+        (labels::PARTICIPANT.to_string(), p.name.clone()),
+        (
+            labels::COMPONENT.to_string(),
+            labels::COMPONENT_PROXY.to_string(),
+        ),
+    ])
+}
+
+/// The `shard-node proxy` command line of the participant's proxy pods.
+pub fn proxy_args() -> Vec<String> {
+    [
+        "proxy",
+        "--bind",
+        "$(POD_IP)",
+        "--port",
+        &SHARD_NODE_PORT.to_string(),
+        "--metrics-port",
+        &SHARD_NODE_METRICS_PORT.to_string(),
+        "--log-format",
+        "json",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+/// The proxies of `p`: a Deployment spread over its zones, and a PodDisruptionBudget that
+/// keeps all but one running.
+fn proxies(
+    topo: &Topology,
+    spec: &ActiveActiveDatabaseSpec,
+    p: &ParticipantPlan,
+    owner: Option<&OwnerReference>,
+) -> Result<(Deployment, PodDisruptionBudget), ObjectsError> {
+    let select = proxy_selector(topo, p);
+    let mut labels = labels::database_labels(&topo.database, &topo.namespace);
+    labels.extend(select.clone());
+    let mut env =
+        vec![json!({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})];
+    if let Some(auth) = &spec.auth {
+        env.push(
+            json!({"name": "SHARD_NODE_REQUIREPASS", "valueFrom": {"secretKeyRef": {
+            "name": auth.password_secret_ref.name,
+            "key": auth.password_secret_ref.key.as_deref().unwrap_or("password")}}}),
+        );
+    }
+    let probe = |period: u32, failures: u32| {
+        json!({"tcpSocket": {"port": SHARD_NODE_PORT}, "periodSeconds": period,
+               "failureThreshold": failures, "timeoutSeconds": 1})
+    };
+    let mut container = json!({
+        "name": "proxy",
+        "image": spec.effective_image(),
+        "imagePullPolicy": "IfNotPresent",
+        "args": proxy_args(),
+        "env": env,
+        "ports": [
+            {"name": "redis", "containerPort": SHARD_NODE_PORT},
+            {"name": "metrics", "containerPort": SHARD_NODE_METRICS_PORT}
+        ],
+        "readinessProbe": probe(1, 2),
+        "livenessProbe": probe(5, 3),
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+        },
+    });
+    if let Some(r) = spec.proxy.as_ref().and_then(|x| x.resources.as_ref()) {
+        container["resources"] = serde_json::to_value(r).map_err(|source| ObjectsError {
+            what: format!("resources of {}", p.proxy_name),
+            source,
+        })?;
+    }
+    let deployment = typed(
+        format!("Deployment {}", p.proxy_name),
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata(&p.proxy_name, p, &labels, owner),
+            "spec": {
+                "replicas": p.proxies,
+                "selector": {"matchLabels": select},
+                "strategy": {"type": "RollingUpdate",
+                             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [container],
+                        "securityContext": {
+                            "runAsNonRoot": true,
+                            "runAsUser": SHARD_NODE_UID,
+                            "runAsGroup": SHARD_NODE_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [
+                                {"key": labels::ZONE, "operator": "In", "values": p.zones}]}]}}},
+                        "topologySpreadConstraints": [
+                            {"maxSkew": 1, "topologyKey": labels::ZONE, "whenUnsatisfiable": "ScheduleAnyway",
+                             "labelSelector": {"matchLabels": select}}
+                        ],
+                    },
+                },
+            }
+        }),
+    )?;
+    let budget = typed(
+        format!("PodDisruptionBudget {}", p.proxy_name),
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+               "metadata": metadata(&p.proxy_name, p, &labels, owner),
+               "spec": {"maxUnavailable": 1, "selector": {"matchLabels": select}}}),
+    )?;
+    Ok((deployment, budget))
+}
+
 /// Builds every object of participant `p`; `owner` is set when they live next to the database.
 pub fn participant_objects(
     topo: &Topology,
@@ -319,12 +442,19 @@ pub fn participant_objects(
     }
     let mut region_labels = labels::database_labels(&topo.database, &topo.namespace);
     region_labels.insert(labels::PARTICIPANT.into(), p.name.clone());
-    let region_selector = BTreeMap::from([
-        (labels::DATABASE.to_string(), topo.database.clone()),
-        (labels::PARTICIPANT.to_string(), p.name.clone()),
-        (labels::SHARD.to_string(), "0".to_string()),
-        (labels::ROLE.to_string(), labels::ROLE_PRIMARY.to_string()),
-    ]);
+    let region_selector = if p.proxies > 0 {
+        let (deployment, budget) = proxies(topo, spec, p, owner)?;
+        out.deployments.push(deployment);
+        out.disruption_budgets.push(budget);
+        proxy_selector(topo, p)
+    } else {
+        BTreeMap::from([
+            (labels::DATABASE.to_string(), topo.database.clone()),
+            (labels::PARTICIPANT.to_string(), p.name.clone()),
+            (labels::SHARD.to_string(), "0".to_string()),
+            (labels::ROLE.to_string(), labels::ROLE_PRIMARY.to_string()),
+        ])
+    };
     out.services.push(typed(
         format!("Service {}", p.region_service),
         json!({"apiVersion": "v1", "kind": "Service",
@@ -398,6 +528,49 @@ mod tests {
         let region = serde_json::to_value(objs.services.last().expect("region")).expect("svc");
         assert_eq!(region["metadata"]["name"], "db-east");
         assert_eq!(region["spec"]["selector"][labels::SHARD], "0");
+    }
+
+    #[test]
+    fn proxies_are_a_spread_deployment_that_the_region_endpoint_selects() {
+        let s = spec(json!({
+            "shards": 3, "image": "img:1",
+            "auth": {"passwordSecretRef": {"name": "pw"}},
+            "proxy": {"replicas": 2, "resources": {"limits": {"cpu": "1"}}},
+            "participants": [{"name": "east", "zones": ["east-a", "east-b"]}]
+        }));
+        let topo = plan("db", "ns", &s, None);
+        let objs = participant_objects(&topo, &s, &topo.participants[0], None).expect("objects");
+        assert_eq!(objs.deployments.len(), 1);
+        assert_eq!(objs.disruption_budgets.len(), 4);
+        let d = serde_json::to_value(&objs.deployments[0]).expect("deployment");
+        assert_eq!(d["metadata"]["name"], "db-east-proxy");
+        assert_eq!(d["spec"]["replicas"], 2);
+        let pod = &d["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        assert_eq!(c["args"][0], "proxy");
+        assert_eq!(c["image"], "img:1");
+        assert_eq!(c["resources"]["limits"]["cpu"], "1");
+        assert_eq!(c["env"][1]["name"], "SHARD_NODE_REQUIREPASS");
+        assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+            json!(["east-a", "east-b"])
+        );
+        let labels_of_pods = &d["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels_of_pods[labels::COMPONENT], "proxy");
+        assert!(labels_of_pods.get(labels::SHARD).is_none());
+        let region = serde_json::to_value(objs.services.last().expect("region")).expect("svc");
+        assert_eq!(region["metadata"]["name"], "db-east");
+        assert_eq!(region["spec"]["selector"][labels::COMPONENT], "proxy");
+        assert!(region["spec"]["selector"].get(labels::SHARD).is_none());
+        let budget =
+            serde_json::to_value(objs.disruption_budgets.last().expect("pdb")).expect("pdb");
+        assert_eq!(budget["metadata"]["name"], "db-east-proxy");
+        assert_eq!(
+            budget["spec"]["selector"]["matchLabels"][labels::COMPONENT],
+            "proxy"
+        );
     }
 
     /// What the "restricted" Pod Security Standard requires of a pod and its containers.

@@ -59,6 +59,10 @@ pub struct ParticipantPlan {
     pub region_service: String,
     /// Its shards.
     pub shards: Vec<ShardPlan>,
+    /// Proxy pods (0: none, the region endpoint serves shard 0).
+    pub proxies: u32,
+    /// Proxy Deployment and PodDisruptionBudget name.
+    pub proxy_name: String,
 }
 
 /// Everything of one database.
@@ -144,6 +148,8 @@ pub fn plan(
                 region_service: format!("{database}-{}", p.name),
                 cluster,
                 shards,
+                proxies: spec.proxy.as_ref().map_or(0, |x| x.replicas),
+                proxy_name: format!("{database}-{}-proxy", p.name),
             }
         })
         .collect();

@@ -162,11 +162,10 @@ pub fn validate(
             ));
         }
     }
-    if spec.proxy.as_ref().is_some_and(|p| p.replicas > 0) {
-        problems.push(
-            "spec.proxy.replicas > 0: the proxy is not available yet; set it to 0 (each shard has its own endpoint, the region endpoint serves shard 0)"
-                .to_string(),
-        );
+    if let Some(n) = spec.proxy.as_ref().map(|p| p.replicas).filter(|n| *n > 16) {
+        problems.push(format!(
+            "spec.proxy.replicas is {n}: use 0 (no proxy) to 16"
+        ));
     }
     if spec
         .tls
@@ -260,8 +259,8 @@ mod tests {
             ),
             (
                 "db",
-                one(serde_json::json!({"proxy": {"replicas": 2}})),
-                "proxy is not available",
+                one(serde_json::json!({"proxy": {"replicas": 17}})),
+                "spec.proxy.replicas is 17: use 0 (no proxy) to 16",
             ),
             ("db", one(serde_json::json!({"shards": 0})), "use 1 to 64"),
             (

@@ -266,6 +266,24 @@ impl NodeClients {
         self.settle(addr, result)
     }
 
+    /// `AA.TOPOLOGY SET version map` on a shard-node or a proxy. `Ok(true)` when it installed
+    /// the map, `Ok(false)` when it already holds this version or a newer one.
+    pub async fn set_topology(
+        &self,
+        addr: &str,
+        version: u64,
+        map: &str,
+    ) -> Result<bool, WiringError> {
+        let mut cmd = redis::cmd("AA.TOPOLOGY");
+        cmd.arg("SET").arg(version).arg(map);
+        let result = match self.single(addr, "AA.TOPOLOGY SET", cmd, None).await {
+            Ok(reply) => expect_ok(addr, "AA.TOPOLOGY SET", &reply).map(|()| true),
+            Err(e) if e.to_string().contains("is not newer") => Ok(false),
+            Err(e) => Err(e),
+        };
+        self.settle(addr, result)
+    }
+
     /// `CLIENT PAUSE ms WRITE`: the node holds its clients' writes (they wait, unanswered) for
     /// up to `length` or until [`NodeClients::unpause`].
     pub async fn pause_writes(&self, addr: &str, length: Duration) -> Result<(), WiringError> {

@@ -171,3 +171,153 @@ fn a_password_protected_database_is_wired_with_its_secret() {
         );
     });
 }
+
+#[test]
+fn three_shards_behind_two_proxies_are_one_database() {
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let _op = operator(h, "sharded", &["--watch-namespace", "sharded"]);
+        let ns = namespace(c, "sharded").await;
+        let started = Instant::now();
+        apply_db(
+            c,
+            &ns,
+            serde_json::json!({
+                "metadata": {"name": "db"},
+                "spec": {
+                    "shards": 3, "replicasPerShard": 1, "image": "shard-node:dev",
+                    "proxy": {"replicas": 2},
+                    "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
+                }
+            }),
+        )
+        .await
+        .expect("apply database");
+        wait_ready(c, &ns, "db", Duration::from_secs(120)).await;
+        // Ready, proxies up and every proxy and node holding the region's topology.
+        let db = eventually(
+            "proxies ready with the topology",
+            Duration::from_secs(60),
+            || async {
+                let db = get_db(c, &ns, "db").await?;
+                let east = db.status.as_ref()?.participants.first()?.clone();
+                (east.proxies.as_deref() == Some("2/2") && east.topology_version.is_some())
+                    .then_some(db)
+            },
+        )
+        .await;
+        eprintln!(
+            "apply to Ready with proxies: {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let east = db.status.expect("status").participants[0].clone();
+        let slots: Vec<Option<String>> = east.shards.iter().map(|s| s.slots.clone()).collect();
+        assert_eq!(
+            slots,
+            vec![
+                Some("0-5460".to_string()),
+                Some("5461-10921".to_string()),
+                Some("10922-16383".to_string())
+            ]
+        );
+        let endpoint = east.endpoint.clone().expect("region endpoint");
+        let proxy_pods: Vec<String> = pods(c, &ns, "db")
+            .await
+            .into_iter()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("app.kubernetes.io/component"))
+                    .map(String::as_str)
+                    == Some("proxy")
+            })
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        assert_eq!(proxy_pods.len(), 2, "{proxy_pods:?}");
+
+        // The benchmark suite through the region endpoint, with no error.
+        let (host, port) = endpoint.rsplit_once(':').expect("host:port");
+        let out = tokio::process::Command::new("redis-benchmark")
+            .args([
+                "-h", host, "-p", port, "-q", "-n", "3000", "-c", "10", "-r", "10000",
+            ])
+            .args(["-t", "set,get,incr,lpush,sadd,hset,mset"])
+            .output()
+            .await
+            .expect("run redis-benchmark");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "redis-benchmark through the proxies:\n{text}"
+        );
+
+        // Keys spread over the three shards, and the endpoint's DBSIZE is their sum.
+        let mut sizes = Vec::new();
+        for shard in 0..3 {
+            let pod = primary_pod(c, &ns, "db", "east", shard)
+                .await
+                .expect("primary pod");
+            let ip = pod.status.and_then(|s| s.pod_ip).expect("pod ip");
+            let n: i64 = redis_cmd(&format!("{ip}:6379"), &["DBSIZE"])
+                .await
+                .expect("DBSIZE of a shard");
+            sizes.push(n);
+        }
+        assert!(sizes.iter().all(|n| *n > 0), "keys per shard: {sizes:?}");
+        let total: i64 = redis_cmd(&endpoint, &["DBSIZE"]).await.expect("DBSIZE");
+        assert_eq!(
+            total,
+            sizes.iter().sum::<i64>(),
+            "keys per shard: {sizes:?}"
+        );
+
+        // A proxy pod deleted: the endpoint keeps serving, a new proxy joins and gets the
+        // topology.
+        let version = east.topology_version.expect("version");
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(c.client(), &ns)
+            .delete(&proxy_pods[0], &DeleteParams::default())
+            .await
+            .expect("delete a proxy pod");
+        for i in 0..20 {
+            let key = format!("after-proxy-loss-{i}");
+            eventually(
+                "a write through the endpoint",
+                Duration::from_secs(20),
+                || {
+                    let (endpoint, key) = (endpoint.clone(), key.clone());
+                    async move {
+                        redis_cmd::<String>(&endpoint, &["SET", &key, "v"])
+                            .await
+                            .filter(|r| r == "OK")
+                    }
+                },
+            )
+            .await;
+        }
+        eventually(
+            "a new proxy with the topology",
+            Duration::from_secs(60),
+            || async {
+                let db = get_db(c, &ns, "db").await?;
+                let east = db.status.as_ref()?.participants.first()?.clone();
+                let names: Vec<String> = pods(c, &ns, "db")
+                    .await
+                    .into_iter()
+                    .filter_map(|p| p.metadata.name)
+                    .filter(|n| n.starts_with("db-east-proxy") && !proxy_pods.contains(n))
+                    .collect();
+                (east.proxies.as_deref() == Some("2/2")
+                    && east.topology_version >= Some(version)
+                    && !names.is_empty())
+                .then_some(())
+            },
+        )
+        .await;
+    });
+}

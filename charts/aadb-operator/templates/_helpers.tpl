@@ -100,12 +100,13 @@ and the objects it creates for them. Shared by the ClusterRole and the namespace
 - apiGroups: ["aadb.dev"]
   resources: ["activeactivedatabases/finalizers"]
   verbs: ["update"]
-# What a database is made of: one StatefulSet per shard, Services per shard primary and
-# region, topology ConfigMaps; pods are read for health, their role label is patched on
-# failover, and outdated pods are deleted one at a time to roll a change.
+# What a database is made of: one StatefulSet per shard, a proxy Deployment per region,
+# Services per shard primary and region, topology ConfigMaps; pods are read for health, their
+# role label is patched on failover, and outdated pods are deleted one at a time to roll a
+# change.
 # Deleting a database deletes each kind of object by label (deletecollection).
 - apiGroups: ["apps"]
-  resources: ["statefulsets"]
+  resources: ["statefulsets", "deployments"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
 - apiGroups: [""]
   resources: ["services", "configmaps", "pods"]

@@ -26,11 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aadb_crd::{ActiveActiveDatabase, ActiveActiveDatabaseStatus};
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -341,9 +341,29 @@ async fn apply_participant(
     for o in &objs.services {
         svc.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
     }
-    let pdb: Api<PodDisruptionBudget> = Api::namespaced(client, &p.namespace);
+    let pdb: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &p.namespace);
     for o in &objs.disruption_budgets {
         pdb.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &p.namespace);
+    for o in &objs.deployments {
+        deployments
+            .patch(&o.name_any(), &params, &Patch::Apply(o))
+            .await?;
+    }
+    if objs.deployments.is_empty() {
+        // Proxies turned off: their Deployment and budget go.
+        let gone = DeleteParams::default();
+        for r in [
+            deployments.delete(&p.proxy_name, &gone).await.map(|_| ()),
+            pdb.delete(&p.proxy_name, &gone).await.map(|_| ()),
+        ] {
+            match r {
+                Ok(()) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     tracing::debug!(participant = %p.name, namespace = %p.namespace, statefulsets = objs.stateful_sets.len(), services = objs.services.len(), "applied");
     Ok(rolling_out)

@@ -4,7 +4,7 @@
 //! Contract:
 //! - [`APPLIED_ANNOTATION`] on the database records, as JSON, every participant this operator
 //!   created objects for (name, namespace, kubeconfig Secret of its cluster); a recorded
-//!   participant the plan no longer manages has its StatefulSets, Services,
+//!   participant the plan no longer manages has its StatefulSets, Deployments, Services,
 //!   PodDisruptionBudgets, volume claims and password copy deleted in its own cluster and
 //!   namespace, with a Normal Event `ParticipantRemoved`; one whose cluster cannot be reached
 //!   stays recorded and is retried on the next reconcile;
@@ -12,7 +12,7 @@
 //!   PodDisruptionBudgets labelled with a participant no longer in the plan (or, with
 //!   `--participant`, not managed by this operator) are deleted;
 //! - on deletion ([`cleanup`]) the supervisor stops and, in every managed participant's
-//!   namespace and the database's own, the database's StatefulSets (foreground), Services,
+//!   namespace and the database's own, the database's StatefulSets and Deployments (foreground), Services,
 //!   PodDisruptionBudgets and password copies are deleted, then its volume claims once no
 //!   StatefulSet is left. While anything is left, or a cluster cannot be reached, the cleanup
 //!   fails with [`ReconcileError::Cleanup`] naming what is left and why, and the finalizer
@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use aadb_crd::ActiveActiveDatabase;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -147,6 +147,9 @@ async fn delete_left_participant(
     Api::<StatefulSet>::namespaced(client.clone(), &gone.namespace)
         .delete_collection(&dp, &lp)
         .await?;
+    Api::<Deployment>::namespaced(client.clone(), &gone.namespace)
+        .delete_collection(&dp, &lp)
+        .await?;
     Api::<Service>::namespaced(client.clone(), &gone.namespace)
         .delete_collection(&dp, &lp)
         .await?;
@@ -178,6 +181,18 @@ pub(super) async fn prune_departed(ctx: &Context, topo: &Topology) -> Result<(),
     for o in sts.list(&lp).await?.items.iter().filter(|o| !known(*o)) {
         tracing::info!(statefulset = %o.name_any(), "deleting objects of a participant that left the spec");
         let _ = sts.delete(&o.name_any(), &DeleteParams::background()).await;
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &topo.namespace);
+    for o in deployments
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .filter(|o| !known(*o))
+    {
+        let _ = deployments
+            .delete(&o.name_any(), &DeleteParams::background())
+            .await;
     }
     let svc: Api<Service> = Api::namespaced(client.clone(), &topo.namespace);
     for o in svc.list(&lp).await?.items.iter().filter(|o| !known(*o)) {
@@ -253,6 +268,7 @@ async fn delete_all_in(
 ) -> Result<Option<String>, ReconcileError> {
     let dp = DeleteParams::foreground();
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let svc: Api<Service> = Api::namespaced(client.clone(), namespace);
     let pdb: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), namespace);
     let pvc: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
@@ -267,6 +283,10 @@ async fn delete_all_in(
     note(
         "StatefulSets",
         sts.delete_collection(&dp, lp).await.map(drop),
+    );
+    note(
+        "Deployments",
+        deployments.delete_collection(&dp, lp).await.map(drop),
     );
     let plain = DeleteParams::default();
     note(
@@ -284,7 +304,7 @@ async fn delete_all_in(
         "Secrets",
         secrets.delete_collection(&plain, lp).await.map(drop),
     );
-    let left_sts = sts.list(lp).await?.items.len();
+    let left_sts = sts.list(lp).await?.items.len() + deployments.list(lp).await?.items.len();
     let left_svc = svc.list(lp).await?.items.len();
     let left_pdb = pdb.list(lp).await?.items.len();
     // Claims go once their pods are gone (the StatefulSet retention policy also deletes them;

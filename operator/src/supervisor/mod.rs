@@ -43,6 +43,7 @@ mod observe;
 mod peers;
 mod roll;
 mod tick;
+mod topology;
 
 use std::sync::Arc;
 

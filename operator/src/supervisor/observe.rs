@@ -24,7 +24,7 @@ pub(super) fn node_ready(n: &Node) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
-fn pod_ready(p: &Pod) -> bool {
+pub(super) fn pod_ready(p: &Pod) -> bool {
     p.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -245,6 +245,7 @@ pub(super) fn shard_status(
     };
     let mut shard_status = ShardStatus {
         shard: s.plan.index,
+        slots: Some(format!("{}-{}", s.plan.slots.0, s.plan.slots.1)),
         endpoint,
         primary: None,
         replicas: Vec::new(),
@@ -485,6 +486,8 @@ mod tests {
             endpoint_host: None,
             region_service: "db-east".into(),
             shards: vec![shard_plan(0), shard_plan(1)],
+            proxies: 0,
+            proxy_name: "db-east-proxy".into(),
         };
         let pods = [
             shard_pod("db-east-0-0", 0, "", "n1", None),
@@ -602,6 +605,7 @@ mod tests {
         };
         let shard = |index, replicas: usize| ShardStatus {
             shard: index,
+            slots: None,
             endpoint: None,
             primary: Some(ready("p")),
             replicas: (0..replicas).map(|_| ready("r")).collect(),

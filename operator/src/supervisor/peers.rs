@@ -69,11 +69,21 @@ async fn shard_endpoint(
     if p.endpoint_type == EndpointType::Host {
         return Ok(host_endpoint(p, shard));
     }
+    service_endpoint(client, p, &shard.name).await
+}
+
+/// The address clients reach Service `name` of `p` at (its LoadBalancer ingress, or a node
+/// address and its NodePort); `None` while it has none.
+pub(super) async fn service_endpoint(
+    client: &Client,
+    p: &ParticipantPlan,
+    name: &str,
+) -> Result<Option<String>, String> {
     let services: Api<Service> = Api::namespaced(client.clone(), &p.namespace);
-    let svc = match services.get_opt(&shard.name).await {
+    let svc = match services.get_opt(name).await {
         Ok(Some(s)) => s,
         Ok(None) => return Ok(None),
-        Err(e) => return Err(format!("read Service {}/{}: {e}", p.namespace, shard.name)),
+        Err(e) => return Err(format!("read Service {}/{}: {e}", p.namespace, name)),
     };
     match p.endpoint_type {
         EndpointType::LoadBalancer => Ok(svc
@@ -239,6 +249,8 @@ mod tests {
             endpoint_host: Some(("db.example.com".into(), 7000)),
             region_service: "db-east".into(),
             shards: Vec::new(),
+            proxies: 0,
+            proxy_name: "db-east-proxy".into(),
         };
         assert_eq!(
             host_endpoint(&p, &shard(0)).as_deref(),

@@ -15,9 +15,11 @@ use kube::Client;
 use tokio::sync::watch;
 
 use super::observe::{
-    not_ready_message, outdated_pods, pod_address, pod_views, shard_pods, shard_status, ShardPods,
+    not_ready_message, outdated_pods, pod_address, pod_ready, pod_views, shard_pods, shard_status,
+    ShardPods,
 };
-use super::peers::shard_endpoints;
+use super::peers::{service_endpoint, shard_endpoints};
+use super::topology::{shard_map, RegionTopology, ShardPlacement};
 use super::{FailoverHook, Observation, SupervisorSpec};
 use crate::clusters::ClusterClients;
 use crate::failover::{decide, Decision, HealthTracker, PodView, ShardView};
@@ -37,6 +39,8 @@ pub(super) struct Loop {
     pub(super) retiring: HashMap<(String, u32), (String, Instant)>,
     pub(super) failovers: u64,
     pub(super) on_failover: FailoverHook,
+    /// Per participant, the topology last pushed to its shard-nodes and proxies.
+    pub(super) topologies: HashMap<String, RegionTopology>,
 }
 
 pub(super) async fn run(
@@ -61,6 +65,7 @@ pub(super) async fn run(
         retiring: HashMap::new(),
         failovers: 0,
         on_failover,
+        topologies: HashMap::new(),
     };
     let mut ticks = 0u64;
     loop {
@@ -175,9 +180,7 @@ impl Loop {
         let topo = &spec.topology;
         let mut status = ParticipantStatus {
             name: p.name.clone(),
-            endpoint: None,
-            message: None,
-            shards: Vec::new(),
+            ..ParticipantStatus::default()
         };
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
         let selector = format!(
@@ -242,7 +245,18 @@ impl Loop {
             .map(|(n, r)| (n, r.map_err(|e| e.to_string())))
             .collect();
         let now = Instant::now();
-        status.endpoint = endpoints.get(&(p.name.clone(), 0)).cloned();
+        status.endpoint = if p.proxies > 0 {
+            match service_endpoint(&client, p, &p.region_service).await {
+                Ok(a) => a,
+                Err(e) => {
+                    obs.errors.push(e);
+                    None
+                }
+            }
+        } else {
+            endpoints.get(&(p.name.clone(), 0)).cloned()
+        };
+        let mut placements = Vec::with_capacity(shards.len());
         for s in &shards {
             let t = ShardTick {
                 spec,
@@ -256,12 +270,78 @@ impl Loop {
                 now,
             };
             let shard_status = self.shard(&t, obs).await;
+            let address = |pod: &str| {
+                s.pods
+                    .iter()
+                    .find(|x| x.metadata.name.as_deref() == Some(pod))
+                    .and_then(|x| pod_address(x))
+            };
+            placements.push(ShardPlacement {
+                slots: s.plan.slots,
+                primary: shard_status.primary.as_ref().and_then(|n| address(&n.pod)),
+                replicas: shard_status
+                    .replicas
+                    .iter()
+                    .filter_map(|n| address(&n.pod))
+                    .collect(),
+            });
             status.shards.push(shard_status);
+        }
+        if p.proxies > 0 {
+            self.region_topology(p, &pods, &placements, &mut status, obs)
+                .await;
         }
         if status.message.is_none() {
             status.message = not_ready_message(&status.shards, p.replicas);
         }
         status
+    }
+
+    /// With proxies: pushes the region's topology to its shard-nodes and proxies, and reports
+    /// the proxies and the acknowledged topology version (see [`super::topology`]).
+    async fn region_topology(
+        &mut self,
+        p: &ParticipantPlan,
+        pods: &[Pod],
+        placements: &[ShardPlacement],
+        status: &mut ParticipantStatus,
+        obs: &mut Observation,
+    ) {
+        let proxies: Vec<&Pod> = pods
+            .iter()
+            .filter(|pod| {
+                pod.metadata.deletion_timestamp.is_none()
+                    && pod
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(labels::COMPONENT))
+                        .is_some_and(|c| c == labels::COMPONENT_PROXY)
+            })
+            .collect();
+        let ready = proxies.iter().filter(|pod| pod_ready(pod)).count();
+        status.proxies = Some(format!("{ready}/{}", p.proxies));
+        let Some(map) = shard_map(placements) else {
+            return;
+        };
+        let mut targets: Vec<String> = placements
+            .iter()
+            .flat_map(|s| s.primary.iter().chain(s.replicas.iter()).cloned())
+            .collect();
+        targets.extend(proxies.iter().filter_map(|pod| pod_address(pod)));
+        let (all, version) = self
+            .push_topology(&p.name, map, &targets, &mut obs.errors)
+            .await;
+        if all {
+            status.topology_version = Some(version);
+        } else if status.message.is_none() {
+            status.message = Some(format!(
+                "topology version {version} not yet acknowledged by every proxy and shard-node"
+            ));
+        }
+        if ready < p.proxies as usize && status.message.is_none() {
+            status.message = Some(format!("{ready} of {} proxies ready", p.proxies));
+        }
     }
 
     /// One shard's tick: observe its pods, decide, carry the actions out, wire the primary's
