@@ -747,3 +747,142 @@ impl<F: FnMut()> Drop for Guard<F> {
 fn scopeguard<F: FnMut()>(f: F) -> Guard<F> {
     Guard(f)
 }
+
+/// `INCR counter` through `endpoint` until stopped: (replies received, requests whose outcome
+/// is unknown: an unknown-outcome error from the proxy, a lost connection or a timeout).
+async fn count_loop(endpoint: String, stop: Arc<AtomicBool>) -> (u64, u64) {
+    let (mut applied, mut unknown) = (0u64, 0u64);
+    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match redis_conn(&endpoint).await {
+                Some(c) => conn.insert(c),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let mut incr = redis::cmd("INCR");
+        incr.arg("counter");
+        let incr = incr.query_async::<i64>(c);
+        match tokio::time::timeout(Duration::from_secs(2), incr).await {
+            Ok(Ok(_)) => applied += 1,
+            Ok(Err(e)) if e.to_string().contains("may or may not") => unknown += 1,
+            // Refused before it ran (CLUSTERDOWN while the shard is unreachable).
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::ExtensionError || e.code().is_some() => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => {
+                unknown += 1;
+                conn = None;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (applied, unknown)
+}
+
+#[test]
+fn kill_9_of_a_shard_primary_behind_the_proxies_loses_and_repeats_no_write() {
+    let h = h();
+    run(h, |h| async move {
+        let _shared = NODE_LOSS.read().await;
+        let ns = "proxied";
+        let c = &h.clusters[0];
+        let _op = operator(h, ns);
+        namespace(c, ns).await;
+        apply_db(
+            c,
+            ns,
+            serde_json::json!({
+                "metadata": {"name": DB},
+                "spec": {
+                    "shards": 2, "replicasPerShard": 1, "image": "shard-node:dev",
+                    "proxy": {"replicas": 2},
+                    "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
+                }
+            }),
+        )
+        .await
+        .expect("apply database");
+        wait_ready(c, ns, DB, Duration::from_secs(120)).await;
+        let endpoint = eventually("the proxies serving", Duration::from_secs(60), || async {
+            let db = get_db(c, ns, DB).await?;
+            let east = db.status?.participants.first()?.clone();
+            east.topology_version?;
+            let endpoint = east.endpoint?;
+            let ok: String = redis_cmd(&endpoint, &["SET", "probe", "1"]).await?;
+            (ok == "OK").then_some(endpoint)
+        })
+        .await;
+        // The shard of the counter.
+        let slot: i64 = redis_cmd(&endpoint, &["CLUSTER", "KEYSLOT", "counter"])
+            .await
+            .expect("CLUSTER KEYSLOT");
+        let shard = u32::from(slot >= 8192);
+
+        let writer = Writer::start(&endpoint);
+        let stop = Arc::new(AtomicBool::new(false));
+        let counter = tokio::spawn(count_loop(endpoint.clone(), stop.clone()));
+        let begin = Instant::now();
+        writer
+            .wait_acks(
+                "first acknowledged writes",
+                begin,
+                20,
+                Duration::from_secs(30),
+            )
+            .await;
+        let old = primary_pod(c, ns, DB, "east", shard)
+            .await
+            .expect("the counter's primary");
+        let old = pod_name(&old);
+        let pid = c
+            .agent()
+            .expect("node agent")
+            .kill_container(ns, &old, None)
+            .expect("kill the primary's process");
+        let killed = Instant::now();
+        eprintln!("[{ns}] SIGKILLed {old} (pid {pid}), the primary of shard {shard}");
+        let first = writer
+            .wait_acks(
+                "an acknowledged write after the kill",
+                killed,
+                1,
+                Duration::from_secs(60),
+            )
+            .await;
+        eprintln!(
+            "[{ns}] kill -9 to first acknowledged write through the proxies: {}",
+            secs(first.acked.saturating_duration_since(killed))
+        );
+        writer
+            .wait_acks("writes after recovery", killed, 50, Duration::from_secs(60))
+            .await;
+        eprintln!(
+            "[{ns}] longest write outage through the proxies: {}",
+            secs(writer.longest_gap_since(killed))
+        );
+        stop.store(true, Ordering::SeqCst);
+        let (applied, unknown) = counter.await.expect("counter task");
+        let value: i64 = eventually("the counter", Duration::from_secs(30), || {
+            redis_cmd::<String>(&endpoint, &["GET", "counter"])
+        })
+        .await
+        .parse::<i64>()
+        .map_or(-1, |v| v);
+        eprintln!("[{ns}] counter: {value}, {applied} increments answered, {unknown} unknown");
+        assert!(
+            value >= applied as i64,
+            "answered increments lost: {value} < {applied}"
+        );
+        assert!(
+            value <= (applied + unknown) as i64,
+            "an increment was applied twice: {value} > {applied} + {unknown}"
+        );
+        check_no_loss(ns, &endpoint, writer).await;
+    });
+}
