@@ -11,7 +11,8 @@
 //!   and the map parses and names this node's shard; otherwise it answers one error sentence
 //!   and keeps the old one. `AA.TOPOLOGY GET` answers `[version, shard map, shard]`, or an
 //!   empty array without a topology. `AA.TOPOLOGY SHARDWIDE` lets this connection's commands
-//!   span the slots of this node's shard.
+//!   span the slots of this node's shard; `AA.TOPOLOGY SUBSCRIBEONLY` restricts it to the
+//!   commands of a subscribed connection (a proxy's subscribers), in RESP3 too.
 //! - Key routing ([`route`]) runs in the dispatcher before a command runs or is queued in a
 //!   transaction. Under a topology: keys of one command in different slots get `CROSSSLOT`;
 //!   a slot of another shard gets `-MOVED <slot> <host>:<port>` naming that shard's primary;
@@ -387,6 +388,11 @@ fn aa_topology(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.simple("OK");
             Ok(())
         }
+        ("subscribeonly", 2) => {
+            ctx.client.subscribe_only = true;
+            ctx.out.simple("OK");
+            Ok(())
+        }
         ("get", 2) => {
             match &ctx.db.topology {
                 None => ctx.out.array(0),
@@ -401,7 +407,7 @@ fn aa_topology(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             Ok(())
         }
         _ => Err(Cow::Owned(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try AA.TOPOLOGY SET <version> <shard-map>, AA.TOPOLOGY GET or AA.TOPOLOGY SHARDWIDE."
+            "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try AA.TOPOLOGY SET <version> <shard-map>, GET, SHARDWIDE or SUBSCRIBEONLY."
         ))),
     }
 }

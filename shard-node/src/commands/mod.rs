@@ -316,6 +316,9 @@ pub struct ClientState {
     /// Set by `AA.TOPOLOGY SHARDWIDE` (a proxy's connections): one command's keys may be in
     /// any slots of this node's shard, not only in one slot.
     pub shard_wide: bool,
+    /// Set by `AA.TOPOLOGY SUBSCRIBEONLY` (a proxy's subscriber connections): only the
+    /// commands allowed in a RESP2 subscribed context run, whatever the protocol.
+    pub subscribe_only: bool,
 }
 
 impl ClientState {
@@ -338,6 +341,7 @@ impl ClientState {
             listening_port: None,
             readonly: false,
             shard_wide: false,
+            subscribe_only: false,
         }
     }
 
@@ -551,7 +555,8 @@ pub fn dispatch(
         reply_error(db, &mut w, "NOAUTH Authentication required.");
         return;
     }
-    if client.subscriptions() > 0 && proto == Protocol::Resp2 && !command.flags.allowed_in_subscribe
+    if (client.subscribe_only || client.subscriptions() > 0 && proto == Protocol::Resp2)
+        && !command.flags.allowed_in_subscribe
     {
         reply_error(
             db,

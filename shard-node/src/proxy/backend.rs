@@ -11,6 +11,13 @@
 //!   backend (a transaction's) never reconnects: after a failure every later request fails.
 //! - A request written to a connection that then fails gets an error saying that its outcome
 //!   is unknown; it is never written again.
+//! - A request the node refuses (`MOVED`, `READONLY`: it was not run) is queued again ahead of
+//!   everything after it, the connection stops writing and drains, the proxy finds where the
+//!   shard is now ([`Core::follow_moved`], [`Core::refresh_shard`]) and the following
+//!   connection sends it first; after [`MAX_REFUSALS`] the refusal is its reply. So a client's
+//!   requests to a shard keep their order across a failover.
+//! - On a shared connection, a request without a reply for three backend timeouts means the
+//!   node is gone without closing the connection: it is treated as lost.
 //! - Each connection first authenticates (when the proxy has a backend password), selects
 //!   RESP3 when its clients speak it, and asks the node to accept commands whose keys span
 //!   several slots of its shard (`AA.TOPOLOGY SHARDWIDE`); a refusal fails the queued requests with the node's
@@ -35,7 +42,12 @@ struct Request {
     frame: Bytes,
     reply: oneshot::Sender<Reply>,
     queued: Instant,
+    /// Times a node refused it (`MOVED`, `READONLY`) and it was sent again.
+    refusals: u8,
 }
+
+/// Times one request is sent again after `MOVED`/`READONLY` before the refusal is its reply.
+pub const MAX_REFUSALS: u8 = 3;
 
 /// A handle on the request queue of one shard.
 #[derive(Clone)]
@@ -63,6 +75,7 @@ impl Backend {
             frame,
             reply,
             queued: Instant::now(),
+            refusals: 0,
         };
         if let Err(mpsc::error::SendError(r)) = self.queue.send(request) {
             let _ = r.reply.send(Err(
@@ -84,8 +97,34 @@ enum End {
     Idle,
     /// The routes moved the shard to another node.
     Moved,
+    /// The node refused requests (`MOVED`, `READONLY`): they are back at the front of the
+    /// queue, to be sent once the proxy has found where the shard is now.
+    Refused(Refusal),
     /// The connection failed; the reason.
     Lost(String),
+}
+
+/// What a node's refusal says.
+#[derive(Clone, Debug)]
+enum Refusal {
+    /// `MOVED <slot> <addr>`.
+    Moved(u16, String),
+    /// `READONLY …`: the node is a replica now.
+    ReadOnly,
+}
+
+/// The refusal in `frame`, if it is one.
+fn refusal(frame: &[u8]) -> Option<Refusal> {
+    if frame.first() != Some(&b'-') {
+        return None;
+    }
+    let text = super::reply::error_text(frame)?;
+    if let Some(rest) = text.strip_prefix(b"MOVED ") {
+        let rest = std::str::from_utf8(rest).ok()?;
+        let (slot, addr) = rest.split_once(' ')?;
+        return Some(Refusal::Moved(slot.parse().ok()?, addr.trim().to_string()));
+    }
+    text.starts_with(b"READONLY ").then_some(Refusal::ReadOnly)
 }
 
 async fn serve(
@@ -141,6 +180,14 @@ async fn serve(
                 {
                     End::Idle => return,
                     End::Moved => continue,
+                    End::Refused(why) => {
+                        core.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                        match why {
+                            Refusal::Moved(slot, to) => core.follow_moved(slot, &to).await,
+                            Refusal::ReadOnly => core.refresh_shard(shard).await,
+                        }
+                        continue;
+                    }
                     End::Lost(reason) => reason,
                 }
             }
@@ -303,12 +350,17 @@ async fn session(
     follow: bool,
 ) -> End {
     let (mut rd, mut wr) = stream.into_split();
-    let in_flight: parking_lot::Mutex<VecDeque<oneshot::Sender<Reply>>> =
-        parking_lot::Mutex::new(VecDeque::new());
+    let in_flight: parking_lot::Mutex<VecDeque<Request>> = parking_lot::Mutex::new(VecDeque::new());
+    // Requests the node refused, in order, and what it said.
+    let refused: parking_lot::Mutex<(Vec<Request>, Option<Refusal>)> =
+        parking_lot::Mutex::new((Vec::new(), None));
     let draining = AtomicBool::new(false);
-    let writer = async {
+    let mut writer = Box::pin(async {
         let mut buf = BytesMut::new();
         loop {
+            if draining.load(Ordering::Relaxed) {
+                return End::Moved;
+            }
             if waiting.is_empty() {
                 tokio::select! {
                     r = requests.recv() => match r {
@@ -334,7 +386,7 @@ async fn session(
                     // Sent even when its client is gone, as a server runs a command whose
                     // client disconnected after sending it.
                     buf.extend_from_slice(&r.frame);
-                    flight.push_back(r.reply);
+                    flight.push_back(r);
                 }
             }
             if buf.is_empty() {
@@ -347,7 +399,8 @@ async fn session(
                 return End::Lost(e.to_string());
             }
         }
-    };
+    });
+    let timeout = core.settings.backend_timeout;
     let reader = async {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut scanner = FrameScanner::default();
@@ -358,7 +411,22 @@ async fn session(
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(16 * 1024);
             }
-            match rd.read_buf(&mut buf).await {
+            // A shared connection whose oldest request has no reply within the timeout is
+            // taken as lost (a node that vanished without closing its connections).
+            let oldest = in_flight.lock().front().map(|r| r.queued);
+            let deadline = match oldest {
+                Some(at) if follow => {
+                    tokio::time::Instant::from_std(at + timeout.max(Duration::from_secs(1)) * 3)
+                }
+                _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+            };
+            let read = tokio::select! {
+                r = rd.read_buf(&mut buf) => r,
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Some("no reply in time from the node".to_string());
+                }
+            };
+            match read {
                 Ok(0) => return Some("the node closed the connection".to_string()),
                 Ok(_) => {}
                 Err(e) => return Some(e.to_string()),
@@ -367,10 +435,27 @@ async fn session(
                 match scanner.next_frame(&buf) {
                     Ok(Some(n)) => {
                         let frame = buf.split_to(n).freeze();
-                        let Some(sender) = in_flight.lock().pop_front() else {
+                        let Some(mut request) = in_flight.lock().pop_front() else {
                             return Some("the node sent a reply nobody asked for".to_string());
                         };
-                        let _ = sender.send(Ok(frame));
+                        let refused_now = if follow && request.refusals < MAX_REFUSALS {
+                            refusal(&frame)
+                        } else {
+                            None
+                        };
+                        match refused_now {
+                            Some(why) => {
+                                // Not run: sent again, in order, once the shard is found.
+                                request.refusals += 1;
+                                let mut r = refused.lock();
+                                r.0.push(request);
+                                r.1.get_or_insert(why);
+                                draining.store(true, Ordering::Relaxed);
+                            }
+                            None => {
+                                let _ = request.reply.send(Ok(frame));
+                            }
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => return Some(e.to_string()),
@@ -378,10 +463,14 @@ async fn session(
             }
         }
     };
-    tokio::pin!(writer, reader);
+    tokio::pin!(reader);
     let end = tokio::select! {
         end = &mut writer => end,
-        lost = &mut reader => End::Lost(lost.unwrap_or_else(|| "closed".into())),
+        lost = &mut reader => match lost {
+            Some(reason) => End::Lost(reason),
+            // Drained after a refusal.
+            None => End::Moved,
+        },
     };
     let end = match end {
         End::Lost(reason) => End::Lost(reason),
@@ -391,7 +480,14 @@ async fn session(
             if in_flight.lock().is_empty() {
                 other
             } else {
-                match tokio::time::timeout(core.settings.backend_timeout, &mut reader).await {
+                let drained = if follow {
+                    tokio::time::timeout(timeout, &mut reader).await
+                } else {
+                    // A transaction's or a WAIT's replies may take long; they come or the
+                    // connection fails.
+                    Ok((&mut reader).await)
+                };
+                match drained {
                     Ok(None) => other,
                     Ok(Some(reason)) => End::Lost(reason),
                     Err(_) => End::Lost("replies did not arrive in time".into()),
@@ -399,6 +495,12 @@ async fn session(
             }
         }
     };
+    drop(writer);
+    // Refused requests were not run: back to the front of the queue, in order.
+    let (again, why) = std::mem::take(&mut *refused.lock());
+    for r in again.into_iter().rev() {
+        waiting.push_front(r);
+    }
     if let End::Lost(reason) = &end {
         let lost = std::mem::take(&mut *in_flight.lock());
         if !lost.is_empty() {
@@ -406,11 +508,15 @@ async fn session(
                 .unknown_outcomes
                 .fetch_add(lost.len() as u64, Ordering::Relaxed);
         }
-        for sender in lost {
-            let _ = sender.send(Err(format!(
+        for r in lost {
+            let _ = r.reply.send(Err(format!(
                 "ERR the connection to shard {shard} ({addr}) failed before the reply ({reason}); the command may or may not have been applied"
             )));
         }
     }
-    end
+    match (end, why) {
+        (End::Lost(reason), _) => End::Lost(reason),
+        (_, Some(why)) => End::Refused(why),
+        (end, None) => end,
+    }
 }

@@ -12,20 +12,26 @@
 //! - The proxy answers by itself: `PING`, `ECHO`, `HELLO`, `AUTH`, `SELECT 0`, `QUIT`,
 //!   `RESET`, `CLIENT SETNAME`/`GETNAME`/`ID`/`SETINFO`, `READONLY`, `READWRITE`, `ASKING`,
 //!   `CLUSTER` (presenting itself as the one node serving every slot) and `AA.TOPOLOGY`.
-//! - Node-level commands (`REPLICAOF`, `SHUTDOWN`, `FAILOVER`, `AA.PEER`…) are refused: they
-//!   belong to one shard-node, not to the database.
 //! - A transaction (`WATCH`, or `MULTI` and its first command) is pinned to one shard on a
 //!   connection of its own; a command of the transaction for another shard is refused with
 //!   `CROSSSLOT` and makes `EXEC` fail with `EXECABORT`, as a queueing error does in Redis.
 //! - `SUBSCRIBE`/`PSUBSCRIBE` join the client to a connection of its own to the pub/sub shard
-//!   (shard 0's primary) for the rest of its life; `PUBLISH` goes to the same shard, so every
-//!   proxy's publishers reach every proxy's subscribers.
-//! - `MOVED` and `READONLY` replies mean the request was refused, not run: the proxy updates
-//!   its routes and sends it again (at most [`MAX_REDIRECTS`] times).
+//!   (shard 0's primary) for the rest of its life, on which only the commands of a subscribed
+//!   connection run (RESP3 too); `PUBLISH` goes to the same shard, so every proxy's publishers
+//!   reach every proxy's subscribers.
+//! - Commands are refused when they belong to one shard-node rather than to the database
+//!   (`REPLICAOF`, `SHUTDOWN`, `AA.*` links, `DEBUG`, `MONITOR`), would change how a shared
+//!   connection behaves (`CLIENT REPLY`, `CLIENT PAUSE`, `CLIENT KILL`…) or set the nodes'
+//!   passwords (`CONFIG SET requirepass`), inside transactions too.
+//! - A command that moves a client's requests to another connection waits for the replies to
+//!   its earlier requests (see [`Client::waits_for_earlier`]), so a client's requests run in
+//!   the order it sent them.
+//! - `MOVED` and `READONLY` replies mean the request was refused, not run: the backend
+//!   connection sends it again once the shard is found (see [`super::backend`]).
 
 use super::backend::{Backend, Reply};
 use super::merge::{merge, scan_page, scan_position, Merge, ScanStep};
-use super::{reply, Core};
+use super::Core;
 use crate::cluster::{key_slot, node_id, SLOTS};
 use crate::commands::{arity_error, lookup, Command};
 use crate::resp::{write_command, Limits, Protocol, ReplyWriter, RequestParser};
@@ -39,9 +45,6 @@ use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-
-/// Times one request is sent again after `MOVED`/`READONLY` before the refusal is returned.
-pub const MAX_REDIRECTS: u8 = 3;
 
 const ERR_CROSSSLOT_SHARDS: &str =
     "CROSSSLOT Keys in request are served by different shards; use {hash tags} to keep them together";
@@ -75,18 +78,11 @@ impl Part {
     }
 }
 
-/// A request sent to one shard, kept so that a refusal can be sent again.
-struct Resend {
-    shard: usize,
-    slot: u16,
-    frame: Bytes,
-    attempts: u8,
-}
-
 /// What becomes of a reply slot once it reaches the front of the queue.
 enum Deferred {
-    /// `WAIT numreplicas timeout`, sent to the shards written to once every earlier reply is in.
-    Wait(Bytes, Bytes),
+    /// `WAIT numreplicas timeout`, sent to the shards written to before it (all shards when
+    /// none) once every earlier reply is in.
+    Wait(Vec<usize>, Bytes, Bytes),
 }
 
 /// A `SCAN` going over the shards: the page asked of `shard`, and the keys found before it.
@@ -102,7 +98,6 @@ struct Pending {
     parts: Vec<Part>,
     merge: Merge,
     ready: Option<Bytes>,
-    resend: Option<Resend>,
     deferred: Option<Deferred>,
     scan: Option<ScanChain>,
 }
@@ -113,7 +108,6 @@ impl Pending {
             parts: Vec::new(),
             merge: Merge::Pass,
             ready: Some(frame),
-            resend: None,
             deferred: None,
             scan: None,
         }
@@ -124,7 +118,6 @@ impl Pending {
             parts,
             merge,
             ready: None,
-            resend: None,
             deferred: None,
             scan: None,
         }
@@ -175,6 +168,8 @@ struct Transaction {
     in_multi: bool,
     /// `MULTI` was answered by the proxy and is still to be sent when the shard is known.
     multi_owed: bool,
+    /// Keyless commands queued (answered `QUEUED` by the proxy) before a key chose the shard.
+    held: Vec<Bytes>,
     failed: bool,
 }
 
@@ -192,6 +187,11 @@ struct Client {
     pending: VecDeque<Pending>,
     closing: bool,
     subscribe: Option<Bytes>,
+    /// A command waiting for every earlier reply before it is sent (it moves this client's
+    /// requests to another connection, see [`Client::waits_for_earlier`]).
+    held: Option<Vec<Bytes>>,
+    /// The next command waits for every earlier reply (after `EXEC`, `HELLO 3`…).
+    hold_next: bool,
 }
 
 /// Serves one client until it disconnects.
@@ -237,6 +237,8 @@ pub async fn serve(core: Arc<Core>, mut socket: TcpStream, _peer: SocketAddr) {
         pending: VecDeque::new(),
         closing: false,
         subscribe: None,
+        held: None,
+        hold_next: false,
     };
     client.run(socket).await;
 }
@@ -273,9 +275,17 @@ impl Client {
                     }
                     return;
                 }
+                if let Some(args) = self.held.take() {
+                    // Every earlier reply is written: send it, then what was read after it.
+                    self.hold_next = false;
+                    self.command(args);
+                    self.take_commands(&mut parser, &mut input, &limits);
+                    continue;
+                }
             }
             let can_read = !self.closing
                 && self.subscribe.is_none()
+                && self.held.is_none()
                 && self.pending.len() < self.core.settings.max_pending;
             let read = tokio::select! {
                 biased;
@@ -306,29 +316,51 @@ impl Client {
                     return;
                 }
                 Some(Ok(_)) => {
-                    loop {
-                        match parser.parse(&mut input, &limits, self.authenticated) {
-                            Ok(Some(args)) => {
-                                self.command(args);
-                                if self.closing || self.subscribe.is_some() {
-                                    break;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::debug!(client = self.id, "protocol error: {e}");
-                                self.error(&e.0);
-                                self.closing = true;
-                                break;
-                            }
-                        }
-                    }
+                    self.take_commands(&mut parser, &mut input, &limits);
                     if input.is_empty() && input.capacity() > KEEP_BUFFER {
                         input = BytesMut::new();
                     }
                 }
             }
         }
+    }
+
+    /// Handles every complete command in `input`, stopping at one that must wait for the
+    /// earlier replies, at a subscription and at the end of the connection.
+    fn take_commands(&mut self, parser: &mut RequestParser, input: &mut BytesMut, limits: &Limits) {
+        while !self.closing && self.subscribe.is_none() && self.held.is_none() {
+            match parser.parse(input, limits, self.authenticated) {
+                Ok(Some(args)) => {
+                    if !self.pending.is_empty() && self.waits_for_earlier(&args) {
+                        self.held = Some(args);
+                        return;
+                    }
+                    self.hold_next = false;
+                    self.command(args);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(client = self.id, "protocol error: {e}");
+                    self.error(&e.0);
+                    self.closing = true;
+                }
+            }
+        }
+    }
+
+    /// Whether `args` must wait for every earlier reply: it follows a change of connection
+    /// (`EXEC`, `DISCARD`, `UNWATCH`, a protocol switch, `RESET`) or starts one (`MULTI` or
+    /// `WATCH` opening a transaction's connection). Requests of one client then run in the
+    /// order sent even though they travel on different connections.
+    fn waits_for_earlier(&self, args: &[Bytes]) -> bool {
+        if self.hold_next {
+            return true;
+        }
+        let opening = self
+            .tx
+            .as_ref()
+            .is_none_or(|t| t.pinned.is_none() && !t.in_multi);
+        opening && (is_any(&args[0], &["multi", "watch"]))
     }
 
     /// Moves every settled reply at the front of the queue to `out`.
@@ -376,51 +408,8 @@ impl Client {
                 }
                 continue;
             }
-            if let Some(resend) = front.resend.take() {
-                if let Some(again) = self.redirected(&replies, resend).await {
-                    self.pending.push_front(again);
-                    continue;
-                }
-            }
             out.extend_from_slice(&merge(&front.merge, replies, self.proto));
         }
-    }
-
-    /// When the reply refuses the request (`MOVED`, `READONLY`), updates the routes and sends
-    /// it again; `None` when the reply stands.
-    async fn redirected(&mut self, replies: &[Reply], mut resend: Resend) -> Option<Pending> {
-        let Some(Ok(frame)) = replies.first() else {
-            return None;
-        };
-        let text = reply::error_text(frame)?;
-        let moved = text.starts_with(b"MOVED ");
-        if !moved && !text.starts_with(b"READONLY ") {
-            return None;
-        }
-        if resend.attempts >= MAX_REDIRECTS {
-            return None;
-        }
-        resend.attempts += 1;
-        if moved {
-            let text = String::from_utf8_lossy(text);
-            let addr = text.split_whitespace().nth(2).unwrap_or("").to_string();
-            self.core.follow_moved(resend.slot, &addr).await;
-        } else {
-            self.core.refresh_shard(resend.shard).await;
-        }
-        let routes = self.core.routes();
-        let Some(shard) = routes.shard_of(resend.slot) else {
-            return Some(Pending::ready(error_bytes(&format!(
-                "CLUSTERDOWN Hash slot {} is not served",
-                resend.slot
-            ))));
-        };
-        self.core.metrics.retries.fetch_add(1, Ordering::Relaxed);
-        resend.shard = shard;
-        let rx = self.backend(shard).send(resend.frame.clone());
-        let mut p = Pending::parts(vec![Part::new(rx)], Merge::Pass);
-        p.resend = Some(resend);
-        Some(p)
     }
 
     fn push(&mut self, p: Pending) {
@@ -453,21 +442,12 @@ impl Client {
         }
     }
 
-    /// Sends `args` to shard `shard` (a command of keys in `slot`, kept for redirections).
-    fn forward(&mut self, shard: usize, slot: Option<u16>, args: &[Bytes]) {
+    /// Sends `args` to shard `shard`.
+    fn forward(&mut self, shard: usize, args: &[Bytes]) {
         let frame = encode(args);
         self.core.metrics.request(shard);
-        let rx = self.backend(shard).send(frame.clone());
-        let mut p = Pending::parts(vec![Part::new(rx)], Merge::Pass);
-        if let Some(slot) = slot {
-            p.resend = Some(Resend {
-                shard,
-                slot,
-                frame,
-                attempts: 0,
-            });
-        }
-        self.push(p);
+        let rx = self.backend(shard).send(frame);
+        self.push(Pending::parts(vec![Part::new(rx)], Merge::Pass));
     }
 
     /// Sends one command per shard and merges the replies.
@@ -496,11 +476,11 @@ impl Client {
         shard
     }
 
-    /// The slot (of the first key) and shard of `keys` when they are all served by one shard;
-    /// `Some(None)` without keys; `None` after replying `CROSSSLOT` or `CLUSTERDOWN`.
-    fn one_shard(&mut self, args: &[Bytes], keys: &[usize]) -> Option<Option<(u16, usize)>> {
+    /// The shard serving every key of `keys`; `Some(None)` without keys; `None` after replying
+    /// `CROSSSLOT` or `CLUSTERDOWN`.
+    fn one_shard(&mut self, args: &[Bytes], keys: &[usize]) -> Option<Option<usize>> {
         let routes = self.core.routes();
-        let mut target: Option<(u16, usize)> = None;
+        let mut target: Option<usize> = None;
         for i in keys {
             let slot = key_slot(&args[*i]);
             let Some(shard) = routes.shard_of(slot) else {
@@ -508,8 +488,8 @@ impl Client {
                 return None;
             };
             match target {
-                None => target = Some((slot, shard)),
-                Some((_, s)) if s == shard => {}
+                None => target = Some(shard),
+                Some(s) if s == shard => {}
                 Some(_) => {
                     self.error(ERR_CROSSSLOT_SHARDS);
                     return None;
@@ -541,6 +521,30 @@ impl Client {
                 return;
             }
         }
+        if let Some(why) = node_only(name, &args) {
+            self.fail_transaction();
+            return self.error(&why);
+        }
+        match name {
+            "quit" => {
+                self.reply(|w| w.simple("OK"));
+                self.closing = true;
+                return;
+            }
+            "reset" => {
+                if let Some((_, b)) = self.tx.take().and_then(|t| t.pinned) {
+                    drop(b.send(encode(&[Bytes::from_static(b"DISCARD")])));
+                }
+                self.proto = Protocol::Resp2;
+                self.backends.clear();
+                self.name = None;
+                self.wrote_to.clear();
+                self.authenticated = self.core.settings.requirepass.is_none();
+                self.hold_next = true;
+                return self.reply(|w| w.simple("RESET"));
+            }
+            _ => {}
+        }
         if matches!(name, "multi" | "exec" | "discard" | "watch" | "unwatch")
             || self.tx.as_ref().is_some_and(|t| t.in_multi)
         {
@@ -548,7 +552,7 @@ impl Client {
             return;
         }
         match name {
-            "" => self.forward(FIRST_SHARD, None, &args),
+            "" => self.forward(FIRST_SHARD, &args),
             "ping" if args.len() > 2 => self.error(&arity_error("ping")),
             "ping" => match args.get(1) {
                 Some(m) => self.reply(|w| w.bulk(m)),
@@ -562,26 +566,15 @@ impl Client {
                 Some(_) => self.error("ERR DB index is out of range"),
                 None => self.error("ERR value is not an integer or out of range"),
             },
-            "quit" => {
-                self.reply(|w| w.simple("OK"));
-                self.closing = true;
-            }
-            "reset" => {
-                self.tx = None;
-                self.proto = Protocol::Resp2;
-                self.backends.clear();
-                self.name = None;
-                self.authenticated = self.core.settings.requirepass.is_none();
-                self.reply(|w| w.simple("RESET"));
-            }
             "client" => self.client_command(&args),
             "readonly" | "readwrite" | "asking" => self.reply(|w| w.simple("OK")),
             "cluster" => self.cluster(&args),
             "aa.topology" => self.topology_command(&args),
             "subscribe" | "psubscribe" => self.subscribe = Some(encode(&args)),
-            "publish" | "pubsub" | "unsubscribe" | "punsubscribe" => {
-                self.forward(FIRST_SHARD, None, &args)
-            }
+            "publish" | "pubsub" => self.forward(FIRST_SHARD, &args),
+            // Not subscribed: nothing to leave. Answered here, as a node would send one reply
+            // per channel, which a shared connection cannot carry.
+            "unsubscribe" | "punsubscribe" => self.not_subscribed(name, &args),
             "dbsize" => self.fan_out(&args, Merge::Sum),
             "keys" => self.fan_out(&args, Merge::Concat),
             "flushall" | "flushdb" | "save" | "bgsave" | "bgrewriteaof" => {
@@ -600,23 +593,16 @@ impl Client {
                     [Some(_), Some(_)] => {}
                     _ => return self.error("ERR value is not an integer or out of range"),
                 }
+                // The shards written to before this WAIT, not those written after it.
+                let shards: Vec<usize> = std::mem::take(&mut self.wrote_to).into_iter().collect();
                 let mut p = Pending::parts(Vec::new(), Merge::Min);
-                p.deferred = Some(Deferred::Wait(args[1].clone(), args[2].clone()));
+                p.deferred = Some(Deferred::Wait(shards, args[1].clone(), args[2].clone()));
                 self.push(p);
             }
             "mget" => self.split(&args, 1, SplitKind::Mget),
             "mset" => self.split(&args, 2, SplitKind::Ok),
             "del" | "unlink" => self.split(&args, 1, SplitKind::Sum),
             "exists" | "touch" => self.split(&args, 1, SplitKind::Count),
-            "replicaof" | "slaveof" | "shutdown" | "failover" | "sync" | "psync" | "replconf"
-            | "monitor" | "debug" => self.error(&format!(
-                "ERR {} is a command of one shard-node, not of the database: send it to the node",
-                name.to_ascii_uppercase()
-            )),
-            n if n.starts_with("aa.") => self.error(&format!(
-                "ERR {} is a command of one shard-node, not of the database: send it to the node",
-                n.to_ascii_uppercase()
-            )),
             _ => self.keyed(command, args),
         }
     }
@@ -624,21 +610,21 @@ impl Client {
     /// A command routed by the slot of its keys (shard 0 when it has none).
     fn keyed(&mut self, command: Option<&'static Command>, args: Vec<Bytes>) {
         let Some(c) = command else {
-            self.forward(FIRST_SHARD, None, &args);
+            self.forward(FIRST_SHARD, &args);
             return;
         };
         let keys = c.keys_in(&args);
         let Some(target) = self.one_shard(&args, &keys) else {
             return;
         };
-        let Some((slot, shard)) = target else {
-            self.forward(FIRST_SHARD, None, &args);
+        let Some(shard) = target else {
+            self.forward(FIRST_SHARD, &args);
             return;
         };
         if c.flags.write {
             self.wrote_to.insert(shard);
         }
-        self.forward(shard, Some(slot), &args);
+        self.forward(shard, &args);
     }
 
     /// `MGET`, `MSET`, `DEL`…: one command per shard, merged.
@@ -648,9 +634,8 @@ impl Client {
             return self.error(&arity_error(&name));
         }
         let routes = self.core.routes();
-        // (slot of the first key, shard, argument indexes of its keys), per shard in order of
-        // first appearance.
-        let mut groups: Vec<(u16, usize, Vec<usize>)> = Vec::new();
+        // (shard, argument indexes of its keys), per shard in order of first appearance.
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
         let mut i = 1;
         while i < args.len() {
             let slot = key_slot(&args[i]);
@@ -658,23 +643,23 @@ impl Client {
                 self.error(&format!("CLUSTERDOWN Hash slot {slot} is not served"));
                 return;
             };
-            match groups.iter_mut().find(|g| g.1 == shard) {
-                Some(g) => g.2.push(i),
-                None => groups.push((slot, shard, vec![i])),
+            match groups.iter_mut().find(|g| g.0 == shard) {
+                Some(g) => g.1.push(i),
+                None => groups.push((shard, vec![i])),
             }
             i += step;
         }
         if groups.len() == 1 {
-            let (slot, shard, _) = groups[0];
+            let shard = groups[0].0;
             if kind.writes() {
                 self.wrote_to.insert(shard);
             }
-            self.forward(shard, Some(slot), args);
+            self.forward(shard, args);
             return;
         }
         let mut parts = Vec::with_capacity(groups.len());
         let mut positions = Vec::with_capacity(groups.len());
-        for (_, shard, at) in &groups {
+        for (shard, at) in &groups {
             let mut sub: Vec<&[u8]> = Vec::with_capacity(1 + at.len() * step);
             sub.push(&args[0]);
             for i in at {
@@ -735,9 +720,7 @@ impl Client {
     /// Starts a deferred reply now that every earlier one is in.
     fn launch(&mut self, d: Deferred) -> Pending {
         match d {
-            Deferred::Wait(replicas, timeout) => {
-                let mut shards: Vec<usize> =
-                    std::mem::take(&mut self.wrote_to).into_iter().collect();
+            Deferred::Wait(mut shards, replicas, timeout) => {
                 if shards.is_empty() {
                     // Nothing written through this connection: the replicas every shard has.
                     shards = (0..self.core.routes().shards()).collect();
@@ -777,6 +760,11 @@ impl Client {
                 self.error(&text)
             }
             "exec" | "discard" => {
+                if name == "exec" && tx.pinned.is_none() && !tx.held.is_empty() && !tx.failed {
+                    // Only keyless commands: they run on the first shard.
+                    self.pin(FIRST_SHARD);
+                }
+                self.hold_next = true;
                 let tx = self.tx.take().unwrap_or_default();
                 match tx.pinned {
                     Some((_, b)) if tx.failed => {
@@ -803,6 +791,7 @@ impl Client {
             }
             "watch" if tx.in_multi => self.error("ERR WATCH inside MULTI is not allowed"),
             "unwatch" if !tx.in_multi => {
+                self.hold_next = true;
                 let tx = self.tx.take().unwrap_or_default();
                 match tx.pinned {
                     Some((_, b)) => {
@@ -819,13 +808,22 @@ impl Client {
                     self.fail_transaction();
                     return;
                 };
-                let shard = match target {
-                    Some((_, shard)) => shard,
-                    None => self
-                        .tx
-                        .as_ref()
-                        .and_then(|t| t.pinned.as_ref().map(|p| p.0))
-                        .unwrap_or(FIRST_SHARD),
+                let pinned = self
+                    .tx
+                    .as_ref()
+                    .and_then(|t| t.pinned.as_ref().map(|p| p.0));
+                let shard = match (target, pinned) {
+                    (Some(shard), _) => shard,
+                    (None, Some(shard)) => shard,
+                    (None, None) if command.is_some() && name != "watch" => {
+                        // Keyless, and no key has chosen the shard yet: queued here until one
+                        // does (or EXEC sends them to the first shard).
+                        if let Some(t) = self.tx.as_mut() {
+                            t.held.push(encode(args));
+                        }
+                        return self.reply(|w| w.simple("QUEUED"));
+                    }
+                    (None, None) => FIRST_SHARD,
                 };
                 let Some(b) = self.pin(shard) else {
                     return;
@@ -864,14 +862,40 @@ impl Client {
             None => {
                 let b = Backend::spawn(core, shard, resp3, false);
                 if tx.multi_owed {
-                    // The client already has its +OK.
+                    // The client already has its +OK, and its QUEUED for the held commands.
                     drop(b.send(encode(&[Bytes::from_static(b"MULTI")])));
+                    for frame in tx.held.drain(..) {
+                        drop(b.send(frame));
+                    }
                     tx.multi_owed = false;
                 }
                 tx.pinned = Some((shard, b.clone()));
                 Some(b)
             }
         }
+    }
+
+    /// `UNSUBSCRIBE`/`PUNSUBSCRIBE` from a client that subscribed to nothing: one reply per
+    /// name (one with a null name without names), each counting 0 subscriptions.
+    fn not_subscribed(&mut self, name: &str, args: &[Bytes]) {
+        let names: Vec<Option<&[u8]>> = if args.len() > 1 {
+            args[1..].iter().map(|a| Some(&a[..])).collect()
+        } else {
+            vec![None]
+        };
+        let resp3 = self.proto == Protocol::Resp3;
+        self.reply(|w| {
+            for n in names {
+                if resp3 {
+                    w.push(3);
+                } else {
+                    w.array(3);
+                }
+                w.bulk(name.as_bytes());
+                w.bulk_or_null(n);
+                w.int(0);
+            }
+        });
     }
 
     fn hello(&mut self, args: &[Bytes]) {
@@ -894,8 +918,8 @@ impl Client {
             if args[i].eq_ignore_ascii_case(b"auth") && more >= 2 {
                 let default_user = args[i + 1][..] == b"default"[..];
                 let checked = match &self.core.settings.requirepass {
-                    None if default_user => Ok(()),
-                    None => Err(WRONGPASS),
+                    _ if !default_user => Err(WRONGPASS),
+                    None => Ok(()),
                     Some(_) => self.check_password(&args[i + 2]),
                 };
                 if let Err(e) = checked {
@@ -923,7 +947,10 @@ impl Client {
             self.name = name.filter(|n| !n.is_empty());
         }
         if proto != self.proto {
+            // Later requests use connections of the other protocol: they wait for the replies
+            // of the earlier ones, so order is kept.
             self.backends.clear();
+            self.hold_next = true;
         }
         self.proto = proto;
         let id = self.id;
@@ -995,12 +1022,8 @@ impl Client {
             ("setname" | "getname" | "id" | "setinfo", _) => {
                 self.error(&arity_error(&format!("client|{sub}")))
             }
-            ("pause" | "unpause" | "kill", _) => self.error(&format!(
-                "ERR CLIENT {} acts on one shard-node's connections: send it to the node",
-                sub.to_ascii_uppercase()
-            )),
             // LIST, INFO, HELP… describe shard 0's connections (the proxy's among them).
-            _ => self.forward(FIRST_SHARD, None, args),
+            _ => self.forward(FIRST_SHARD, args),
         }
     }
 
@@ -1076,7 +1099,7 @@ impl Client {
                 match crate::resp::parse_i64_strict(&args[2]) {
                     Some(s) if (0..i64::from(SLOTS)).contains(&s) => {
                         if let Some(shard) = self.shard_for(s as u16) {
-                            self.forward(shard, None, args);
+                            self.forward(shard, args);
                         }
                     }
                     _ => self.error("ERR Invalid or out of range slot"),
@@ -1140,6 +1163,10 @@ impl Client {
         if self.proto == Protocol::Resp3 {
             handshake.push(&hello);
         }
+        // The joined client may only subscribe, unsubscribe, PING, QUIT and RESET, as on a
+        // RESP2 subscribed connection: nothing else reaches the node through this connection.
+        let subscriber: [&[u8]; 2] = [b"AA.TOPOLOGY", b"SUBSCRIBEONLY"];
+        handshake.push(&subscriber);
         let backend = match super::backend::open(&addr, &handshake).await {
             Ok(s) => s,
             Err(e) => {
@@ -1156,6 +1183,45 @@ impl Client {
             return;
         }
         let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+    }
+}
+
+/// Why `name` is refused through the proxy, if it is: commands of one shard-node (replication,
+/// links, topology pushes, shutdown, debugging), commands that would change how a shared
+/// connection behaves (`CLIENT REPLY`, `CLIENT PAUSE`…), and passwords of the nodes.
+fn node_only(name: &str, args: &[Bytes]) -> Option<String> {
+    let refused = |what: &str| {
+        Some(format!(
+            "ERR {what} is a command of one shard-node, not of the database: send it to the node"
+        ))
+    };
+    let sub = || {
+        args.get(1)
+            .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+    };
+    match name {
+        "replicaof" | "slaveof" | "shutdown" | "failover" | "sync" | "psync" | "replconf"
+        | "monitor" | "debug" => refused(&name.to_ascii_uppercase()),
+        "aa.topology" => None,
+        n if n.starts_with("aa.") => refused(&n.to_ascii_uppercase()),
+        "client" => match sub().as_deref() {
+            Some(s @ ("reply" | "pause" | "unpause" | "kill" | "tracking" | "no-evict")) => {
+                refused(&format!("CLIENT {}", s.to_ascii_uppercase()))
+            }
+            _ => None,
+        },
+        "config" if sub().as_deref() == Some("set") => {
+            let touches_password = args
+                .iter()
+                .skip(2)
+                .step_by(2)
+                .any(|p| is_any(p, &["requirepass", "masterauth", "masteruser"]));
+            touches_password.then(|| {
+                "ERR the nodes' passwords are set by their configuration, not through the proxy"
+                    .to_string()
+            })
+        }
+        _ => None,
     }
 }
 

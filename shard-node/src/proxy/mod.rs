@@ -109,13 +109,21 @@ impl Core {
         self.changes.subscribe()
     }
 
-    fn swap(&self, next: Routes) {
+    /// Replaces the routes with what `change` makes of the current ones, atomically (a push
+    /// and a discovered promotion cannot undo each other); `None` leaves them.
+    fn update(&self, change: impl FnOnce(&Routes) -> Option<Routes>) -> bool {
+        let mut guard = self.routes.write();
+        let Some(next) = change(&guard) else {
+            return false;
+        };
         let version = next.version;
-        *self.routes.write() = Arc::new(next);
+        *guard = Arc::new(next);
+        drop(guard);
         self.metrics
             .topology_version
             .store(version, Ordering::Relaxed);
         self.changes.send_modify(|n| *n += 1);
+        true
     }
 
     /// Installs a pushed map when its version is newer (see the module contract).
@@ -126,14 +134,17 @@ impl Core {
                 shards: map.shards.len(),
             });
         }
-        let mut guard = self.routes.write();
-        let next = guard.replace(version, map)?;
-        *guard = Arc::new(next);
-        drop(guard);
-        self.metrics
-            .topology_version
-            .store(version, Ordering::Relaxed);
-        self.changes.send_modify(|n| *n += 1);
+        let mut refused = None;
+        self.update(|now| match now.replace(version, map) {
+            Ok(next) => Some(next),
+            Err(e) => {
+                refused = Some(e);
+                None
+            }
+        });
+        if let Some(e) = refused {
+            return Err(e);
+        }
         tracing::info!(version, "topology installed");
         Ok(())
     }
@@ -192,10 +203,12 @@ impl Core {
                 .and_then(|roles| roles.first().map(|r| reply::bulk(r) == Some(b"master")))
                 .unwrap_or(false);
             if is_primary {
-                let now = self.routes();
-                if now.version == routes.version && now.primary(shard) != Some(addr.as_str()) {
+                let moved = self.update(|now| {
+                    (now.version == routes.version && now.primary(shard) != Some(addr.as_str()))
+                        .then(|| now.with_primary(shard, &addr))
+                });
+                if moved {
                     tracing::info!(shard, primary = %addr, "shard primary discovered");
-                    self.swap(now.with_primary(shard, &addr));
                 }
                 return;
             }
@@ -233,6 +246,14 @@ impl Core {
     /// After `-MOVED <slot> <addr>`: learns a newer topology from `addr`, or that `addr` is now
     /// the primary of the slot's shard.
     pub async fn follow_moved(self: &Arc<Self>, slot: u16, addr: &str) {
+        let before = self.routes();
+        if before
+            .shard_of(slot)
+            .is_some_and(|s| before.primary(s) == Some(addr))
+        {
+            // Already followed (by another connection): nothing to learn.
+            return;
+        }
         if let Ok(answers) = backend::ask(
             addr,
             self.settings.backend_password.as_deref(),
@@ -246,9 +267,14 @@ impl Core {
         }
         let routes = self.routes();
         if let Some(shard) = routes.shard_of(slot) {
-            if routes.shard_with_node(addr) == Some(shard) && routes.primary(shard) != Some(addr) {
+            let followed = self.update(|now| {
+                (now.version == routes.version
+                    && now.shard_with_node(addr) == Some(shard)
+                    && now.primary(shard) != Some(addr))
+                .then(|| now.with_primary(shard, addr))
+            });
+            if followed {
                 tracing::info!(shard, primary = %addr, "following a redirection");
-                self.swap(routes.with_primary(shard, addr));
             } else {
                 self.refresh_shard(shard).await;
             }
@@ -266,6 +292,7 @@ pub async fn watch_topology_file<F>(
     F: Fn(u64, ShardMap) -> Result<(), String> + Send + 'static,
 {
     let mut last: Option<String> = None;
+    let mut previous: Option<String> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -276,6 +303,12 @@ pub async fn watch_topology_file<F>(
             continue;
         };
         if last.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        // A file being rewritten in place can be read half-written: use a content only once
+        // two reads in a row agree.
+        if previous.as_deref() != Some(text.as_str()) {
+            previous = Some(text);
             continue;
         }
         match routes::parse_topology_file(&text).and_then(|(v, map)| apply(v, map)) {
@@ -358,7 +391,9 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors, say: pause instead of spinning.
                     tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },

@@ -534,3 +534,144 @@ fn failover_behind_a_proxy_loses_no_acknowledged_write_and_applies_none_twice() 
         "an increment was applied twice: value {value} > {maybe} that may have run"
     );
 }
+
+#[test]
+fn replies_stay_in_order_and_node_commands_stay_out() {
+    let (_nodes, map) = three_shards(&[]);
+    let proxy = ProxyProcess::start(&map, &["--backend-timeout-ms", "500"]);
+    let p = proxy.port();
+    let mut c = RawConn::connect(p);
+    assert_eq!(c.cmd_str(&["SET", "foo", "v"]), b"+OK\r\n");
+    // UNSUBSCRIBE without subscriptions: one reply per channel, answered by the proxy, and the
+    // shared connections stay in step.
+    c.send(&encode(&["UNSUBSCRIBE", "a", "b"])).expect("send");
+    assert_eq!(
+        c.read_frame().expect("first"),
+        b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n"
+    );
+    assert_eq!(
+        c.read_frame().expect("second"),
+        b"*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n"
+    );
+    for _ in 0..20 {
+        assert_eq!(text(p, &["GET", "foo"]), "$1\r\nv\r\n");
+    }
+    // A transaction pipelined with what comes before and after it runs in the order sent.
+    let mut batch = Vec::new();
+    for args in [
+        &["SET", "{t}k", "1"][..],
+        &["MULTI"],
+        &["PING"],
+        &["INCR", "{t}k"],
+        &["EXEC"],
+        &["GET", "{t}k"],
+        &["HELLO", "3"],
+        &["INCR", "{t}k"],
+        &["GET", "{t}k"],
+    ] {
+        batch.extend(encode(args));
+    }
+    c.send(&batch).expect("send");
+    let replies: Vec<String> = (0..9)
+        .map(|_| String::from_utf8_lossy(&c.read_frame().expect("reply")).into_owned())
+        .collect();
+    assert_eq!(replies[0], "+OK\r\n");
+    assert_eq!(replies[1], "+OK\r\n");
+    assert_eq!(replies[2], "+QUEUED\r\n");
+    assert_eq!(replies[3], "+QUEUED\r\n");
+    assert_eq!(replies[4], "*2\r\n+PONG\r\n:2\r\n");
+    assert_eq!(replies[5], "$1\r\n2\r\n");
+    assert!(replies[6].starts_with("%7\r\n"), "{}", replies[6]);
+    assert_eq!(replies[7], ":3\r\n");
+    assert_eq!(replies[8], "$1\r\n3\r\n");
+
+    // Commands of one node are refused, inside a transaction too.
+    let mut c = RawConn::connect(p);
+    for args in [
+        &["REPLICAOF", "NO", "ONE"][..],
+        &["AA.PEER", "SET", "x", "127.0.0.1:1"],
+        &["CLIENT", "REPLY", "OFF"],
+        &["CONFIG", "SET", "requirepass", "x"],
+        &["SHUTDOWN"],
+    ] {
+        let r =
+            String::from_utf8_lossy(&c.cmd(&args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>()))
+                .into_owned();
+        assert!(r.starts_with("-ERR"), "{args:?}: {r}");
+    }
+    assert_eq!(c.cmd_str(&["MULTI"]), b"+OK\r\n");
+    assert!(c.cmd_str(&["REPLICAOF", "NO", "ONE"]).starts_with(b"-ERR"));
+    assert!(c.cmd_str(&["EXEC"]).starts_with(b"-EXECABORT"));
+    // A RESP3 subscriber cannot reach the node with anything but subscriptions.
+    let mut s = RawConn::connect(p);
+    assert!(s.cmd_str(&["HELLO", "3"]).starts_with(b"%7"));
+    assert!(s.cmd_str(&["SUBSCRIBE", "ch"]).starts_with(b">3"));
+    let r = String::from_utf8_lossy(&s.cmd_str(&["REPLICAOF", "NO", "ONE"])).into_owned();
+    assert!(r.contains("Can't execute 'replicaof'"), "{r}");
+    // WAIT longer than the backend timeout answers a count, not an error.
+    assert_eq!(c.cmd_str(&["SET", "foo", "w"]), b"+OK\r\n");
+    assert_eq!(c.cmd_str(&["WAIT", "1", "1200"]), b":0\r\n");
+}
+
+#[test]
+fn a_proxy_that_missed_a_push_follows_the_nodes_and_sends_refused_requests_again() {
+    // Shard 0 has a replica; the proxy never hears of the switch below from a push.
+    let primary = NodeBuilder::new().shard(0).start();
+    let replica = NodeBuilder::new()
+        .shard(0)
+        .arg("--replicaof")
+        .arg(format!("127.0.0.1:{}", primary.port()))
+        .start();
+    let others: Vec<ShardNode> = (1..3)
+        .map(|i| NodeBuilder::new().shard(i).start())
+        .collect();
+    let (p0, r0) = (
+        format!("127.0.0.1:{}", primary.port()),
+        format!("127.0.0.1:{}", replica.port()),
+    );
+    let rest: Vec<String> = others
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port()))
+        .collect();
+    let map = map_of(&[format!("{p0}|{r0}"), rest[0].clone(), rest[1].clone()]);
+    for port in [primary.port(), replica.port()]
+        .into_iter()
+        .chain(others.iter().map(ShardNode::port))
+    {
+        push(port, 1, &map, None);
+    }
+    let proxy = ProxyProcess::start(&map, &[]);
+    let p = proxy.port();
+    assert_eq!(text(p, &["SET", "bar", "0"]), "+OK\r\n"); // shard 0
+    assert!(poll_until(Duration::from_secs(10), || {
+        text(replica.port(), &["ROLE"])
+            .contains("connected")
+            .then_some(())
+    })
+    .is_some());
+    // A planned switchover done on the nodes only: the replica becomes the primary, the old
+    // primary follows it, and both learn topology version 2.
+    assert_eq!(text(replica.port(), &["REPLICAOF", "NO", "ONE"]), "+OK\r\n");
+    let (host, port) = r0.rsplit_once(':').expect("address");
+    assert_eq!(text(primary.port(), &["REPLICAOF", host, port]), "+OK\r\n");
+    let switched = map_of(&[format!("{r0}|{p0}"), rest[0].clone(), rest[1].clone()]);
+    push(replica.port(), 2, &switched, None);
+    push(primary.port(), 2, &switched, None);
+    // The old primary refuses writes with MOVED; the proxy learns version 2 from the nodes
+    // and sends each refused increment again, in order, once.
+    let mut c = RawConn::connect(p);
+    let mut batch = Vec::new();
+    for _ in 0..50 {
+        batch.extend(encode(&["INCR", "bar"]));
+    }
+    c.send(&batch).expect("send");
+    for i in 1..=50 {
+        assert_eq!(
+            String::from_utf8_lossy(&c.read_frame().expect("reply")),
+            format!(":{i}\r\n")
+        );
+    }
+    assert_eq!(text(replica.port(), &["GET", "bar"]), "$2\r\n50\r\n");
+    let topology = text(p, &["AA.TOPOLOGY", "GET"]);
+    assert!(topology.starts_with("*3\r\n:2\r\n"), "{topology}");
+}
