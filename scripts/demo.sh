@@ -20,7 +20,10 @@
 #      ingress of Service demo-<region>);
 #   6. in every region INCRBY demo:visits by a different amount, SADD the region to
 #      demo:regions and SET demo:greeting, then polls every region until all return the same
-#      values and prints them.
+#      values and prints them;
+#   7. writes 300 keys through each region endpoint (the proxies), prints how many keys each
+#      shard of each region holds (they spread over both shards) and waits until every region
+#      holds all of them.
 #   A demo that is already fully running is left alone (`up` says so and exits 0); the remains
 #   of a broken or interrupted one are stopped first. A failing step prints one sentence and
 #   exits non-zero after stopping what this run started, unless AADB_DEMO_KEEP=1.
@@ -449,6 +452,45 @@ cmd_up() {
         printf '  %-8s %-18s %-12s %-20s %s\n' "${regions[$i]}" "${addrs[$i]}" "${visits[$i]}" "${members[$i]}" "${greeting[$i]}"
     done
     echo "  (counter: $(IFS=+; echo "${amounts[*]}") = $expect_sum from concurrent INCRBYs; set: union of the SADDs; string: one write wins everywhere)"
+
+    step="writing keys over the shards"
+    echo
+    local per_region=300
+    say "writing $per_region keys through each region endpoint (the proxies route them by hash slot)"
+    for i in "${!regions[@]}"; do
+        r=${regions[$i]}
+        out=$(for ((k = 1; k <= per_region; k++)); do echo "SET demo:key:$r:$k $k"; done |
+            timeout 20 redis-cli -h "${addrs[$i]%:*}" -p "${addrs[$i]##*:}" 2>&1) || true
+        local oks
+        oks=$(grep -c '^OK$' <<<"$out" || true)
+        [ "$oks" = "$per_region" ] || fail "writing keys in region $r (${addrs[$i]}): $oks of $per_region answered OK: $(grep -v '^OK$' <<<"$out" | head -3 | paste -sd' ' -)"
+    done
+    local expect_keys=$((3 + per_region * ${#regions[@]})) shards
+    shards=$(kc east -n "$ns" get aadb "$db" -o jsonpath='{.spec.shards}')
+    deadline=$((SECONDS + 60))
+    local -a totals=()
+    while :; do
+        local all=1
+        for i in "${!regions[@]}"; do
+            totals[i]=$(redis "${addrs[$i]}" DBSIZE) || totals[i]="?"
+            [ "${totals[$i]}" = "$expect_keys" ] || all=""
+        done
+        [ -z "$all" ] || break
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            fail "the regions do not all hold $expect_keys keys after 60s: $(IFS=' '; echo "${totals[*]}") (${regions[*]})"
+        fi
+        sleep 0.2
+    done
+    echo "every region holds all $expect_keys keys; keys per shard (DBSIZE of each shard's primary):"
+    for r in "${regions[@]}"; do
+        local line="" s sip n
+        for ((s = 0; s < shards; s++)); do
+            sip=$(kc "$r" -n "$ns" get service "$db-$r-$s" -o jsonpath='{.status.loadBalancer.ingress[0].ip}' 2>/dev/null) || sip=""
+            n=$( [ -n "$sip" ] && redis "$sip:6379" DBSIZE || echo "?")
+            line+=$(printf '  shard %s: %-5s' "$s" "$n")
+        done
+        printf '  %-8s%s\n' "$r" "$line"
+    done
 
     echo ready >"$demo/ready"
     started_something=""

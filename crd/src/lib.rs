@@ -340,20 +340,36 @@ fn default_probes() -> u32 {
     3
 }
 
+/// Proxies per region when the spec does not say.
+pub const DEFAULT_PROXY_REPLICAS: u32 = 2;
+
+fn default_proxy_replicas() -> u32 {
+    DEFAULT_PROXY_REPLICAS
+}
+
 /// Proxy settings.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxySpec {
     /// Proxy pods per region (`shard-node proxy`, all active): the region endpoint then selects
     /// them, and they route each command to the shard owning its keys, so clients see one
     /// database however many shards it has. 0 runs no proxy: the region endpoint serves
-    /// shard 0 and each shard has its own endpoint.
-    #[serde(default)]
+    /// shard 0 and each shard has its own endpoint. Default 2 (also without `proxy`).
+    #[serde(default = "default_proxy_replicas")]
     #[schemars(range(min = 0, max = 16))]
     pub replicas: u32,
     /// CPU and memory of each proxy container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for ProxySpec {
+    fn default() -> Self {
+        ProxySpec {
+            replicas: DEFAULT_PROXY_REPLICAS,
+            resources: None,
+        }
+    }
 }
 
 /// Additions to the shard-node pods.

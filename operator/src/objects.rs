@@ -168,46 +168,26 @@ fn stateful_set(
     let overrides = spec.pod_template.clone().unwrap_or_default();
     let mut pod_labels = overrides.labels.clone().unwrap_or_default();
     pod_labels.extend(labels.clone());
-    let mut env =
-        vec![json!({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})];
-    if let Some(auth) = &spec.auth {
-        env.push(
-            json!({"name": "SHARD_NODE_REQUIREPASS", "valueFrom": {"secretKeyRef": {
-            "name": auth.password_secret_ref.name,
-            "key": auth.password_secret_ref.key.as_deref().unwrap_or("password")}}}),
-        );
-    }
     let mut mounts = vec![json!({"name": "data", "mountPath": DATA_DIR})];
     let mut volumes = vec![];
     if let Some(secret) = spec.tls.as_ref().and_then(|t| t.peer_secret_name.as_ref()) {
         mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
         volumes.push(json!({"name": "tls", "secret": {"secretName": secret}}));
     }
-    let probe = |period: u32, failures: u32, delay: u32| {
-        json!({"tcpSocket": {"port": SHARD_NODE_PORT}, "periodSeconds": period,
-               "failureThreshold": failures, "timeoutSeconds": 1, "initialDelaySeconds": delay})
-    };
     let mut container = json!({
         "name": CONTAINER,
         "image": spec.effective_image(),
         "imagePullPolicy": "IfNotPresent",
         "args": shard_node_args(spec, p, s),
-        "env": env,
+        "env": container_env(spec),
         "ports": [
             {"name": "redis", "containerPort": SHARD_NODE_PORT},
             {"name": "metrics", "containerPort": SHARD_NODE_METRICS_PORT}
         ],
-        "readinessProbe": probe(1, 2, 0),
-        "livenessProbe": probe(5, 3, 5),
+        "readinessProbe": tcp_probe(1, 2, 0),
+        "livenessProbe": tcp_probe(5, 3, 5),
         "volumeMounts": mounts,
-        // The "restricted" Pod Security Standard: no privileges, no capabilities, nothing
-        // written outside the data volume.
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": true,
-        },
+        "securityContext": restricted_container(),
     });
     let resources = spec
         .participants
@@ -295,6 +275,38 @@ fn proxy_selector(topo: &Topology, p: &ParticipantPlan) -> BTreeMap<String, Stri
     ])
 }
 
+/// The environment of shard-node and proxy containers: the pod address, and the password
+/// from its Secret when the database has one.
+fn container_env(spec: &ActiveActiveDatabaseSpec) -> Vec<Value> {
+    let mut env =
+        vec![json!({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})];
+    if let Some(auth) = &spec.auth {
+        env.push(
+            json!({"name": "SHARD_NODE_REQUIREPASS", "valueFrom": {"secretKeyRef": {
+            "name": auth.password_secret_ref.name,
+            "key": auth.password_secret_ref.key.as_deref().unwrap_or("password")}}}),
+        );
+    }
+    env
+}
+
+/// A TCP probe of the RESP port.
+fn tcp_probe(period: u32, failures: u32, delay: u32) -> Value {
+    json!({"tcpSocket": {"port": SHARD_NODE_PORT}, "periodSeconds": period,
+           "failureThreshold": failures, "timeoutSeconds": 1, "initialDelaySeconds": delay})
+}
+
+/// The "restricted" Pod Security Standard for a container: no privileges, no capabilities,
+/// nothing written outside its volumes.
+fn restricted_container() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+    })
+}
+
 /// The `shard-node proxy` command line of the participant's proxy pods.
 pub fn proxy_args() -> Vec<String> {
     [
@@ -323,37 +335,19 @@ fn proxies(
     let select = proxy_selector(topo, p);
     let mut labels = labels::database_labels(&topo.database, &topo.namespace);
     labels.extend(select.clone());
-    let mut env =
-        vec![json!({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})];
-    if let Some(auth) = &spec.auth {
-        env.push(
-            json!({"name": "SHARD_NODE_REQUIREPASS", "valueFrom": {"secretKeyRef": {
-            "name": auth.password_secret_ref.name,
-            "key": auth.password_secret_ref.key.as_deref().unwrap_or("password")}}}),
-        );
-    }
-    let probe = |period: u32, failures: u32| {
-        json!({"tcpSocket": {"port": SHARD_NODE_PORT}, "periodSeconds": period,
-               "failureThreshold": failures, "timeoutSeconds": 1})
-    };
     let mut container = json!({
         "name": "proxy",
         "image": spec.effective_image(),
         "imagePullPolicy": "IfNotPresent",
         "args": proxy_args(),
-        "env": env,
+        "env": container_env(spec),
         "ports": [
             {"name": "redis", "containerPort": SHARD_NODE_PORT},
             {"name": "metrics", "containerPort": SHARD_NODE_METRICS_PORT}
         ],
-        "readinessProbe": probe(1, 2),
-        "livenessProbe": probe(5, 3),
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": true,
-        },
+        "readinessProbe": tcp_probe(1, 2, 0),
+        "livenessProbe": tcp_probe(5, 3, 0),
+        "securityContext": restricted_container(),
     });
     if let Some(r) = spec.proxy.as_ref().and_then(|x| x.resources.as_ref()) {
         container["resources"] = serde_json::to_value(r).map_err(|source| ObjectsError {
@@ -475,8 +469,9 @@ mod tests {
 
     #[test]
     fn builds_every_object_with_labels_spread_and_selectors() {
+        // Without proxies: the region endpoint selects shard 0's primary.
         let s = spec(json!({
-            "shards": 2, "replicasPerShard": 1, "maxmemory": "1mb",
+            "shards": 2, "replicasPerShard": 1, "maxmemory": "1mb", "proxy": {"replicas": 0},
             "auth": {"passwordSecretRef": {"name": "pw"}},
             "tls": {"peerSecretName": "links"},
             "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]

@@ -148,7 +148,10 @@ pub fn plan(
                 region_service: format!("{database}-{}", p.name),
                 cluster,
                 shards,
-                proxies: spec.proxy.as_ref().map_or(0, |x| x.replicas),
+                proxies: spec
+                    .proxy
+                    .as_ref()
+                    .map_or(aadb_crd::DEFAULT_PROXY_REPLICAS, |x| x.replicas),
                 proxy_name: format!("{database}-{}-proxy", p.name),
             }
         })

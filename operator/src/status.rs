@@ -100,6 +100,8 @@ pub struct Observed {
     pub total_shards: u32,
     /// Every replica follows its primary (links between regions aside).
     pub replication_healthy: bool,
+    /// Regions whose proxies are not all ready or lag behind the topology: sentences.
+    pub proxies_not_ready: Vec<String>,
     /// Links between regions that are down, as `from->to`.
     pub links_down: Vec<String>,
     /// Managed regions whose cluster could not be reached at all, with why.
@@ -178,6 +180,7 @@ pub fn assess(o: &Observed) -> Assessment {
         && o.total_shards > 0
         && o.ready_shards == o.total_shards
         && o.replication_healthy
+        && o.proxies_not_ready.is_empty()
         && o.links_down.is_empty()
         && o.unreached.is_empty()
         && o.problems.is_empty();
@@ -317,6 +320,16 @@ fn not_ready_reason(
         return (
             "WaitingForObservation",
             format!("{shards_message}; the shards are not yet observed with the new spec"),
+        );
+    }
+    if o.seen
+        && o.total_shards > 0
+        && o.ready_shards == o.total_shards
+        && !o.proxies_not_ready.is_empty()
+    {
+        return (
+            "ProxiesNotReady",
+            format!("{shards_message}; {}", o.proxies_not_ready.join("; ")),
         );
     }
     if o.seen && o.total_shards > 0 && o.ready_shards == o.total_shards {
@@ -525,7 +538,12 @@ mod tests {
             holding: vec!["pod db-east-0-0 cannot be scheduled".into()],
             ..ready_db()
         };
+        let proxies = Observed {
+            proxies_not_ready: vec!["east: 1 of 2 proxies ready".into()],
+            ..ready_db()
+        };
         let cases: Vec<(Observed, &str, &str)> = vec![
+            (proxies, "ProxiesNotReady", "east: 1 of 2 proxies ready"),
             (rolling, "RollingOut", "1 of 2 pods run the new template"),
             (stuck, "RollingOut", "pod db-east-0-0 cannot be scheduled"),
             (held, "ShardsNotReady", "cannot be scheduled"),

@@ -117,7 +117,8 @@ async fn assert_only_own_objects(c: &LocalCluster) {
         "{}: objects of another participant: {foreign:?}",
         c.name()
     );
-    // 1 StatefulSet, 3 Services (primary, headless, region), 1 PDB, 2 claims, 2 pods.
+    // 1 StatefulSet, 3 Services (primary, headless, region), 2 PDBs (the shard's and the
+    // proxies'), 2 claims, 4 pods (2 shard-nodes, 2 proxies).
     let count = |kind: &str| objects.iter().filter(|(o, _)| o.starts_with(kind)).count();
     assert_eq!(
         [
@@ -127,7 +128,7 @@ async fn assert_only_own_objects(c: &LocalCluster) {
             count("pvc/"),
             count("pod/")
         ],
-        [1, 3, 1, 2, 2],
+        [1, 3, 2, 2, 4],
         "{}: {objects:?}",
         c.name()
     );

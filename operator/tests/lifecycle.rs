@@ -321,13 +321,13 @@ fn the_operator_reports_invalid_specs_and_keeps_serving_others() {
             &ns,
             database(
                 "bad",
-                serde_json::json!({"replicasPerShard": 0, "proxy": {"replicas": 1},
+                serde_json::json!({"replicasPerShard": 0,
                     "podTemplate": {"labels": {"aadb.dev/tier": "cache"}},
                     "resources": {"requests": {"cpu": "banana"}}}),
             ),
         )
         .await
-        .expect("the schema accepts proxy replicas, any label key and any quantity text");
+        .expect("the schema accepts any label key and any quantity text");
         apply_db(
             c,
             &ns,
@@ -345,7 +345,6 @@ fn the_operator_reports_invalid_specs_and_keeps_serving_others() {
 
         let message = wait_invalid(c, &ns, "bad").await;
         for needle in [
-            "spec.proxy.replicas",
             "\"aadb.dev/tier\"",
             "reserved",
             "spec.resources.requests.cpu is \"banana\", which is not a Kubernetes quantity",
@@ -1081,8 +1080,9 @@ fn an_operator_killed_mid_reconcile_is_replaced_and_cleanup_still_completes() {
         assert_eq!(
             object_counts(c, &ns, "db").await,
             // 2 StatefulSets; per shard a primary and a headless Service, plus the region
-            // endpoint; 2 PDBs; a claim and a pod per pod.
-            Some([2, 5, 2, 4, 4])
+            // endpoint; a PDB per shard and one for the proxies; a claim per shard-node pod;
+            // 4 shard-node pods and 2 proxies.
+            Some([2, 5, 3, 4, 6])
         );
         delete_and_wait_gone(c, &ns, "db", Duration::from_secs(90)).await;
     });

@@ -247,6 +247,7 @@ async fn report(
         ready_shards: obs.ready_shards,
         total_shards,
         replication_healthy: obs.replication_healthy,
+        proxies_not_ready: obs.proxies_not_ready.clone(),
         links_down: obs.links_down.clone(),
         unreached: applied.unreached,
         problems: applied.problems,

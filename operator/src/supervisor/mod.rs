@@ -82,6 +82,8 @@ pub struct Observation {
     pub total_shards: u32,
     /// Every replica follows its primary and every cross-region link is connected.
     pub replication_healthy: bool,
+    /// Regions whose proxies are not all ready or lag behind the topology, one sentence each.
+    pub proxies_not_ready: Vec<String>,
     /// Cross-region links that are not connected, as `region/shard -> region: state`.
     pub links_down: Vec<String>,
     /// Failovers held back, with the reason.

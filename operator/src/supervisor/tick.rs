@@ -322,6 +322,10 @@ impl Loop {
         let ready = proxies.iter().filter(|pod| pod_ready(pod)).count();
         status.proxies = Some(format!("{ready}/{}", p.proxies));
         let Some(map) = shard_map(placements) else {
+            obs.proxies_not_ready.push(format!(
+                "{}: the proxies have no topology until every shard has a primary",
+                p.name
+            ));
             return;
         };
         let mut targets: Vec<String> = placements
@@ -334,13 +338,17 @@ impl Loop {
             .await;
         if all {
             status.topology_version = Some(version);
-        } else if status.message.is_none() {
-            status.message = Some(format!(
-                "topology version {version} not yet acknowledged by every proxy and shard-node"
+        } else {
+            obs.proxies_not_ready.push(format!(
+                "{}: topology version {version} is not yet acknowledged by every proxy and shard-node",
+                p.name
             ));
         }
-        if ready < p.proxies as usize && status.message.is_none() {
-            status.message = Some(format!("{ready} of {} proxies ready", p.proxies));
+        if ready < p.proxies as usize {
+            obs.proxies_not_ready.push(format!(
+                "{}: {ready} of {} proxies ready",
+                p.name, p.proxies
+            ));
         }
     }
 

@@ -347,10 +347,23 @@ pub fn condition<'a>(
         .find(|c| c.type_ == kind)
 }
 
-/// Pods of the database in `ns`.
+/// Shard-node pods of the database in `ns` (its proxies aside).
 pub async fn pods(c: &LocalCluster, ns: &str, db: &str) -> Vec<Pod> {
     Api::<Pod>::namespaced(c.client(), ns)
-        .list(&ListParams::default().labels(&format!("aadb.dev/database={db}")))
+        .list(&ListParams::default().labels(&format!(
+            "aadb.dev/database={db},app.kubernetes.io/component!=proxy"
+        )))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// Proxy pods of the database in `ns`.
+pub async fn proxy_pods(c: &LocalCluster, ns: &str, db: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(c.client(), ns)
+        .list(&ListParams::default().labels(&format!(
+            "aadb.dev/database={db},app.kubernetes.io/component=proxy"
+        )))
         .await
         .map(|l| l.items)
         .unwrap_or_default()
