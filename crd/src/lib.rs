@@ -114,6 +114,16 @@ pub struct ActiveActiveDatabaseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxySpec>,
 
+    /// The Redis Cluster API for cluster-aware clients (Redis Enterprise calls it the "OSS
+    /// Cluster API"): every shard-node pod gets a Service of its own (of the participant's
+    /// endpoint type), and the nodes announce those addresses in `CLUSTER SLOTS`, `SHARDS`
+    /// and `NODES` and in `MOVED` redirections, so clients inside and outside the cluster
+    /// send each key straight to its shard, and read from replicas with `READONLY`. The
+    /// proxies keep serving ordinary clients at the region endpoint. Needs endpoint type
+    /// LoadBalancer or NodePort.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_api: bool,
+
     /// Additions to every shard-node pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<PodTemplateOverrides>,

@@ -448,9 +448,12 @@ async fn delete_database(c: &LocalCluster, ns: &str) -> Result<()> {
     .await
 }
 
+/// The database's shard-node pods (its proxies aside).
 async fn database_pods(c: &LocalCluster, ns: &str) -> Vec<Pod> {
     Api::<Pod>::namespaced(c.client(), ns)
-        .list(&ListParams::default().labels(&format!("aadb.dev/database={DB}")))
+        .list(&ListParams::default().labels(&format!(
+            "aadb.dev/database={DB},app.kubernetes.io/component!=proxy"
+        )))
         .await
         .map(|l| l.items)
         .unwrap_or_default()

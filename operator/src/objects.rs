@@ -5,6 +5,8 @@
 //! shard-node listens on the pod address), a headless Service, a primary Service selecting the
 //! pod labelled `aadb.dev/role=primary` (type LoadBalancer, NodePort or ClusterIP after the
 //! participant's endpoint type) and a PodDisruptionBudget allowing one pod down; per
+//! participant, with `spec.clusterApi`, a Service per shard-node pod (selecting it by its
+//! `statefulset.kubernetes.io/pod-name` label, of the participant's endpoint type); per
 //! participant, a region endpoint Service selecting its proxies (a Deployment of
 //! `shard-node proxy` spread over the zones, with a PodDisruptionBudget allowing one down) or,
 //! without proxies, shard 0's primary. Pods meet the
@@ -54,6 +56,9 @@ pub const DATA_DIR: &str = "/data";
 pub const TLS_DIR: &str = "/tls";
 /// Name of the shard-node container.
 pub const CONTAINER: &str = "shard-node";
+/// The label the StatefulSet controller puts on each pod: its name.
+pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+
 /// The unprivileged user and group the shard-node runs as (and owns its data volume).
 pub const SHARD_NODE_UID: i64 = 65532;
 
@@ -427,6 +432,18 @@ pub fn participant_objects(
                    "metadata": metadata(&s.name, p, &labels, owner),
                    "spec": {"type": service_type(p), "selector": primary, "ports": redis_port}}),
         )?);
+        if topo.cluster_api {
+            // One Service per pod: the address the node announces to cluster-aware clients.
+            for pod in &s.pods {
+                out.services.push(typed(
+                    format!("Service {pod}"),
+                    json!({"apiVersion": "v1", "kind": "Service",
+                           "metadata": metadata(pod, p, &labels, owner),
+                           "spec": {"type": service_type(p), "ports": redis_port,
+                                    "selector": BTreeMap::from([(POD_NAME_LABEL, pod)])}}),
+                )?);
+            }
+        }
         out.disruption_budgets.push(typed(
             format!("PodDisruptionBudget {}", s.name),
             json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
@@ -566,6 +583,34 @@ mod tests {
             budget["spec"]["selector"]["matchLabels"][labels::COMPONENT],
             "proxy"
         );
+    }
+
+    #[test]
+    fn cluster_api_mode_gives_every_pod_a_service() {
+        let s = spec(json!({
+            "shards": 2, "replicasPerShard": 1, "clusterApi": true,
+            "participants": [{"name": "east", "zones": ["east-a"], "endpoint": {"type": "NodePort"}}]
+        }));
+        let topo = plan("db", "ns", &s, None);
+        let objs = participant_objects(&topo, &s, &topo.participants[0], None).expect("objects");
+        let per_pod: Vec<Value> = objs
+            .services
+            .iter()
+            .map(|svc| serde_json::to_value(svc).expect("svc"))
+            .filter(|v| v["spec"]["selector"].get(POD_NAME_LABEL).is_some())
+            .collect();
+        let names: Vec<&str> = per_pod
+            .iter()
+            .filter_map(|v| v["metadata"]["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["db-east-0-0", "db-east-0-1", "db-east-1-0", "db-east-1-1"]
+        );
+        for v in &per_pod {
+            assert_eq!(v["spec"]["type"], "NodePort");
+            assert_eq!(v["spec"]["selector"][POD_NAME_LABEL], v["metadata"]["name"]);
+        }
     }
 
     /// What the "restricted" Pod Security Standard requires of a pod and its containers.

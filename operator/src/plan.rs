@@ -74,6 +74,9 @@ pub struct Topology {
     pub namespace: String,
     /// Participants, in spec order.
     pub participants: Vec<ParticipantPlan>,
+    /// Cluster API mode: every shard-node pod has a Service of its own, whose address the
+    /// nodes announce.
+    pub cluster_api: bool,
 }
 
 impl Topology {
@@ -160,6 +163,7 @@ pub fn plan(
         database: database.to_string(),
         namespace: namespace.to_string(),
         participants,
+        cluster_api: spec.cluster_api,
     }
 }
 

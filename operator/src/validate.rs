@@ -109,6 +109,12 @@ pub fn validate(
                 p.name
             ));
         }
+        if spec.cluster_api && p.endpoint_type() == EndpointType::Host {
+            problems.push(format!(
+                "spec.clusterApi needs an address per shard-node pod, but participant {:?} has endpoint type Host (one host for the region): use LoadBalancer or NodePort, or turn clusterApi off",
+                p.name
+            ));
+        }
         if p.endpoint_type() == EndpointType::Host
             && p.endpoint.as_ref().and_then(|e| e.host.as_ref()).is_none()
         {
@@ -263,6 +269,14 @@ mod tests {
                 "spec.proxy.replicas is 17: use 0 (no proxy) to 16",
             ),
             ("db", one(serde_json::json!({"shards": 0})), "use 1 to 64"),
+            (
+                "db",
+                spec(
+                    serde_json::json!({"clusterApi": true, "participants": [{"name": "east",
+                    "zones": ["a"], "endpoint": {"type": "Host", "host": "db.example.com"}}]}),
+                ),
+                "spec.clusterApi needs an address per shard-node pod",
+            ),
             (
                 "db",
                 one(serde_json::json!({"resources": {"requests": {"cpu": "banana"}}})),

@@ -313,3 +313,141 @@ fn three_shards_behind_two_proxies_are_one_database() {
         .await;
     });
 }
+
+/// `redis-cli -c` (follows redirections) at `addr`; its output.
+async fn redis_cli_cluster(addr: &str, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let mut all = vec![
+        "-c".to_string(),
+        "-h".into(),
+        host.into(),
+        "-p".into(),
+        port.into(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli").args(&all).output()
+    })
+    .await
+    .expect("join")
+    .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn cluster_api_mode_lets_cluster_clients_reach_every_shard_and_follow_a_failover() {
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let _op = operator(h, "clusterapi", &["--watch-namespace", "clusterapi"]);
+        let ns = namespace(c, "clusterapi").await;
+        apply_db(
+            c,
+            &ns,
+            serde_json::json!({
+                "metadata": {"name": "db"},
+                "spec": {
+                    "shards": 2, "replicasPerShard": 1, "image": "shard-node:dev",
+                    "clusterApi": true,
+                    "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
+                }
+            }),
+        )
+        .await
+        .expect("apply database");
+        wait_ready(c, &ns, "db", Duration::from_secs(120)).await;
+        // Every pod's own Service address, by pod name.
+        let service_of = |pod: String| {
+            let ns = ns.clone();
+            async move { lb_address(c, &ns, &pod).await }
+        };
+        let primary_of = |shard: u32| {
+            let ns = ns.clone();
+            async move {
+                primary_pod(c, &ns, "db", "east", shard)
+                    .await
+                    .and_then(|p| p.metadata.name)
+            }
+        };
+        // The nodes announce their Services: CLUSTER SLOTS at shard 0's primary names both
+        // shards' primaries at those addresses.
+        let p0 = primary_of(0).await.expect("primary of shard 0");
+        let p1 = primary_of(1).await.expect("primary of shard 1");
+        let (a0, a1) = (
+            service_of(p0.clone())
+                .await
+                .expect("address of shard 0's primary"),
+            service_of(p1.clone())
+                .await
+                .expect("address of shard 1's primary"),
+        );
+        eventually(
+            "the nodes announce their Services",
+            Duration::from_secs(30),
+            || {
+                let (a0, a1) = (a0.clone(), a1.clone());
+                async move {
+                    let slots = redis_cli_cluster(&a0, &["CLUSTER", "SLOTS"]).await;
+                    let host = |a: &str| {
+                        a.rsplit_once(':')
+                            .map(|x| x.0.to_string())
+                            .unwrap_or_default()
+                    };
+                    (slots.contains(&host(&a0)) && slots.contains(&host(&a1))).then_some(())
+                }
+            },
+        )
+        .await;
+        // A cluster client writes keys of both shards through either node.
+        for i in 0..20 {
+            let key = format!("k{i}");
+            let out = redis_cli_cluster(&a0, &["SET", &key, &i.to_string()]).await;
+            assert_eq!(out, "OK", "SET {key}");
+        }
+        let n0: i64 = redis_cmd(&a0, &["DBSIZE"]).await.expect("DBSIZE 0");
+        let n1: i64 = redis_cmd(&a1, &["DBSIZE"]).await.expect("DBSIZE 1");
+        assert!(n0 > 0 && n1 > 0 && n0 + n1 == 20, "{n0} + {n1}");
+        // The proxies still serve ordinary clients at the region endpoint.
+        let endpoint = lb_address(c, &ns, "db-east")
+            .await
+            .expect("region endpoint");
+        let v: String = redis_cmd(&endpoint, &["GET", "k7"]).await.expect("GET k7");
+        assert_eq!(v, "7");
+        // The shard of "foo" loses its primary; the cluster client follows the new one.
+        let out = redis_cli_cluster(&a0, &["SET", "foo", "before"]).await;
+        assert_eq!(out, "OK");
+        let slot: i64 = redis_cmd(&a0, &["CLUSTER", "KEYSLOT", "foo"])
+            .await
+            .expect("slot");
+        let shard = u32::from(slot >= 8192);
+        let old = primary_of(shard).await.expect("primary");
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(c.client(), &ns)
+            .delete(&old, &DeleteParams::default())
+            .await
+            .expect("delete the primary pod");
+        let new = eventually("a new primary", Duration::from_secs(60), || async {
+            primary_of(shard).await.filter(|p| *p != old)
+        })
+        .await;
+        let new_address = service_of(new.clone())
+            .await
+            .expect("the new primary's Service");
+        let other = if shard == 0 { a1.clone() } else { a0.clone() };
+        eventually(
+            "the cluster client writes to the new primary",
+            Duration::from_secs(60),
+            || {
+                let (other, new_address) = (other.clone(), new_address.clone());
+                async move {
+                    let out = redis_cli_cluster(&other, &["SET", "foo", "after"]).await;
+                    let slots = redis_cli_cluster(&other, &["CLUSTER", "SLOTS"]).await;
+                    let host = new_address.rsplit_once(':').map(|x| x.0.to_string())?;
+                    (out == "OK" && slots.contains(&host)).then_some(())
+                }
+            },
+        )
+        .await;
+        let v = redis_cli_cluster(&other, &["GET", "foo"]).await;
+        assert_eq!(v, "after");
+    });
+}

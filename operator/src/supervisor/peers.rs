@@ -85,37 +85,48 @@ pub(super) async fn service_endpoint(
         Ok(None) => return Ok(None),
         Err(e) => return Err(format!("read Service {}/{}: {e}", p.namespace, name)),
     };
-    match p.endpoint_type {
-        EndpointType::LoadBalancer => Ok(svc
+    let nodes = if p.endpoint_type == EndpointType::NodePort {
+        Api::<Node>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("list nodes: {e}"))?
+            .items
+    } else {
+        Vec::new()
+    };
+    Ok(service_address(&svc, p.endpoint_type, &nodes))
+}
+
+/// The address clients reach `svc` at: its first LoadBalancer ingress, or for a NodePort
+/// Service a Ready node's address (of `nodes`) and the node port.
+pub(super) fn service_address(
+    svc: &Service,
+    endpoint_type: EndpointType,
+    nodes: &[Node],
+) -> Option<String> {
+    match endpoint_type {
+        EndpointType::LoadBalancer => svc
             .status
-            .and_then(|s| s.load_balancer)
-            .and_then(|lb| lb.ingress)
-            .and_then(|i| i.into_iter().next())
-            .and_then(|i| i.ip.or(i.hostname))
-            .map(|host| format!("{host}:{SHARD_NODE_PORT}"))),
+            .as_ref()?
+            .load_balancer
+            .as_ref()?
+            .ingress
+            .as_ref()?
+            .first()
+            .and_then(|i| i.ip.clone().or(i.hostname.clone()))
+            .map(|host| format!("{host}:{SHARD_NODE_PORT}")),
         EndpointType::NodePort => {
-            let port = svc
-                .spec
-                .and_then(|s| s.ports)
-                .and_then(|p| p.into_iter().next())
-                .and_then(|p| p.node_port);
-            let Some(port) = port else { return Ok(None) };
-            let nodes: Api<Node> = Api::all(client.clone());
-            let list = nodes
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| format!("list nodes: {e}"))?;
-            let address = list
-                .items
+            let port = svc.spec.as_ref()?.ports.as_ref()?.first()?.node_port?;
+            let address = nodes
                 .iter()
                 .filter(|n| node_ready(n))
                 .filter_map(|n| n.status.as_ref()?.addresses.as_ref())
                 .flatten()
                 .find(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
-                .map(|a| a.address.clone());
-            Ok(address.map(|a| format!("{a}:{port}")))
+                .map(|a| a.address.clone())?;
+            Some(format!("{address}:{port}"))
         }
-        EndpointType::Host => Ok(None),
+        EndpointType::Host => None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aadb_crd::{ParticipantStatus, ShardStatus};
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::Client;
@@ -18,13 +18,13 @@ use super::observe::{
     not_ready_message, outdated_pods, pod_address, pod_ready, pod_views, shard_pods, shard_status,
     ShardPods,
 };
-use super::peers::{service_endpoint, shard_endpoints};
+use super::peers::{service_address, service_endpoint, shard_endpoints};
 use super::topology::{shard_map, RegionTopology, ShardPlacement};
 use super::{FailoverHook, Observation, SupervisorSpec};
 use crate::clusters::ClusterClients;
 use crate::failover::{decide, Decision, HealthTracker, PodView, ShardView};
 use crate::labels;
-use crate::plan::ParticipantPlan;
+use crate::plan::{ParticipantPlan, Topology};
 use crate::wiring::{NodeClients, NodeDetail};
 
 /// The supervisor's state between ticks.
@@ -257,6 +257,8 @@ impl Loop {
             endpoints.get(&(p.name.clone(), 0)).cloned()
         };
         let mut placements = Vec::with_capacity(shards.len());
+        // Per shard, the primary's pod and the other pods' (for announced addresses).
+        let mut pod_names: Vec<(Option<String>, Vec<String>)> = Vec::with_capacity(shards.len());
         for s in &shards {
             let t = ShardTick {
                 spec,
@@ -285,10 +287,24 @@ impl Loop {
                     .filter_map(|n| address(&n.pod))
                     .collect(),
             });
+            pod_names.push((
+                shard_status.primary.as_ref().map(|n| n.pod.clone()),
+                shard_status
+                    .replicas
+                    .iter()
+                    .map(|n| n.pod.clone())
+                    .collect(),
+            ));
             status.shards.push(shard_status);
         }
-        if p.proxies > 0 {
-            self.region_topology(p, &pods, &placements, &mut status, obs)
+        if p.proxies > 0 || topo.cluster_api {
+            let region = RegionView {
+                pods: &pods,
+                nodes: &nodes,
+                placements: &placements,
+                pod_names: &pod_names,
+            };
+            self.region_topology(topo, p, &client, region, &mut status, obs)
                 .await;
         }
         if status.message.is_none() {
@@ -297,17 +313,21 @@ impl Loop {
         status
     }
 
-    /// With proxies: pushes the region's topology to its shard-nodes and proxies, and reports
-    /// the proxies and the acknowledged topology version (see [`super::topology`]).
+    /// With proxies or the Cluster API: pushes the region's topology to its shard-nodes and
+    /// proxies, and reports the proxies and the acknowledged topology version (see
+    /// [`super::topology`]). Proxies get the pods' own addresses; in Cluster API mode the
+    /// nodes get the addresses of the pods' Services, which they announce to clients.
     async fn region_topology(
         &mut self,
+        topo: &Topology,
         p: &ParticipantPlan,
-        pods: &[Pod],
-        placements: &[ShardPlacement],
+        client: &Client,
+        region: RegionView<'_>,
         status: &mut ParticipantStatus,
         obs: &mut Observation,
     ) {
-        let proxies: Vec<&Pod> = pods
+        let proxies: Vec<&Pod> = region
+            .pods
             .iter()
             .filter(|pod| {
                 pod.metadata.deletion_timestamp.is_none()
@@ -320,23 +340,78 @@ impl Loop {
             })
             .collect();
         let ready = proxies.iter().filter(|pod| pod_ready(pod)).count();
-        status.proxies = Some(format!("{ready}/{}", p.proxies));
-        let Some(map) = shard_map(placements) else {
+        if p.proxies > 0 {
+            status.proxies = Some(format!("{ready}/{}", p.proxies));
+            if ready < p.proxies as usize {
+                obs.proxies_not_ready.push(format!(
+                    "{}: {ready} of {} proxies ready",
+                    p.name, p.proxies
+                ));
+            }
+        }
+        let Some(map) = shard_map(region.placements) else {
             obs.proxies_not_ready.push(format!(
-                "{}: the proxies have no topology until every shard has a primary",
+                "{}: the topology waits until every shard has a primary",
                 p.name
             ));
             return;
         };
-        let mut targets: Vec<String> = placements
+        let node_targets: Vec<String> = region
+            .placements
             .iter()
             .flat_map(|s| s.primary.iter().chain(s.replicas.iter()).cloned())
             .collect();
-        targets.extend(proxies.iter().filter_map(|pod| pod_address(pod)));
-        let (all, version) = self
-            .push_topology(&p.name, map, &targets, &mut obs.errors)
-            .await;
-        if all {
+        let proxy_targets: Vec<String> =
+            proxies.iter().filter_map(|pod| pod_address(pod)).collect();
+        let mut acknowledged = true;
+        let mut version = 0;
+        if topo.cluster_api {
+            match self.announced_map(p, client, &region).await {
+                Ok(Some(announced)) => {
+                    let (all, v) = self
+                        .push_topology(
+                            &format!("{}/nodes", p.name),
+                            announced,
+                            &node_targets,
+                            &mut obs.errors,
+                        )
+                        .await;
+                    acknowledged &= all;
+                    version = v;
+                }
+                Ok(None) => {
+                    acknowledged = false;
+                    obs.proxies_not_ready.push(format!(
+                        "{}: the topology waits for every shard-node pod's Service address",
+                        p.name
+                    ));
+                }
+                Err(e) => {
+                    acknowledged = false;
+                    obs.errors.push(e);
+                }
+            }
+            if !proxy_targets.is_empty() {
+                let (all, _) = self
+                    .push_topology(
+                        &format!("{}/proxies", p.name),
+                        map,
+                        &proxy_targets,
+                        &mut obs.errors,
+                    )
+                    .await;
+                acknowledged &= all;
+            }
+        } else {
+            let mut targets = node_targets;
+            targets.extend(proxy_targets);
+            let (all, v) = self
+                .push_topology(&p.name, map, &targets, &mut obs.errors)
+                .await;
+            acknowledged = all;
+            version = v;
+        }
+        if acknowledged {
             status.topology_version = Some(version);
         } else {
             obs.proxies_not_ready.push(format!(
@@ -344,12 +419,50 @@ impl Loop {
                 p.name
             ));
         }
-        if ready < p.proxies as usize {
-            obs.proxies_not_ready.push(format!(
-                "{}: {ready} of {} proxies ready",
-                p.name, p.proxies
-            ));
+    }
+
+    /// The region's shard map with the addresses of the pods' own Services (Cluster API
+    /// mode); `None` while one of them has no address.
+    async fn announced_map(
+        &self,
+        p: &ParticipantPlan,
+        client: &Client,
+        region: &RegionView<'_>,
+    ) -> Result<Option<String>, String> {
+        let selector = format!("{}={}", labels::PARTICIPANT, p.name);
+        let services: Vec<Service> = Api::<Service>::namespaced(client.clone(), &p.namespace)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| format!("list Services of {}: {e}", p.name))?
+            .items;
+        let announced = |pod: &str| {
+            services
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(pod))
+                .and_then(|s| service_address(s, p.endpoint_type, region.nodes))
+        };
+        let mut shards = Vec::with_capacity(region.pod_names.len());
+        for (placement, (primary, replicas)) in region.placements.iter().zip(region.pod_names) {
+            let Some(primary) = primary.as_deref().map(announced) else {
+                return Ok(None);
+            };
+            let Some(primary) = primary else {
+                return Ok(None);
+            };
+            let mut others = Vec::with_capacity(replicas.len());
+            for r in replicas {
+                match announced(r) {
+                    Some(a) => others.push(a),
+                    None => return Ok(None),
+                }
+            }
+            shards.push(ShardPlacement {
+                slots: placement.slots,
+                primary: Some(primary),
+                replicas: others,
+            });
         }
+        Ok(shard_map(&shards))
     }
 
     /// One shard's tick: observe its pods, decide, carry the actions out, wire the primary's
@@ -474,6 +587,16 @@ impl Loop {
             tracing::debug!(error = %e, "cannot record event");
         }
     }
+}
+
+/// What the topology of a region is built from.
+pub(super) struct RegionView<'a> {
+    pods: &'a [Pod],
+    nodes: &'a [Node],
+    /// Per shard, the pods' own addresses.
+    placements: &'a [ShardPlacement],
+    /// Per shard, the primary's pod name and the other pods' names.
+    pod_names: &'a [(Option<String>, Vec<String>)],
 }
 
 /// A reference to pod `pod` of participant `p`, for Events.

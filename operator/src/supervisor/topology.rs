@@ -60,8 +60,9 @@ pub(super) struct RegionTopology {
 }
 
 impl Loop {
-    /// Brings every target of region `participant` to `map`; returns whether all of them
-    /// acknowledged the version now in force, and that version.
+    /// Brings every target of `participant` (a region, or a region's nodes or proxies when
+    /// they get different maps) to `map`; returns whether all of them acknowledged the
+    /// version now in force, and that version.
     pub(super) async fn push_topology(
         &mut self,
         participant: &str,
