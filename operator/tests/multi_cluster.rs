@@ -1,6 +1,7 @@
 //! The operator across three local clusters (east, west, central): one operator in east
-//! reaching west and central through kubeconfig Secrets; conflicting writes in every region
-//! converge; a region cut off at its LoadBalancers leaves the others serving, shows in the
+//! reaching west and central through kubeconfig Secrets; a database of two shards behind two
+//! proxies per region; conflicting writes in every region converge, keys written through
+//! every region's proxies reach every region; a region cut off at its LoadBalancers leaves the others serving, shows in the
 //! status, and converges after healing.
 
 mod common;
@@ -71,7 +72,7 @@ fn three_regions_converge_and_survive_a_partition() {
             east,
             ns,
             serde_json::json!({"metadata": {"name": "db"},
-                "spec": {"shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
+                "spec": {"shards": 2, "replicasPerShard": 1, "image": "shard-node:dev",
                          "auth": {"passwordSecretRef": {"name": "geo-password"}},
                          "participants": participants}}),
         )
@@ -128,6 +129,41 @@ fn three_regions_converge_and_survive_a_partition() {
             eps.iter().any(|(r, _)| *r == owner),
             "LWW winner is one of the writers"
         );
+        // Keys written through every region's proxies spread over both shards and reach every
+        // region.
+        for (region, addr) in &eps {
+            for k in 0..30 {
+                let _: String = redis_cmd(addr, &["SET", &format!("{region}:{k}"), "v"])
+                    .await
+                    .unwrap_or_else(|| panic!("SET through {region}"));
+            }
+        }
+        eventually(
+            "every region holds every key",
+            Duration::from_secs(30),
+            || {
+                let eps = eps.clone();
+                async move {
+                    for (_, addr) in &eps {
+                        let n: i64 = redis_cmd(addr, &["DBSIZE"]).await?;
+                        if n != 3 + 90 {
+                            return None;
+                        }
+                    }
+                    Some(())
+                }
+            },
+        )
+        .await;
+        let st = get_db(east, ns, "db")
+            .await
+            .and_then(|d| d.status)
+            .expect("status");
+        for p in &st.participants {
+            assert_eq!(p.shards.len(), 2, "{p:?}");
+            assert!(p.topology_version.is_some(), "{p:?}");
+            assert_eq!(p.proxies.as_deref(), Some("2/2"), "{p:?}");
+        }
 
         // Partition west: its LoadBalancers stop answering.
         let west = &h.clusters[1];
@@ -158,7 +194,7 @@ fn three_regions_converge_and_survive_a_partition() {
             east,
             ns,
             serde_json::json!({"metadata": {"name": "db"},
-                "spec": {"shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
+                "spec": {"shards": 2, "replicasPerShard": 1, "image": "shard-node:dev",
                          "auth": {"passwordSecretRef": {"name": "geo-password"}},
                          "participants": participants[..2]}}),
         )
@@ -183,7 +219,10 @@ fn three_regions_converge_and_survive_a_partition() {
                         .participants
                         .iter()
                         .all(|p| p.shards.first().is_some_and(|s| s.peers.len() == 1));
-                (sts.items.is_empty() && pods(central, ns, "db").await.is_empty() && unlinked)
+                (sts.items.is_empty()
+                    && pods(central, ns, "db").await.is_empty()
+                    && proxy_pods(central, ns, "db").await.is_empty()
+                    && unlinked)
                     .then_some(())
             },
         )
@@ -216,7 +255,7 @@ fn three_regions_converge_and_survive_a_partition() {
                     .list(&kube::api::ListParams::default().labels("aadb.dev/database=db"))
                     .await
                     .ok()?;
-                if !(sts.items.is_empty() && svc.items.is_empty() && pvc.items.is_empty() && copies.items.is_empty() && pods(c, ns, "db").await.is_empty()) {
+                if !(sts.items.is_empty() && svc.items.is_empty() && pvc.items.is_empty() && copies.items.is_empty() && pods(c, ns, "db").await.is_empty() && proxy_pods(c, ns, "db").await.is_empty()) {
                     return None;
                 }
             }

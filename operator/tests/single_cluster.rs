@@ -407,6 +407,50 @@ fn cluster_api_mode_lets_cluster_clients_reach_every_shard_and_follow_a_failover
         let n0: i64 = redis_cmd(&a0, &["DBSIZE"]).await.expect("DBSIZE 0");
         let n1: i64 = redis_cmd(&a1, &["DBSIZE"]).await.expect("DBSIZE 1");
         assert!(n0 > 0 && n1 > 0 && n0 + n1 == 20, "{n0} + {n1}");
+        // Reads from a replica after READONLY (its own Service, as announced).
+        let replica = pods(c, &ns, "db")
+            .await
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .find(|n| n.starts_with("db-east-0-") && *n != p0)
+            .expect("a replica of shard 0");
+        let replica_address = service_of(replica).await.expect("the replica's Service");
+        let key = (0..20)
+            .map(|i| format!("k{i}"))
+            .find(|k| {
+                // A key of shard 0 (slots 0-8191).
+                let slot = {
+                    let tagged = k.as_bytes();
+                    let mut crc: u16 = 0;
+                    for b in tagged {
+                        crc ^= u16::from(*b) << 8;
+                        for _ in 0..8 {
+                            crc = if crc & 0x8000 != 0 {
+                                (crc << 1) ^ 0x1021
+                            } else {
+                                crc << 1
+                            };
+                        }
+                    }
+                    crc % 16384
+                };
+                slot < 8192
+            })
+            .expect("a key of shard 0");
+        let read = eventually("a read from the replica", Duration::from_secs(30), || {
+            let (addr, key) = (replica_address.clone(), key.clone());
+            async move {
+                let mut conn = redis_conn(&addr).await?;
+                let _: String = redis::cmd("READONLY").query_async(&mut conn).await.ok()?;
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+                    .ok()?
+            }
+        })
+        .await;
+        assert_eq!(read, key.trim_start_matches('k'));
         // The proxies still serve ordinary clients at the region endpoint.
         let endpoint = lb_address(c, &ns, "db-east")
             .await
