@@ -271,7 +271,7 @@ async fn connect(addr: &str, password: Option<&[u8]>, resp3: bool) -> Result<Tcp
 }
 
 /// Connects to the node at `addr` and sends `handshake`, every reply of which must be a
-/// success; within [`CONNECT_TIMEOUT`].
+/// success; within `CONNECT_TIMEOUT`.
 pub async fn open(addr: &str, handshake: &[&[&[u8]]]) -> Result<TcpStream, String> {
     let work = async {
         let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
