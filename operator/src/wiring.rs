@@ -284,6 +284,17 @@ impl NodeClients {
         self.settle(addr, result)
     }
 
+    /// `AA.TOPOLOGY ANNOUNCE endpoint` on a proxy: the address it gives cluster-aware clients.
+    pub async fn announce(&self, addr: &str, endpoint: &str) -> Result<(), WiringError> {
+        let mut cmd = redis::cmd("AA.TOPOLOGY");
+        cmd.arg("ANNOUNCE").arg(endpoint);
+        let result = self
+            .single(addr, "AA.TOPOLOGY ANNOUNCE", cmd, None)
+            .await
+            .and_then(|reply| expect_ok(addr, "AA.TOPOLOGY ANNOUNCE", &reply));
+        self.settle(addr, result)
+    }
+
     /// `CLIENT PAUSE ms WRITE`: the node holds its clients' writes (they wait, unanswered) for
     /// up to `length` or until [`NodeClients::unpause`].
     pub async fn pause_writes(&self, addr: &str, length: Duration) -> Result<(), WiringError> {

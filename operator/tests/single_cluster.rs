@@ -229,6 +229,33 @@ fn three_shards_behind_two_proxies_are_one_database() {
             .collect();
         assert_eq!(first_proxies.len(), 2, "{first_proxies:?}");
 
+        // Cluster-aware clients pointed at the region endpoint are told to stay there.
+        let ranges = eventually(
+            "the proxies announce the region endpoint",
+            Duration::from_secs(30),
+            || {
+                let endpoint = endpoint.clone();
+                async move {
+                    let reply: Vec<Vec<redis::Value>> =
+                        redis_cmd(&endpoint, &["CLUSTER", "SLOTS"]).await?;
+                    let node = match reply.first()?.get(2)? {
+                        redis::Value::Array(n) => n.clone(),
+                        _ => return None,
+                    };
+                    let host = match node.first()? {
+                        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                        _ => return None,
+                    };
+                    let port = match node.get(1)? {
+                        redis::Value::Int(p) => *p,
+                        _ => return None,
+                    };
+                    (format!("{host}:{port}") == endpoint).then_some(reply.len())
+                }
+            },
+        )
+        .await;
+        assert_eq!(ranges, 1, "one range, all slots, at the region endpoint");
         // The benchmark suite through the region endpoint, with no error.
         let (host, port) = endpoint.rsplit_once(':').expect("host:port");
         let out = tokio::process::Command::new("redis-benchmark")

@@ -41,6 +41,8 @@ pub(super) struct Loop {
     pub(super) on_failover: FailoverHook,
     /// Per participant, the topology last pushed to its shard-nodes and proxies.
     pub(super) topologies: HashMap<String, RegionTopology>,
+    /// Per proxy address, the region endpoint it was told to announce, and when.
+    pub(super) announced: HashMap<String, (String, Instant)>,
 }
 
 pub(super) async fn run(
@@ -66,6 +68,7 @@ pub(super) async fn run(
         failovers: 0,
         on_failover,
         topologies: HashMap::new(),
+        announced: HashMap::new(),
     };
     let mut ticks = 0u64;
     loop {
@@ -363,6 +366,10 @@ impl Loop {
             .collect();
         let proxy_targets: Vec<String> =
             proxies.iter().filter_map(|pod| pod_address(pod)).collect();
+        if let Some(endpoint) = status.endpoint.clone() {
+            self.announce_endpoint(&endpoint, &proxy_targets, &mut obs.errors)
+                .await;
+        }
         let mut acknowledged = true;
         let mut version = 0;
         if topo.cluster_api {
@@ -418,6 +425,38 @@ impl Loop {
                 "{}: topology version {version} is not yet acknowledged by every proxy and shard-node",
                 p.name
             ));
+        }
+    }
+
+    /// Tells every proxy of `targets` that has not heard it lately to announce `endpoint` (the
+    /// region endpoint) to cluster-aware clients.
+    async fn announce_endpoint(
+        &mut self,
+        endpoint: &str,
+        targets: &[String],
+        errors: &mut Vec<String>,
+    ) {
+        let now = Instant::now();
+        let due: Vec<&String> = targets
+            .iter()
+            .filter(|t| {
+                self.announced.get(*t).is_none_or(|(e, at)| {
+                    e != endpoint || now.duration_since(*at) >= super::topology::REPUSH_AFTER
+                })
+            })
+            .collect();
+        let pushes = due.iter().map(|addr| {
+            let nodes = self.nodes.clone();
+            async move { (addr.to_string(), nodes.announce(addr, endpoint).await) }
+        });
+        for (addr, r) in join_all(pushes).await {
+            match r {
+                Ok(()) => {
+                    self.announced
+                        .insert(addr, (endpoint.to_string(), Instant::now()));
+                }
+                Err(e) => errors.push(format!("announce {endpoint} on proxy {addr}: {e}")),
+            }
         }
     }
 

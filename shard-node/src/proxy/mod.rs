@@ -23,7 +23,8 @@
 //!   and topology and follows a promotion by itself; a refused (`MOVED`/`READONLY`) request
 //!   was not executed, so it is sent again to the new primary.
 //! - **Topology.** From `--shard-map`, `AA.TOPOLOGY SET <version> <map>` (authenticated), and
-//!   `--topology-file`; a version not newer than the current one is refused and malformed
+//!   `--topology-file`; `AA.TOPOLOGY ANNOUNCE <host:port>` sets the address the Cluster API
+//!   gives clients for this proxy (the region endpoint, pushed by the operator); a version not newer than the current one is refused and malformed
 //!   maps are refused with the reason, keeping the old routes.
 
 pub mod backend;
@@ -72,6 +73,9 @@ pub struct Core {
     /// When each shard's nodes were last asked who the primary is.
     refreshed: Mutex<HashMap<usize, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
     next_client_id: AtomicU64,
+    /// The address clients are told to use for this proxy (`--announce`, or
+    /// `AA.TOPOLOGY ANNOUNCE`); without one, the address each client connected to.
+    announce: RwLock<Option<String>>,
     pub connections: AtomicUsize,
     pub shutdown: watch::Sender<bool>,
 }
@@ -81,6 +85,7 @@ const REFRESH_INTERVAL: Duration = Duration::from_millis(50);
 
 impl Core {
     pub fn new(settings: Settings, routes: Routes) -> Arc<Core> {
+        let settings_announce = settings.announce.clone();
         let (changes, _) = watch::channel(0);
         let (shutdown, _) = watch::channel(false);
         let core = Arc::new(Core {
@@ -91,6 +96,7 @@ impl Core {
             shared: Mutex::new(HashMap::new()),
             refreshed: Mutex::new(HashMap::new()),
             next_client_id: AtomicU64::new(1),
+            announce: RwLock::new(settings_announce),
             connections: AtomicUsize::new(0),
             shutdown,
         });
@@ -146,6 +152,18 @@ impl Core {
             return Err(e);
         }
         tracing::info!(version, "topology installed");
+        Ok(())
+    }
+
+    /// The address announced to clients, if one is set.
+    pub fn announced(&self) -> Option<String> {
+        self.announce.read().clone()
+    }
+
+    /// Sets the address announced to clients (`HOST:PORT`).
+    pub fn set_announce(&self, addr: &str) -> Result<(), String> {
+        crate::commands::replication::parse_peer_addr(addr)?;
+        *self.announce.write() = Some(addr.to_string());
         Ok(())
     }
 

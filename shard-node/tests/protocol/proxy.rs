@@ -411,6 +411,19 @@ fn passwords_resp3_and_metrics_through_the_proxy() {
     // Inline commands too.
     c.send(b"PING\r\n").expect("send");
     assert_eq!(c.read_frame().expect("reply"), b"+PONG\r\n");
+    // The address announced to cluster clients can be set (the operator's region endpoint).
+    assert!(c
+        .cmd_str(&["AA.TOPOLOGY", "ANNOUNCE", "nowhere"])
+        .starts_with(b"-ERR announce refused"));
+    assert_eq!(
+        c.cmd_str(&["AA.TOPOLOGY", "ANNOUNCE", "10.1.2.3:7000"]),
+        b"+OK\r\n"
+    );
+    let slots = String::from_utf8_lossy(&c.cmd_str(&["CLUSTER", "SLOTS"])).into_owned();
+    assert!(
+        slots.contains("10.1.2.3") && slots.contains(":7000"),
+        "{slots}"
+    );
     drop(nodes);
 
     let body = {

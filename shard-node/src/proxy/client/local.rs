@@ -159,7 +159,7 @@ impl Client {
     /// The Cluster API: the proxy is the one node, serving every slot.
     pub(super) fn cluster(&mut self, args: &[Bytes]) {
         let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-        let me = self.local.clone();
+        let me = self.core.announced().unwrap_or_else(|| self.local.clone());
         let id = node_id(&me);
         let (host, port) = match me.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.parse::<i64>().unwrap_or(0)),
@@ -257,6 +257,13 @@ impl Client {
                     Err(e) => self.error(&format!("ERR topology refused: {e}")),
                 }
             }
+            ("announce", 3) => {
+                let addr = String::from_utf8_lossy(&args[2]).into_owned();
+                match self.core.set_announce(&addr) {
+                    Ok(()) => self.reply(|w| w.simple("OK")),
+                    Err(e) => self.error(&format!("ERR announce refused: {e}")),
+                }
+            }
             ("get", 2) => {
                 let routes = self.core.routes();
                 let text = routes.map.to_text();
@@ -268,7 +275,7 @@ impl Client {
                 });
             }
             _ => self.error(&format!(
-                "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try AA.TOPOLOGY SET <version> <shard-map> or AA.TOPOLOGY GET."
+                "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try AA.TOPOLOGY SET <version> <shard-map>, GET or ANNOUNCE <host:port>."
             )),
         }
     }

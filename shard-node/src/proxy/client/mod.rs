@@ -179,7 +179,8 @@ struct Client {
     proto: Protocol,
     authenticated: bool,
     name: Option<Bytes>,
-    /// The address this client reached the proxy at, for the Cluster API.
+    /// The address this client reached the proxy at, for the Cluster API when no address
+    /// is announced.
     local: String,
     backends: Vec<Option<Backend>>,
     wrote_to: BTreeSet<usize>,
@@ -216,13 +217,10 @@ pub async fn serve(core: Arc<Core>, mut socket: TcpStream, _peer: SocketAddr) {
             .await;
         return;
     }
-    let local = match &core.settings.announce {
-        Some(a) => a.clone(),
-        None => socket
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "127.0.0.1:6379".into()),
-    };
+    let local = socket
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "127.0.0.1:6379".into());
     let authenticated = core.settings.requirepass.is_none();
     let mut client = Client {
         id: core.next_client_id(),
