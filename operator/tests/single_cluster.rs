@@ -434,6 +434,35 @@ fn cluster_api_mode_lets_cluster_clients_reach_every_shard_and_follow_a_failover
         let n0: i64 = redis_cmd(&a0, &["DBSIZE"]).await.expect("DBSIZE 0");
         let n1: i64 = redis_cmd(&a1, &["DBSIZE"]).await.expect("DBSIZE 1");
         assert!(n0 > 0 && n1 > 0 && n0 + n1 == 20, "{n0} + {n1}");
+        // The redis crate's cluster client, given one node, finds the rest by itself.
+        let seed = format!("redis://{a0}/");
+        let read_back = tokio::task::spawn_blocking(move || -> redis::RedisResult<Vec<i64>> {
+            let client = redis::cluster::ClusterClient::new(vec![seed])?;
+            let mut con = client.get_connection()?;
+            for i in 0..100 {
+                redis::cmd("SET")
+                    .arg(format!("c{i}"))
+                    .arg(i)
+                    .query::<()>(&mut con)?;
+            }
+            (0..100)
+                .map(|i| {
+                    redis::cmd("GET")
+                        .arg(format!("c{i}"))
+                        .query::<i64>(&mut con)
+                })
+                .collect()
+        })
+        .await
+        .expect("join")
+        .expect("the cluster client reads and writes");
+        assert_eq!(read_back, (0..100).collect::<Vec<i64>>());
+        let m0: i64 = redis_cmd(&a0, &["DBSIZE"]).await.expect("DBSIZE 0");
+        let m1: i64 = redis_cmd(&a1, &["DBSIZE"]).await.expect("DBSIZE 1");
+        assert!(
+            m0 > n0 && m1 > n1,
+            "the cluster client wrote to both shards: {m0}, {m1}"
+        );
         // Reads from a replica after READONLY (its own Service, as announced).
         let replica = pods(c, &ns, "db")
             .await
