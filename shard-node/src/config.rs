@@ -103,6 +103,9 @@ pub struct ServerArgs {
     /// Password clients must send with AUTH or HELLO.
     #[arg(long, env = "SHARD_NODE_REQUIREPASS", hide_env_values = true)]
     pub requirepass: Option<String>,
+    /// Users, and who may connect without a password.
+    #[command(flatten)]
+    pub users: UserArgs,
     /// Memory limit for data (bytes, or with kb/mb/gb); 0 means no limit. Writes past it fail
     /// with Redis's OOM error.
     #[arg(long, env = "SHARD_NODE_MAXMEMORY", default_value = "0", value_parser = parse_memory_arg)]
@@ -186,6 +189,10 @@ pub struct ProxyArgs {
     /// Password the proxy sends to the shard-nodes.
     #[arg(long, env = "SHARD_NODE_BACKEND_PASSWORD", hide_env_values = true)]
     pub backend_password: Option<String>,
+    /// Users, and who may connect without a password. With an internal user, the proxy also
+    /// authenticates to the shard-nodes as that user.
+    #[command(flatten)]
+    pub users: UserArgs,
     /// Address clients are told to use for this proxy (`CLUSTER SLOTS`, `NODES`, `SHARDS`);
     /// by default, the address each client connected to.
     #[arg(long, env = "SHARD_NODE_ANNOUNCE", value_name = "HOST:PORT")]
@@ -221,6 +228,64 @@ pub struct ProxyArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+}
+
+/// Users of a server or proxy (see `crate::acl`).
+#[derive(Args, Debug, Clone)]
+pub struct UserArgs {
+    /// Password of the internal user, which replicas, peers, proxies and the operator use.
+    /// With it, the `default` user becomes the application's user: every command but the
+    /// administrative ones (`-@admin`: replication, peers, topology, `CONFIG`, `SHUTDOWN`…).
+    #[arg(long, env = "SHARD_NODE_INTERNAL_PASSWORD", hide_env_values = true)]
+    pub internal_password: Option<String>,
+    /// Name of the internal user.
+    #[arg(
+        long,
+        env = "SHARD_NODE_INTERNAL_USER",
+        default_value = "aadb-internal"
+    )]
+    pub internal_user: String,
+    /// A file of users, one `user NAME rules…` line each (the format of `ACL LIST`), read at
+    /// start and by `ACL LOAD`.
+    #[arg(long, env = "SHARD_NODE_ACLFILE", value_name = "PATH")]
+    pub aclfile: Option<PathBuf>,
+    /// While the `default` user has no password, refuse clients that do not connect over
+    /// loopback, as Redis's protected mode does.
+    #[arg(
+        long,
+        env = "SHARD_NODE_PROTECTED_MODE",
+        value_enum,
+        default_value = "yes"
+    )]
+    pub protected_mode: YesNo,
+}
+
+impl UserArgs {
+    /// The users: `default` (with `requirepass`), the internal user, then the ACL file's.
+    pub fn build(&self, requirepass: Option<&str>) -> Result<crate::acl::Acl, String> {
+        let mut acl = crate::acl::Acl::new(requirepass.map(str::as_bytes));
+        if let Some(password) = &self.internal_password {
+            if password.is_empty() {
+                return Err("--internal-password must not be empty".into());
+            }
+            acl = acl.with_internal_user(&self.internal_user, password.as_bytes());
+        }
+        if let Some(path) = &self.aclfile {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --aclfile {}: {e}", path.display()))?;
+            acl.load_file_text(&text)
+                .map_err(|e| format!("--aclfile {}: {e}", path.display()))?;
+        }
+        Ok(acl)
+    }
+
+    /// The credentials this process uses towards other nodes: the internal user's if there
+    /// is one.
+    pub fn internal_credentials(&self) -> Option<(String, String)> {
+        self.internal_password
+            .as_ref()
+            .map(|p| (self.internal_user.clone(), p.clone()))
+    }
 }
 
 fn parse_memory_arg(text: &str) -> Result<u64, String> {

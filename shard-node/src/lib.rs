@@ -1,6 +1,7 @@
 //! shard-node library root.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod cluster;
 pub mod commands;
 pub mod config;

@@ -154,6 +154,16 @@ async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Resu
     };
     let mut db = shard_node::commands::Db::new(ks);
     db.settings.requirepass = args.requirepass.clone().map(bytes::Bytes::from);
+    db.acl = args
+        .users
+        .build(args.requirepass.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    db.acl_file = args.users.aclfile.clone();
+    db.settings.protected_mode = args.users.protected_mode == YesNo::Yes;
+    db.settings.link_credentials = args
+        .users
+        .internal_credentials()
+        .map(|(u, p)| (bytes::Bytes::from(u), bytes::Bytes::from(p)));
     db.settings.maxmemory = args.maxmemory;
     db.settings.maxclients = args.maxclients;
     db.settings.appendfsync = format!("{:?}", args.appendfsync).to_ascii_lowercase();

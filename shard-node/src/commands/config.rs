@@ -145,7 +145,8 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                     }
                     "appendfsync" => s.appendfsync = lower(&value),
                     "requirepass" => {
-                        s.requirepass = if value.is_empty() { None } else { Some(value) }
+                        s.requirepass = if value.is_empty() { None } else { Some(value) };
+                        ctx.db.acl.set_default_password(s.requirepass.as_deref());
                     }
                     _ => {}
                 }

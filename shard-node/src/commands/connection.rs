@@ -1,9 +1,9 @@
 //! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET.
 //!
-//! Contract: replies match Redis 7.0. The only user is `default`; AUTH and `HELLO … AUTH`
-//! check the password against `requirepass`. Only database 0 exists. RESET ends a transaction,
-//! drops watched keys and subscriptions, and returns the connection to RESP2, without a name
-//! and, when `requirepass` is set, unauthenticated.
+//! Contract: replies match Redis 7.0. AUTH and `HELLO … AUTH` check a user's password
+//! ([`crate::acl`]); `AUTH <password>` is for the `default` user. Only database 0 exists. RESET
+//! ends a transaction, drops watched keys and subscriptions, and returns the connection to
+//! RESP2, without a name, as the `default` user (unauthenticated when it needs a password).
 
 use super::client::{set_client_name, validate_client_name};
 use super::info::REDIS_COMPAT_VERSION;
@@ -46,28 +46,21 @@ fn echo(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-
-/// Checks a password (user must be `default`); `Ok(())` when accepted.
+/// Checks a user's password (`None`: the `default` user); on success the connection is
+/// authenticated as that user.
 fn check_password(ctx: &mut Ctx<'_>, user: Option<&[u8]>, pass: &[u8]) -> CmdResult {
-    if let Some(u) = user {
-        if u != b"default" {
-            return Err(Cow::Borrowed(WRONGPASS));
-        }
+    if user.is_none() && ctx.db.acl.default_is_open() {
+        return Err(Cow::Borrowed("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"));
     }
-    match &ctx.db.settings.requirepass {
-        None => {
-            if user.is_none() {
-                return Err(Cow::Borrowed("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"));
-            }
+    let name = user.unwrap_or(crate::acl::DEFAULT_USER.as_bytes());
+    let found = ctx.db.acl.authenticate(name, pass).map(|u| u.name.clone());
+    match found {
+        Ok(name) => {
             ctx.client.authenticated = true;
+            ctx.client.user = name;
             Ok(())
         }
-        Some(p) if &p[..] == pass => {
-            ctx.client.authenticated = true;
-            Ok(())
-        }
-        Some(_) => Err(Cow::Borrowed(WRONGPASS)),
+        Err(e) => Err(Cow::Borrowed(e)),
     }
 }
 
@@ -169,9 +162,8 @@ fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     ctx.client.proto = Protocol::Resp2;
     ctx.out.proto = Protocol::Resp2;
     ctx.client.name = None;
-    if ctx.db.settings.requirepass.is_some() {
-        ctx.client.authenticated = false;
-    }
+    ctx.client.user = crate::acl::DEFAULT_USER.to_string();
+    ctx.client.authenticated = ctx.db.acl.default_is_open();
     ctx.out.simple("RESET");
     Ok(())
 }

@@ -13,6 +13,7 @@
 //!   changes nothing.
 //! - Replies and error texts are Redis 7.0's, byte for byte.
 
+pub mod acl;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -144,10 +145,15 @@ pub struct ClientMeta {
     pub multi: i64,
 }
 
-/// Server-wide mutable settings (`CONFIG GET/SET`).
-#[derive(Debug, Clone)]
+/// Server-wide mutable settings (`CONFIG GET/SET`). `Debug` hides the passwords.
+#[derive(Clone)]
 pub struct Settings {
     pub requirepass: Option<Bytes>,
+    /// Refuse non-loopback clients while the `default` user needs no password.
+    pub protected_mode: bool,
+    /// (user, password) this node authenticates with towards its primary and its peers; when
+    /// absent, `requirepass` as the `default` user.
+    pub link_credentials: Option<(Bytes, Bytes)>,
     pub maxmemory: u64,
     pub appendfsync: String,
     pub appendonly: bool,
@@ -158,6 +164,30 @@ pub struct Settings {
     pub proto_max_bulk_len: u64,
     pub timeout: u64,
     pub databases: u64,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { "<hidden>" } else { "<none>" };
+        f.debug_struct("Settings")
+            .field("requirepass", &hidden(self.requirepass.is_some()))
+            .field("protected_mode", &self.protected_mode)
+            .field(
+                "link_credentials",
+                &self
+                    .link_credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "<hidden>")),
+            )
+            .field("maxmemory", &self.maxmemory)
+            .field("appendfsync", &self.appendfsync)
+            .field("appendonly", &self.appendonly)
+            .field("maxclients", &self.maxclients)
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counters reported by INFO and /metrics.
@@ -205,6 +235,10 @@ pub struct Db {
     /// The region's shards and which slots this node serves (`--shard-map`,
     /// `AA.TOPOLOGY SET`); `None`: every slot is served here.
     pub topology: Option<crate::cluster::Topology>,
+    /// Users and their permissions.
+    pub acl: crate::acl::Acl,
+    /// The file `ACL LOAD` reads (`--aclfile`).
+    pub acl_file: Option<std::path::PathBuf>,
 }
 
 impl Db {
@@ -214,6 +248,8 @@ impl Db {
         Db {
             settings: Settings {
                 requirepass: None,
+                protected_mode: true,
+                link_credentials: None,
                 maxmemory: 0,
                 appendfsync: "everysec".into(),
                 appendonly: true,
@@ -241,6 +277,8 @@ impl Db {
             pause_changed: false,
             participant: ks.actor().participant.clone(),
             topology: None,
+            acl: crate::acl::Acl::default(),
+            acl_file: None,
             repl: crate::repl::ReplState::new(ks.clock().clone()),
             ks,
         }
@@ -293,6 +331,8 @@ pub struct ClientState {
     pub id: u64,
     pub proto: Protocol,
     pub authenticated: bool,
+    /// The user the connection is authenticated as (`default` until `AUTH`).
+    pub user: String,
     pub name: Option<Bytes>,
     /// Queued commands of an open MULTI.
     pub multi: Option<Vec<Vec<Bytes>>>,
@@ -327,6 +367,7 @@ impl ClientState {
             id,
             proto: Protocol::Resp2,
             authenticated,
+            user: crate::acl::DEFAULT_USER.to_string(),
             name: None,
             multi: None,
             multi_dirty: false,
@@ -421,6 +462,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(strings::commands());
         all.extend(keys::commands());
         all.extend(connection::commands());
+        all.extend(acl::commands());
         all.extend(client::commands());
         all.extend(introspection::commands());
         all.extend(info::commands());
@@ -553,6 +595,15 @@ pub fn dispatch(
     if !client.authenticated && !command.flags.no_auth {
         flag_multi(client);
         reply_error(db, &mut w, "NOAUTH Authentication required.");
+        return;
+    }
+    if let Err(denied) = crate::acl::check(&db.acl, &client.user, command, args) {
+        flag_multi(client);
+        if db.acl.user(&client.user).is_none() {
+            // The user was removed: the connection ends, as in Redis.
+            client.close_after_reply = true;
+        }
+        reply_error(db, &mut w, &denied.message());
         return;
     }
     if (client.subscribe_only || client.subscriptions() > 0 && proto == Protocol::Resp2)

@@ -281,6 +281,26 @@ async fn accept_optional(
     }
 }
 
+/// The refusal of a client that protected mode keeps out (Redis's `DENIED` reply, with this
+/// server's ways out).
+pub const PROTECTED_MODE_DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers, set a password for the default user (--requirepass, or CONFIG SET requirepass from the loopback interface), or, only on a network you trust, turn protected mode off (--protected-mode no).\r\n";
+
+/// Whether protected mode refuses a client from `addr`: it is on, the `default` user needs no
+/// password, and the client is not on loopback.
+pub fn protected_mode_refuses(db: &crate::commands::Db, addr: SocketAddr) -> bool {
+    db.settings.protected_mode && db.acl.default_is_open() && !is_loopback(addr)
+}
+
+/// Whether a client address is loopback (IPv4-mapped IPv6 loopback included).
+pub fn is_loopback(addr: SocketAddr) -> bool {
+    match addr.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
 async fn handle_connection<S>(
     mut socket: S,
     addr: SocketAddr,
@@ -305,11 +325,20 @@ async fn handle_connection<S>(
             .await;
         return;
     }
+    let denied = {
+        let state = shared.state.lock();
+        protected_mode_refuses(&state.db, addr)
+    };
+    if denied {
+        shared.state.lock().db.stats.rejected_connections += 1;
+        let _ = socket.write_all(PROTECTED_MODE_DENIED.as_bytes()).await;
+        return;
+    }
     {
         let mut state = shared.state.lock();
         let db = &mut state.db;
         let now = now_ms();
-        client = ClientState::new(id, db.settings.requirepass.is_none());
+        client = ClientState::new(id, db.acl.default_is_open());
         client.sender = Some(tx);
         db.clients.insert(
             id,

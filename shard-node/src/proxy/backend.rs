@@ -163,7 +163,7 @@ async fn serve(
             pinned = Some(addr.clone());
         }
         changes.borrow_and_update();
-        let reason = match connect(&addr, core.settings.backend_password.as_deref(), resp3).await {
+        let reason = match connect(&addr, core.settings.backend_auth.as_ref(), resp3).await {
             Ok(stream) => {
                 failures = 0;
                 match session(
@@ -254,11 +254,15 @@ fn fail_all(
 }
 
 /// Connects to `addr` and prepares the connection (AUTH, HELLO 3).
-async fn connect(addr: &str, password: Option<&[u8]>, resp3: bool) -> Result<TcpStream, String> {
+async fn connect(
+    addr: &str,
+    auth: Option<&super::BackendAuth>,
+    resp3: bool,
+) -> Result<TcpStream, String> {
     let mut handshake: Vec<&[&[u8]]> = Vec::new();
-    let auth: [&[u8]; 2] = [b"AUTH", password.unwrap_or_default()];
-    if password.is_some() {
-        handshake.push(&auth);
+    let auth = auth.map(|a| a.command());
+    if let Some(a) = &auth {
+        handshake.push(a);
     }
     let hello: [&[u8]; 2] = [b"HELLO", b"3"];
     if resp3 {
@@ -325,12 +329,12 @@ async fn exchange<A: AsRef<[u8]>>(
 /// `password`) and returns the replies; for the proxy's own questions (role, topology).
 pub async fn ask(
     addr: &str,
-    password: Option<&[u8]>,
+    auth: Option<&super::BackendAuth>,
     commands: &[&[&[u8]]],
 ) -> Result<Vec<Bytes>, String> {
     let commands: Vec<Vec<&[u8]>> = commands.iter().map(|c| c.to_vec()).collect();
     let work = async {
-        let mut stream = connect(addr, password, false).await?;
+        let mut stream = connect(addr, auth, false).await?;
         exchange(&mut stream, &commands).await
     };
     tokio::time::timeout(CONNECT_TIMEOUT, work)

@@ -50,11 +50,39 @@ use tokio::sync::watch;
 /// Most shards a proxy routes to (its `SCAN` cursors carry the shard in 11 bits).
 pub const MAX_SHARDS: usize = 1024;
 
+/// How the proxy authenticates to the shard-nodes: `AUTH [user] password`. `Debug` hides the
+/// password.
+#[derive(Clone)]
+pub struct BackendAuth {
+    pub user: Option<Bytes>,
+    pub password: Bytes,
+}
+
+impl BackendAuth {
+    /// The `AUTH` command.
+    pub fn command(&self) -> Vec<&[u8]> {
+        match &self.user {
+            Some(user) => vec![b"AUTH", user, &self.password],
+            None => vec![b"AUTH", &self.password],
+        }
+    }
+}
+
+impl std::fmt::Debug for BackendAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendAuth")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
 /// Settings fixed at start.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub requirepass: Option<Bytes>,
-    pub backend_password: Option<Bytes>,
+    pub backend_auth: Option<BackendAuth>,
+    /// Refuse non-loopback clients while the `default` user needs no password.
+    pub protected_mode: bool,
     pub announce: Option<String>,
     pub backend_connections: usize,
     pub backend_timeout: Duration,
@@ -68,6 +96,10 @@ pub struct Core {
     /// Bumped at every routes change; backend connections watch it to follow promotions.
     changes: watch::Sender<u64>,
     pub settings: Settings,
+    /// Users and their permissions, checked before a command is routed.
+    pub acl: RwLock<crate::acl::Acl>,
+    /// The file `ACL LOAD` reads (`--aclfile`).
+    pub acl_file: Option<std::path::PathBuf>,
     pub metrics: metrics::Counters,
     shared: Mutex<HashMap<(usize, bool, usize), Backend>>,
     /// When each shard's nodes were last asked who the primary is.
@@ -84,7 +116,12 @@ pub struct Core {
 const REFRESH_INTERVAL: Duration = Duration::from_millis(50);
 
 impl Core {
-    pub fn new(settings: Settings, routes: Routes) -> Arc<Core> {
+    pub fn new(
+        settings: Settings,
+        acl: crate::acl::Acl,
+        acl_file: Option<std::path::PathBuf>,
+        routes: Routes,
+    ) -> Arc<Core> {
         let settings_announce = settings.announce.clone();
         let (changes, _) = watch::channel(0);
         let (shutdown, _) = watch::channel(false);
@@ -92,6 +129,8 @@ impl Core {
             routes: RwLock::new(Arc::new(routes)),
             changes,
             settings,
+            acl: RwLock::new(acl),
+            acl_file,
             metrics: metrics::Counters::default(),
             shared: Mutex::new(HashMap::new()),
             refreshed: Mutex::new(HashMap::new()),
@@ -207,7 +246,7 @@ impl Core {
         for addr in routes.candidates(shard) {
             let answers = backend::ask(
                 &addr,
-                self.settings.backend_password.as_deref(),
+                self.settings.backend_auth.as_ref(),
                 &[&[b"AA.TOPOLOGY", b"GET"], &[b"ROLE"]],
             )
             .await;
@@ -274,7 +313,7 @@ impl Core {
         }
         if let Ok(answers) = backend::ask(
             addr,
-            self.settings.backend_password.as_deref(),
+            self.settings.backend_auth.as_ref(),
             &[&[b"AA.TOPOLOGY", b"GET"]],
         )
         .await
@@ -357,20 +396,34 @@ pub async fn run(
         crate::commands::replication::parse_peer_addr(a)
             .map_err(|e| anyhow::anyhow!("--announce: {e}"))?;
     }
-    let settings = Settings {
-        requirepass: args.requirepass.clone().map(Bytes::from),
-        backend_password: args
+    let acl = args
+        .users
+        .build(args.requirepass.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let backend_auth = match args.users.internal_credentials() {
+        Some((user, password)) => Some(BackendAuth {
+            user: Some(Bytes::from(user)),
+            password: Bytes::from(password),
+        }),
+        None => args
             .backend_password
             .clone()
             .or(args.requirepass.clone())
-            .map(Bytes::from),
+            .map(|p| BackendAuth {
+                user: None,
+                password: Bytes::from(p),
+            }),
+    };
+    let settings = Settings {
+        backend_auth,
+        protected_mode: args.users.protected_mode == crate::config::YesNo::Yes,
         announce: args.announce.clone(),
         backend_connections: usize::from(args.backend_connections),
         backend_timeout: Duration::from_millis(args.backend_timeout_ms),
         max_pending: args.max_pending as usize,
         maxclients: args.maxclients as usize,
     };
-    let core = Core::new(settings, routes);
+    let core = Core::new(settings, acl, args.users.aclfile.clone(), routes);
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;

@@ -203,15 +203,25 @@ where
             ),
             _ => ("?".into(), -1),
         };
+        let credentials = match &db.settings.link_credentials {
+            Some((user, pass)) => Some((Some(user.clone()), pass.clone())),
+            None => db.settings.requirepass.clone().map(|p| (None, p)),
+        };
         (
-            db.settings.requirepass.clone(),
+            credentials,
             db.participant.clone(),
             db.ks.actor().shard,
             resume,
         )
     };
-    if let Some(secret) = &secret {
-        command(&mut socket, &mut buf, &[b"AUTH", secret]).await?;
+    match &secret {
+        Some((Some(user), pass)) => {
+            command(&mut socket, &mut buf, &[b"AUTH", user, pass]).await?;
+        }
+        Some((None, pass)) => {
+            command(&mut socket, &mut buf, &[b"AUTH", pass]).await?;
+        }
+        None => {}
     }
     let kind: &[u8] = if *target == LinkTarget::Primary {
         b"replica"

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod acl;
 mod bad_input;
 mod cluster_mode;
 mod crdt_laws;

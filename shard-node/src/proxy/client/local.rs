@@ -45,13 +45,7 @@ impl Client {
         while i < args.len() {
             let more = args.len() - i - 1;
             if args[i].eq_ignore_ascii_case(b"auth") && more >= 2 {
-                let default_user = args[i + 1][..] == b"default"[..];
-                let checked = match &self.core.settings.requirepass {
-                    _ if !default_user => Err(WRONGPASS),
-                    None => Ok(()),
-                    Some(_) => self.check_password(&args[i + 2]),
-                };
-                if let Err(e) = checked {
+                if let Err(e) = self.check_password(&args[i + 1], &args[i + 2]) {
                     return self.error(e);
                 }
                 i += 3;
@@ -102,30 +96,50 @@ impl Client {
         });
     }
 
-    pub(super) fn check_password(&mut self, given: &[u8]) -> Result<(), &'static str> {
-        match &self.core.settings.requirepass {
-            None => Err(NO_PASSWORD),
-            Some(p) if p[..] == *given => {
-                self.authenticated = true;
-                Ok(())
-            }
-            Some(_) => Err(WRONGPASS),
-        }
+    /// Authenticates the client as `user` if `password` opens it.
+    pub(super) fn check_password(
+        &mut self,
+        user: &[u8],
+        password: &[u8],
+    ) -> Result<(), &'static str> {
+        let name = self
+            .core
+            .acl
+            .read()
+            .authenticate(user, password)
+            .map(|u| u.name.clone())?;
+        self.user = name;
+        self.authenticated = true;
+        Ok(())
     }
 
     pub(super) fn auth(&mut self, args: &[Bytes]) {
-        let no_password = self.core.settings.requirepass.is_none();
+        let default_open = self.core.acl.read().default_is_open();
         let result = match args.len() {
-            2 => self.check_password(&args[1]),
-            // The default user without a password accepts any password, as in Redis.
-            3 if args[1][..] == b"default"[..] && no_password => Ok(()),
-            3 if args[1][..] == b"default"[..] => self.check_password(&args[2]),
-            3 => Err(WRONGPASS),
+            2 if default_open => Err(NO_PASSWORD),
+            2 => self.check_password(crate::acl::DEFAULT_USER.as_bytes(), &args[1]),
+            3 => self.check_password(&args[1], &args[2]),
             _ => Err("ERR syntax error"),
         };
         match result {
             Ok(()) => self.reply(|w| w.simple("OK")),
             Err(e) => self.error(e),
+        }
+    }
+
+    /// `ACL …`, on this proxy's users.
+    pub(super) fn acl_command(&mut self, args: &[Bytes]) {
+        let core = self.core.clone();
+        let user = self.user.clone();
+        let mut out = BytesMut::new();
+        let result = {
+            let mut acl = core.acl.write();
+            let mut w = crate::resp::ReplyWriter::new(&mut out, self.proto);
+            crate::acl::command::run(&mut acl, &user, args, core.acl_file.as_deref(), &mut w)
+        };
+        match result {
+            Ok(_) => self.reply(|w| w.raw(&out)),
+            Err(e) => self.error(&e),
         }
     }
 

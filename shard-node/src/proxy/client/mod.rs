@@ -61,7 +61,6 @@ use transaction::Transaction;
 const ERR_CROSSSLOT_SHARDS: &str =
     "CROSSSLOT Keys in request are served by different shards; use {hash tags} to keep them together";
 const NOAUTH: &str = "NOAUTH Authentication required.";
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 const NO_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
 /// The shard that carries pub/sub and keyless commands.
 const FIRST_SHARD: usize = 0;
@@ -178,6 +177,8 @@ struct Client {
     id: u64,
     proto: Protocol,
     authenticated: bool,
+    /// The user the client is authenticated as (`default` until `AUTH`).
+    user: String,
     name: Option<Bytes>,
     /// The address this client reached the proxy at, for the Cluster API when no address
     /// is announced.
@@ -196,7 +197,7 @@ struct Client {
 }
 
 /// Serves one client until it disconnects.
-pub async fn serve(core: Arc<Core>, mut socket: TcpStream, _peer: SocketAddr) {
+pub async fn serve(core: Arc<Core>, mut socket: TcpStream, peer: SocketAddr) {
     struct Count(Arc<Core>);
     impl Drop for Count {
         fn drop(&mut self) {
@@ -221,12 +222,22 @@ pub async fn serve(core: Arc<Core>, mut socket: TcpStream, _peer: SocketAddr) {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "127.0.0.1:6379".into());
-    let authenticated = core.settings.requirepass.is_none();
+    let authenticated = core.acl.read().default_is_open();
+    if core.settings.protected_mode && authenticated && !crate::net::is_loopback(peer) {
+        core.metrics
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = socket
+            .write_all(crate::net::PROTECTED_MODE_DENIED.as_bytes())
+            .await;
+        return;
+    }
     let mut client = Client {
         id: core.next_client_id(),
         core,
         proto: Protocol::Resp2,
         authenticated,
+        user: crate::acl::DEFAULT_USER.to_string(),
         name: None,
         local,
         backends: Vec::new(),

@@ -18,10 +18,10 @@ impl Client {
             return;
         };
         let mut handshake: Vec<&[&[u8]]> = Vec::new();
-        let password = self.core.settings.backend_password.clone();
-        let auth: [&[u8]; 2] = [b"AUTH", password.as_deref().unwrap_or_default()];
-        if password.is_some() {
-            handshake.push(&auth);
+        let auth = self.core.settings.backend_auth.clone();
+        let auth = auth.as_ref().map(|a| a.command());
+        if let Some(a) = &auth {
+            handshake.push(a);
         }
         let hello: [&[u8]; 2] = [b"HELLO", b"3"];
         if self.proto == Protocol::Resp3 {

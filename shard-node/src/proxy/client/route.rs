@@ -84,6 +84,19 @@ impl Client {
                 return;
             }
         }
+        if let Some(c) = command {
+            let refused = {
+                let acl = self.core.acl.read();
+                crate::acl::check(&acl, &self.user, c, &args)
+                    .err()
+                    .map(|d| (d, acl.user(&self.user).is_none()))
+            };
+            if let Some((denied, user_removed)) = refused {
+                self.fail_transaction();
+                self.closing |= user_removed;
+                return self.error(&denied.message());
+            }
+        }
         if let Some(why) = node_only(name, &args) {
             self.fail_transaction();
             return self.error(&why);
@@ -102,7 +115,8 @@ impl Client {
                 self.backends.clear();
                 self.name = None;
                 self.wrote_to.clear();
-                self.authenticated = self.core.settings.requirepass.is_none();
+                self.user = crate::acl::DEFAULT_USER.to_string();
+                self.authenticated = self.core.acl.read().default_is_open();
                 self.hold_next = true;
                 return self.reply(|w| w.simple("RESET"));
             }
@@ -133,6 +147,7 @@ impl Client {
             "readonly" | "readwrite" | "asking" => self.reply(|w| w.simple("OK")),
             "cluster" => self.cluster(&args),
             "aa.topology" => self.topology_command(&args),
+            "acl" => self.acl_command(&args),
             "subscribe" | "psubscribe" => self.subscribe = Some(encode(&args)),
             "publish" | "pubsub" => self.forward(FIRST_SHARD, &args),
             // Not subscribed: nothing to leave. Answered here, as a node would send one reply
