@@ -234,6 +234,12 @@ pub struct EndpointSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u16>,
+    /// With `type: LoadBalancer`, the client networks (CIDRs such as `10.0.0.0/8`) the load
+    /// balancers admit; every other source is refused by the load balancer. Empty: any.
+    /// Remember to include the other regions' addresses, which link to this region's shards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub load_balancer_source_ranges: Vec<String>,
 }
 
 /// Kinds of region endpoints.
@@ -433,6 +439,11 @@ pub struct ActiveActiveDatabaseStatus {
     /// Failovers performed, counted since creation.
     #[serde(default)]
     pub failovers: u64,
+    /// Where clients find the password of the `default` user: `spec.auth`'s Secret, or the
+    /// Secret named after the database that the operator generated, in the database's
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
 }
 
 /// One region's state.

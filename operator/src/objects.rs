@@ -116,6 +116,16 @@ fn service_type(p: &ParticipantPlan) -> &'static str {
     }
 }
 
+/// The spec of a Service clients or other regions reach: `base` with the participant's type
+/// and, for load balancers, the networks they admit.
+fn exposed_spec(p: &ParticipantPlan, mut base: Value) -> Value {
+    base["type"] = json!(service_type(p));
+    if p.endpoint_type == EndpointType::LoadBalancer && !p.source_ranges.is_empty() {
+        base["loadBalancerSourceRanges"] = json!(p.source_ranges);
+    }
+    base
+}
+
 /// The shard-node command line of a shard's pods (the container's `args`).
 pub fn shard_node_args(
     spec: &ActiveActiveDatabaseSpec,
@@ -184,7 +194,7 @@ fn stateful_set(
         "image": spec.effective_image(),
         "imagePullPolicy": "IfNotPresent",
         "args": shard_node_args(spec, p, s),
-        "env": container_env(spec),
+        "env": container_env(&topo.database, spec),
         "ports": [
             {"name": "redis", "containerPort": SHARD_NODE_PORT},
             {"name": "metrics", "containerPort": SHARD_NODE_METRICS_PORT}
@@ -280,19 +290,19 @@ fn proxy_selector(topo: &Topology, p: &ParticipantPlan) -> BTreeMap<String, Stri
     ])
 }
 
-/// The environment of shard-node and proxy containers: the pod address, and the password
-/// from its Secret when the database has one.
-fn container_env(spec: &ActiveActiveDatabaseSpec) -> Vec<Value> {
-    let mut env =
-        vec![json!({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})];
-    if let Some(auth) = &spec.auth {
-        env.push(
-            json!({"name": "SHARD_NODE_REQUIREPASS", "valueFrom": {"secretKeyRef": {
-            "name": auth.password_secret_ref.name,
-            "key": auth.password_secret_ref.key.as_deref().unwrap_or("password")}}}),
-        );
-    }
-    env
+/// The environment of shard-node and proxy containers: the pod address, the application
+/// password (the `default` user's) and the internal user's password, from their Secrets.
+fn container_env(database: &str, spec: &ActiveActiveDatabaseSpec) -> Vec<Value> {
+    let app = crate::plan::password_secret(database, spec);
+    let internal = crate::plan::internal_secret(database);
+    vec![
+        json!({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}),
+        json!({"name": "SHARD_NODE_REQUIREPASS", "valueFrom": {"secretKeyRef": {
+            "name": app.name, "key": app.key}}}),
+        json!({"name": "SHARD_NODE_INTERNAL_PASSWORD", "valueFrom": {"secretKeyRef": {
+            "name": internal.name, "key": internal.key}}}),
+        json!({"name": "SHARD_NODE_INTERNAL_USER", "value": crate::plan::INTERNAL_USER}),
+    ]
 }
 
 /// A TCP probe of the RESP port.
@@ -345,7 +355,7 @@ fn proxies(
         "image": spec.effective_image(),
         "imagePullPolicy": "IfNotPresent",
         "args": proxy_args(),
-        "env": container_env(spec),
+        "env": container_env(&topo.database, spec),
         "ports": [
             {"name": "redis", "containerPort": SHARD_NODE_PORT},
             {"name": "metrics", "containerPort": SHARD_NODE_METRICS_PORT}
@@ -430,7 +440,7 @@ pub fn participant_objects(
             format!("Service {}", s.name),
             json!({"apiVersion": "v1", "kind": "Service",
                    "metadata": metadata(&s.name, p, &labels, owner),
-                   "spec": {"type": service_type(p), "selector": primary, "ports": redis_port}}),
+                   "spec": exposed_spec(p, json!({"selector": primary, "ports": redis_port}))}),
         )?);
         if topo.cluster_api {
             // One Service per pod: the address the node announces to cluster-aware clients.
@@ -439,8 +449,8 @@ pub fn participant_objects(
                     format!("Service {pod}"),
                     json!({"apiVersion": "v1", "kind": "Service",
                            "metadata": metadata(pod, p, &labels, owner),
-                           "spec": {"type": service_type(p), "ports": redis_port,
-                                    "selector": BTreeMap::from([(POD_NAME_LABEL, pod)])}}),
+                           "spec": exposed_spec(p, json!({"ports": redis_port,
+                                    "selector": BTreeMap::from([(POD_NAME_LABEL, pod)])}))}),
                 )?);
             }
         }
@@ -470,7 +480,7 @@ pub fn participant_objects(
         format!("Service {}", p.region_service),
         json!({"apiVersion": "v1", "kind": "Service",
                "metadata": metadata(&p.region_service, p, &region_labels, owner),
-               "spec": {"type": service_type(p), "selector": region_selector, "ports": redis_port}}),
+               "spec": exposed_spec(p, json!({"selector": region_selector, "ports": redis_port}))}),
     )?);
     Ok(out)
 }
@@ -610,6 +620,51 @@ mod tests {
         for v in &per_pod {
             assert_eq!(v["spec"]["type"], "NodePort");
             assert_eq!(v["spec"]["selector"][POD_NAME_LABEL], v["metadata"]["name"]);
+        }
+    }
+
+    #[test]
+    fn pods_read_both_passwords_and_load_balancers_admit_only_the_given_networks() {
+        let s = spec(
+            json!({"proxy": {"replicas": 1}, "participants": [{"name": "east", "zones": ["a"],
+            "endpoint": {"loadBalancerSourceRanges": ["10.1.0.0/16"]}}]}),
+        );
+        let topo = plan("db", "ns", &s, None);
+        let objs = participant_objects(&topo, &s, &topo.participants[0], None).expect("objects");
+        let node = serde_json::to_value(&objs.stateful_sets[0]).expect("sts");
+        let proxy = serde_json::to_value(&objs.deployments[0]).expect("deployment");
+        for v in [node, proxy] {
+            let env = &v["spec"]["template"]["spec"]["containers"][0]["env"];
+            let from = |name: &str| {
+                env.as_array()
+                    .expect("env")
+                    .iter()
+                    .find(|e| e["name"] == name)
+                    .map(|e| e["valueFrom"]["secretKeyRef"].clone())
+                    .unwrap_or_default()
+            };
+            // No spec.auth: the generated Secret named after the database.
+            assert_eq!(
+                from("SHARD_NODE_REQUIREPASS"),
+                json!({"name": "db", "key": "password"})
+            );
+            assert_eq!(
+                from("SHARD_NODE_INTERNAL_PASSWORD"),
+                json!({"name": "db-internal", "key": "password"})
+            );
+        }
+        let exposed: Vec<Value> = objs
+            .services
+            .iter()
+            .map(|svc| serde_json::to_value(svc).expect("svc"))
+            .filter(|v| v["spec"]["type"] == "LoadBalancer")
+            .collect();
+        assert_eq!(exposed.len(), 2, "the shard's Service and the region's");
+        for v in exposed {
+            assert_eq!(
+                v["spec"]["loadBalancerSourceRanges"],
+                json!(["10.1.0.0/16"])
+            );
         }
     }
 

@@ -55,6 +55,8 @@ pub struct ParticipantPlan {
     pub endpoint_type: EndpointType,
     /// Explicit host with `EndpointType::Host`, and the port of shard 0 there.
     pub endpoint_host: Option<(String, u16)>,
+    /// Networks LoadBalancer Services admit (empty: any).
+    pub source_ranges: Vec<String>,
     /// Region endpoint Service name.
     pub region_service: String,
     /// Its shards.
@@ -148,6 +150,11 @@ pub fn plan(
                 replicas,
                 endpoint_type: p.endpoint_type(),
                 endpoint_host,
+                source_ranges: p
+                    .endpoint
+                    .as_ref()
+                    .map(|e| e.load_balancer_source_ranges.clone())
+                    .unwrap_or_default(),
                 region_service: format!("{database}-{}", p.name),
                 cluster,
                 shards,
@@ -228,5 +235,42 @@ mod tests {
         let west = t.participant("west").expect("west");
         assert!(!west.managed);
         assert_eq!(west.endpoint_host, Some(("w.example".to_string(), 7000)));
+    }
+}
+
+/// A key of a Secret in the database's namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretKey {
+    pub name: String,
+    pub key: String,
+}
+
+/// The name of the internal user of every node and proxy the operator runs.
+pub const INTERNAL_USER: &str = "aadb-internal";
+
+/// Where the application password (the `default` user's) is: `spec.auth`'s Secret, or the
+/// Secret named after the database that the operator generates, key `password`.
+pub fn password_secret(database: &str, spec: &ActiveActiveDatabaseSpec) -> SecretKey {
+    match &spec.auth {
+        Some(auth) => SecretKey {
+            name: auth.password_secret_ref.name.clone(),
+            key: auth
+                .password_secret_ref
+                .key
+                .clone()
+                .unwrap_or_else(|| "password".into()),
+        },
+        None => SecretKey {
+            name: database.to_string(),
+            key: "password".into(),
+        },
+    }
+}
+
+/// Where the internal user's password is: the Secret `<database>-internal`, key `password`.
+pub fn internal_secret(database: &str) -> SecretKey {
+    SecretKey {
+        name: format!("{database}-internal"),
+        key: "password".into(),
     }
 }

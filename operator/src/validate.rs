@@ -123,6 +123,22 @@ pub fn validate(
                 p.name
             ));
         }
+        if let Some(e) = &p.endpoint {
+            if !e.load_balancer_source_ranges.is_empty() && e.kind != EndpointType::LoadBalancer {
+                problems.push(format!(
+                    "participant {:?}: endpoint.loadBalancerSourceRanges applies to endpoint type LoadBalancer only",
+                    p.name
+                ));
+            }
+            for range in &e.load_balancer_source_ranges {
+                if !is_cidr(range) {
+                    problems.push(format!(
+                        "participant {:?}: endpoint.loadBalancerSourceRanges entry {range:?} is not a network such as 10.0.0.0/8 or 2001:db8::/32",
+                        p.name
+                    ));
+                }
+            }
+        }
         if let Some(port) = p.endpoint.as_ref().and_then(|e| e.port) {
             if u32::from(port) + spec.shards > 65536 {
                 problems.push(format!(
@@ -213,6 +229,21 @@ pub fn validate(
     problems
 }
 
+/// Whether `text` is an IPv4 or IPv6 network in CIDR notation (`address/prefix`).
+fn is_cidr(text: &str) -> bool {
+    let Some((address, prefix)) = text.split_once('/') else {
+        return false;
+    };
+    let Ok(prefix) = prefix.parse::<u8>() else {
+        return false;
+    };
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => prefix <= 32,
+        Ok(std::net::IpAddr::V6(_)) => prefix <= 128,
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +274,31 @@ mod tests {
         ] {
             assert!(!is_quantity(bad), "{bad:?} is not a quantity");
         }
+    }
+
+    #[test]
+    fn load_balancer_source_ranges_must_be_networks_of_load_balancers() {
+        let with = |endpoint: serde_json::Value| {
+            spec(
+                serde_json::json!({"participants": [{"name": "east", "zones": ["a"], "endpoint": endpoint}]}),
+            )
+        };
+        let good =
+            with(serde_json::json!({"loadBalancerSourceRanges": ["10.0.0.0/8", "2001:db8::/32"]}));
+        assert!(validate("db", &good, None).is_empty());
+        let bad = with(
+            serde_json::json!({"loadBalancerSourceRanges": ["10.0.0.0", "10.0.0.0/33", "x/8"]}),
+        );
+        let problems = validate("db", &bad, None);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].contains("\"10.0.0.0\" is not a network"),
+            "{problems:?}"
+        );
+        let node_port = with(
+            serde_json::json!({"type": "NodePort", "loadBalancerSourceRanges": ["10.0.0.0/8"]}),
+        );
+        assert!(validate("db", &node_port, None)[0].contains("LoadBalancer only"));
     }
 
     #[test]

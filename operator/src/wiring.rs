@@ -160,6 +160,33 @@ fn join_address(host: &str, port: u16) -> String {
     }
 }
 
+/// Who the operator is towards the shard-nodes: a user (none: `default`) and its password.
+/// `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: Option<String>,
+    pub password: String,
+}
+
+impl Credentials {
+    /// The `default` user's password.
+    pub fn default_user(password: impl Into<String>) -> Credentials {
+        Credentials {
+            user: None,
+            password: password.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
 /// Connection state shared by the clones of one [`NodeClients`].
 struct Shared {
     timeout: Duration,
@@ -167,7 +194,7 @@ struct Shared {
 }
 
 struct CacheState {
-    password: Option<String>,
+    password: Option<Credentials>,
     /// Bumped when the password changes, so a dial started before does not cache its result.
     password_epoch: u64,
     connections: HashMap<String, MultiplexedConnection>,
@@ -192,7 +219,7 @@ impl std::fmt::Debug for NodeClients {
 impl NodeClients {
     /// Clients that authenticate with `password` (none: no `AUTH`); `timeout` bounds the dial
     /// and each command.
-    pub fn new(password: Option<String>, timeout: Duration) -> Self {
+    pub fn new(password: Option<Credentials>, timeout: Duration) -> Self {
         NodeClients {
             shared: Arc::new(Shared {
                 timeout,
@@ -206,7 +233,7 @@ impl NodeClients {
     }
 
     /// Changes the password used from now on; drops every cached connection if it differs.
-    pub fn set_password(&self, password: Option<String>) {
+    pub fn set_password(&self, password: Option<Credentials>) {
         let mut state = self.lock();
         if state.password != password {
             state.password = password;
@@ -447,7 +474,8 @@ impl NodeClients {
         let info = ConnectionInfo {
             addr: ConnectionAddr::Tcp(host, port),
             redis: RedisConnectionInfo {
-                password,
+                username: password.as_ref().and_then(|c| c.user.clone()),
+                password: password.map(|c| c.password),
                 ..RedisConnectionInfo::default()
             },
         };

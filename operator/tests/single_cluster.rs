@@ -81,15 +81,66 @@ fn two_shards_with_replicas_become_ready_spread_over_zones() {
                 .collect();
             assert_eq!(nodes.len(), 2, "shard {shard} pods share a node: {nodes:?}");
         }
-        // A write through the region endpoint is replicated to the shard's replica.
+        // Closed by default: without spec.auth the operator generated the password in the
+        // Secret named after the database, and status says so.
+        let secret_ref = st
+            .password_secret_ref
+            .clone()
+            .expect("status names the password");
+        assert_eq!(
+            (secret_ref.name.as_str(), secret_ref.key.as_deref()),
+            ("db", Some("password"))
+        );
+        let app = app_password(c, &ns, "db")
+            .await
+            .expect("generated password Secret");
+        assert!(
+            app.len() >= 32,
+            "a short generated password: {} characters",
+            app.len()
+        );
         let endpoint = east.endpoint.clone().expect("region endpoint");
-        let _: String = redis_cmd(&endpoint, &["SET", "k", "v"])
+        assert!(
+            anonymous_cmd::<String>(&endpoint, &["SET", "k", "v"])
+                .await
+                .is_none(),
+            "a client without the password could write"
+        );
+        // A write through the region endpoint is replicated to the shard's replica.
+        let authed = format!("default:{app}@{endpoint}");
+        let _: String = redis_cmd(&authed, &["SET", "k", "v"])
             .await
             .expect("SET through the endpoint");
-        let acked: i64 = redis_cmd(&endpoint, &["WAIT", "1", "2000"])
+        let acked: i64 = redis_cmd(&authed, &["WAIT", "1", "2000"])
             .await
             .expect("WAIT");
         assert_eq!(acked, 1);
+        // The application user cannot touch links or configuration, through the endpoint
+        // or on a node; the internal user (the operator's) can.
+        let node = s_primary_address(c, &ns).await;
+        for target in [&endpoint, &node] {
+            let authed = format!("default:{app}@{target}");
+            for args in [
+                &["AA.PEERS"][..],
+                &["CONFIG", "SET", "maxmemory", "1"],
+                &["REPLICAOF", "127.0.0.1", "1"],
+            ] {
+                let mut conn = redis_conn(&authed).await.expect("connect as default");
+                let mut cmd = redis::cmd(args[0]);
+                for a in &args[1..] {
+                    cmd.arg(*a);
+                }
+                let err = cmd
+                    .query_async::<redis::Value>(&mut conn)
+                    .await
+                    .expect_err("refused to the application user");
+                assert_eq!(err.code(), Some("NOPERM"), "{target} {args:?}: {err}");
+            }
+        }
+        let peers: Vec<redis::Value> = redis_cmd(&node, &["AA.PEERS"])
+            .await
+            .expect("AA.PEERS as the internal user");
+        assert!(peers.is_empty());
         let sts: Api<StatefulSet> = Api::namespaced(c.client(), &ns);
         assert_eq!(
             sts.list(&ListParams::default())
@@ -148,7 +199,7 @@ fn a_password_protected_database_is_wired_with_its_secret() {
             .endpoint
             .clone()
             .expect("endpoint");
-        let refused = redis_cmd::<String>(&endpoint, &["SET", "k", "v"]).await;
+        let refused = anonymous_cmd::<String>(&endpoint, &["SET", "k", "v"]).await;
         assert!(
             refused.is_none(),
             "a client without the password could write"
@@ -162,7 +213,13 @@ fn a_password_protected_database_is_wired_with_its_secret() {
             .await
             .expect("WAIT");
         assert_eq!(acked, 1, "the replica follows with the password");
-        let maxmemory: Vec<String> = redis_cmd(&authed, &["CONFIG", "GET", "maxmemory"])
+        // CONFIG is the internal user's: the application's default user may not run it.
+        let denied = redis_cmd::<Vec<String>>(&authed, &["CONFIG", "GET", "maxmemory"]).await;
+        assert!(
+            denied.is_none(),
+            "the application user read the configuration"
+        );
+        let maxmemory: Vec<String> = redis_cmd(&endpoint, &["CONFIG", "GET", "maxmemory"])
             .await
             .expect("CONFIG GET");
         assert_eq!(
@@ -258,7 +315,11 @@ fn three_shards_behind_two_proxies_are_one_database() {
         assert_eq!(ranges, 1, "one range, all slots, at the region endpoint");
         // The benchmark suite through the region endpoint, with no error.
         let (host, port) = endpoint.rsplit_once(':').expect("host:port");
+        let app = app_password(c, &ns, "db")
+            .await
+            .expect("generated password");
         let out = tokio::process::Command::new("redis-benchmark")
+            .args(["-a", &app])
             .args([
                 "-h", host, "-p", port, "-q", "-n", "3000", "-c", "10", "-r", "10000",
             ])
@@ -341,9 +402,26 @@ fn three_shards_behind_two_proxies_are_one_database() {
     });
 }
 
-/// `redis-cli -c` (follows redirections) at `addr`; its output.
+/// `host:port` of shard 0's primary pod in participant `east` of database `db`.
+async fn s_primary_address(c: &aadb_e2e::LocalCluster, ns: &str) -> String {
+    let pod = primary_pod(c, ns, "db", "east", 0)
+        .await
+        .expect("primary of shard 0");
+    let ip = pod.status.and_then(|s| s.pod_ip).expect("pod IP");
+    format!("{ip}:6379")
+}
+
+/// The application password `redis_cli_cluster` sends.
+static CLI_PASSWORD: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// `redis-cli -c` (follows redirections) at `addr`, as the application's `default` user with
+/// [`CLI_PASSWORD`]; its output.
 async fn redis_cli_cluster(addr: &str, args: &[&str]) -> String {
     let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let password = CLI_PASSWORD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let mut all = vec![
         "-c".to_string(),
         "-h".into(),
@@ -353,7 +431,10 @@ async fn redis_cli_cluster(addr: &str, args: &[&str]) -> String {
     ];
     all.extend(args.iter().map(|a| a.to_string()));
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("redis-cli").args(&all).output()
+        std::process::Command::new("redis-cli")
+            .env("REDISCLI_AUTH", password)
+            .args(&all)
+            .output()
     })
     .await
     .expect("join")
@@ -383,6 +464,11 @@ fn cluster_api_mode_lets_cluster_clients_reach_every_shard_and_follow_a_failover
         .await
         .expect("apply database");
         wait_ready(c, &ns, "db", Duration::from_secs(120)).await;
+        // Clients use the password the operator generated.
+        let app = app_password(c, &ns, "db")
+            .await
+            .expect("generated password");
+        *CLI_PASSWORD.lock().unwrap() = app.clone();
         // Every pod's own Service address, by pod name.
         let service_of = |pod: String| {
             let ns = ns.clone();
@@ -435,7 +521,7 @@ fn cluster_api_mode_lets_cluster_clients_reach_every_shard_and_follow_a_failover
         let n1: i64 = redis_cmd(&a1, &["DBSIZE"]).await.expect("DBSIZE 1");
         assert!(n0 > 0 && n1 > 0 && n0 + n1 == 20, "{n0} + {n1}");
         // The redis crate's cluster client, given one node, finds the rest by itself.
-        let seed = format!("redis://{a0}/");
+        let seed = format!("redis://default:{app}@{a0}/");
         let read_back = tokio::task::spawn_blocking(move || -> redis::RedisResult<Vec<i64>> {
             let client = redis::cluster::ClusterClient::new(vec![seed])?;
             let mut con = client.get_connection()?;

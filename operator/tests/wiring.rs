@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aadb_operator::failover::{NodeReport, ReportedRole};
-use aadb_operator::wiring::{NodeClients, PeerLink, WiringError};
+use aadb_operator::wiring::{Credentials, NodeClients, PeerLink, WiringError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "wiring-secret";
@@ -238,7 +238,7 @@ async fn linked(clients: &NodeClients, replica: &Node, primary: &Node) -> NodeRe
 }
 
 fn clients() -> NodeClients {
-    NodeClients::new(Some(PASSWORD.to_string()), COMMAND_TIMEOUT)
+    NodeClients::new(Some(Credentials::default_user(PASSWORD)), COMMAND_TIMEOUT)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,7 +459,10 @@ async fn authentication_failures_are_errors() {
     let node = Node::start("east");
     ready(&clients(), &node).await;
 
-    let wrong = NodeClients::new(Some("not-the-password".to_string()), COMMAND_TIMEOUT);
+    let wrong = NodeClients::new(
+        Some(Credentials::default_user("not-the-password")),
+        COMMAND_TIMEOUT,
+    );
     let err = wrong.probe(&node.addr()).await;
     assert!(
         matches!(&err, Err(WiringError::Auth { addr, .. }) if *addr == node.addr()),
@@ -470,7 +473,7 @@ async fn authentication_failures_are_errors() {
     let none = NodeClients::new(None, COMMAND_TIMEOUT);
     let err = none.promote(&node.addr()).await;
     assert!(matches!(&err, Err(WiringError::Auth { .. })), "{err:?}");
-    none.set_password(Some(PASSWORD.to_string()));
+    none.set_password(Some(Credentials::default_user(PASSWORD)));
     let report = none
         .probe(&node.addr())
         .await
@@ -540,7 +543,7 @@ fn complete_command(buf: &[u8]) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_and_garbage_nodes_are_errors_within_the_timeout() {
     let timeout = Duration::from_millis(500);
-    let clients = NodeClients::new(Some(PASSWORD.to_string()), timeout);
+    let clients = NodeClients::new(Some(Credentials::default_user(PASSWORD)), timeout);
     let bound = timeout * 3;
 
     // An address nothing in this binary binds: a free port on 127.0.0.1 can be taken by a
@@ -612,7 +615,7 @@ async fn connections_are_reused_and_redialed_after_a_failure() {
     copy.peers(&node.addr())
         .await
         .expect("peers through a clone");
-    clients.set_password(Some(PASSWORD.to_string()));
+    clients.set_password(Some(Credentials::default_user(PASSWORD)));
     clients
         .probe(&node.addr())
         .await

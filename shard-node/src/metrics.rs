@@ -150,13 +150,20 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     serve_http(listener, shutdown, move || render(&shared)).await
 }
 
+/// Scrapes served at once; more connections are answered `503` and closed.
+pub const METRICS_MAX_CONNECTIONS: usize = 32;
+/// How long a scraper may take to send its request, and to read the answer.
+pub const METRICS_IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves `GET /metrics` with the text `render` produces at each scrape (404 elsewhere) until
-/// `shutdown` turns true.
+/// `shutdown` turns true. At most [`METRICS_MAX_CONNECTIONS`] connections are served at once;
+/// a connection that does not send its request within [`METRICS_IO_TIMEOUT`] is closed.
 pub async fn serve_http<F>(listener: TcpListener, mut shutdown: watch::Receiver<bool>, render: F)
 where
     F: Fn() -> String + Send + Sync + 'static,
 {
     let render = Arc::new(render);
+    let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -165,19 +172,39 @@ where
         let Ok((mut socket, _)) = accepted else {
             continue;
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Too many scrapers at once: refuse rather than queue.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(
+                    METRICS_IO_TIMEOUT,
+                    socket.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                )
+                .await;
+            });
+            continue;
+        };
         let render = render.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut buf = vec![0u8; 4096];
             let mut used = 0;
-            // Read the request head (bounded); the path is all that matters.
-            while used < buf.len() {
-                match socket.read(&mut buf[used..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => used += n,
+            // Read the request head (bounded in size and time); the path is all that matters.
+            let read_head = async {
+                while used < buf.len() {
+                    match socket.read(&mut buf[used..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => used += n,
+                    }
+                    if buf[..used].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
                 }
-                if buf[..used].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
+            };
+            if tokio::time::timeout(METRICS_IO_TIMEOUT, read_head)
+                .await
+                .is_err()
+            {
+                return;
             }
             let head = String::from_utf8_lossy(&buf[..used]);
             let path = head.split_whitespace().nth(1).unwrap_or("");
@@ -194,7 +221,8 @@ where
                 "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = tokio::time::timeout(METRICS_IO_TIMEOUT, socket.write_all(response.as_bytes()))
+                .await;
         });
     }
 }

@@ -45,6 +45,7 @@ use crate::status::{self as rules, Observed, Phase};
 use crate::supervisor::{Observation, Supervisor, SupervisorSpec};
 use crate::validate::validate;
 
+use super::credentials;
 use super::{
     dereference, key, prune, publish, write_conditions, write_status, Context, ReconcileError,
     Supervised,
@@ -84,25 +85,32 @@ pub(super) async fn apply(
     }
 
     let topo = plan(&name, &ns, &db.spec, ctx.only_participant.as_deref());
+    // The Secrets exist before the pods that read them.
+    let passwords = credentials::ensure(&ctx, &db, &topo).await?;
     let mut applied = apply_participants(&ctx, &db, &topo).await;
+    for problem in &passwords.problems {
+        applied
+            .problems
+            .insert("(passwords)".into(), problem.clone());
+    }
     if let Err(e) = prune::prune_departed(&ctx, &topo).await {
         applied.problems.insert("(pruning)".into(), e.to_string());
     }
     if let Err(e) = prune::prune_left_participants(&ctx, &db, &topo).await {
         applied.problems.insert("(pruning)".into(), e.to_string());
     }
-    let password = match &db.spec.auth {
-        None => None,
-        Some(auth) => match dereference::password(&ctx, &ns, auth).await? {
-            Ok(password) => Some(password),
-            Err(problem) => {
-                applied.problems.insert("(auth)".into(), problem);
-                None
-            }
-        },
-    };
-    let (obs, failovers_base) = supervise(&ctx, &db, &topo, password);
+    if let Some(auth) = &db.spec.auth {
+        if let Err(problem) = dereference::password(&ctx, &ns, auth).await? {
+            applied.problems.insert("(auth)".into(), problem);
+        }
+    }
+    let (obs, failovers_base) = supervise(&ctx, &db, &topo, passwords.internal);
     status.failovers = status.failovers.max(failovers_base + obs.failovers);
+    let password = crate::plan::password_secret(&name, &db.spec);
+    status.password_secret_ref = Some(aadb_crd::SecretKeyRef {
+        name: password.name,
+        key: Some(password.key),
+    });
     report(&ctx, &db, &topo, applied, &obs, status, &stamp).await
 }
 
@@ -161,7 +169,7 @@ fn supervise(
     ctx: &Context,
     db: &ActiveActiveDatabase,
     topo: &Topology,
-    password: Option<String>,
+    password: Option<crate::wiring::Credentials>,
 ) -> (Arc<Observation>, u64) {
     let failover = db.spec.effective_failover();
     let spec = SupervisorSpec {
@@ -311,9 +319,12 @@ async fn apply_participant(
     if elsewhere {
         ensure_namespace(&client, &p.namespace).await?;
     }
-    if let Some(auth) = &db.spec.auth {
-        if elsewhere {
-            copy_password(ctx, topo, &client, p, &auth.password_secret_ref.name).await?;
+    if elsewhere {
+        for secret in [
+            crate::plan::password_secret(&topo.database, &db.spec),
+            crate::plan::internal_secret(&topo.database),
+        ] {
+            copy_password(ctx, topo, &client, p, &secret.name).await?;
         }
     }
     let objs = participant_objects(topo, &db.spec, p, owner)?;

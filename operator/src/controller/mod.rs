@@ -30,6 +30,7 @@
 //! every object on deletion; `metrics` is the handle on the Prometheus metrics.
 
 mod apply;
+mod credentials;
 mod dereference;
 mod metrics;
 mod prune;

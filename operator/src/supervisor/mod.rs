@@ -65,8 +65,8 @@ pub struct SupervisorSpec {
     pub topology: Topology,
     /// Failover settings.
     pub settings: FailoverSettings,
-    /// The shard-nodes' password.
-    pub password: Option<String>,
+    /// How the operator authenticates to the shard-nodes and proxies (the internal user).
+    pub password: Option<crate::wiring::Credentials>,
     /// The database object, for Events.
     pub reference: ObjectReference,
 }

@@ -484,6 +484,7 @@ mod tests {
             replicas: 1,
             endpoint_type: Default::default(),
             endpoint_host: None,
+            source_ranges: Vec::new(),
             region_service: "db-east".into(),
             shards: vec![shard_plan(0), shard_plan(1)],
             proxies: 0,

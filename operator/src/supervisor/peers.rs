@@ -258,6 +258,7 @@ mod tests {
             replicas: 1,
             endpoint_type: EndpointType::Host,
             endpoint_host: Some(("db.example.com".into(), 7000)),
+            source_ranges: Vec::new(),
             region_service: "db-east".into(),
             shards: Vec::new(),
             proxies: 0,

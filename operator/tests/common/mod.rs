@@ -285,13 +285,35 @@ impl Drop for Operator {
 }
 
 /// The database object, if it exists.
+/// The database, if it exists. Once the operator has generated its internal password, the
+/// password is remembered for [`redis_conn`] (once per object).
 pub async fn get_db(c: &LocalCluster, ns: &str, name: &str) -> Option<ActiveActiveDatabase> {
-    Api::<ActiveActiveDatabase>::namespaced(c.client(), ns)
+    let db = Api::<ActiveActiveDatabase>::namespaced(c.client(), ns)
         .get_opt(name)
         .await
         .ok()
-        .flatten()
+        .flatten()?;
+    let uid = db.metadata.uid.clone().unwrap_or_default();
+    let has_status = db
+        .status
+        .as_ref()
+        .is_some_and(|s| s.password_secret_ref.is_some());
+    let seen = SEEN_DATABASES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&uid);
+    if has_status && !seen && internal_password(c, ns, name).await.is_some() {
+        remember_internal_password(c, ns, name).await;
+        SEEN_DATABASES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(uid);
+    }
+    Some(db)
 }
+
+/// Database objects (by UID) whose internal password is remembered.
+static SEEN_DATABASES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// Applies a database given as JSON.
 pub async fn apply_db(
@@ -323,7 +345,7 @@ pub async fn wait_ready(
     name: &str,
     timeout: Duration,
 ) -> ActiveActiveDatabase {
-    eventually(&format!("{ns}/{name} Ready"), timeout, || async {
+    let db = eventually(&format!("{ns}/{name} Ready"), timeout, || async {
         let db = get_db(c, ns, name).await?;
         let st = db.status.as_ref()?;
         let ready = st
@@ -332,7 +354,9 @@ pub async fn wait_ready(
             .any(|c| c.type_ == "Ready" && c.status == "True");
         (ready && st.observed_generation == db.metadata.generation).then_some(db)
     })
-    .await
+    .await;
+    remember_internal_password(c, ns, name).await;
+    db
 }
 
 /// The condition `kind` of the database, if set.
@@ -398,9 +422,38 @@ pub async fn lb_address(c: &LocalCluster, ns: &str, service: &str) -> Option<Str
     Some(format!("{ip}:6379"))
 }
 
-/// A connection to `addr` with the `redis` crate, or None.
-pub async fn redis_conn(addr: &str) -> Option<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+/// Internal passwords of the databases this test process has seen Ready, newest first.
+static INTERNAL_PASSWORDS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The internal user's password of database `db` (its Secret `<db>-internal`).
+pub async fn internal_password(c: &LocalCluster, ns: &str, db: &str) -> Option<String> {
+    secret_value(c, ns, &format!("{db}-internal"), "password").await
+}
+
+/// The application password of database `db` (its generated Secret `<db>`).
+pub async fn app_password(c: &LocalCluster, ns: &str, db: &str) -> Option<String> {
+    secret_value(c, ns, db, "password").await
+}
+
+async fn secret_value(c: &LocalCluster, ns: &str, name: &str, key: &str) -> Option<String> {
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(c.client(), ns)
+        .get_opt(name)
+        .await
+        .ok()??;
+    String::from_utf8(secret.data?.get(key)?.0.clone()).ok()
+}
+
+/// Remembers database `db`'s internal password for [`redis_conn`].
+pub async fn remember_internal_password(c: &LocalCluster, ns: &str, db: &str) {
+    if let Some(p) = internal_password(c, ns, db).await {
+        let mut known = INTERNAL_PASSWORDS.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|k| *k != p);
+        known.insert(0, p);
+    }
+}
+
+async fn dial(url: String) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url).ok()?;
     tokio::time::timeout(
         Duration::from_secs(2),
         client.get_multiplexed_async_connection(),
@@ -410,9 +463,40 @@ pub async fn redis_conn(addr: &str) -> Option<redis::aio::MultiplexedConnection>
     .ok()
 }
 
+/// A connection to `addr` with the `redis` crate, or None. An `addr` of the form
+/// `user:password@host:port` authenticates as that user; a bare `host:port` authenticates as
+/// the internal user of a database seen Ready (every command allowed), trying each known
+/// password.
+pub async fn redis_conn(addr: &str) -> Option<redis::aio::MultiplexedConnection> {
+    if addr.contains('@') {
+        return dial(format!("redis://{addr}/")).await;
+    }
+    let known = INTERNAL_PASSWORDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for password in known {
+        if let Some(conn) = dial(format!("redis://aadb-internal:{password}@{addr}/")).await {
+            return Some(conn);
+        }
+    }
+    dial(format!("redis://{addr}/")).await
+}
+
+/// Runs one command on `addr` without authenticating.
+pub async fn anonymous_cmd<T: redis::FromRedisValue>(addr: &str, args: &[&str]) -> Option<T> {
+    query(dial(format!("redis://{addr}/")).await?, args).await
+}
+
 /// Runs one command on `addr` with a fresh connection.
 pub async fn redis_cmd<T: redis::FromRedisValue>(addr: &str, args: &[&str]) -> Option<T> {
-    let mut conn = redis_conn(addr).await?;
+    query(redis_conn(addr).await?, args).await
+}
+
+async fn query<T: redis::FromRedisValue>(
+    mut conn: redis::aio::MultiplexedConnection,
+    args: &[&str],
+) -> Option<T> {
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
         cmd.arg(*a);

@@ -598,6 +598,19 @@ pub fn dispatch(
         return;
     }
     if let Err(denied) = crate::acl::check(&db.acl, &client.user, command, args) {
+        if command.name == "exec" {
+            // Redis aborts the transaction and says why.
+            client.multi = None;
+            client.multi_dirty = false;
+            client.watched.clear();
+            let reason = denied.message();
+            reply_error(
+                db,
+                &mut w,
+                &format!("EXECABORT Transaction discarded because of: {reason}"),
+            );
+            return;
+        }
         flag_multi(client);
         if db.acl.user(&client.user).is_none() {
             // The user was removed: the connection ends, as in Redis.

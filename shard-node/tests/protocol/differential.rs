@@ -100,6 +100,7 @@ script_tests!(
     transactions,
     resp3,
     wrongtype,
+    acl,
 );
 
 macro_rules! proxy_script_tests {
@@ -118,7 +119,9 @@ macro_rules! proxy_script_tests {
     };
 }
 
-proxy_script_tests!(strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype);
+proxy_script_tests!(
+    strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl
+);
 
 /// Scripts not run through the proxy, and why (INTENDED_DIFFERENCES.md, Through the proxy).
 const NOT_THROUGH_PROXY: &[(&str, &str)] = &[(

@@ -84,6 +84,62 @@ fn metrics_endpoint_reports_commands_keys_and_memory() {
     assert!(body.contains("shard_node_fsyncs_total"), "{body}");
 }
 
+/// Silent connections hold no scrape slot for long, and past the cap a scraper is refused
+/// with 503 instead of queued, while the node keeps serving.
+#[test]
+fn the_metrics_endpoint_caps_connections_and_drops_silent_ones() {
+    let metrics_port = common::free_port();
+    let node = NodeBuilder::new()
+        .arg("--metrics-port")
+        .arg(metrics_port.to_string())
+        .start();
+    let scrape = || -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    poll_until(Duration::from_secs(10), || {
+        scrape().filter(|b| b.starts_with("HTTP/1.1 200"))
+    })
+    .expect("metrics endpoint answers");
+    // Silent connections fill every slot.
+    let silent: Vec<std::net::TcpStream> = (0..shard_node::metrics::METRICS_MAX_CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", metrics_port)).expect("connect"))
+        .collect();
+    let refused = poll_until(Duration::from_secs(4), || {
+        scrape().filter(|b| b.starts_with("HTTP/1.1 503"))
+    });
+    assert!(refused.is_some(), "a scraper past the cap was not refused");
+    assert_eq!(
+        text(RawConn::connect(node.port()).cmd_str(&["PING"])),
+        "+PONG\r\n"
+    );
+    // After the read timeout the silent ones are closed and scrapes succeed again.
+    let started = std::time::Instant::now();
+    let served = poll_until(Duration::from_secs(15), || {
+        scrape().filter(|b| b.starts_with("HTTP/1.1 200"))
+    });
+    assert!(served.is_some(), "silent connections kept every slot");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut rest = Vec::new();
+        assert!(
+            matches!(s.read_to_end(&mut rest), Ok(0)),
+            "a silent connection was answered"
+        );
+    }
+}
+
 #[test]
 fn a_failed_fsync_makes_the_node_refuse_writes() {
     let dir = tempfile::tempdir().expect("temp dir");

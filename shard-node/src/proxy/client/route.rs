@@ -92,6 +92,17 @@ impl Client {
                     .map(|d| (d, acl.user(&self.user).is_none()))
             };
             if let Some((denied, user_removed)) = refused {
+                if c.name == "exec" {
+                    // Redis aborts the transaction and says why.
+                    if let Some((_, b)) = self.tx.take().and_then(|t| t.pinned) {
+                        drop(b.send(encode(&[Bytes::from_static(b"DISCARD")])));
+                    }
+                    let text = format!(
+                        "EXECABORT Transaction discarded because of: {}",
+                        denied.message()
+                    );
+                    return self.error(&text);
+                }
                 self.fail_transaction();
                 self.closing |= user_removed;
                 return self.error(&denied.message());
