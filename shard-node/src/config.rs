@@ -125,11 +125,16 @@ pub struct ServerArgs {
     /// CA that signs peer certificates (PEM).
     #[arg(long, env = "SHARD_NODE_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
-    /// Port for TLS connections on the bind address (disabled when absent). Clients there must
-    /// present a certificate signed by `--tls-ca`; point peers' and replicas' addresses at it.
-    /// Needs `--tls-cert`, `--tls-key` and `--tls-ca`.
+    /// Port for TLS connections on the bind address (disabled when absent); point peers' and
+    /// replicas' addresses at it. Needs `--tls-cert`, `--tls-key` and `--tls-ca`.
     #[arg(long, env = "SHARD_NODE_TLS_PORT")]
     pub tls_port: Option<u16>,
+    /// How TLS is checked: client certificates and the other side of links.
+    #[command(flatten)]
+    pub tls_checks: TlsChecks,
+    /// Serve TLS only: no plaintext listener (`--port` is then unused). Needs `--tls-port`.
+    #[arg(long, env = "SHARD_NODE_TLS_ONLY", value_enum, default_value = "no")]
+    pub tls_only: YesNo,
     /// Read settings from a file of `name value` lines.
     #[arg(long, env = "SHARD_NODE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -204,6 +209,33 @@ pub struct ProxyArgs {
     /// with `CLUSTERDOWN`, in milliseconds.
     #[arg(long, env = "SHARD_NODE_BACKEND_TIMEOUT_MS", default_value_t = 5000)]
     pub backend_timeout_ms: u64,
+    /// TLS certificate (PEM) the proxy presents to clients and, with `--tls-backends yes`, to
+    /// the shard-nodes.
+    #[arg(long, env = "SHARD_NODE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "SHARD_NODE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that signs client certificates and the shard-nodes' certificates.
+    #[arg(long, env = "SHARD_NODE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Port for TLS clients on the bind address (disabled when absent).
+    #[arg(long, env = "SHARD_NODE_TLS_PORT")]
+    pub tls_port: Option<u16>,
+    /// How TLS is checked: client certificates and the shard-nodes' certificates.
+    #[command(flatten)]
+    pub tls_checks: TlsChecks,
+    /// Serve TLS clients only: no plaintext listener. Needs `--tls-port`.
+    #[arg(long, env = "SHARD_NODE_TLS_ONLY", value_enum, default_value = "no")]
+    pub tls_only: YesNo,
+    /// Reach the shard-nodes over TLS (their addresses in the shard map are TLS ports).
+    #[arg(
+        long,
+        env = "SHARD_NODE_TLS_BACKENDS",
+        value_enum,
+        default_value = "no"
+    )]
+    pub tls_backends: YesNo,
     /// Requests one client may have in flight; past it the proxy stops reading that client
     /// until replies are written.
     #[arg(long, env = "SHARD_NODE_MAX_PENDING", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
@@ -228,6 +260,30 @@ pub struct ProxyArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+}
+
+/// How TLS connections are checked (see `crate::net::tls`).
+#[derive(Args, Debug, Clone)]
+pub struct TlsChecks {
+    /// Whether TLS clients must present a certificate signed by `--tls-ca` (`yes`: mutual TLS,
+    /// as links use), or may connect without one and authenticate with a password.
+    #[arg(
+        long,
+        env = "SHARD_NODE_TLS_AUTH_CLIENTS",
+        value_enum,
+        default_value = "yes"
+    )]
+    pub tls_auth_clients: crate::net::tls::ClientAuth,
+    /// What this node checks of the certificate of a node it links to: signed by `--tls-ca`
+    /// for the dialled host (`name`), or only signed by it (`ca`, for a private CA whose every
+    /// certificate is one of the database's nodes).
+    #[arg(
+        long,
+        env = "SHARD_NODE_TLS_LINK_VERIFY",
+        value_enum,
+        default_value = "name"
+    )]
+    pub tls_link_verify: crate::net::tls::LinkVerify,
 }
 
 /// Users of a server or proxy (see `crate::acl`).

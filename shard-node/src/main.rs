@@ -87,18 +87,25 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         shard_node::commands::replication::parse_peer_addr(addr)
             .map_err(|e| anyhow::anyhow!("--peer: {e}"))?;
     }
-    let tls = net::tls::LinkTls::from_args(
+    let tls = net::tls::TlsOptions::from_args(
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
         args.tls_ca.as_deref(),
-    )?;
+        args.tls_checks.tls_auth_clients,
+        args.tls_checks.tls_link_verify,
+    )?
+    .map(net::tls::ReloadableTls::load)
+    .transpose()?;
     if args.tls_port.is_some() && tls.is_none() {
         anyhow::bail!("--tls-port needs --tls-cert, --tls-key and --tls-ca");
+    }
+    if args.tls_only == YesNo::Yes && args.tls_port.is_none() {
+        anyhow::bail!("--tls-only yes needs --tls-port");
     }
     runtime(args.io_threads)?.block_on(serve(args, tls))
 }
 
-async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Result<()> {
+async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> anyhow::Result<()> {
     net::set_clock_skew_ms(args.clock_skew_ms);
     let now = net::now_ms();
     // Without other participants or a primary, removed state can be dropped at once.
@@ -140,10 +147,15 @@ async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Resu
         ),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
-    let local = listener.local_addr()?;
+    let listener = if args.tls_only == YesNo::Yes {
+        None
+    } else {
+        Some(
+            tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
+                .await
+                .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?,
+        )
+    };
     let tls_listener = match args.tls_port {
         Some(port) => Some(
             tokio::net::TcpListener::bind((args.bind.as_str(), port))
@@ -151,6 +163,11 @@ async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Resu
                 .with_context(|| format!("cannot listen for TLS on {}:{port}", args.bind))?,
         ),
         None => None,
+    };
+    // The address the node is known by: its plaintext port, or its TLS port when TLS only.
+    let local = match (&listener, &tls_listener) {
+        (Some(l), _) | (None, Some(l)) => l.local_addr()?,
+        (None, None) => anyhow::bail!("no listener"),
     };
     let mut db = shard_node::commands::Db::new(ks);
     db.settings.requirepass = args.requirepass.clone().map(bytes::Bytes::from);
@@ -182,6 +199,7 @@ async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Resu
     }
     db.repl = shard_node::repl::ReplState::new(db.ks.clock().clone());
     db.repl.backlog.set_limit(args.repl_backlog_size as usize);
+    db.repl.links_use_tls = tls.is_some();
     if let Some(r) = &args.replicaof {
         if let Ok((host, port)) = shard_node::commands::replication::parse_peer_addr(r) {
             shard_node::commands::replication::follow(&mut db, host, port);
@@ -234,6 +252,9 @@ async fn serve(args: ServerArgs, tls: Option<net::tls::LinkTls>) -> anyhow::Resu
                 Ok(())
             },
         ));
+    }
+    if let Some(tls) = &shared.tls {
+        tokio::spawn(tls.clone().watch(shared.shutdown.subscribe()));
     }
     tokio::spawn(net::expiry_sweeper(shared.clone()));
     tokio::spawn(net::memory_sampler(shared.clone()));

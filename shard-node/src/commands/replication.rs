@@ -288,6 +288,7 @@ fn replconf(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn peers(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     let now = ctx.now_ms;
     let mine = ctx.db.ks.clock().clone();
+    let tls = ctx.db.repl.links_use_tls;
     let rows: Vec<(String, PeerInfo)> = ctx
         .db
         .repl
@@ -303,9 +304,11 @@ fn peers(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
         } else {
             now.saturating_sub(p.caught_up_ms)
         };
-        ctx.out.map(6);
+        ctx.out.map(7);
         ctx.out.bulk(b"name");
         ctx.out.bulk(name.as_bytes());
+        ctx.out.bulk(b"transport");
+        ctx.out.bulk(if tls { b"tls" } else { b"tcp" });
         ctx.out.bulk(b"address");
         ctx.out.bulk(p.addr.as_bytes());
         ctx.out.bulk(b"state");

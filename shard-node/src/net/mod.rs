@@ -20,6 +20,7 @@
 //!   with the reason), then are served exactly like plain connections.
 
 pub mod persist;
+pub mod stream;
 pub mod tls;
 
 use crate::commands::{dispatch, paused, ClientMeta, ClientState, Db, PubMessage};
@@ -129,9 +130,9 @@ pub struct Shared {
     pub acks: watch::Sender<u64>,
     /// Bumped by `CLIENT PAUSE` / `CLIENT UNPAUSE`: paused connections look again.
     pub pauses: watch::Sender<u64>,
-    /// TLS for replication links (`--tls-cert/--tls-key/--tls-ca`): outgoing links use it, and
-    /// so does the TLS listener.
-    pub tls: Option<tls::LinkTls>,
+    /// TLS (`--tls-cert/--tls-key/--tls-ca`), reloaded when its files change: outgoing links
+    /// use it, and so does the TLS listener.
+    pub tls: Option<Arc<tls::ReloadableTls>>,
 }
 
 /// Starts the link tasks that commands asked for (REPLICAOF, AA.PEER, `--peer`).
@@ -182,15 +183,18 @@ pub fn now_ms() -> u64 {
 /// How long a TLS client has to complete its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves clients on `listener` (and TLS clients on `tls_listener` when given, which needs
-/// `shared.tls`) until shutdown; returns after the log is flushed.
+/// Serves clients on `listener` (none: TLS only) and TLS clients on `tls_listener` when
+/// given, which needs `shared.tls`, until shutdown; returns after the log is flushed.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     tls_listener: Option<TcpListener>,
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {
     let mut shutdown_rx = shared.shutdown.subscribe();
-    let laddr = listener.local_addr()?;
+    let laddr = match &listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let tls_laddr = match &tls_listener {
         Some(l) => Some(l.local_addr()?),
         None => None,
@@ -201,7 +205,7 @@ pub async fn serve(
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = accept_optional(listener.as_ref()) => {
                 let (socket, addr) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -212,6 +216,7 @@ pub async fn serve(
                     }
                 };
                 let _ = socket.set_nodelay(true);
+                let Some(laddr) = laddr else { continue };
                 let shared = shared.clone();
                 tasks.spawn(async move {
                     handle_connection(socket, addr, laddr, shared).await;
@@ -228,7 +233,7 @@ pub async fn serve(
                     }
                 };
                 let _ = socket.set_nodelay(true);
-                let (Some(tls), Some(tls_laddr)) = (shared.tls.clone(), tls_laddr) else {
+                let (Some(tls), Some(tls_laddr)) = (shared.tls.as_ref().map(|t| t.current()), tls_laddr) else {
                     continue;
                 };
                 let shared = shared.clone();
@@ -272,7 +277,7 @@ pub async fn serve(
 }
 
 /// Accepts on `listener`, or never when there is none.
-async fn accept_optional(
+pub(crate) async fn accept_optional(
     listener: Option<&TcpListener>,
 ) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
     match listener {

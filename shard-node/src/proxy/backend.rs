@@ -26,11 +26,14 @@
 
 use super::reply::FrameScanner;
 use super::Core;
+use crate::net::stream::Stream;
+use crate::net::tls::LinkTls;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -163,7 +166,14 @@ async fn serve(
             pinned = Some(addr.clone());
         }
         changes.borrow_and_update();
-        let reason = match connect(&addr, core.settings.backend_auth.as_ref(), resp3).await {
+        let reason = match connect(
+            &addr,
+            core.settings.backend_auth.as_ref(),
+            core.backend_tls(),
+            resp3,
+        )
+        .await
+        {
             Ok(stream) => {
                 failures = 0;
                 match session(
@@ -257,8 +267,9 @@ fn fail_all(
 async fn connect(
     addr: &str,
     auth: Option<&super::BackendAuth>,
+    tls: Option<LinkTls>,
     resp3: bool,
-) -> Result<TcpStream, String> {
+) -> Result<Stream, String> {
     let mut handshake: Vec<&[&[u8]]> = Vec::new();
     let auth = auth.map(|a| a.command());
     if let Some(a) = &auth {
@@ -271,15 +282,23 @@ async fn connect(
     // Commands the proxy sends may span the slots of one shard.
     let shard_wide: [&[u8]; 2] = [b"AA.TOPOLOGY", b"SHARDWIDE"];
     handshake.push(&shard_wide);
-    open(addr, &handshake).await
+    open(addr, &handshake, tls).await
 }
 
-/// Connects to the node at `addr` and sends `handshake`, every reply of which must be a
-/// success; within `CONNECT_TIMEOUT`.
-pub async fn open(addr: &str, handshake: &[&[&[u8]]]) -> Result<TcpStream, String> {
+/// Connects to the node at `addr` (over TLS with `tls`) and sends `handshake`, every reply of
+/// which must be a success; within `CONNECT_TIMEOUT`.
+pub async fn open(
+    addr: &str,
+    handshake: &[&[&[u8]]],
+    tls: Option<LinkTls>,
+) -> Result<Stream, String> {
     let work = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
+        let socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let _ = socket.set_nodelay(true);
+        let mut stream = match tls {
+            Some(tls) => tls.connect_stream(addr, socket).await?,
+            None => Stream::Plain(socket),
+        };
         if !handshake.is_empty() {
             let commands: Vec<Vec<&[u8]>> = handshake.iter().map(|c| c.to_vec()).collect();
             let answers = exchange(&mut stream, &commands).await?;
@@ -300,8 +319,8 @@ pub async fn open(addr: &str, handshake: &[&[&[u8]]]) -> Result<TcpStream, Strin
 }
 
 /// Sends `commands` and reads one reply to each.
-async fn exchange<A: AsRef<[u8]>>(
-    stream: &mut TcpStream,
+async fn exchange<A: AsRef<[u8]>, S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     commands: &[Vec<A>],
 ) -> Result<Vec<Bytes>, String> {
     let mut out = BytesMut::new();
@@ -330,11 +349,12 @@ async fn exchange<A: AsRef<[u8]>>(
 pub async fn ask(
     addr: &str,
     auth: Option<&super::BackendAuth>,
+    tls: Option<LinkTls>,
     commands: &[&[&[u8]]],
 ) -> Result<Vec<Bytes>, String> {
     let commands: Vec<Vec<&[u8]>> = commands.iter().map(|c| c.to_vec()).collect();
     let work = async {
-        let mut stream = connect(addr, auth, false).await?;
+        let mut stream = connect(addr, auth, tls, false).await?;
         exchange(&mut stream, &commands).await
     };
     tokio::time::timeout(CONNECT_TIMEOUT, work)
@@ -347,13 +367,13 @@ async fn session(
     core: &Core,
     shard: usize,
     addr: &str,
-    stream: TcpStream,
+    stream: Stream,
     waiting: &mut VecDeque<Request>,
     requests: &mut mpsc::UnboundedReceiver<Request>,
     changes: &mut tokio::sync::watch::Receiver<u64>,
     follow: bool,
 ) -> End {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = stream.split();
     let in_flight: parking_lot::Mutex<VecDeque<Request>> = parking_lot::Mutex::new(VecDeque::new());
     // Requests the node refused, in order, and what it said.
     let refused: parking_lot::Mutex<(Vec<Request>, Option<Refusal>)> =

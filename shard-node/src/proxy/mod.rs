@@ -110,6 +110,10 @@ pub struct Core {
     announce: RwLock<Option<String>>,
     pub connections: AtomicUsize,
     pub shutdown: watch::Sender<bool>,
+    /// TLS settings (reloaded when their files change), if any.
+    pub tls: Option<Arc<crate::net::tls::ReloadableTls>>,
+    /// The shard-nodes are reached over TLS.
+    pub tls_backends: bool,
 }
 
 /// A refresh more recent than this is not repeated: the answer would be the same.
@@ -121,6 +125,8 @@ impl Core {
         acl: crate::acl::Acl,
         acl_file: Option<std::path::PathBuf>,
         routes: Routes,
+        tls: Option<Arc<crate::net::tls::ReloadableTls>>,
+        tls_backends: bool,
     ) -> Arc<Core> {
         let settings_announce = settings.announce.clone();
         let (changes, _) = watch::channel(0);
@@ -138,6 +144,8 @@ impl Core {
             announce: RwLock::new(settings_announce),
             connections: AtomicUsize::new(0),
             shutdown,
+            tls,
+            tls_backends,
         });
         core.metrics
             .topology_version
@@ -206,6 +214,14 @@ impl Core {
         Ok(())
     }
 
+    /// The TLS settings towards the shard-nodes, when they are reached over TLS.
+    pub fn backend_tls(&self) -> Option<crate::net::tls::LinkTls> {
+        self.tls
+            .as_ref()
+            .filter(|_| self.tls_backends)
+            .map(|t| t.current())
+    }
+
     pub fn next_client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -247,6 +263,7 @@ impl Core {
             let answers = backend::ask(
                 &addr,
                 self.settings.backend_auth.as_ref(),
+                self.backend_tls(),
                 &[&[b"AA.TOPOLOGY", b"GET"], &[b"ROLE"]],
             )
             .await;
@@ -314,6 +331,7 @@ impl Core {
         if let Ok(answers) = backend::ask(
             addr,
             self.settings.backend_auth.as_ref(),
+            self.backend_tls(),
             &[&[b"AA.TOPOLOGY", b"GET"]],
         )
         .await
@@ -423,10 +441,50 @@ pub async fn run(
         max_pending: args.max_pending as usize,
         maxclients: args.maxclients as usize,
     };
-    let core = Core::new(settings, acl, args.users.aclfile.clone(), routes);
-    let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let tls = crate::net::tls::TlsOptions::from_args(
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+        args.tls_ca.as_deref(),
+        args.tls_checks.tls_auth_clients,
+        args.tls_checks.tls_link_verify,
+    )?
+    .map(crate::net::tls::ReloadableTls::load)
+    .transpose()?;
+    let yes = |v: crate::config::YesNo| v == crate::config::YesNo::Yes;
+    if tls.is_none() && (args.tls_port.is_some() || yes(args.tls_backends)) {
+        anyhow::bail!("--tls-port and --tls-backends need --tls-cert, --tls-key and --tls-ca");
+    }
+    if yes(args.tls_only) && args.tls_port.is_none() {
+        anyhow::bail!("--tls-only yes needs --tls-port");
+    }
+    let core = Core::new(
+        settings,
+        acl,
+        args.users.aclfile.clone(),
+        routes,
+        tls,
+        yes(args.tls_backends),
+    );
+    let listener = if yes(args.tls_only) {
+        None
+    } else {
+        Some(
+            tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
+                .await
+                .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?,
+        )
+    };
+    let tls_listener = match args.tls_port {
+        Some(port) => Some(
+            tokio::net::TcpListener::bind((args.bind.as_str(), port))
+                .await
+                .with_context(|| format!("cannot listen for TLS on {}:{port}", args.bind))?,
+        ),
+        None => None,
+    };
+    if let Some(tls) = &core.tls {
+        tokio::spawn(tls.clone().watch(core.shutdown.subscribe()));
+    }
     if let Some(port) = args.metrics_port {
         let metrics = tokio::net::TcpListener::bind((args.bind.as_str(), port))
             .await
@@ -455,15 +513,27 @@ pub async fn run(
             let _ = core.shutdown.send(true);
         });
     }
-    tracing::info!(addr = %listener.local_addr()?, shards = core.routes().shards(), "proxy ready to accept connections");
+    for (l, what) in [(&listener, "plaintext"), (&tls_listener, "TLS")] {
+        if let Some(l) = l {
+            tracing::info!(addr = %l.local_addr()?, shards = core.routes().shards(), "proxy ready to accept {what} connections");
+        }
+    }
     let mut shutdown = core.shutdown.subscribe();
     loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+        let (socket, peer, tls) = tokio::select! {
+            accepted = crate::net::accept_optional(listener.as_ref()) => match accepted {
+                Ok((s, p)) => (s, p, false),
                 Err(e) => {
                     // Out of file descriptors, say: pause instead of spinning.
                     tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            accepted = crate::net::accept_optional(tls_listener.as_ref()) => match accepted {
+                Ok((s, p)) => (s, p, true),
+                Err(e) => {
+                    tracing::warn!("TLS accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -473,7 +543,27 @@ pub async fn run(
         let _ = socket.set_nodelay(true);
         let core = core.clone();
         tokio::spawn(async move {
-            client::serve(core, socket, peer).await;
+            let stream = if tls {
+                let Some(settings) = core.tls.as_ref().map(|t| t.current()) else {
+                    return;
+                };
+                match tokio::time::timeout(Duration::from_secs(10), settings.accept_stream(socket))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(reason)) => {
+                        tracing::warn!(%peer, %reason, "TLS client refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "TLS client refused: handshake timed out");
+                        return;
+                    }
+                }
+            } else {
+                crate::net::stream::Stream::Plain(socket)
+            };
+            client::serve(core, stream, peer).await;
         });
     }
 }

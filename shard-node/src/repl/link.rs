@@ -168,7 +168,7 @@ async fn session(
         .await
         .map_err(|_| LinkError::Io(format!("connecting to {addr} timed out")))??;
     let _ = socket.set_nodelay(true);
-    let tls = shared.tls.clone();
+    let tls = shared.tls.as_ref().map(|t| t.current());
     match tls {
         Some(tls) => {
             let socket = tokio::time::timeout(Duration::from_secs(5), tls.connect(addr, socket))

@@ -135,6 +135,8 @@ pub struct ReplState {
     pub actions: Vec<ReplAction>,
     pub gate: CausalBuffer,
     pub next_generation: u64,
+    /// Outgoing links run over TLS (the node has `--tls-cert/--tls-key/--tls-ca`).
+    pub links_use_tls: bool,
 }
 
 impl ReplState {
@@ -143,6 +145,7 @@ impl ReplState {
             role: Role::Primary,
             backlog: Backlog::new(DEFAULT_BACKLOG_BYTES, clock),
             replicas: BTreeMap::new(),
+            links_use_tls: false,
             peers: BTreeMap::new(),
             master: None,
             actions: Vec::new(),

@@ -48,7 +48,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 mod local;
@@ -197,7 +196,7 @@ struct Client {
 }
 
 /// Serves one client until it disconnects.
-pub async fn serve(core: Arc<Core>, mut socket: TcpStream, peer: SocketAddr) {
+pub async fn serve(core: Arc<Core>, mut socket: crate::net::stream::Stream, peer: SocketAddr) {
     struct Count(Arc<Core>);
     impl Drop for Count {
         fn drop(&mut self) {
@@ -256,8 +255,8 @@ pub async fn serve(core: Arc<Core>, mut socket: TcpStream, peer: SocketAddr) {
 const KEEP_BUFFER: usize = 64 * 1024;
 
 impl Client {
-    async fn run(&mut self, socket: TcpStream) {
-        let (mut rd, mut wr) = socket.into_split();
+    async fn run(&mut self, socket: crate::net::stream::Stream) {
+        let (mut rd, mut wr) = socket.split();
         let mut input = BytesMut::new();
         let mut out = BytesMut::new();
         let mut parser = RequestParser::new();
@@ -279,7 +278,7 @@ impl Client {
                     return;
                 }
                 if let Some(first) = self.subscribe.take() {
-                    if let Ok(stream) = rd.reunite(wr) {
+                    if let Some(stream) = crate::net::stream::reunite(rd, wr) {
                         self.pass_through(stream, first, input).await;
                     }
                     return;

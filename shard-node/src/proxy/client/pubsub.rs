@@ -6,7 +6,7 @@ impl Client {
     /// Joins the client to a connection of its own to the pub/sub shard for good.
     pub(super) async fn pass_through(
         &mut self,
-        mut client: TcpStream,
+        mut client: crate::net::stream::Stream,
         first: Bytes,
         rest: BytesMut,
     ) {
@@ -31,7 +31,9 @@ impl Client {
         // RESP2 subscribed connection: nothing else reaches the node through this connection.
         let subscriber: [&[u8]; 2] = [b"AA.TOPOLOGY", b"SUBSCRIBEONLY"];
         handshake.push(&subscriber);
-        let backend = match crate::proxy::backend::open(&addr, &handshake).await {
+        let backend = match crate::proxy::backend::open(&addr, &handshake, self.core.backend_tls())
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 let text = format!("CLUSTERDOWN the pub/sub shard is unreachable ({addr}: {e})");
