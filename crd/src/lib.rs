@@ -113,6 +113,11 @@ pub struct ActiveActiveDatabaseSpec {
     /// Per-region proxy that routes commands to the shard owning each key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxySpec>,
+    /// Users besides `default`, with Redis ACL rules: for applications that need less than
+    /// every command, or only some keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub users: Vec<UserSpec>,
 
     /// The Redis Cluster API for cluster-aware clients (Redis Enterprise calls it the "OSS
     /// Cluster API"): every shard-node pod gets a Service of its own (of the participant's
@@ -123,6 +128,12 @@ pub struct ActiveActiveDatabaseSpec {
     /// LoadBalancer or NodePort.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cluster_api: bool,
+    /// When the application password changes (in its Secret), how long the previous one stays
+    /// accepted, in seconds, so clients can move to the new one without an authentication
+    /// error. Default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub password_rotation_grace_seconds: Option<u32>,
 
     /// Additions to every shard-node pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,15 +315,39 @@ pub struct Auth {
     pub password_secret_ref: SecretKeyRef,
 }
 
-/// TLS settings.
+/// A user of the database.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSpec {
+    /// The user name (`AUTH <name> <password>`): letters, digits, `_`, `-` and `.`; not
+    /// `default` nor `aadb-internal`.
+    #[schemars(length(min = 1, max = 64))]
+    pub name: String,
+    /// The Secret key holding the user's password (key default `password`), in the database's
+    /// namespace.
+    pub password_secret_ref: SecretKeyRef,
+    /// Redis ACL rules, applied in order to a user that starts with nothing: key patterns
+    /// (`~app:*`, `allkeys`), channel patterns (`&news.*`, `allchannels`), commands and
+    /// categories (`+@read`, `-flushall`, `+client|setname`, `allcommands`). Passwords come
+    /// from the Secret, not from rules.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub rules: Vec<String>,
+}
+
+/// TLS settings. With `spec.tls` set (`tls: {}` is enough), every connection of the database
+/// runs over TLS: replicas and peers with mutual authentication, clients and the operator
+/// with the database's CA; the plaintext ports close.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
-    /// A Secret with `tls.crt`, `tls.key` and `ca.crt` used by every link between shard-nodes
-    /// (replicas and peers), with mutual authentication. It must exist in every participant's
-    /// namespace.
+    /// A Secret with `tls.crt`, `tls.key` and `ca.crt` to use instead of the certificate the
+    /// operator issues from a CA of the database's own. Every node, proxy and client must
+    /// trust its `ca.crt`, and every certificate that CA signed is accepted as a member of the
+    /// database. It must exist in every participant's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_secret_name: Option<String>,
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
 }
 
 /// Failover settings.
@@ -444,6 +479,10 @@ pub struct ActiveActiveDatabaseStatus {
     /// namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+    /// Set while a previous application password is still accepted after a change (written as
+    /// `null` otherwise, so a status patch clears it).
+    #[serde(default)]
+    pub password_rotation: Option<String>,
 }
 
 /// One region's state.
@@ -524,7 +563,16 @@ pub struct PeerLinkStatus {
     pub lag_effects: Option<i64>,
 }
 
+/// How long a previous application password stays accepted by default, in seconds.
+pub const DEFAULT_PASSWORD_ROTATION_GRACE_SECONDS: u32 = 300;
+
 impl ActiveActiveDatabaseSpec {
+    /// `passwordRotationGraceSeconds` with its default.
+    pub fn effective_password_rotation_grace_seconds(&self) -> u32 {
+        self.password_rotation_grace_seconds
+            .unwrap_or(DEFAULT_PASSWORD_ROTATION_GRACE_SECONDS)
+    }
+
     /// The shard-node image.
     pub fn effective_image(&self) -> &str {
         self.image.as_deref().unwrap_or(DEFAULT_IMAGE)

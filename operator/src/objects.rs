@@ -54,6 +54,21 @@ impl ObjectsError {
 pub const DATA_DIR: &str = "/data";
 /// Where the link certificates are mounted.
 pub const TLS_DIR: &str = "/tls";
+/// Where the users file (the Secret `<db>-acl`) is mounted.
+pub const ACL_DIR: &str = "/acl";
+
+/// The volume of the users file.
+fn users_volume(database: &str) -> Value {
+    json!({"name": "users", "secret": {"secretName": crate::plan::acl_secret(database)}})
+}
+
+/// `--aclfile` at the mounted users file.
+fn aclfile_args() -> Vec<String> {
+    vec![
+        "--aclfile".into(),
+        format!("{ACL_DIR}/{}", crate::plan::ACL_FILE_KEY),
+    ]
+}
 /// Name of the shard-node container.
 pub const CONTAINER: &str = "shard-node";
 /// The label the StatefulSet controller puts on each pod: its name.
@@ -137,7 +152,7 @@ pub fn shard_node_args(
         "--bind".into(),
         "$(POD_IP)".into(),
         "--port".into(),
-        SHARD_NODE_PORT.to_string(),
+        plaintext_port(spec).to_string(),
         "--dir".into(),
         DATA_DIR.into(),
         "--participant".into(),
@@ -154,19 +169,46 @@ pub fn shard_node_args(
     if let Some(bytes) = spec.maxmemory.as_deref().and_then(parse_memory) {
         args.extend(["--maxmemory".into(), bytes.to_string()]);
     }
-    if spec
-        .tls
-        .as_ref()
-        .and_then(|t| t.peer_secret_name.as_ref())
-        .is_some()
-    {
-        for (flag, file) in [
-            ("--tls-cert", "tls.crt"),
-            ("--tls-key", "tls.key"),
-            ("--tls-ca", "ca.crt"),
-        ] {
-            args.extend([flag.into(), format!("{TLS_DIR}/{file}")]);
-        }
+    args.extend(tls_args(spec));
+    args.extend(aclfile_args());
+    args
+}
+
+/// The plaintext port of a node or proxy: the RESP port, or with TLS (which serves the RESP
+/// port) an unused one next to it.
+fn plaintext_port(spec: &ActiveActiveDatabaseSpec) -> u16 {
+    if spec.tls.is_some() {
+        SHARD_NODE_PORT + 1
+    } else {
+        SHARD_NODE_PORT
+    }
+}
+
+/// With TLS: TLS only on the RESP port, with the files of the TLS Secret; every client may
+/// connect with the CA alone (and a password), links check that the other side's certificate
+/// comes from the database's CA.
+fn tls_args(spec: &ActiveActiveDatabaseSpec) -> Vec<String> {
+    if spec.tls.is_none() {
+        return Vec::new();
+    }
+    let mut args: Vec<String> = [
+        "--tls-port",
+        &SHARD_NODE_PORT.to_string(),
+        "--tls-only",
+        "yes",
+        "--tls-auth-clients",
+        "optional",
+        "--tls-link-verify",
+        "ca",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    for (flag, file) in [
+        ("--tls-cert", "tls.crt"),
+        ("--tls-key", "tls.key"),
+        ("--tls-ca", "ca.crt"),
+    ] {
+        args.extend([flag.into(), format!("{TLS_DIR}/{file}")]);
     }
     args
 }
@@ -183,9 +225,12 @@ fn stateful_set(
     let overrides = spec.pod_template.clone().unwrap_or_default();
     let mut pod_labels = overrides.labels.clone().unwrap_or_default();
     pod_labels.extend(labels.clone());
-    let mut mounts = vec![json!({"name": "data", "mountPath": DATA_DIR})];
-    let mut volumes = vec![];
-    if let Some(secret) = spec.tls.as_ref().and_then(|t| t.peer_secret_name.as_ref()) {
+    let mut mounts = vec![
+        json!({"name": "data", "mountPath": DATA_DIR}),
+        json!({"name": "users", "mountPath": ACL_DIR, "readOnly": true}),
+    ];
+    let mut volumes = vec![users_volume(&topo.database)];
+    if let Some(secret) = crate::plan::tls_secret(&topo.database, spec) {
         mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
         volumes.push(json!({"name": "tls", "secret": {"secretName": secret}}));
     }
@@ -323,20 +368,27 @@ fn restricted_container() -> Value {
 }
 
 /// The `shard-node proxy` command line of the participant's proxy pods.
-pub fn proxy_args() -> Vec<String> {
-    [
+pub fn proxy_args(spec: &ActiveActiveDatabaseSpec) -> Vec<String> {
+    let mut args: Vec<String> = [
         "proxy",
         "--bind",
         "$(POD_IP)",
         "--port",
-        &SHARD_NODE_PORT.to_string(),
+        &plaintext_port(spec).to_string(),
         "--metrics-port",
         &SHARD_NODE_METRICS_PORT.to_string(),
         "--log-format",
         "json",
     ]
     .map(str::to_string)
-    .to_vec()
+    .to_vec();
+    let tls = tls_args(spec);
+    if !tls.is_empty() {
+        args.extend(tls);
+        args.extend(["--tls-backends".into(), "yes".into()]);
+    }
+    args.extend(aclfile_args());
+    args
 }
 
 /// The proxies of `p`: a Deployment spread over its zones, and a PodDisruptionBudget that
@@ -354,7 +406,7 @@ fn proxies(
         "name": "proxy",
         "image": spec.effective_image(),
         "imagePullPolicy": "IfNotPresent",
-        "args": proxy_args(),
+        "args": proxy_args(spec),
         "env": container_env(&topo.database, spec),
         "ports": [
             {"name": "redis", "containerPort": SHARD_NODE_PORT},
@@ -370,6 +422,13 @@ fn proxies(
             source,
         })?;
     }
+    let mut volumes = vec![users_volume(&topo.database)];
+    let mut mounts = vec![json!({"name": "users", "mountPath": ACL_DIR, "readOnly": true})];
+    if let Some(secret) = crate::plan::tls_secret(&topo.database, spec) {
+        mounts.push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
+        volumes.push(json!({"name": "tls", "secret": {"secretName": secret}}));
+    }
+    container["volumeMounts"] = json!(mounts);
     let deployment = typed(
         format!("Deployment {}", p.proxy_name),
         json!({
@@ -385,6 +444,7 @@ fn proxies(
                     "metadata": {"labels": labels},
                     "spec": {
                         "containers": [container],
+                        "volumes": volumes,
                         "securityContext": {
                             "runAsNonRoot": true,
                             "runAsUser": SHARD_NODE_UID,
@@ -500,7 +560,7 @@ mod tests {
         let s = spec(json!({
             "shards": 2, "replicasPerShard": 1, "maxmemory": "1mb", "proxy": {"replicas": 0},
             "auth": {"passwordSecretRef": {"name": "pw"}},
-            "tls": {"peerSecretName": "links"},
+            "tls": {"secretName": "links"},
             "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
         }));
         let topo = plan("db", "ns", &s, None);

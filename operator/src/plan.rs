@@ -274,3 +274,29 @@ pub fn internal_secret(database: &str) -> SecretKey {
         key: "password".into(),
     }
 }
+
+/// The Secret (`tls.crt`, `tls.key`, `ca.crt`) every node and proxy of a database with TLS
+/// uses: `spec.tls.secretName`, or `<database>-tls` that the operator issues. `None` without
+/// TLS.
+pub fn tls_secret(database: &str, spec: &ActiveActiveDatabaseSpec) -> Option<String> {
+    let tls = spec.tls.as_ref()?;
+    Some(
+        tls.secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{database}-tls")),
+    )
+}
+
+/// The Secret holding the CA key of a database whose certificates the operator issues; never
+/// mounted in a pod.
+pub fn ca_secret(database: &str) -> String {
+    format!("{database}-ca")
+}
+
+/// The Secret holding the users file of a database's nodes and proxies.
+pub fn acl_secret(database: &str) -> String {
+    format!("{database}-acl")
+}
+
+/// The key of the users file in [`acl_secret`].
+pub const ACL_FILE_KEY: &str = "users.acl";

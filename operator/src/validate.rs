@@ -184,20 +184,11 @@ pub fn validate(
             ));
         }
     }
+    user_problems(spec, &mut problems);
     if let Some(n) = spec.proxy.as_ref().map(|p| p.replicas).filter(|n| *n > 16) {
         problems.push(format!(
             "spec.proxy.replicas is {n}: use 0 (no proxy) to 16"
         ));
-    }
-    if spec
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.peer_secret_name.is_some())
-    {
-        problems.push(
-            "spec.tls.peerSecretName: the operator cannot run links over TLS yet (shard-nodes verify peers by address, and the operator does not issue per-pod certificates); remove spec.tls"
-                .to_string(),
-        );
     }
     if let Some(me) = only_participant {
         if !spec.participants.iter().any(|p| p.name == me) {
@@ -227,6 +218,102 @@ pub fn validate(
         }
     }
     problems
+}
+
+/// The ACL categories a rule may name (`+@read`).
+const ACL_CATEGORIES: [&str; 22] = [
+    "all",
+    "keyspace",
+    "read",
+    "write",
+    "set",
+    "sortedset",
+    "list",
+    "hash",
+    "string",
+    "bitmap",
+    "hyperloglog",
+    "geo",
+    "stream",
+    "pubsub",
+    "admin",
+    "fast",
+    "slow",
+    "blocking",
+    "dangerous",
+    "connection",
+    "transaction",
+    "scripting",
+];
+
+/// Why an ACL rule of `spec.users` is not accepted, if it is not.
+fn rule_problem(rule: &str) -> Option<&'static str> {
+    const WORDS: [&str; 8] = [
+        "on",
+        "off",
+        "allkeys",
+        "resetkeys",
+        "allchannels",
+        "resetchannels",
+        "allcommands",
+        "nocommands",
+    ];
+    if WORDS.contains(&rule.to_ascii_lowercase().as_str()) {
+        return None;
+    }
+    let mut chars = rule.chars();
+    match chars.next() {
+        Some('~' | '&') if rule.len() > 1 && !rule.contains(char::is_whitespace) => None,
+        Some('+' | '-') => {
+            let name = &rule[1..];
+            if let Some(category) = name.strip_prefix('@') {
+                return (!ACL_CATEGORIES.contains(&category.to_ascii_lowercase().as_str()))
+                    .then_some("names no ACL category");
+            }
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '|' | '-' | '_' | '.'));
+            (!ok).then_some("is not a command rule")
+        }
+        Some('>' | '<' | '#' | '!') => {
+            Some("sets a password: passwords come from passwordSecretRef")
+        }
+        _ if rule.eq_ignore_ascii_case("nopass") || rule.eq_ignore_ascii_case("resetpass") => {
+            Some("sets a password: passwords come from passwordSecretRef")
+        }
+        _ => Some("is not a rule this database knows"),
+    }
+}
+
+/// Problems of `spec.users`: names, duplicates and rules.
+fn user_problems(spec: &ActiveActiveDatabaseSpec, problems: &mut Vec<String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for u in &spec.users {
+        let valid_name = !u.name.is_empty()
+            && u.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid_name {
+            problems.push(format!(
+                "spec.users: {:?} is not a user name (letters, digits, '_', '-' and '.')",
+                u.name
+            ));
+        } else if u.name == "default" || u.name == crate::plan::INTERNAL_USER {
+            problems.push(format!(
+                "spec.users: {:?} is reserved; pick another name",
+                u.name
+            ));
+        }
+        if !seen.insert(u.name.as_str()) {
+            problems.push(format!("spec.users: {:?} is listed twice", u.name));
+        }
+        for rule in &u.rules {
+            if let Some(why) = rule_problem(rule) {
+                problems.push(format!("spec.users[{:?}]: rule {rule:?} {why}", u.name));
+            }
+        }
+    }
 }
 
 /// Whether `text` is an IPv4 or IPv6 network in CIDR notation (`address/prefix`).
@@ -302,6 +389,38 @@ mod tests {
     }
 
     #[test]
+    fn users_need_good_names_and_rules_without_passwords() {
+        let with = |users: serde_json::Value| one(serde_json::json!({"users": users}));
+        let good = with(
+            serde_json::json!([{"name": "reader", "passwordSecretRef": {"name": "r"},
+            "rules": ["on", "~app:*", "&news.*", "+@read", "-get", "+client|setname", "allchannels"]}]),
+        );
+        assert!(
+            validate("db", &good, None).is_empty(),
+            "{:?}",
+            validate("db", &good, None)
+        );
+        let bad = with(serde_json::json!([
+            {"name": "default", "passwordSecretRef": {"name": "r"}},
+            {"name": "x y", "passwordSecretRef": {"name": "r"}},
+            {"name": "w", "passwordSecretRef": {"name": "r"}, "rules": [">secret", "+@nope", "nopass", "%R~x"]},
+            {"name": "w", "passwordSecretRef": {"name": "r"}}
+        ]));
+        let problems = validate("db", &bad, None).join("\n");
+        for needle in [
+            "\"default\" is reserved",
+            "\"x y\" is not a user name",
+            "rule \">secret\" sets a password",
+            "rule \"+@nope\" names no ACL category",
+            "rule \"nopass\" sets a password",
+            "rule \"%R~x\" is not a rule",
+            "\"w\" is listed twice",
+        ] {
+            assert!(problems.contains(needle), "{needle} not in {problems}");
+        }
+    }
+
+    #[test]
     fn minimal_spec_is_valid() {
         assert!(validate("db", &one(serde_json::json!({})), None).is_empty());
     }
@@ -368,11 +487,6 @@ mod tests {
                 "db",
                 one(serde_json::json!({"podTemplate": {"labels": {"aadb.dev/role": "x"}}})),
                 "reserved",
-            ),
-            (
-                "db",
-                one(serde_json::json!({"tls": {"peerSecretName": "links"}})),
-                "cannot run links over TLS yet",
             ),
         ];
         for (name, s, needle) in cases {

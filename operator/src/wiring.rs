@@ -195,6 +195,8 @@ struct Shared {
 
 struct CacheState {
     password: Option<Credentials>,
+    /// With TLS, the CA (PEM) the nodes' certificates chain to.
+    tls_ca: Option<String>,
     /// Bumped when the password changes, so a dial started before does not cache its result.
     password_epoch: u64,
     connections: HashMap<String, MultiplexedConnection>,
@@ -225,6 +227,7 @@ impl NodeClients {
                 timeout,
                 state: Mutex::new(CacheState {
                     password,
+                    tls_ca: None,
                     password_epoch: 0,
                     connections: HashMap::new(),
                 }),
@@ -237,6 +240,18 @@ impl NodeClients {
         let mut state = self.lock();
         if state.password != password {
             state.password = password;
+            state.password_epoch += 1;
+            state.connections.clear();
+        }
+    }
+
+    /// Reaches the nodes over TLS, trusting `ca` (PEM), from now on (`None`: plain TCP); drops
+    /// every cached connection if it differs. Any certificate the CA signed is accepted,
+    /// whatever address it names: the CA is the database's own.
+    pub fn set_tls(&self, ca: Option<String>) {
+        let mut state = self.lock();
+        if state.tls_ca != ca {
+            state.tls_ca = ca;
             state.password_epoch += 1;
             state.connections.clear();
         }
@@ -463,26 +478,53 @@ impl NodeClients {
 
     /// The cached connection to `addr`, dialing one if there is none.
     async fn connection(&self, addr: &str) -> Result<MultiplexedConnection, WiringError> {
-        let (password, epoch) = {
+        let (password, tls_ca, epoch) = {
             let state = self.lock();
             if let Some(conn) = state.connections.get(addr) {
                 return Ok(conn.clone());
             }
-            (state.password.clone(), state.password_epoch)
+            (
+                state.password.clone(),
+                state.tls_ca.clone(),
+                state.password_epoch,
+            )
         };
         let (host, port) = split_address(addr)?;
-        let info = ConnectionInfo {
-            addr: ConnectionAddr::Tcp(host, port),
-            redis: RedisConnectionInfo {
-                username: password.as_ref().and_then(|c| c.user.clone()),
-                password: password.map(|c| c.password),
-                ..RedisConnectionInfo::default()
-            },
+        let redis_info = RedisConnectionInfo {
+            username: password.as_ref().and_then(|c| c.user.clone()),
+            password: password.map(|c| c.password),
+            ..RedisConnectionInfo::default()
         };
-        let client = Client::open(info).map_err(|e| WiringError::Connect {
+        let connect_error = |e: redis::RedisError| WiringError::Connect {
             addr: addr.to_string(),
             reason: e.to_string(),
-        })?;
+        };
+        let client = match tls_ca {
+            None => Client::open(ConnectionInfo {
+                addr: ConnectionAddr::Tcp(host, port),
+                redis: redis_info,
+            })
+            .map_err(connect_error)?,
+            Some(ca) => {
+                let info = ConnectionInfo {
+                    addr: ConnectionAddr::TcpTls {
+                        host,
+                        port,
+                        insecure: false,
+                        tls_params: None,
+                    },
+                    redis: redis_info,
+                };
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.into_bytes()),
+                };
+                let with_ca = Client::build_with_tls(info, certificates).map_err(connect_error)?;
+                let mut info = with_ca.get_connection_info().clone();
+                info.addr.set_danger_accept_invalid_hostnames(true);
+                Client::open(info).map_err(connect_error)?
+            }
+        };
         let timeout = self.shared.timeout;
         let config = AsyncConnectionConfig::new().set_connection_timeout(timeout);
         let dialed = tokio::time::timeout(

@@ -2,7 +2,9 @@
 //! reaching west and central through kubeconfig Secrets; a database of two shards behind two
 //! proxies per region; conflicting writes in every region converge, keys written through
 //! every region's proxies reach every region; a region cut off at its LoadBalancers leaves the others serving, shows in the
-//! status, and converges after healing.
+//! status, and converges after healing. A database with `spec.tls` runs every connection
+//! over TLS with the certificates the operator issues, and a renewed certificate is served
+//! without restarting a pod.
 
 mod common;
 
@@ -51,7 +53,12 @@ fn three_regions_converge_and_survive_a_partition() {
             .await;
         }
         secret(east, ns, "geo-password", "password", "geo-pw").await;
-        let _op = Operator::start(&h.dir, "geo", east.kubeconfig_path(), &[]);
+        let _op = Operator::start(
+            &h.dir,
+            "geo",
+            east.kubeconfig_path(),
+            &["--watch-namespace", ns],
+        );
         let started = Instant::now();
         let participants: Vec<serde_json::Value> = h
             .clusters
@@ -268,5 +275,249 @@ fn three_regions_converge_and_survive_a_partition() {
                 .await
                 .expect("read the password Secret");
         assert!(original.is_some(), "the user's own Secret is kept");
+    });
+}
+
+/// `redis-cli --tls` with the database's CA at `addr`, authenticated with `auth` (`user`,
+/// `password`); its output.
+async fn tls_cli(ca: &std::path::Path, addr: &str, auth: (&str, &str), args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let mut all: Vec<String> = vec!["--tls".into(), "--cacert".into(), ca.display().to_string()];
+    all.extend(
+        [
+            "-h",
+            host,
+            "-p",
+            port,
+            "--no-auth-warning",
+            "--user",
+            auth.0,
+            "--pass",
+            auth.1,
+        ]
+        .map(String::from),
+    );
+    all.extend(args.iter().map(|a| a.to_string()));
+    let out = tokio::process::Command::new("redis-cli")
+        .args(&all)
+        .output()
+        .await
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// The serial number of the certificate served at `addr`, read with `openssl s_client`.
+async fn served_serial(ca: &std::path::Path, addr: &str) -> Option<String> {
+    let script = format!(
+        "openssl s_client -connect {addr} -CAfile {} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+        ca.display()
+    );
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    text.starts_with("serial=").then_some(text)
+}
+
+#[test]
+fn three_regions_over_tls_with_certificates_the_operator_issues_and_renews() {
+    let h = h();
+    run(h, |h| async move {
+        let east = &h.clusters[0];
+        let ns = "geotls";
+        for c in &h.clusters {
+            namespace(c, ns).await;
+        }
+        for c in &h.clusters[1..] {
+            let text = std::fs::read_to_string(c.kubeconfig_path()).expect("kubeconfig");
+            secret(
+                east,
+                ns,
+                &format!("{}-kubeconfig", c.name()),
+                "kubeconfig",
+                &text,
+            )
+            .await;
+        }
+        let _op = Operator::start(
+            &h.dir,
+            "geotls",
+            east.kubeconfig_path(),
+            &["--watch-namespace", ns],
+        );
+        let participants: Vec<serde_json::Value> = h
+            .clusters
+            .iter()
+            .map(|c| {
+                let n = c.name();
+                let zones: Vec<String> =
+                    ["a", "b", "c"].iter().map(|z| format!("{n}-{z}")).collect();
+                if n == "east" {
+                    serde_json::json!({"name": n, "zones": zones})
+                } else {
+                    serde_json::json!({"name": n, "zones": zones,
+                        "cluster": {"kubeconfigSecretRef": {"name": format!("{n}-kubeconfig")}}})
+                }
+            })
+            .collect();
+        apply_db(
+            east,
+            ns,
+            serde_json::json!({"metadata": {"name": "db"},
+                "spec": {"shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
+                         "proxy": {"replicas": 1}, "tls": {},
+                         "participants": participants}}),
+        )
+        .await
+        .expect("apply database");
+        // Ready means the operator reached every node and proxy over TLS and saw the links up.
+        let db = wait_ready(east, ns, "db", Duration::from_secs(150)).await;
+        let st = db.status.expect("status");
+        for p in &st.participants {
+            assert_eq!(p.shards[0].peers.len(), 2, "{p:?}");
+        }
+        let secrets =
+            kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(east.client(), ns);
+        let tls = secrets.get("db-tls").await.expect("the issued TLS Secret");
+        let ca_pem = tls
+            .data
+            .as_ref()
+            .and_then(|d| d.get("ca.crt"))
+            .expect("ca.crt")
+            .0
+            .clone();
+        let ca = h.dir.join("geotls-ca.crt");
+        std::fs::write(&ca, &ca_pem).expect("write the CA");
+        let app = app_password(east, ns, "db")
+            .await
+            .expect("application password");
+        let internal = internal_password(east, ns, "db")
+            .await
+            .expect("internal password");
+
+        // Clients reach every region endpoint with redis-cli --tls and the CA; plaintext gets
+        // nowhere; writes in every region converge.
+        let mut addrs = Vec::new();
+        for c in &h.clusters {
+            let name = c.name().to_string();
+            let addr = eventually(
+                &format!("{name} endpoint"),
+                Duration::from_secs(60),
+                || async { lb_address(c, ns, &format!("db-{name}")).await },
+            )
+            .await;
+            let out = tls_cli(&ca, &addr, ("default", &app), &["INCRBY", "visits", "2"]).await;
+            assert!(out.trim().parse::<i64>().is_ok(), "{name}: {out}");
+            assert!(
+                anonymous_cmd::<String>(&addr, &["PING"]).await.is_none(),
+                "{name}: plaintext answered"
+            );
+            addrs.push(addr);
+        }
+        let ca_ref = &ca;
+        let app_ref = &app;
+        let addrs_ref = &addrs;
+        eventually(
+            "regions converge over TLS",
+            Duration::from_secs(30),
+            || async move {
+                for addr in addrs_ref {
+                    let v = tls_cli(ca_ref, addr, ("default", app_ref), &["GET", "visits"]).await;
+                    if v.trim() != "6" {
+                        return None;
+                    }
+                }
+                Some(())
+            },
+        )
+        .await;
+
+        // Every link between the regions runs over TLS.
+        let pod = primary_pod(east, ns, "db", "east", 0)
+            .await
+            .expect("primary");
+        let node = format!(
+            "{}:6379",
+            pod.status.and_then(|s| s.pod_ip).expect("pod IP")
+        );
+        let peers = tls_cli(&ca, &node, ("aadb-internal", &internal), &["AA.PEERS"]).await;
+        assert_eq!(peers.matches("tls").count(), 2, "{peers}");
+        assert!(!peers.contains("tcp"), "{peers}");
+
+        // A renewed certificate (the operator issues a new one when the Secret loses its
+        // expiry) is served by the running node without a restart.
+        let before = served_serial(&ca, &node).await.expect("served certificate");
+        let restarts = |p: &k8s_openapi::api::core::v1::Pod| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .map(|c| c[0].restart_count)
+        };
+        let pod_before = primary_pod(east, ns, "db", "east", 0)
+            .await
+            .expect("primary");
+        let patch = serde_json::json!({"metadata": {"annotations": {"aadb.dev/not-after": "0"}}});
+        secrets
+            .patch(
+                "db-tls",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .expect("expire the certificate's record");
+        let ca_ref = &ca;
+        let node_ref = &node;
+        let before_ref = &before;
+        let after = eventually(
+            "the node serves the renewed certificate",
+            Duration::from_secs(60),
+            || async move {
+                served_serial(ca_ref, node_ref)
+                    .await
+                    .filter(|s| s != before_ref)
+            },
+        )
+        .await;
+        assert_ne!(after, before);
+        let pod_after = primary_pod(east, ns, "db", "east", 0)
+            .await
+            .expect("primary");
+        assert_eq!(
+            pod_after.metadata.uid, pod_before.metadata.uid,
+            "the pod was replaced"
+        );
+        assert_eq!(
+            restarts(&pod_after),
+            restarts(&pod_before),
+            "the node restarted"
+        );
+        // The renewed certificate was copied into the other regions too.
+        let west = &h.clusters[1];
+        let west_tls =
+            kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(west.client(), ns);
+        let east_cert = secrets
+            .get("db-tls")
+            .await
+            .expect("east")
+            .data
+            .and_then(|d| d.get("tls.crt").cloned());
+        let east_cert_ref = &east_cert;
+        let west_tls_ref = &west_tls;
+        eventually(
+            "west has the renewed certificate",
+            Duration::from_secs(30),
+            || async move {
+                let w = west_tls_ref
+                    .get("db-tls")
+                    .await
+                    .ok()?
+                    .data
+                    .and_then(|d| d.get("tls.crt").cloned());
+                (w == *east_cert_ref).then_some(())
+            },
+        )
+        .await;
     });
 }

@@ -637,3 +637,162 @@ fn cluster_api_mode_lets_cluster_clients_reach_every_shard_and_follow_a_failover
         assert_eq!(v, "after");
     });
 }
+
+/// Whether `password` opens the `default` user at `addr` (a fresh connection).
+async fn accepts(addr: &str, password: &str) -> bool {
+    redis_cmd::<String>(&format!("default:{password}@{addr}"), &["PING"])
+        .await
+        .is_some()
+}
+
+#[test]
+fn the_application_password_rotates_without_an_authentication_error() {
+    let h = h();
+    run(h, |h| async move {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::{Arc, Mutex};
+        let c = &h.clusters[0];
+        let _op = operator(h, "rotation", &["--watch-namespace", "rotation"]);
+        let ns = namespace(c, "rotation").await;
+        secret(c, &ns, "reader-pw", "password", "reader-secret").await;
+        apply_db(
+            c,
+            &ns,
+            serde_json::json!({
+                "metadata": {"name": "db"},
+                "spec": {
+                    "shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
+                    "passwordRotationGraceSeconds": 10,
+                    "users": [{"name": "reader", "passwordSecretRef": {"name": "reader-pw"},
+                               "rules": ["~app:*", "+@read", "+@connection"]}],
+                    "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
+                }
+            }),
+        )
+        .await
+        .expect("apply database");
+        let db = wait_ready(c, &ns, "db", Duration::from_secs(90)).await;
+        let endpoint = db.status.expect("status").participants[0]
+            .endpoint
+            .clone()
+            .expect("endpoint");
+        let old = app_password(c, &ns, "db")
+            .await
+            .expect("generated password");
+
+        // A client writing all along with the password it is given, on fresh connections.
+        let current = Arc::new(Mutex::new(old.clone()));
+        let running = Arc::new(AtomicBool::new(true));
+        let (writes, auth_errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let writer = tokio::spawn({
+            let (current, running) = (current.clone(), running.clone());
+            let (writes, auth_errors) = (writes.clone(), auth_errors.clone());
+            let endpoint = endpoint.clone();
+            async move {
+                while running.load(Ordering::Relaxed) {
+                    let password = current.lock().unwrap().clone();
+                    let url = format!("redis://default:{password}@{endpoint}/");
+                    let Ok(client) = redis::Client::open(url) else {
+                        continue;
+                    };
+                    match client.get_multiplexed_async_connection().await {
+                        Ok(mut conn) => {
+                            let done: redis::RedisResult<i64> = redis::cmd("INCR")
+                                .arg("writes")
+                                .query_async(&mut conn)
+                                .await;
+                            match done {
+                                Ok(_) => {
+                                    writes.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) if matches!(e.code(), Some("WRONGPASS" | "NOAUTH")) => {
+                                    auth_errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(_) => {}
+                            }
+                        }
+                        Err(e)
+                            if e.kind() == redis::ErrorKind::AuthenticationFailed
+                                || matches!(e.code(), Some("WRONGPASS" | "NOAUTH")) =>
+                        {
+                            auth_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {}
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+
+        // The password changes in its Secret.
+        let new = "rotated-application-password";
+        secret(c, &ns, "db", "password", new).await;
+        // Both are accepted everywhere: the status says so, and every proxy and node takes the
+        // new one; then the client moves to it.
+        eventually(
+            "the status reports the rotation",
+            Duration::from_secs(30),
+            || async { get_db(c, &ns, "db").await?.status?.password_rotation },
+        )
+        .await;
+        let mut targets: Vec<String> = proxy_pods(c, &ns, "db")
+            .await
+            .into_iter()
+            .chain(pods(c, &ns, "db").await)
+            .filter_map(|p| p.status?.pod_ip)
+            .map(|ip| format!("{ip}:6379"))
+            .collect();
+        targets.push(endpoint.clone());
+        for t in &targets {
+            let t = t.clone();
+            eventually(
+                &format!("{t} accepts the new password"),
+                Duration::from_secs(30),
+                || {
+                    let t = t.clone();
+                    async move { accepts(&t, new).await.then_some(()) }
+                },
+            )
+            .await;
+            assert!(
+                accepts(t.as_str(), &old).await,
+                "{t} refused the previous password during the grace period"
+            );
+        }
+        *current.lock().unwrap() = new.to_string();
+        // After the grace period the previous one is refused everywhere, the new one still works.
+        eventually("the rotation ends", Duration::from_secs(60), || async {
+            let st = get_db(c, &ns, "db").await?.status?;
+            st.password_rotation.is_none().then_some(())
+        })
+        .await;
+        for t in &targets {
+            let (t, old) = (t.clone(), old.clone());
+            eventually(
+                &format!("{t} refuses the previous password"),
+                Duration::from_secs(30),
+                || {
+                    let (t, old) = (t.clone(), old.clone());
+                    async move { (!accepts(&t, &old).await).then_some(()) }
+                },
+            )
+            .await;
+            assert!(accepts(&t, new).await);
+        }
+        running.store(false, Ordering::Relaxed);
+        writer.await.expect("writer");
+        let (w, a) = (
+            writes.load(Ordering::Relaxed),
+            auth_errors.load(Ordering::Relaxed),
+        );
+        eprintln!("rotation: {w} writes, {a} authentication errors");
+        assert!(w > 20, "the client wrote only {w} times");
+        assert_eq!(a, 0, "the client saw authentication errors");
+        let st = get_db(c, &ns, "db")
+            .await
+            .and_then(|d| d.status)
+            .expect("status");
+        assert_eq!(st.failovers, 0, "the rotation caused failovers");
+        assert_eq!(st.phase.as_deref(), Some("Ready"));
+    });
+}

@@ -256,6 +256,14 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
     if let Some(tls) = &shared.tls {
         tokio::spawn(tls.clone().watch(shared.shutdown.subscribe()));
     }
+    if let Some(path) = args.users.aclfile.clone() {
+        let target = shared.clone();
+        tokio::spawn(shard_node::acl::watch_file(
+            path,
+            shared.shutdown.subscribe(),
+            move |text| target.state.lock().db.acl.load_file_text(text),
+        ));
+    }
     tokio::spawn(net::expiry_sweeper(shared.clone()));
     tokio::spawn(net::memory_sampler(shared.clone()));
     tokio::spawn(persist::compactor(shared.clone()));

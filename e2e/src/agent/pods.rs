@@ -21,7 +21,10 @@
 //!   with grace period 0 and a UID precondition; a pod that disappears from the API is
 //!   killed at once;
 //! - while the node's heartbeats are stopped the worker writes nothing (status, deletion)
-//!   but keeps its processes, like a kubelet cut off from the apiserver.
+//!   but keeps its processes, like a kubelet cut off from the apiserver;
+//! - a running pod's `secret` and `configMap` volumes are written again from the API every
+//!   few seconds (each file replaced whole), so a changed Secret reaches its pods as a
+//!   kubelet's sync brings it.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -230,7 +233,12 @@ struct Worker {
     last_patch: Option<Value>,
     last_ready_sent: Option<bool>,
     gone: bool,
+    /// When the pod's Secret and ConfigMap volumes were last written again.
+    volumes_refreshed: Instant,
 }
+
+/// How often a running pod's Secret and ConfigMap volumes are written again from the API.
+const VOLUME_REFRESH: Duration = Duration::from_secs(3);
 
 fn restart_policy(pod: &Pod) -> String {
     pod.spec
@@ -339,6 +347,7 @@ impl Worker {
             last_patch: None,
             last_ready_sent: None,
             gone: false,
+            volumes_refreshed: Instant::now(),
         })
     }
 
@@ -388,6 +397,13 @@ impl Worker {
             self.start_due().await;
             if !self.paused() {
                 self.patch_status(false).await;
+            }
+            if self.volumes_refreshed.elapsed() >= VOLUME_REFRESH {
+                self.volumes_refreshed = Instant::now();
+                let pod = self.pod.clone();
+                if let Err(e) = volumes::refresh(&self.shared, &pod, &self.dir).await {
+                    tracing::debug!(pod = %self.name(), error = %e, "volume refresh");
+                }
             }
             self.wait_for_something().await;
         }

@@ -213,6 +213,45 @@ enum Either<A, B> {
     Volume(B),
 }
 
+/// Writes the `secret` and `configMap` volumes of a running pod again from the API, as a
+/// kubelet keeps them current: a changed Secret reaches the files its pods read.
+pub(crate) async fn refresh(
+    shared: &Shared,
+    pod: &Pod,
+    pod_dir: &Path,
+) -> std::result::Result<(), String> {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(());
+    };
+    for v in spec.volumes.iter().flatten() {
+        let dir = pod_dir.join("volumes").join(&v.name);
+        if !dir.is_dir() {
+            continue;
+        }
+        if let Some(s) = &v.secret {
+            let name = s.secret_name.clone().unwrap_or_default();
+            write_secret(shared, &ns, &name, s.items.as_deref(), s.optional, &dir).await?;
+        }
+        if let Some(cm) = &v.config_map {
+            write_config_map(
+                shared,
+                &ns,
+                &cm.name,
+                cm.items.as_deref(),
+                cm.optional,
+                &dir,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Host directory per volume name of a pod, prepared for a container start.
 pub(crate) async fn prepare(
     shared: &Shared,
@@ -362,7 +401,11 @@ fn write_file(dir: &Path, rel: &str, data: &[u8]) -> std::result::Result<(), Str
     if let Some(parent) = p.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
     }
-    std::fs::write(&p, data).map_err(|e| format!("write {}: {e}", p.display()))
+    // Written aside and renamed, so a process reading the file sees the old or the new
+    // content, never a part (volumes are rewritten while pods run).
+    let aside = p.with_extension("aadb-writing");
+    std::fs::write(&aside, data).map_err(|e| format!("write {}: {e}", aside.display()))?;
+    std::fs::rename(&aside, &p).map_err(|e| format!("rename {}: {e}", p.display()))
 }
 
 fn write_items(

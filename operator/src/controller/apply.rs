@@ -45,7 +45,7 @@ use crate::status::{self as rules, Observed, Phase};
 use crate::supervisor::{Observation, Supervisor, SupervisorSpec};
 use crate::validate::validate;
 
-use super::credentials;
+use super::{certificates, credentials, users};
 use super::{
     dereference, key, prune, publish, write_conditions, write_status, Context, ReconcileError,
     Supervised,
@@ -87,24 +87,51 @@ pub(super) async fn apply(
     let topo = plan(&name, &ns, &db.spec, ctx.only_participant.as_deref());
     // The Secrets exist before the pods that read them.
     let passwords = credentials::ensure(&ctx, &db, &topo).await?;
+    let tls = certificates::ensure(&ctx, &db, &topo).await?;
+    let (app_password, auth_problem) = match &db.spec.auth {
+        None => (passwords.app.clone(), None),
+        Some(auth) => match dereference::password(&ctx, &ns, auth).await? {
+            Ok(password) => (Some(password), None),
+            Err(problem) => (None, Some(problem)),
+        },
+    };
+    // The users file follows the application password (rotation keeps the previous one for
+    // a while); without a password yet, it is written once there is one.
+    let mut user_problems = Vec::new();
+    if let Some(password) = &app_password {
+        let (rotation, problems) = users::ensure(&ctx, &db, &topo, password).await?;
+        status.password_rotation = rotation;
+        user_problems = problems;
+    }
     let mut applied = apply_participants(&ctx, &db, &topo).await;
     for problem in &passwords.problems {
         applied
             .problems
             .insert("(passwords)".into(), problem.clone());
     }
+    let tls_ca = match tls {
+        None => None,
+        Some(Ok(ca)) => Some(ca),
+        Some(Err(problem)) => {
+            applied.problems.insert("(tls)".into(), problem);
+            None
+        }
+    };
     if let Err(e) = prune::prune_departed(&ctx, &topo).await {
         applied.problems.insert("(pruning)".into(), e.to_string());
     }
     if let Err(e) = prune::prune_left_participants(&ctx, &db, &topo).await {
         applied.problems.insert("(pruning)".into(), e.to_string());
     }
-    if let Some(auth) = &db.spec.auth {
-        if let Err(problem) = dereference::password(&ctx, &ns, auth).await? {
-            applied.problems.insert("(auth)".into(), problem);
-        }
+    if let Some(problem) = auth_problem {
+        applied.problems.insert("(auth)".into(), problem);
     }
-    let (obs, failovers_base) = supervise(&ctx, &db, &topo, passwords.internal);
+    if !user_problems.is_empty() {
+        applied
+            .problems
+            .insert("(users)".into(), user_problems.join("; "));
+    }
+    let (obs, failovers_base) = supervise(&ctx, &db, &topo, passwords.internal, tls_ca);
     status.failovers = status.failovers.max(failovers_base + obs.failovers);
     let password = crate::plan::password_secret(&name, &db.spec);
     status.password_secret_ref = Some(aadb_crd::SecretKeyRef {
@@ -170,6 +197,7 @@ fn supervise(
     db: &ActiveActiveDatabase,
     topo: &Topology,
     password: Option<crate::wiring::Credentials>,
+    tls_ca: Option<String>,
 ) -> (Arc<Observation>, u64) {
     let failover = db.spec.effective_failover();
     let spec = SupervisorSpec {
@@ -180,6 +208,7 @@ fn supervise(
             probes: failover.probes.max(1),
         },
         password,
+        tls_ca,
         reference: db.object_ref(&()),
     };
     let mut sups = ctx.supervisors();
@@ -320,11 +349,16 @@ async fn apply_participant(
         ensure_namespace(&client, &p.namespace).await?;
     }
     if elsewhere {
-        for secret in [
-            crate::plan::password_secret(&topo.database, &db.spec),
-            crate::plan::internal_secret(&topo.database),
-        ] {
-            copy_password(ctx, topo, &client, p, &secret.name).await?;
+        let secrets = [
+            crate::plan::password_secret(&topo.database, &db.spec).name,
+            crate::plan::internal_secret(&topo.database).name,
+            crate::plan::acl_secret(&topo.database),
+        ];
+        for secret in secrets
+            .into_iter()
+            .chain(crate::plan::tls_secret(&topo.database, &db.spec))
+        {
+            copy_password(ctx, topo, &client, p, &secret).await?;
         }
     }
     let objs = participant_objects(topo, &db.spec, p, owner)?;

@@ -38,6 +38,8 @@ const GENERATED_BYTES: usize = 24;
 pub(super) struct Passwords {
     /// The internal user's credentials, which the operator uses towards the nodes.
     pub internal: Option<Credentials>,
+    /// The generated application password (none with `spec.auth`).
+    pub app: Option<String>,
     /// Sentences about Secrets that could not be used.
     pub problems: Vec<String>,
 }
@@ -83,7 +85,7 @@ pub(super) async fn ensure(
                     password,
                 })
             }
-            Ok(_) => {}
+            Ok(password) => out.app = Some(password),
             Err(problem) => out.problems.push(problem),
         }
     }

@@ -30,10 +30,12 @@
 //! every object on deletion; `metrics` is the handle on the Prometheus metrics.
 
 mod apply;
+mod certificates;
 mod credentials;
 mod dereference;
 mod metrics;
 mod prune;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -67,6 +67,9 @@ pub struct SupervisorSpec {
     pub settings: FailoverSettings,
     /// How the operator authenticates to the shard-nodes and proxies (the internal user).
     pub password: Option<crate::wiring::Credentials>,
+    /// With TLS, the CA (PEM) the nodes' and proxies' certificates chain to: the operator
+    /// reaches them over TLS.
+    pub tls_ca: Option<String>,
     /// The database object, for Events.
     pub reference: ObjectReference,
 }

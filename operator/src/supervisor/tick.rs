@@ -60,7 +60,11 @@ pub(super) async fn run(
     let mut state = Loop {
         clusters,
         recorder,
-        nodes: NodeClients::new(first.password.clone(), probe_timeout),
+        nodes: {
+            let nodes = NodeClients::new(first.password.clone(), probe_timeout);
+            nodes.set_tls(first.tls_ca.clone());
+            nodes
+        },
         trackers: HashMap::new(),
         last_failover: HashMap::new(),
         last_holding: HashMap::new(),
@@ -74,6 +78,7 @@ pub(super) async fn run(
     loop {
         let spec = spec_rx.borrow_and_update().clone();
         state.nodes.set_password(spec.password.clone());
+        state.nodes.set_tls(spec.tls_ca.clone());
         let started = Instant::now();
         let mut obs = state.tick(&spec).await;
         ticks += 1;

@@ -18,6 +18,8 @@
 //! - With an internal user ([`Acl::with_internal_user`]), the `default` user is the
 //!   application's: `+@all -@admin`, so replication, peer, topology, configuration and
 //!   shutdown commands belong to the internal user alone.
+//! - `--aclfile` is watched ([`watch_file`]): a changed file replaces the users (all or
+//!   nothing), so new passwords reach running nodes without a restart.
 //! - `Debug` output never shows passwords or their digests.
 
 pub mod categories;
@@ -674,10 +676,14 @@ impl Acl {
     }
 
     /// Reads an ACL file: one `user NAME rules…` line per user (`#` comments and blank lines
-    /// ignored), as `ACL LIST` prints them. Every line must be valid; users not in the file
-    /// other than `default` and the internal user are kept.
+    /// ignored), as `ACL LIST` prints them. Every line must be valid, or nothing changes. The
+    /// file's users replace every user but the internal one and `default`, which keeps its
+    /// definition unless the file has a line for it.
     pub fn load_file_text(&mut self, text: &str) -> Result<(), String> {
         let mut next = self.clone();
+        next.users.retain(|name, _| {
+            name == DEFAULT_USER || Some(name.as_str()) == self.internal.as_deref()
+        });
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -708,6 +714,39 @@ impl Acl {
         }
         *self = next;
         Ok(())
+    }
+}
+
+/// How often a watched ACL file is looked at.
+pub const ACL_FILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Watches the ACL file at `path` until `shutdown` turns true: whenever its content changes,
+/// `apply` loads it (as `ACL LOAD` does); a file that does not load is logged and changes
+/// nothing. The content at start is taken as already loaded.
+pub async fn watch_file(
+    path: std::path::PathBuf,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    apply: impl Fn(&str) -> Result<(), String> + Send + 'static,
+) {
+    let mut last = std::fs::read(&path).ok();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ACL_FILE_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let Ok(now) = std::fs::read(&path) else {
+            continue;
+        };
+        if last.as_deref() == Some(&now[..]) {
+            continue;
+        }
+        last = Some(now.clone());
+        match apply(&String::from_utf8_lossy(&now)) {
+            Ok(()) => tracing::info!(path = %path.display(), "users reloaded from the ACL file"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "the ACL file does not load; users unchanged")
+            }
+        }
     }
 }
 

@@ -485,6 +485,14 @@ pub async fn run(
     if let Some(tls) = &core.tls {
         tokio::spawn(tls.clone().watch(core.shutdown.subscribe()));
     }
+    if let Some(path) = args.users.aclfile.clone() {
+        let target = core.clone();
+        tokio::spawn(crate::acl::watch_file(
+            path,
+            core.shutdown.subscribe(),
+            move |text| target.acl.write().load_file_text(text),
+        ));
+    }
     if let Some(port) = args.metrics_port {
         let metrics = tokio::net::TcpListener::bind((args.bind.as_str(), port))
             .await

@@ -161,6 +161,22 @@ fn users_from_acl_setuser_and_an_acl_file_are_enforced_and_removed_users_lose_th
         "{reply}"
     );
     assert_eq!(text(&mut r, &["GET", "other:1"]), "$-1\r\n");
+    // The file is watched: a new version is loaded without ACL LOAD, and users it no longer
+    // names are gone.
+    std::fs::write(&file, "user later on >l ~* +@all\n").unwrap();
+    let loaded = poll_until(Duration::from_secs(20), || {
+        let mut c = RawConn::connect(node.port());
+        (text(&mut c, &["AUTH", "later", "l"]) == "+OK\r\n").then_some(())
+    });
+    assert!(loaded.is_some(), "the changed ACL file was not loaded");
+    assert!(
+        text(&mut RawConn::connect(node.port()), &["AUTH", "reader", "r"])
+            .starts_with("-WRONGPASS")
+    );
+    assert_eq!(
+        text(&mut admin, &["ACL", "WHOAMI"]),
+        "$13\r\naadb-internal\r\n"
+    );
 }
 
 #[test]
