@@ -113,6 +113,9 @@ pub struct ActiveActiveDatabaseSpec {
     /// Per-region proxy that routes commands to the shard owning each key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxySpec>,
+    /// NetworkPolicies that admit only the traffic the database needs (`{}` turns them on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
     /// Users besides `default`, with Redis ACL rules: for applications that need less than
     /// every command, or only some keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -313,6 +316,29 @@ impl AppendFsync {
 pub struct Auth {
     /// The Secret key holding the password (key default `password`).
     pub password_secret_ref: SecretKeyRef,
+}
+
+/// Which traffic the NetworkPolicies admit besides the database's own pods. Shard-node pods
+/// then accept connections only from the database's pods, the operator's namespace and
+/// `peerCidrs` (and from anyone in Cluster API mode, whose clients reach the nodes); proxies
+/// accept clients from anywhere (limit those with `endpoint.loadBalancerSourceRanges`); the
+/// metrics ports only from `metricsNamespace`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Addresses (CIDRs) other regions' links come from, as this cluster sees them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub peer_cidrs: Vec<String>,
+    /// The namespace the operator runs in, whose pods reach the nodes (default `aadb-system`,
+    /// where the chart installs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub operator_namespace: Option<String>,
+    /// The namespace whose pods may scrape the metrics ports (e.g. `monitoring`); none: no one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub metrics_namespace: Option<String>,
 }
 
 /// A user of the database.

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use aadb_crd::{ActiveActiveDatabaseSpec, EndpointType, SHARD_NODE_METRICS_PORT, SHARD_NODE_PORT};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{json, Value};
@@ -88,6 +89,8 @@ pub struct ParticipantObjects {
     pub disruption_budgets: Vec<PodDisruptionBudget>,
     /// The proxies, when the participant has any.
     pub deployments: Vec<Deployment>,
+    /// With `spec.networkPolicy`: the shard-nodes' and the proxies'.
+    pub network_policies: Vec<NetworkPolicy>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(what: String, v: Value) -> Result<T, ObjectsError> {
@@ -129,6 +132,73 @@ fn service_type(p: &ParticipantPlan) -> &'static str {
         EndpointType::NodePort => "NodePort",
         EndpointType::Host => "ClusterIP",
     }
+}
+
+/// The NetworkPolicies of participant `p`: shard-node pods admit the database's own pods (its
+/// proxies and other nodes), the operator's namespace and the peers' networks (everyone in
+/// Cluster API mode, whose clients reach the nodes); proxies admit clients from anywhere; the
+/// metrics port admits only the metrics namespace.
+fn network_policies(
+    topo: &Topology,
+    spec: &ActiveActiveDatabaseSpec,
+    np: &aadb_crd::NetworkPolicySpec,
+    p: &ParticipantPlan,
+    owner: Option<&OwnerReference>,
+) -> Result<Vec<NetworkPolicy>, ObjectsError> {
+    let mut labels = labels::database_labels(&topo.database, &topo.namespace);
+    labels.insert(labels::PARTICIPANT.into(), p.name.clone());
+    let of_db = BTreeMap::from([(labels::DATABASE.to_string(), topo.database.clone())]);
+    let namespace_named = |ns: &str| json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}});
+    let operator_ns = np
+        .operator_namespace
+        .clone()
+        .unwrap_or_else(|| "aadb-system".into());
+    let redis_port = json!([{"protocol": "TCP", "port": SHARD_NODE_PORT}]);
+    let metrics_port = json!([{"protocol": "TCP", "port": SHARD_NODE_METRICS_PORT}]);
+    let mut node_from = vec![
+        json!({"podSelector": {"matchLabels": of_db}}),
+        namespace_named(&operator_ns),
+    ];
+    node_from.extend(
+        np.peer_cidrs
+            .iter()
+            .map(|c| json!({"ipBlock": {"cidr": c}})),
+    );
+    let mut node_rules = vec![if spec.cluster_api {
+        json!({"ports": redis_port})
+    } else {
+        json!({"from": node_from, "ports": redis_port})
+    }];
+    let mut proxy_rules = vec![json!({"ports": redis_port})];
+    if let Some(ns) = &np.metrics_namespace {
+        let scrape = json!({"from": [namespace_named(ns)], "ports": metrics_port});
+        node_rules.push(scrape.clone());
+        proxy_rules.push(scrape);
+    }
+    let nodes_name = format!("{}-{}-nodes", topo.database, p.name);
+    let proxies_name = format!("{}-{}-proxies", topo.database, p.name);
+    let node_selector = BTreeMap::from([
+        (labels::DATABASE.to_string(), topo.database.clone()),
+        (labels::PARTICIPANT.to_string(), p.name.clone()),
+        (labels::COMPONENT.to_string(), "shard-node".to_string()),
+    ]);
+    let mut out = vec![typed(
+        format!("NetworkPolicy {nodes_name}"),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": metadata(&nodes_name, p, &labels, owner),
+               "spec": {"podSelector": {"matchLabels": node_selector},
+                        "policyTypes": ["Ingress"], "ingress": node_rules}}),
+    )?];
+    if p.proxies > 0 {
+        out.push(typed(
+            format!("NetworkPolicy {proxies_name}"),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                   "metadata": metadata(&proxies_name, p, &labels, owner),
+                   "spec": {"podSelector": {"matchLabels": proxy_selector(topo, p)},
+                            "policyTypes": ["Ingress"], "ingress": proxy_rules}}),
+        )?);
+    }
+    Ok(out)
 }
 
 /// The spec of a Service clients or other regions reach: `base` with the participant's type
@@ -536,6 +606,9 @@ pub fn participant_objects(
             (labels::ROLE.to_string(), labels::ROLE_PRIMARY.to_string()),
         ])
     };
+    if let Some(np) = &spec.network_policy {
+        out.network_policies = network_policies(topo, spec, np, p, owner)?;
+    }
     out.services.push(typed(
         format!("Service {}", p.region_service),
         json!({"apiVersion": "v1", "kind": "Service",
@@ -726,6 +799,63 @@ mod tests {
                 json!(["10.1.0.0/16"])
             );
         }
+    }
+
+    #[test]
+    fn network_policies_admit_the_database_the_operator_peers_and_the_scrapers() {
+        let s = spec(
+            json!({"networkPolicy": {"peerCidrs": ["10.9.0.0/16"], "metricsNamespace": "monitoring"},
+            "participants": [{"name": "east", "zones": ["a"]}]}),
+        );
+        let topo = plan("db", "ns", &s, None);
+        let objs = participant_objects(&topo, &s, &topo.participants[0], None).expect("objects");
+        assert_eq!(objs.network_policies.len(), 2);
+        let nodes = serde_json::to_value(&objs.network_policies[0]).expect("policy");
+        assert_eq!(nodes["metadata"]["name"], "db-east-nodes");
+        assert_eq!(
+            nodes["spec"]["podSelector"]["matchLabels"][labels::COMPONENT],
+            "shard-node"
+        );
+        let from = &nodes["spec"]["ingress"][0]["from"];
+        assert_eq!(
+            from[0]["podSelector"]["matchLabels"][labels::DATABASE],
+            "db"
+        );
+        assert_eq!(
+            from[1]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "aadb-system"
+        );
+        assert_eq!(from[2]["ipBlock"]["cidr"], "10.9.0.0/16");
+        assert_eq!(
+            nodes["spec"]["ingress"][0]["ports"][0]["port"],
+            SHARD_NODE_PORT
+        );
+        let scrape = &nodes["spec"]["ingress"][1];
+        assert_eq!(scrape["ports"][0]["port"], SHARD_NODE_METRICS_PORT);
+        assert_eq!(
+            scrape["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "monitoring"
+        );
+        let proxies = serde_json::to_value(&objs.network_policies[1]).expect("policy");
+        assert!(
+            proxies["spec"]["ingress"][0]["from"].is_null(),
+            "clients from anywhere"
+        );
+        // Without the field, none; in Cluster API mode clients reach the nodes too.
+        let plain = spec(json!({"participants": [{"name": "east", "zones": ["a"]}]}));
+        let topo = plan("db", "ns", &plain, None);
+        assert!(
+            participant_objects(&topo, &plain, &topo.participants[0], None)
+                .expect("objects")
+                .network_policies
+                .is_empty()
+        );
+        let api = spec(json!({"clusterApi": true, "networkPolicy": {},
+            "participants": [{"name": "east", "zones": ["a"]}]}));
+        let topo = plan("db", "ns", &api, None);
+        let objs = participant_objects(&topo, &api, &topo.participants[0], None).expect("objects");
+        let nodes = serde_json::to_value(&objs.network_policies[0]).expect("policy");
+        assert!(nodes["spec"]["ingress"][0]["from"].is_null());
     }
 
     /// What the "restricted" Pod Security Standard requires of a pod and its containers.

@@ -185,6 +185,13 @@ pub fn validate(
         }
     }
     user_problems(spec, &mut problems);
+    for cidr in spec.network_policy.iter().flat_map(|n| &n.peer_cidrs) {
+        if !is_cidr(cidr) {
+            problems.push(format!(
+                "spec.networkPolicy.peerCidrs entry {cidr:?} is not a network such as 10.0.0.0/8"
+            ));
+        }
+    }
     if let Some(n) = spec.proxy.as_ref().map(|p| p.replicas).filter(|n| *n > 16) {
         problems.push(format!(
             "spec.proxy.replicas is {n}: use 0 (no proxy) to 16"

@@ -663,6 +663,7 @@ fn the_application_password_rotates_without_an_authentication_error() {
                 "spec": {
                     "shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
                     "passwordRotationGraceSeconds": 10,
+                    "networkPolicy": {"metricsNamespace": "monitoring"},
                     "users": [{"name": "reader", "passwordSecretRef": {"name": "reader-pw"},
                                "rules": ["~app:*", "+@read", "+@connection"]}],
                     "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]

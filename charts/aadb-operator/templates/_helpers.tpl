@@ -114,6 +114,10 @@ and the objects it creates for them. Shared by the ClusterRole and the namespace
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+# Optional NetworkPolicies of a database (spec.networkPolicy).
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "create", "patch", "delete", "deletecollection"]
 # The shard-nodes' data volumes (claims of the StatefulSets) are deleted with the database.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]

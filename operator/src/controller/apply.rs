@@ -28,6 +28,7 @@ use std::time::Duration;
 use aadb_crd::{ActiveActiveDatabase, ActiveActiveDatabaseStatus};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -396,6 +397,29 @@ async fn apply_participant(
         deployments
             .patch(&o.name_any(), &params, &Patch::Apply(o))
             .await?;
+    }
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &p.namespace);
+    for o in &objs.network_policies {
+        policies
+            .patch(&o.name_any(), &params, &Patch::Apply(o))
+            .await?;
+    }
+    if objs.network_policies.is_empty() && db.spec.network_policy.is_none() {
+        // Turned off (or never on): none of ours stays.
+        let lp = ListParams::default().labels(&format!(
+            "{},{}={}",
+            labels::database_selector(&topo.database, &topo.namespace),
+            labels::PARTICIPANT,
+            p.name
+        ));
+        match policies
+            .delete_collection(&DeleteParams::default(), &lp)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     if objs.deployments.is_empty() {
         // Proxies turned off: their Deployment and budget go.

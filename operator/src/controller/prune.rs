@@ -23,6 +23,7 @@ use std::sync::Arc;
 use aadb_crd::ActiveActiveDatabase;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -160,6 +161,9 @@ async fn delete_left_participant(
         .delete_collection(&dp, &lp)
         .await?;
     Api::<Secret>::namespaced(client.clone(), &gone.namespace)
+        .delete_collection(&dp, &lp)
+        .await?;
+    Api::<NetworkPolicy>::namespaced(client.clone(), &gone.namespace)
         .delete_collection(&dp, &lp)
         .await?;
     Ok(())
@@ -303,6 +307,11 @@ async fn delete_all_in(
     note(
         "Secrets",
         secrets.delete_collection(&plain, lp).await.map(drop),
+    );
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), namespace);
+    note(
+        "NetworkPolicies",
+        policies.delete_collection(&plain, lp).await.map(drop),
     );
     let left_sts = sts.list(lp).await?.items.len() + deployments.list(lp).await?.items.len();
     let left_svc = svc.list(lp).await?.items.len();
