@@ -2,7 +2,9 @@
 //! participant's cluster, its supervisor, and its status.
 //!
 //! Contract:
-//! - an invalid spec ([`validate`]) stops the database's supervisor, gets `SpecValid=False`
+//! - an invalid spec ([`validate`]; a participant outside the database's namespace without
+//!   `--allow-foreign-namespaces` ([`namespace_problems`]); a kubeconfig Secret refused as
+//!   unsafe ([`dereference::unsafe_kubeconfigs`])) stops the database's supervisor, gets `SpecValid=False`
 //!   and phase `Invalid` (from [`rules::invalid`]), a Warning Event `InvalidSpec` when the
 //!   problems changed, and is requeued after 300 s; nothing is created or changed;
 //! - a valid spec is planned ([`plan`]); each participant this operator manages gets its
@@ -43,7 +45,7 @@ use crate::objects::participant_objects;
 use crate::plan::{plan, ClusterTarget, ParticipantPlan, Topology};
 use crate::status::{self as rules, Observed, Phase};
 use crate::supervisor::{Observation, Supervisor, SupervisorSpec};
-use crate::validate::validate;
+use crate::validate::{namespace_problems, validate};
 
 use super::credentials;
 use super::{
@@ -79,7 +81,13 @@ pub(super) async fn apply(
     status.regions = Some(db.spec.participants.len() as u32);
     let stamp = now();
 
-    let problems = validate(&name, &db.spec, ctx.only_participant.as_deref());
+    let mut problems = validate(&name, &db.spec, ctx.only_participant.as_deref());
+    problems.extend(namespace_problems(
+        &ns,
+        &db.spec,
+        ctx.allow_foreign_namespaces,
+    ));
+    problems.extend(dereference::unsafe_kubeconfigs(&ctx, &ns, &db.spec).await);
     if !problems.is_empty() {
         return reject(&ctx, &db, &problems, status, &stamp).await;
     }

@@ -1,0 +1,251 @@
+//! What the operator refuses to do on a database's behalf, on one local cluster: run a
+//! program or read a file named by a kubeconfig Secret, place a participant in another
+//! namespace (unless started with `--allow-foreign-namespaces`), read a Secret outside the
+//! database's namespace, and take over an object someone else created under a name it would
+//! use.
+//!
+//! Every test has its own namespaces and an operator watching only its own namespace.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, ListParams};
+
+fn h() -> &'static Harness {
+    harness("guard", 1, 16)
+}
+
+/// An operator of the test cluster watching only `namespace`, with `extra` arguments.
+fn operator_for(h: &Harness, tag: &str, namespace: &str, extra: &[&str]) -> Operator {
+    let mut args = vec!["--watch-namespace", namespace];
+    args.extend_from_slice(extra);
+    Operator::start(&h.dir, tag, h.clusters[0].kubeconfig_path(), &args)
+}
+
+/// A database named `name` with one shard-node per shard, `participants` as given.
+fn database(name: &str, participants: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"metadata": {"name": name}, "spec": {
+        "image": "shard-node:dev", "replicasPerShard": 0, "participants": participants
+    }})
+}
+
+fn east() -> serde_json::Value {
+    serde_json::json!({"name": "east", "zones": ["east-a", "east-b", "east-c"]})
+}
+
+/// Waits until the database reports `SpecValid=False` for its current generation; returns
+/// the condition's message.
+async fn wait_invalid(c: &aadb_e2e::LocalCluster, ns: &str, name: &str) -> String {
+    eventually(
+        &format!("{ns}/{name} SpecValid=False"),
+        Duration::from_secs(30),
+        || async {
+            let db = get_db(c, ns, name).await?;
+            let st = db.status.as_ref()?;
+            let valid = condition(&db, "SpecValid")?;
+            (st.observed_generation == db.metadata.generation
+                && valid.status == "False"
+                && st.phase.as_deref() == Some("Invalid"))
+            .then(|| valid.message.clone())
+        },
+    )
+    .await
+}
+
+/// StatefulSets in `ns` labelled as database `db`'s.
+async fn stateful_sets(c: &aadb_e2e::LocalCluster, ns: &str, db: &str) -> Vec<StatefulSet> {
+    Api::<StatefulSet>::namespaced(c.client(), ns)
+        .list(&ListParams::default().labels(&format!("aadb.dev/database={db}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// A kubeconfig Secret whose user runs a program is refused as a spec problem naming the
+/// field, and the program never runs.
+#[test]
+fn a_kubeconfig_that_runs_a_program_is_refused() {
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let ns = namespace(c, "guard-exec").await;
+        let _op = operator_for(h, "exec", &ns, &[]);
+        let marker = h.dir.join("exec-ran");
+        let _ = std::fs::remove_file(&marker);
+        let kubeconfig = format!(
+            r#"apiVersion: v1
+kind: Config
+clusters:
+- name: west
+  cluster:
+    server: https://127.0.0.1:1
+    insecure-skip-tls-verify: true
+users:
+- name: west
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: /bin/sh
+      args: ["-c", "touch {}"]
+contexts:
+- name: west
+  context: {{cluster: west, user: west}}
+current-context: west
+"#,
+            marker.display()
+        );
+        secret(c, &ns, "west-kubeconfig", "kubeconfig", &kubeconfig).await;
+        let west = serde_json::json!({"name": "west", "zones": ["west-a"],
+            "cluster": {"kubeconfigSecretRef": {"name": "west-kubeconfig"}}});
+        apply_db(
+            c,
+            &ns,
+            database("db", serde_json::json!([east(), west.clone()])),
+        )
+        .await
+        .expect("apply database");
+        let message = wait_invalid(c, &ns, "db").await;
+        for needle in [
+            "kubeconfig Secret guard-exec/west-kubeconfig is refused",
+            "user \"west\" uses exec",
+        ] {
+            assert!(message.contains(needle), "{needle:?} not in {message:?}");
+        }
+        assert!(
+            stateful_sets(c, &ns, "db").await.is_empty(),
+            "objects of a refused spec"
+        );
+
+        // A kubeconfig reading a token from a file is refused the same way once the Secret
+        // changes.
+        secret(
+            c,
+            &ns,
+            "west-kubeconfig",
+            "kubeconfig",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: west\n  cluster: {server: \"https://127.0.0.1:1\", certificate-authority: /etc/ssl/certs/ca-certificates.crt}\nusers:\n- name: west\n  user: {tokenFile: /etc/hostname}\ncontexts:\n- name: west\n  context: {cluster: west, user: west}\ncurrent-context: west\n",
+        )
+        .await;
+        // The operator does not watch Secrets: a change of the spec makes it look again now.
+        let mut changed = database("db", serde_json::json!([east(), west]));
+        changed["spec"]["maxmemory"] = "100mb".into();
+        apply_db(c, &ns, changed).await.expect("apply database");
+        let message = eventually(
+            "the file-reading kubeconfig refused",
+            Duration::from_secs(30),
+            || async {
+                let db = get_db(c, &ns, "db").await?;
+                let valid = condition(&db, "SpecValid")?;
+                (valid.status == "False" && valid.message.contains("tokenFile"))
+                    .then(|| valid.message.clone())
+            },
+        )
+        .await;
+        assert!(
+            message.contains("cluster \"west\" uses certificate-authority (a file path)"),
+            "{message:?}"
+        );
+        assert!(
+            !marker.exists(),
+            "the kubeconfig's exec command ran: {}",
+            marker.display()
+        );
+    });
+}
+
+/// A participant in another namespace is refused unless the operator allows it; allowed, its
+/// objects go there.
+#[test]
+fn participants_stay_in_the_database_namespace_unless_allowed() {
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let ns = namespace(c, "guard-home").await;
+        let mut op = operator_for(h, "home", &ns, &[]);
+        let mut away = east();
+        away["namespace"] = "guard-away".into();
+        apply_db(c, &ns, database("db", serde_json::json!([away])))
+            .await
+            .expect("apply database");
+        let message = wait_invalid(c, &ns, "db").await;
+        for needle in [
+            "participant \"east\" has namespace \"guard-away\"",
+            "the database's namespace \"guard-home\"",
+            "--allow-foreign-namespaces",
+        ] {
+            assert!(message.contains(needle), "{needle:?} not in {message:?}");
+        }
+        let namespaces: Api<Namespace> = Api::all(c.client());
+        assert!(
+            namespaces
+                .get_opt("guard-away")
+                .await
+                .expect("get namespace")
+                .is_none(),
+            "the refused participant's namespace was created"
+        );
+
+        // The same spec with the operator allowing foreign namespaces.
+        op.kill();
+        let _op = operator_for(h, "home-allowed", &ns, &["--allow-foreign-namespaces"]);
+        eventually(
+            "the participant's StatefulSet in guard-away",
+            Duration::from_secs(60),
+            || async { (!stateful_sets(c, "guard-away", "db").await.is_empty()).then_some(()) },
+        )
+        .await;
+        let db = eventually("SpecValid=True", Duration::from_secs(30), || async {
+            let db = get_db(c, &ns, "db").await?;
+            (condition(&db, "SpecValid")?.status == "True").then_some(db)
+        })
+        .await;
+        assert!(stateful_sets(c, &ns, "db").await.is_empty(), "{db:?}");
+    });
+}
+
+/// The password Secret is read from the database's namespace only: one of the same name in
+/// another namespace is not used.
+#[test]
+fn the_password_secret_comes_from_the_database_namespace() {
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let ns = namespace(c, "guard-pw").await;
+        let other = namespace(c, "guard-pw-other").await;
+        secret(c, &other, "app-password", "password", "from-elsewhere").await;
+        let _op = operator_for(h, "pw", &ns, &[]);
+        apply_db(
+            c,
+            &ns,
+            serde_json::json!({"metadata": {"name": "db"}, "spec": {
+                "image": "shard-node:dev", "replicasPerShard": 0,
+                "auth": {"passwordSecretRef": {"name": "app-password"}},
+                "participants": [east()]}}),
+        )
+        .await
+        .expect("apply database");
+        let message = eventually(
+            "the missing password Secret reported",
+            Duration::from_secs(60),
+            || async {
+                let db = get_db(c, &ns, "db").await?;
+                let ready = condition(&db, "Ready")?;
+                ready
+                    .message
+                    .contains("password Secret guard-pw/app-password")
+                    .then(|| ready.message.clone())
+            },
+        )
+        .await;
+        assert!(!message.contains(&other), "{message:?}");
+        // Created where it belongs, it is used.
+        secret(c, &ns, "app-password", "password", "from-home").await;
+        wait_ready(c, &ns, "db", Duration::from_secs(90)).await;
+        let svc: Api<Service> = Api::namespaced(c.client(), &ns);
+        assert!(svc.get_opt("db-east").await.expect("get").is_some());
+    });
+}
