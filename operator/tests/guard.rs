@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 fn h() -> &'static Harness {
     harness("guard", 1, 16)
@@ -247,5 +247,125 @@ fn the_password_secret_comes_from_the_database_namespace() {
         wait_ready(c, &ns, "db", Duration::from_secs(90)).await;
         let svc: Api<Service> = Api::namespaced(c.client(), &ns);
         assert!(svc.get_opt("db-east").await.expect("get").is_some());
+    });
+}
+
+/// A Service someone else created under the name of a region's endpoint is left unchanged:
+/// the database reports the conflict (condition and Event) instead of taking it over, and
+/// deleting the database leaves it in place.
+#[test]
+fn an_object_someone_else_created_is_not_taken_over() {
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let ns = namespace(c, "guard-conflict").await;
+        let services: Api<Service> = Api::namespaced(c.client(), &ns);
+        let theirs: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db-east", "annotations": {"owner": "someone-else"}},
+            "spec": {"selector": {"app": "theirs"}, "ports": [{"port": 1234}]}
+        }))
+        .expect("service object");
+        services
+            .create(&PostParams::default(), &theirs)
+            .await
+            .expect("create the Service");
+        let _op = operator_for(h, "conflict", &ns, &[]);
+        apply_db(c, &ns, database("db", serde_json::json!([east()])))
+            .await
+            .expect("apply database");
+        let message = eventually(
+            "ObjectsOwned=False with reason ObjectConflict",
+            Duration::from_secs(60),
+            || async {
+                let db = get_db(c, &ns, "db").await?;
+                let owned = condition(&db, "ObjectsOwned")?;
+                (owned.status == "False" && owned.reason == "ObjectConflict")
+                    .then(|| owned.message.clone())
+            },
+        )
+        .await;
+        assert!(
+            message.contains("Service guard-conflict/db-east exists and is not this database's"),
+            "{message:?}"
+        );
+        let ready = condition(&get_db(c, &ns, "db").await.expect("database"), "Ready")
+            .cloned()
+            .expect("Ready condition");
+        assert_eq!(ready.status, "False", "{ready:?}");
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(c.client(), &ns);
+        eventually(
+            "an ObjectConflict Event",
+            Duration::from_secs(30),
+            || async {
+                let list = events.list(&ListParams::default()).await.ok()?;
+                list.items
+                    .iter()
+                    .any(|e| {
+                        e.reason.as_deref() == Some("ObjectConflict")
+                            && e.type_.as_deref() == Some("Warning")
+                            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("db")
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+        // The database's own objects beside it are applied.
+        eventually(
+            "the database's StatefulSet",
+            Duration::from_secs(30),
+            || async { (!stateful_sets(c, &ns, "db").await.is_empty()).then_some(()) },
+        )
+        .await;
+
+        let unchanged = |svc: &Service| {
+            let spec = svc.spec.as_ref().expect("spec");
+            assert_eq!(
+                spec.selector,
+                Some([("app".to_string(), "theirs".to_string())].into()),
+                "{svc:?}"
+            );
+            assert_eq!(
+                spec.ports.as_ref().map(|p| p[0].port),
+                Some(1234),
+                "{svc:?}"
+            );
+            assert_eq!(
+                svc.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("owner"))
+                    .map(String::as_str),
+                Some("someone-else")
+            );
+            assert!(svc.metadata.labels.is_none(), "{svc:?}");
+            let managers: Vec<_> = svc
+                .metadata
+                .managed_fields
+                .iter()
+                .flatten()
+                .filter_map(|m| m.manager.clone())
+                .collect();
+            assert!(
+                !managers.iter().any(|m| m == "aadb-operator"),
+                "{managers:?}"
+            );
+        };
+        unchanged(
+            &services
+                .get("db-east")
+                .await
+                .expect("the Service is still there"),
+        );
+
+        // Deleting the database leaves someone else's Service in place.
+        Api::<aadb_crd::ActiveActiveDatabase>::namespaced(c.client(), &ns)
+            .delete("db", &DeleteParams::default())
+            .await
+            .expect("delete database");
+        eventually("the database gone", Duration::from_secs(60), || async {
+            get_db(c, &ns, "db").await.is_none().then_some(())
+        })
+        .await;
+        unchanged(&services.get("db-east").await.expect("the Service survives"));
     });
 }

@@ -8,14 +8,15 @@
 //!    invalid spec gets `SpecValid=False` with every problem as a sentence, phase `Invalid`, a
 //!    Warning Event, and nothing is created or changed;
 //! 3. plan and build (pure), then server-side apply with the field manager `aadb-operator` into
-//!    each managed participant's cluster and namespace (created if missing); objects of
-//!    participants that left the spec are deleted from the local cluster;
+//!    each managed participant's cluster and namespace (created if missing), except over an
+//!    object of the same name that lacks the database's labels (left alone and reported);
+//!    objects of participants that left the spec are deleted from the local cluster;
 //! 4. the database's [`Supervisor`] is started or given the new plan; it probes, fails over and
 //!    wires links continuously;
 //! 5. status is written from the supervisor's latest observation (conditions `Ready`,
-//!    `Reconciling`, `Degraded`, `ReplicationHealthy`, `SpecValid`, per-shard primaries,
-//!    replicas, offsets and links), only when it changed; Events mark Ready and Degraded
-//!    transitions.
+//!    `Reconciling`, `Degraded`, `ReplicationHealthy`, `SpecValid`, `ObjectsOwned`, per-shard
+//!    primaries, replicas, offsets and links), only when it changed; Events mark Ready and
+//!    Degraded transitions, and conflicts with objects that are not the database's.
 //!
 //! Errors requeue with exponential backoff (0.5 s doubling to 60 s); one participant's
 //! unreachable cluster does not stop the others from being reconciled. The operator never
