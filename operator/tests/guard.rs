@@ -2,7 +2,7 @@
 //! program or read a file named by a kubeconfig Secret, place a participant in another
 //! namespace (unless started with `--allow-foreign-namespaces`), read a Secret outside the
 //! database's namespace, and take over an object someone else created under a name it would
-//! use.
+//! use; and its pods run under the "restricted" Pod Security Standard.
 //!
 //! Every test has its own namespaces and an operator watching only its own namespace.
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 fn h() -> &'static Harness {
@@ -367,5 +367,62 @@ fn an_object_someone_else_created_is_not_taken_over() {
         })
         .await;
         unchanged(&services.get("db-east").await.expect("the Service survives"));
+    });
+}
+
+/// In a namespace enforcing the "restricted" Pod Security Standard, where the API server
+/// refuses a pod that does not meet it, a database with replicas and proxies becomes Ready,
+/// and none of its pods mounts a service-account token.
+#[test]
+fn pods_run_where_the_restricted_standard_is_enforced() {
+    let h = h();
+    run(h, |h| async move {
+        let c = &h.clusters[0];
+        let ns = "guard-restricted";
+        let api: Api<Namespace> = Api::all(c.client());
+        let object =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": ns, "labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest"}}}))
+            .expect("namespace object");
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("create the restricted namespace: {e}"),
+        }
+        // The standard is enforced here: a pod without a security context is refused.
+        let bare: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "bare"},
+            "spec": {"containers": [{"name": "c", "image": "shard-node:dev"}]}
+        }))
+        .expect("pod object");
+        let refused = Api::<Pod>::namespaced(c.client(), ns)
+            .create(&PostParams::default(), &bare)
+            .await
+            .expect_err("a pod that does not meet the restricted standard is refused");
+        assert!(refused.to_string().contains("PodSecurity"), "{refused}");
+
+        let _op = operator_for(h, "restricted", ns, &[]);
+        let mut db = database("db", serde_json::json!([east()]));
+        db["spec"]["replicasPerShard"] = 1.into();
+        db["spec"]["proxy"] = serde_json::json!({"replicas": 2});
+        apply_db(c, ns, db).await.expect("apply database");
+        wait_ready(c, ns, "db", Duration::from_secs(120)).await;
+        let all: Vec<Pod> = pods(c, ns, "db")
+            .await
+            .into_iter()
+            .chain(proxy_pods(c, ns, "db").await)
+            .collect();
+        assert_eq!(all.len(), 4, "two shard-nodes and two proxies");
+        for pod in &all {
+            let spec = pod.spec.as_ref().expect("pod spec");
+            assert_eq!(spec.automount_service_account_token, Some(false));
+            let mounts_token = spec
+                .containers
+                .iter()
+                .flat_map(|c| c.volume_mounts.iter().flatten())
+                .any(|m| m.mount_path.starts_with("/var/run/secrets/kubernetes.io"));
+            assert!(!mounts_token, "{:?} mounts a token", pod.metadata.name);
+        }
     });
 }
