@@ -491,7 +491,7 @@ pub struct ActiveActiveDatabaseStatus {
     /// Shards (over every region) with a ready primary and every replica, as `ready/total`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_shards: Option<String>,
-    /// `Ready`, `Reconciling`, `Degraded`, `ReplicationHealthy`, `SpecValid`.
+    /// `Ready`, `Reconciling`, `Degraded`, `ReplicationHealthy`, `SpecValid`, `ObjectsOwned`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Per-region detail.

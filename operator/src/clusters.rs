@@ -5,6 +5,14 @@
 //! database's namespace of the local cluster, key `kubeconfig` unless given). Clients are
 //! cached per Secret and rebuilt when the Secret's `resourceVersion` changes. A missing Secret,
 //! key or unparsable kubeconfig is an error naming the Secret and what to fix.
+//!
+//! Kubeconfig Secrets are read only from the database's own namespace: the reference has no
+//! namespace of its own. A kubeconfig that would make the operator run a program or read a
+//! file of its own file system is refused before any of it is loaded ([`kubeconfig_hazards`],
+//! [`ClusterError::Unsafe`]): `exec` and `auth-provider` users, `tokenFile`, and
+//! `client-certificate`, `client-key` and `certificate-authority` given as paths rather than as
+//! inline `*-data`. Every user and cluster of the file is checked, not only the current
+//! context's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +47,16 @@ pub enum ClusterError {
         name: String,
         /// What is wrong and how to fix it.
         reason: String,
+    },
+    /// The kubeconfig asks the operator to run a program or read a local file.
+    #[error("kubeconfig Secret {namespace}/{name} is refused: {}", .hazards.join("; "))]
+    Unsafe {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// One sentence per offending field, naming it.
+        hazards: Vec<String>,
     },
 }
 
@@ -131,6 +149,14 @@ impl ClusterClients {
             .map_err(|_| invalid(format!("key {key_name:?} is not UTF-8 text")))?;
         let kubeconfig = Kubeconfig::from_yaml(&text)
             .map_err(|e| invalid(format!("key {key_name:?} is not a kubeconfig: {e}")))?;
+        let hazards = kubeconfig_hazards(&kubeconfig);
+        if !hazards.is_empty() {
+            return Err(ClusterError::Unsafe {
+                namespace: database_namespace.into(),
+                name: secret_ref.name.clone(),
+                hazards,
+            });
+        }
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(|e| invalid(format!("kubeconfig unusable: {e}")))?;
@@ -142,5 +168,193 @@ impl ClusterClients {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, (String, Client)>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What in `kubeconfig` would make the operator run a program or read a file of its own file
+/// system, one sentence per field (naming the user or cluster and the field); empty when the
+/// kubeconfig carries everything inline. Pure.
+pub fn kubeconfig_hazards(kubeconfig: &Kubeconfig) -> Vec<String> {
+    const INLINE: &str = "put the credentials in the kubeconfig itself";
+    let mut hazards = Vec::new();
+    for user in &kubeconfig.auth_infos {
+        let Some(auth) = &user.auth_info else {
+            continue;
+        };
+        let name = &user.name;
+        if auth.exec.is_some() {
+            hazards.push(format!(
+                "user {name:?} uses exec (a program the operator would run): use a token or an inline client certificate"
+            ));
+        }
+        if auth.auth_provider.is_some() {
+            hazards.push(format!(
+                "user {name:?} uses auth-provider (a plugin the operator would run): use a token or an inline client certificate"
+            ));
+        }
+        if auth.token_file.is_some() {
+            hazards.push(format!(
+                "user {name:?} uses tokenFile (a file the operator would read): use token instead"
+            ));
+        }
+        if auth.client_certificate.is_some() {
+            hazards.push(format!(
+                "user {name:?} uses client-certificate (a file path): use client-certificate-data instead; {INLINE}"
+            ));
+        }
+        if auth.client_key.is_some() {
+            hazards.push(format!(
+                "user {name:?} uses client-key (a file path): use client-key-data instead; {INLINE}"
+            ));
+        }
+    }
+    for cluster in &kubeconfig.clusters {
+        let Some(c) = &cluster.cluster else {
+            continue;
+        };
+        if c.certificate_authority.is_some() {
+            hazards.push(format!(
+                "cluster {:?} uses certificate-authority (a file path): use certificate-authority-data instead; {INLINE}",
+                cluster.name
+            ));
+        }
+    }
+    hazards
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hazards(yaml: &str) -> Vec<String> {
+        kubeconfig_hazards(&Kubeconfig::from_yaml(yaml).expect("test kubeconfig parses"))
+    }
+
+    const INLINE: &str = r#"
+apiVersion: v1
+kind: Config
+clusters:
+- name: west
+  cluster:
+    server: https://127.11.0.1:6443
+    certificate-authority-data: Zm9v
+users:
+- name: admin
+  user:
+    client-certificate-data: Zm9v
+    client-key-data: Zm9v
+- name: robot
+  user:
+    token: abc
+contexts:
+- name: west
+  context: {cluster: west, user: admin}
+current-context: west
+"#;
+
+    #[test]
+    fn inline_credentials_pass() {
+        assert_eq!(hazards(INLINE), Vec::<String>::new());
+    }
+
+    #[test]
+    fn exec_is_refused_naming_the_user_and_field() {
+        let found = hazards(
+            r#"
+clusters:
+- name: west
+  cluster: {server: "https://127.11.0.1:6443", certificate-authority-data: Zm9v}
+users:
+- name: cloud
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: /bin/sh
+      args: ["-c", "cat /var/run/secrets/kubernetes.io/serviceaccount/token"]
+contexts:
+- name: west
+  context: {cluster: west, user: cloud}
+current-context: west
+"#,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("\"cloud\"") && found[0].contains("exec"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn auth_provider_and_token_file_are_refused() {
+        let found = hazards(
+            r#"
+users:
+- name: gcp
+  user:
+    auth-provider:
+      name: gcp
+      config: {cmd-path: /usr/bin/gcloud}
+- name: file
+  user:
+    tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
+"#,
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("auth-provider"), "{found:?}");
+        assert!(
+            found[1].contains("tokenFile") && found[1].contains("\"file\""),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn file_paths_for_certificates_are_refused() {
+        let found = hazards(
+            r#"
+clusters:
+- name: west
+  cluster: {server: "https://127.11.0.1:6443", certificate-authority: /etc/kubernetes/ca.crt}
+users:
+- name: admin
+  user:
+    client-certificate: /etc/kubernetes/admin.crt
+    client-key: /etc/kubernetes/admin.key
+"#,
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found.iter().any(|h| h.contains("client-certificate (")));
+        assert!(found.iter().any(|h| h.contains("client-key (")));
+        assert!(found
+            .iter()
+            .any(|h| h.contains("certificate-authority (") && h.contains("\"west\"")));
+    }
+
+    #[test]
+    fn users_outside_the_current_context_are_checked_too() {
+        let yaml = INLINE.replace(
+            "- name: robot\n  user:\n    token: abc\n",
+            "- name: robot\n  user:\n    token: abc\n- name: unused\n  user:\n    exec: {command: /tmp/x, apiVersion: client.authentication.k8s.io/v1}\n",
+        );
+        let found = hazards(&yaml);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("\"unused\""), "{found:?}");
+    }
+
+    #[test]
+    fn the_refusal_names_the_secret_and_the_field() {
+        let err = ClusterError::Unsafe {
+            namespace: "ns".into(),
+            name: "west-kubeconfig".into(),
+            hazards: hazards(
+                "users:\n- name: u\n  user:\n    exec: {command: /nonexistent, apiVersion: client.authentication.k8s.io/v1}\n",
+            ),
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "kubeconfig Secret ns/west-kubeconfig is refused: user \"u\" uses exec"
+            ),
+            "{text}"
+        );
     }
 }

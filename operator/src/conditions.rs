@@ -18,6 +18,9 @@ pub const DEGRADED: &str = "Degraded";
 pub const REPLICATION_HEALTHY: &str = "ReplicationHealthy";
 /// The spec passed validation.
 pub const SPEC_VALID: &str = "SpecValid";
+/// No object the operator would create exists already as someone else's (`False`, reason
+/// `ObjectConflict`, names the objects it left alone).
+pub const OBJECTS_OWNED: &str = "ObjectsOwned";
 
 /// A condition's status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -52,6 +52,10 @@ struct Args {
     /// Identity in the Lease and in Events (default: host name and pid).
     #[arg(long, env = "AADB_IDENTITY")]
     identity: Option<String>,
+    /// Let participants live in namespaces other than their database's (default: refused with
+    /// SpecValid=False).
+    #[arg(long, env = "AADB_ALLOW_FOREIGN_NAMESPACES")]
+    allow_foreign_namespaces: bool,
     /// Log format.
     #[arg(long, env = "AADB_LOG_FORMAT", value_parser = ["json", "text"], default_value = "text")]
     log_format: String,
@@ -167,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
     metrics.leader.set(1);
     tracing::info!("leading; reconciling");
 
-    let ctx = Arc::new(controller::Context::new(
+    let mut ctx = controller::Context::new(
         ClusterClients::new(client.clone()),
         args.participant.clone(),
         Reporter {
@@ -175,7 +179,9 @@ async fn main() -> anyhow::Result<()> {
             instance: Some(identity.clone()),
         },
         controller::Metrics::new(metrics.clone()),
-    ));
+    );
+    ctx.allow_foreign_namespaces = args.allow_foreign_namespaces;
+    let ctx = Arc::new(ctx);
     let mut leader_rx = leadership.subscribe();
     let (ctl_stop_tx, ctl_stop_rx) = tokio::sync::watch::channel(false);
     let controller = tokio::spawn(controller::run(

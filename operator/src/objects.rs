@@ -10,8 +10,10 @@
 //! participant, a region endpoint Service selecting its proxies (a Deployment of
 //! `shard-node proxy` spread over the zones, with a PodDisruptionBudget allowing one down) or,
 //! without proxies, shard 0's primary. Pods meet the
-//! "restricted" Pod Security Standard (non-root user 65532, no capabilities, no privilege
-//! escalation, read-only root filesystem, the runtime's seccomp profile). Objects carry the
+//! "restricted" Pod Security Standard (non-root user and group 65532, which also owns the
+//! volumes, no capabilities, no privilege escalation, read-only root filesystem, the
+//! runtime's seccomp profile) and get no service-account token (they never call the API).
+//! Objects carry the
 //! labels of [`crate::labels`] and, when they live in the database's own namespace and
 //! cluster, an owner reference to it. Building never fails on a spec [`crate::validate`]
 //! accepted.
@@ -333,13 +335,8 @@ fn stateful_set(
     }
     let mut pod_spec = json!({
         "containers": [container],
-        "securityContext": {
-            "runAsNonRoot": true,
-            "runAsUser": SHARD_NODE_UID,
-            "runAsGroup": SHARD_NODE_UID,
-            "fsGroup": SHARD_NODE_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod(),
+        "automountServiceAccountToken": false,
         "volumes": volumes,
         "terminationGracePeriodSeconds": overrides.termination_grace_period_seconds.unwrap_or(30),
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
@@ -424,6 +421,18 @@ fn container_env(database: &str, spec: &ActiveActiveDatabaseSpec) -> Vec<Value> 
 fn tcp_probe(period: u32, failures: u32, delay: u32) -> Value {
     json!({"tcpSocket": {"port": SHARD_NODE_PORT}, "periodSeconds": period,
            "failureThreshold": failures, "timeoutSeconds": 1, "initialDelaySeconds": delay})
+}
+
+/// The "restricted" Pod Security Standard for a pod: a non-root user and group
+/// ([`SHARD_NODE_UID`]) that also owns the volumes, and the runtime's seccomp profile.
+fn restricted_pod() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": SHARD_NODE_UID,
+        "runAsGroup": SHARD_NODE_UID,
+        "fsGroup": SHARD_NODE_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
 }
 
 /// The "restricted" Pod Security Standard for a container: no privileges, no capabilities,
@@ -515,12 +524,8 @@ fn proxies(
                     "spec": {
                         "containers": [container],
                         "volumes": volumes,
-                        "securityContext": {
-                            "runAsNonRoot": true,
-                            "runAsUser": SHARD_NODE_UID,
-                            "runAsGroup": SHARD_NODE_UID,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": restricted_pod(),
+                        "automountServiceAccountToken": false,
                         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                             "nodeSelectorTerms": [{"matchExpressions": [
                                 {"key": labels::ZONE, "operator": "In", "values": p.zones}]}]}}},
@@ -864,28 +869,44 @@ mod tests {
         let s = spec(json!({"participants": [{"name": "east", "zones": ["a"]}]}));
         let topo = plan("db", "ns", &s, None);
         let objs = participant_objects(&topo, &s, &topo.participants[0], None).expect("objects");
-        let v = serde_json::to_value(&objs.stateful_sets[0]).expect("serializes");
-        let pod = &v["spec"]["template"]["spec"];
-        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-        assert_eq!(
-            pod["securityContext"]["seccompProfile"]["type"],
-            "RuntimeDefault"
-        );
-        assert_ne!(pod["securityContext"]["runAsUser"], 0);
-        for c in pod["containers"].as_array().expect("containers") {
-            let sc = &c["securityContext"];
-            assert_eq!(sc["allowPrivilegeEscalation"], false);
-            assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
-            assert!(sc["capabilities"]["add"].is_null());
-            assert_eq!(sc["runAsNonRoot"], true);
-            assert!(c["ports"]
-                .as_array()
-                .expect("ports")
-                .iter()
-                .all(|p| p["hostPort"].is_null()));
-        }
-        for volume in pod["volumes"].as_array().expect("volumes") {
-            assert!(volume["hostPath"].is_null(), "{volume}");
+        assert!(!objs.deployments.is_empty(), "proxies by default");
+        let templates = [
+            serde_json::to_value(&objs.stateful_sets[0]).expect("serializes"),
+            serde_json::to_value(&objs.deployments[0]).expect("serializes"),
+        ];
+        for v in &templates {
+            let pod = &v["spec"]["template"]["spec"];
+            let what = &v["kind"];
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
+            assert_eq!(
+                pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+                "{what}"
+            );
+            for id in ["runAsUser", "runAsGroup", "fsGroup"] {
+                assert_eq!(pod["securityContext"][id], 65532, "{what} {id}");
+            }
+            assert_eq!(pod["automountServiceAccountToken"], false, "{what}");
+            for c in pod["containers"].as_array().expect("containers") {
+                let sc = &c["securityContext"];
+                assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
+                assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
+                assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{what}");
+                assert!(sc["capabilities"]["add"].is_null(), "{what}");
+                assert_eq!(sc["runAsNonRoot"], true, "{what}");
+                assert!(sc["privileged"].is_null(), "{what}");
+                assert!(c["ports"]
+                    .as_array()
+                    .expect("ports")
+                    .iter()
+                    .all(|p| p["hostPort"].is_null()));
+            }
+            for volume in pod["volumes"].as_array().into_iter().flatten() {
+                assert!(volume["hostPath"].is_null(), "{volume}");
+            }
+            assert!(
+                pod["hostNetwork"].is_null() && pod["hostPID"].is_null(),
+                "{what}"
+            );
         }
     }
 

@@ -3,13 +3,16 @@
 //!
 //! Contract:
 //! - [`assess`] decides the phase and the `Ready`, `Reconciling`, `Degraded`,
-//!   `ReplicationHealthy` and `SpecValid` conditions of a valid spec; [`invalid`] those of a
+//!   `ReplicationHealthy`, `ObjectsOwned` and `SpecValid` conditions of a valid spec; [`invalid`] those of a
 //!   spec that failed validation. The reconciler only writes what they return.
 //! - Phases: `Provisioning` until the first time everything is ready, then `Ready`; after that,
 //!   `Updating` while a spec change is being carried out and `Degraded` for anything else that
 //!   is not ready. `Invalid` while the spec does not validate.
 //! - Every message is a sentence a person can act on: what is wrong, where, and the fix when
 //!   one is known. No message carries a debug dump of an error.
+//! - An object left alone because someone else's object has its name (a conflict) makes
+//!   `ObjectsOwned=False` with reason `ObjectConflict`, and keeps the database from Ready
+//!   (reason `ObjectConflict`) and Degraded if it was running.
 //! - `ReplicationHealthy` is `True` only when every managed region was reached and every link
 //!   is up; it is `Unknown` while a region could not be reached at all.
 
@@ -108,6 +111,9 @@ pub struct Observed {
     pub unreached: BTreeMap<String, String>,
     /// Other problems per region (or `(auth)`, `(pruning)`): sentences.
     pub problems: BTreeMap<String, String>,
+    /// Objects left alone because they exist without the database's labels: sentences naming
+    /// kind, namespace and name.
+    pub conflicts: Vec<String>,
     /// Failovers or switchovers held back, with why.
     pub holding: Vec<String>,
     /// Errors the supervisor met (probes, wiring).
@@ -165,6 +171,7 @@ pub fn assess(o: &Observed) -> Assessment {
         .chain(o.problems.iter())
         .map(|(region, why)| format!("{region}: {why}"))
         .collect();
+    trouble.extend(o.conflicts.iter().cloned());
     trouble.extend(o.holding.iter().cloned());
     trouble.extend(o.errors.iter().cloned());
     let mut with_links = trouble.clone();
@@ -183,7 +190,8 @@ pub fn assess(o: &Observed) -> Assessment {
         && o.proxies_not_ready.is_empty()
         && o.links_down.is_empty()
         && o.unreached.is_empty()
-        && o.problems.is_empty();
+        && o.problems.is_empty()
+        && o.conflicts.is_empty();
     let degraded = !with_links.is_empty();
 
     let mut conditions = vec![ConditionUpdate::new(
@@ -193,6 +201,21 @@ pub fn assess(o: &Observed) -> Assessment {
         "the spec is valid",
     )];
     conditions.push(replication_condition(o));
+    conditions.push(if o.conflicts.is_empty() {
+        ConditionUpdate::new(
+            conditions::OBJECTS_OWNED,
+            true,
+            "Owned",
+            "no object of the database's names belongs to anyone else",
+        )
+    } else {
+        ConditionUpdate::new(
+            conditions::OBJECTS_OWNED,
+            false,
+            "ObjectConflict",
+            o.conflicts.join("; "),
+        )
+    });
     conditions.push(if degraded {
         ConditionUpdate::new(
             conditions::DEGRADED,
@@ -299,6 +322,12 @@ fn not_ready_reason(
     shards_message: &str,
     problems: &[String],
 ) -> (&'static str, String) {
+    if !o.conflicts.is_empty() {
+        return (
+            "ObjectConflict",
+            format!("{shards_message}; {}", problems.join("; ")),
+        );
+    }
     if !o.rolling_out.is_empty() {
         let mut message = format!(
             "{shards_message}; rolling out: {}",
@@ -484,6 +513,24 @@ mod tests {
             Truth::True
         );
         assert_eq!(condition(&a, conditions::SPEC_VALID).status, Truth::True);
+        assert_eq!(condition(&a, conditions::OBJECTS_OWNED).status, Truth::True);
+    }
+
+    #[test]
+    fn an_object_left_alone_is_a_conflict_that_keeps_the_database_from_ready() {
+        let mut o = ready_db();
+        o.conflicts
+            .push("Service ns/db-east exists and is not this database's".into());
+        let a = assess(&o);
+        assert!(!a.all_ready && a.degraded);
+        assert_eq!(a.phase, Phase::Degraded);
+        let owned = condition(&a, conditions::OBJECTS_OWNED);
+        assert_eq!(owned.status, Truth::False);
+        assert_eq!(owned.reason, "ObjectConflict");
+        assert!(owned.message.contains("Service ns/db-east"), "{owned:?}");
+        let ready = condition(&a, conditions::READY);
+        assert_eq!(ready.reason, "ObjectConflict");
+        assert!(ready.message.contains("Service ns/db-east"), "{ready:?}");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! Contract: [`validate`] returns every problem as a sentence a person can act on (what is
 //! wrong, with the offending value, and what to do); an empty list means the spec is valid.
 //! The operator reports them as `SpecValid=False` and creates nothing for an invalid spec.
+//! [`namespace_problems`] is the placement rule: a participant's objects live in the
+//! database's own namespace (in whichever cluster) unless the operator runs with
+//! `--allow-foreign-namespaces`.
 
 use aadb_crd::{ActiveActiveDatabaseSpec, EndpointType};
 
@@ -323,6 +326,31 @@ fn user_problems(spec: &ActiveActiveDatabaseSpec, problems: &mut Vec<String>) {
     }
 }
 
+/// Problems of participants placed in a namespace other than `database_namespace`, unless
+/// `allow_foreign` (the operator's `--allow-foreign-namespaces`). The rule is the same for
+/// participants in other clusters: their namespace there has the database's namespace's name.
+pub fn namespace_problems(
+    database_namespace: &str,
+    spec: &ActiveActiveDatabaseSpec,
+    allow_foreign: bool,
+) -> Vec<String> {
+    if allow_foreign {
+        return Vec::new();
+    }
+    spec.participants
+        .iter()
+        .filter_map(|p| {
+            let ns = p.namespace.as_deref()?;
+            (ns != database_namespace).then(|| {
+                format!(
+                    "participant {:?} has namespace {ns:?}, but participants must stay in the database's namespace {database_namespace:?}: remove participants[].namespace, or run the operator with --allow-foreign-namespaces",
+                    p.name
+                )
+            })
+        })
+        .collect()
+}
+
 /// Whether `text` is an IPv4 or IPv6 network in CIDR notation (`address/prefix`).
 fn is_cidr(text: &str) -> bool {
     let Some((address, prefix)) = text.split_once('/') else {
@@ -517,6 +545,25 @@ mod tests {
                 .any(|m| m.contains("\"west\" is owned by another operator")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn participants_stay_in_the_database_namespace_unless_allowed() {
+        let s = spec(serde_json::json!({"participants": [
+            {"name": "east", "zones": ["a"]},
+            {"name": "same", "zones": ["a"], "namespace": "db-ns"},
+            {"name": "west", "zones": ["b"], "namespace": "kube-system"},
+            {"name": "far", "zones": ["c"], "namespace": "other",
+             "cluster": {"kubeconfigSecretRef": {"name": "far-kc"}}}]}));
+        let p = namespace_problems("db-ns", &s, false);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("participant \"west\" has namespace \"kube-system\"")
+                && p[0].contains("--allow-foreign-namespaces"),
+            "{p:?}"
+        );
+        assert!(p[1].contains("\"far\""), "{p:?}");
+        assert!(namespace_problems("db-ns", &s, true).is_empty());
     }
 
     #[test]

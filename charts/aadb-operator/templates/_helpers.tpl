@@ -90,47 +90,54 @@ Rules on the objects of the databases the operator watches: the ActiveActiveData
 and the objects it creates for them. Shared by the ClusterRole and the namespaced Role.
 */}}
 {{- define "aadb-operator.namespacedRules" -}}
-# The databases: read and watch them, keep their finalizer and write their status.
+# The databases: watch them, patch their finalizer and annotation, and their status. Owner
+# references on their objects block the database's deletion, which needs update on
+# activeactivedatabases/finalizers.
 - apiGroups: ["aadb.dev"]
   resources: ["activeactivedatabases"]
-  verbs: ["get", "list", "watch", "update", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["aadb.dev"]
   resources: ["activeactivedatabases/status"]
-  verbs: ["get", "update", "patch"]
+  verbs: ["patch"]
 - apiGroups: ["aadb.dev"]
   resources: ["activeactivedatabases/finalizers"]
   verbs: ["update"]
 # What a database is made of: one StatefulSet per shard, a proxy Deployment per region,
-# Services per shard primary and region, topology ConfigMaps; pods are read for health, their
-# role label is patched on failover, and outdated pods are deleted one at a time to roll a
-# change.
-# Deleting a database deletes each kind of object by label (deletecollection).
+# Services and PodDisruptionBudgets; each is read before it is server-side applied (create
+# and patch), StatefulSets, Services and budgets are watched, and a database's objects are
+# deleted by name or by label (deletecollection).
 - apiGroups: ["apps"]
-  resources: ["statefulsets", "deployments"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+  resources: ["statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete", "deletecollection"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "create", "patch", "delete", "deletecollection"]
 - apiGroups: [""]
-  resources: ["services", "configmaps", "pods"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete", "deletecollection"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete", "deletecollection"]
+# Pods are listed for health, their role label is patched on failover, and outdated pods are
+# deleted one at a time to roll a change.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "patch", "delete"]
 # Optional NetworkPolicies of a database (spec.networkPolicy).
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "list", "create", "patch", "delete", "deletecollection"]
+  verbs: ["get", "create", "patch", "deletecollection"]
 # The shard-nodes' data volumes (claims of the StatefulSets) are deleted with the database.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "delete", "deletecollection"]
-# Kubeconfigs of remote participants and database passwords; the password Secret is copied
-# into participant namespaces that do not hold the database (and deleted with it).
+  verbs: ["list", "deletecollection"]
+# Kubeconfigs of remote participants and the database's passwords, read by name; the
+# passwords are generated (create) and copied into participant namespaces that do not hold
+# the database (patch), and the copies deleted with it. Secrets are never listed or watched.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+  verbs: ["get", "create", "patch", "deletecollection"]
 # Events on each important transition.
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
@@ -152,7 +159,7 @@ Rule on the leader-election Lease.
 {{- define "aadb-operator.leaseRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "list", "watch", "create", "update", "patch"]
+  verbs: ["get", "create", "update"]
 {{- end }}
 
 {{/*
@@ -162,7 +169,7 @@ ActiveActiveDatabase CRD is installed.
 {{- define "aadb-operator.clusterRules" -}}
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list"]
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   resourceNames: ["activeactivedatabases.aadb.dev"]

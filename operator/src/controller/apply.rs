@@ -2,7 +2,9 @@
 //! participant's cluster, its supervisor, and its status.
 //!
 //! Contract:
-//! - an invalid spec ([`validate`]) stops the database's supervisor, gets `SpecValid=False`
+//! - an invalid spec ([`validate`]; a participant outside the database's namespace without
+//!   `--allow-foreign-namespaces` ([`namespace_problems`]); a kubeconfig Secret refused as
+//!   unsafe ([`dereference::unsafe_kubeconfigs`])) stops the database's supervisor, gets `SpecValid=False`
 //!   and phase `Invalid` (from [`rules::invalid`]), a Warning Event `InvalidSpec` when the
 //!   problems changed, and is requeued after 300 s; nothing is created or changed;
 //! - a valid spec is planned ([`plan`]); each participant this operator manages gets its
@@ -11,6 +13,13 @@
 //!   PodDisruptionBudgets, server-side applied with the field manager `aadb-operator`; only
 //!   objects in the database's own namespace and cluster get an owner reference. A failure of
 //!   one participant is reported in the status and does not stop the others;
+//! - before an object is applied, it is read: one that exists without the database's labels
+//!   (`aadb.dev/database`, `aadb.dev/database-namespace`) is someone else's and is left
+//!   unchanged; the status says so (`ObjectsOwned=False`, reason `ObjectConflict`, naming its
+//!   kind, namespace and name) and a Warning Event `ObjectConflict` is recorded when the set
+//!   of conflicts changes. The same holds for the password copies, and for the proxies'
+//!   Deployment and budget when proxies are turned off (deleted only if they are the
+//!   database's);
 //! - a StatefulSet is not scaled below the pod labelled primary: it keeps that pod until the
 //!   supervisor has handed the role over, which is reported as rolling out, as is every
 //!   StatefulSet whose pods do not all run and are ready on its latest revision;
@@ -44,7 +53,7 @@ use crate::objects::participant_objects;
 use crate::plan::{plan, ClusterTarget, ParticipantPlan, Topology};
 use crate::status::{self as rules, Observed, Phase};
 use crate::supervisor::{Observation, Supervisor, SupervisorSpec};
-use crate::validate::validate;
+use crate::validate::{namespace_problems, validate};
 
 use super::{certificates, credentials, users};
 use super::{
@@ -62,6 +71,9 @@ struct Applied {
     unreached: BTreeMap<String, String>,
     /// StatefulSets not yet running their spec on every pod, with how far they are.
     rolling_out: Vec<String>,
+    /// Objects left alone because they exist without this database's labels: sentences
+    /// naming kind, namespace and name.
+    conflicts: Vec<String>,
 }
 
 fn now() -> Time {
@@ -80,7 +92,13 @@ pub(super) async fn apply(
     status.regions = Some(db.spec.participants.len() as u32);
     let stamp = now();
 
-    let problems = validate(&name, &db.spec, ctx.only_participant.as_deref());
+    let mut problems = validate(&name, &db.spec, ctx.only_participant.as_deref());
+    problems.extend(namespace_problems(
+        &ns,
+        &db.spec,
+        ctx.allow_foreign_namespaces,
+    ));
+    problems.extend(dereference::unsafe_kubeconfigs(&ctx, &ns, &db.spec).await);
     if !problems.is_empty() {
         return reject(&ctx, &db, &problems, status, &stamp).await;
     }
@@ -175,7 +193,7 @@ async fn apply_participants(ctx: &Context, db: &ActiveActiveDatabase, topo: &Top
     for p in topo.participants.iter().filter(|p| p.managed) {
         let local_here = p.cluster == ClusterTarget::Local && p.namespace == topo.namespace;
         let owner = owner.as_ref().filter(|_| local_here);
-        match apply_participant(ctx, topo, db, p, owner).await {
+        match apply_participant(ctx, topo, db, p, owner, &mut applied.conflicts).await {
             Ok(pending) => applied.rolling_out.extend(pending),
             Err(e) => {
                 tracing::warn!(database = %db.name_any(), participant = %p.name, error = %e, "cannot apply participant");
@@ -289,10 +307,21 @@ async fn report(
         links_down: obs.links_down.clone(),
         unreached: applied.unreached,
         problems: applied.problems,
+        conflicts: applied.conflicts.clone(),
         holding: obs.holding.clone(),
         errors: obs.errors.clone(),
     });
     write_conditions(&mut status, &verdict, generation, stamp);
+    let conflicts_before = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::OBJECTS_OWNED && c.status == "False")
+        .map(|c| c.message.clone());
+    let conflicts_now = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::OBJECTS_OWNED && c.status == "False")
+        .map(|c| c.message.clone());
     let phase = verdict.phase;
     let changed = previous_phase != Some(phase);
     if changed {
@@ -306,6 +335,9 @@ async fn report(
     }
     status.phase = Some(phase.as_str().into());
     write_status(ctx, db, status).await?;
+    if let Some(message) = conflicts_now.filter(|m| Some(m) != conflicts_before.as_ref()) {
+        publish(ctx, db, EventType::Warning, "ObjectConflict", message).await;
+    }
     let requeue = if verdict.all_ready {
         Duration::from_secs(3)
     } else {
@@ -343,6 +375,7 @@ async fn apply_participant(
     db: &ActiveActiveDatabase,
     p: &ParticipantPlan,
     owner: Option<&OwnerReference>,
+    conflicts: &mut Vec<String>,
 ) -> Result<Vec<String>, ReconcileError> {
     let client = dereference::cluster_client(ctx, &topo.namespace, &p.cluster).await?;
     let elsewhere = p.namespace != topo.namespace || p.cluster != ClusterTarget::Local;
@@ -359,7 +392,9 @@ async fn apply_participant(
             .into_iter()
             .chain(crate::plan::tls_secret(&topo.database, &db.spec))
         {
-            copy_password(ctx, topo, &client, p, &secret).await?;
+            if let Some(conflict) = copy_password(ctx, topo, &client, p, &secret).await? {
+                conflicts.push(conflict);
+            }
         }
     }
     let objs = participant_objects(topo, &db.spec, p, owner)?;
@@ -378,31 +413,27 @@ async fn apply_participant(
             ));
             o.spec.replicas = Some(keep);
         }
-        let o = &o;
-        let applied = sts.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
-        if let Some(pending) = rollout_pending(&applied) {
-            rolling_out.push(format!("{} {pending}", applied.name_any()));
+        if let Some(applied) = apply_owned(&sts, topo, &o, &params, conflicts).await? {
+            if let Some(pending) = rollout_pending(&applied) {
+                rolling_out.push(format!("{} {pending}", applied.name_any()));
+            }
         }
     }
     let svc: Api<Service> = Api::namespaced(client.clone(), &p.namespace);
     for o in &objs.services {
-        svc.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
+        apply_owned(&svc, topo, o, &params, conflicts).await?;
     }
     let pdb: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &p.namespace);
     for o in &objs.disruption_budgets {
-        pdb.patch(&o.name_any(), &params, &Patch::Apply(o)).await?;
+        apply_owned(&pdb, topo, o, &params, conflicts).await?;
     }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &p.namespace);
     for o in &objs.deployments {
-        deployments
-            .patch(&o.name_any(), &params, &Patch::Apply(o))
-            .await?;
+        apply_owned(&deployments, topo, o, &params, conflicts).await?;
     }
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &p.namespace);
     for o in &objs.network_policies {
-        policies
-            .patch(&o.name_any(), &params, &Patch::Apply(o))
-            .await?;
+        apply_owned(&policies, topo, o, &params, conflicts).await?;
     }
     if objs.network_policies.is_empty() && db.spec.network_policy.is_none() {
         // Turned off (or never on): none of ours stays.
@@ -422,18 +453,9 @@ async fn apply_participant(
         }
     }
     if objs.deployments.is_empty() {
-        // Proxies turned off: their Deployment and budget go.
-        let gone = DeleteParams::default();
-        for r in [
-            deployments.delete(&p.proxy_name, &gone).await.map(|_| ()),
-            pdb.delete(&p.proxy_name, &gone).await.map(|_| ()),
-        ] {
-            match r {
-                Ok(()) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // Proxies turned off: their Deployment and budget go (only if they are ours).
+        delete_owned(&deployments, topo, &p.proxy_name).await?;
+        delete_owned(&pdb, topo, &p.proxy_name).await?;
     }
     tracing::debug!(participant = %p.name, namespace = %p.namespace, statefulsets = objs.stateful_sets.len(), services = objs.services.len(), "applied");
     Ok(rolling_out)
@@ -509,28 +531,20 @@ fn rollout_pending(sts: &StatefulSet) -> Option<String> {
 
 /// Copies the password Secret from the database's namespace into participant `p`'s namespace
 /// (labelled as the database's, so deleting the database deletes the copy). A Secret of the
-/// same name that the operator did not create is left alone.
+/// same name that is not this database's is left alone, and returned as a conflict.
 async fn copy_password(
     ctx: &Context,
     topo: &Topology,
     client: &kube::Client,
     p: &ParticipantPlan,
     name: &str,
-) -> Result<(), ReconcileError> {
+) -> Result<Option<String>, ReconcileError> {
     let Some(secret) = dereference::password_secret(ctx, &topo.namespace, name).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let target: Api<Secret> = Api::namespaced(client.clone(), &p.namespace);
-    if let Some(existing) = target.get_opt(name).await? {
-        let ours = existing
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(labels::MANAGED_BY))
-            .is_some_and(|v| v == labels::MANAGER);
-        if !ours {
-            return Ok(());
-        }
+    if let Some(conflict) = foreign(&target, topo, name).await? {
+        return Ok(Some(conflict));
     }
     let mut l = labels::database_labels(&topo.database, &topo.namespace);
     l.insert(labels::PARTICIPANT.into(), p.name.clone());
@@ -549,5 +563,83 @@ async fn copy_password(
             &Patch::Apply(&copy),
         )
         .await?;
-    Ok(())
+    Ok(None)
+}
+
+/// Whether `labels` mark an object as database `topo`'s.
+fn belongs(topo: &Topology, labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels.is_some_and(|l| {
+        l.get(labels::DATABASE) == Some(&topo.database)
+            && l.get(labels::DATABASE_NAMESPACE) == Some(&topo.namespace)
+    })
+}
+
+/// A sentence naming object `name` of `api` when it exists without database `topo`'s labels
+/// (someone else's object, which the operator must not take over); None when it does not
+/// exist or is the database's.
+async fn foreign<K>(
+    api: &Api<K>,
+    topo: &Topology,
+    name: &str,
+) -> Result<Option<String>, ReconcileError>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Some(found) = api.get_metadata_opt(name).await? else {
+        return Ok(None);
+    };
+    if belongs(topo, found.metadata.labels.as_ref()) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{} {}/{name} exists and is not this database's (it lacks the labels {}={} and {}={}): the operator leaves it alone; delete or rename it",
+        K::kind(&()),
+        found.metadata.namespace.as_deref().unwrap_or_default(),
+        labels::DATABASE,
+        topo.database,
+        labels::DATABASE_NAMESPACE,
+        topo.namespace,
+    )))
+}
+
+/// Server-side applies `object` (with force) unless an object of that name exists that is not
+/// the database's: then it is left unchanged, the conflict is added to `conflicts`, and None
+/// is returned.
+async fn apply_owned<K>(
+    api: &Api<K>,
+    topo: &Topology,
+    object: &K,
+    params: &PatchParams,
+    conflicts: &mut Vec<String>,
+) -> Result<Option<K>, ReconcileError>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let name = object.name_any();
+    if let Some(conflict) = foreign(api, topo, &name).await? {
+        conflicts.push(conflict);
+        return Ok(None);
+    }
+    Ok(Some(api.patch(&name, params, &Patch::Apply(object)).await?))
+}
+
+/// Deletes object `name` of `api` if it exists and is the database's.
+async fn delete_owned<K>(api: &Api<K>, topo: &Topology, name: &str) -> Result<(), ReconcileError>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_metadata_opt(name).await? {
+        Some(found) if belongs(topo, found.metadata.labels.as_ref()) => {
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        _ => Ok(()),
+    }
 }

@@ -149,7 +149,8 @@ fn text(secret: &Secret, key: &str) -> Option<String> {
 }
 
 /// Writes Secret `name` with `data` (and `annotations`) in `namespace` of `api`'s cluster,
-/// labelled as the database's.
+/// labelled as the database's; a Secret of that name that is not the database's is left
+/// alone, and the sentence saying so is returned.
 pub(super) async fn write(
     api: &Api<Secret>,
     topo: &Topology,
@@ -157,7 +158,22 @@ pub(super) async fn write(
     data: BTreeMap<&str, String>,
     annotations: BTreeMap<&str, String>,
     owner: Option<&OwnerReference>,
-) -> Result<(), ReconcileError> {
+) -> Result<Option<String>, ReconcileError> {
+    if let Some(found) = api.get_metadata_opt(name).await? {
+        let l = found.metadata.labels.unwrap_or_default();
+        let ours = l.get(labels::DATABASE) == Some(&topo.database)
+            && l.get(labels::DATABASE_NAMESPACE) == Some(&topo.namespace);
+        if !ours {
+            return Ok(Some(format!(
+                "Secret {}/{name} exists and is not this database's (it lacks the labels {}={} and {}={}): the operator leaves it alone; delete or rename it",
+                topo.namespace,
+                labels::DATABASE,
+                topo.database,
+                labels::DATABASE_NAMESPACE,
+                topo.namespace
+            )));
+        }
+    }
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -178,7 +194,7 @@ pub(super) async fn write(
         &Patch::Apply(&secret),
     )
     .await?;
-    Ok(())
+    Ok(None)
 }
 
 /// Makes sure the database's TLS Secret exists and is current; returns its CA (PEM), `None`
@@ -238,7 +254,7 @@ pub(super) async fn ensure(
                 .all(|(k, v)| text(h, k).as_deref() == Some(v.as_str()))
         });
         if !same {
-            write(
+            if let Some(conflict) = write(
                 &secrets,
                 topo,
                 &tls_name,
@@ -246,7 +262,10 @@ pub(super) async fn ensure(
                 BTreeMap::new(),
                 owner.as_ref(),
             )
-            .await?;
+            .await?
+            {
+                return Ok(Some(Err(conflict)));
+            }
         }
         return Ok(Some(Ok(data.get("ca.crt").cloned().unwrap_or_default())));
     }
@@ -261,7 +280,7 @@ pub(super) async fn ensure(
         None => {
             let (cert, key) = new_ca(ns, &topo.database)?;
             let data = BTreeMap::from([("ca.crt", cert.clone()), ("ca.key", key.clone())]);
-            write(
+            if let Some(conflict) = write(
                 &secrets,
                 topo,
                 &ca_name,
@@ -269,7 +288,10 @@ pub(super) async fn ensure(
                 BTreeMap::new(),
                 owner.as_ref(),
             )
-            .await?;
+            .await?
+            {
+                return Ok(Some(Err(conflict)));
+            }
             (cert, key)
         }
     };
@@ -294,7 +316,11 @@ pub(super) async fn ensure(
             ("ca.crt", ca_cert.clone()),
         ]);
         let annotations = BTreeMap::from([(NOT_AFTER, end.to_string())]);
-        write(&secrets, topo, &tls_name, data, annotations, owner.as_ref()).await?;
+        if let Some(conflict) =
+            write(&secrets, topo, &tls_name, data, annotations, owner.as_ref()).await?
+        {
+            return Ok(Some(Err(conflict)));
+        }
         tracing::info!(database = %topo.database, namespace = %ns, "issued the TLS certificate of the database's nodes");
     }
     Ok(Some(Ok(ca_cert)))

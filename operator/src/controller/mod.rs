@@ -4,17 +4,19 @@
 //! 1. the finalizer `aadb.dev/cleanup` is added before anything is created; on delete, every
 //!    object of every participant this operator manages is deleted (StatefulSets, Services,
 //!    PodDisruptionBudgets, volume claims) and the finalizer is released only once none is left;
-//! 2. validate (pure): an invalid spec gets `SpecValid=False` with every problem as a sentence,
-//!    phase `Invalid`, a Warning Event, and nothing is created or changed;
+//! 2. validate (pure, plus the placement rule and the kubeconfig Secrets' safety check): an
+//!    invalid spec gets `SpecValid=False` with every problem as a sentence, phase `Invalid`, a
+//!    Warning Event, and nothing is created or changed;
 //! 3. plan and build (pure), then server-side apply with the field manager `aadb-operator` into
-//!    each managed participant's cluster and namespace (created if missing); objects of
-//!    participants that left the spec are deleted from the local cluster;
+//!    each managed participant's cluster and namespace (created if missing), except over an
+//!    object of the same name that lacks the database's labels (left alone and reported);
+//!    objects of participants that left the spec are deleted from the local cluster;
 //! 4. the database's [`Supervisor`] is started or given the new plan; it probes, fails over and
 //!    wires links continuously;
 //! 5. status is written from the supervisor's latest observation (conditions `Ready`,
-//!    `Reconciling`, `Degraded`, `ReplicationHealthy`, `SpecValid`, per-shard primaries,
-//!    replicas, offsets and links), only when it changed; Events mark Ready and Degraded
-//!    transitions.
+//!    `Reconciling`, `Degraded`, `ReplicationHealthy`, `SpecValid`, `ObjectsOwned`, per-shard
+//!    primaries, replicas, offsets and links), only when it changed; Events mark Ready and
+//!    Degraded transitions, and conflicts with objects that are not the database's.
 //!
 //! Errors requeue with exponential backoff (0.5 s doubling to 60 s); one participant's
 //! unreachable cluster does not stop the others from being reconciled. The operator never
@@ -123,6 +125,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Reconciles and failovers are counted here.
     pub metrics: Metrics,
+    /// `--allow-foreign-namespaces`: participants may live in namespaces other than the
+    /// database's (false by default).
+    pub allow_foreign_namespaces: bool,
     supervisors: Mutex<HashMap<Key, Supervised>>,
     failures: Mutex<HashMap<Key, u32>>,
     status_written: Mutex<HashMap<Key, Instant>>,
@@ -142,6 +147,7 @@ impl Context {
             only_participant,
             recorder,
             metrics,
+            allow_foreign_namespaces: false,
             supervisors: Mutex::default(),
             failures: Mutex::default(),
             status_written: Mutex::default(),

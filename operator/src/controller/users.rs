@@ -176,10 +176,10 @@ pub(super) async fn ensure(
         now,
         grace,
     );
-    let (others, problems) = user_lines(&secrets, db, &topo.namespace).await?;
+    let (others, mut problems) = user_lines(&secrets, db, &topo.namespace).await?;
     let text = file_with(&hashes, &others);
     if existing.is_none() || text != file || until != previous_until {
-        super::certificates::write(
+        if let Some(conflict) = super::certificates::write(
             &secrets,
             topo,
             &name,
@@ -187,7 +187,11 @@ pub(super) async fn ensure(
             BTreeMap::from([(PREVIOUS_UNTIL, until.to_string())]),
             db.controller_owner_ref(&()).as_ref(),
         )
-        .await?;
+        .await?
+        {
+            problems.push(conflict);
+            return Ok((None, problems));
+        }
         if hashes.len() > 1 {
             tracing::info!(database = %topo.database, "the application password changed; the previous one stays accepted for {grace}s");
         }
