@@ -243,6 +243,13 @@ pub fn shard_node_args(
     }
     args.extend(tls_args(spec));
     args.extend(aclfile_args());
+    let failover = spec.effective_failover();
+    if failover.enabled {
+        // A restarted primary waits for the failover that may have been decided while it was
+        // down, rather than acknowledging writes the demotion would discard.
+        let hold = u64::from(failover.detection_timeout_millis) * 2;
+        args.extend(["--restart-hold-ms".into(), hold.to_string()]);
+    }
     args
 }
 

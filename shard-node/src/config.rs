@@ -78,6 +78,11 @@ pub struct ServerArgs {
     /// replaces the topology, as `AA.TOPOLOGY SET` does.
     #[arg(long, env = "SHARD_NODE_TOPOLOGY_FILE", value_name = "PATH")]
     pub topology_file: Option<PathBuf>,
+    /// After a restart that recovered data, refuse client writes for this many milliseconds,
+    /// or until `REPLICAOF` tells the node its role: a failover decided while the node was
+    /// down would otherwise discard the writes it acknowledges meanwhile. 0: no hold.
+    #[arg(long, env = "SHARD_NODE_RESTART_HOLD_MS", default_value_t = 0)]
+    pub restart_hold_ms: u64,
     /// Start as a replica of this primary (HOST:PORT).
     #[arg(long, env = "SHARD_NODE_REPLICAOF", value_name = "HOST:PORT")]
     pub replicaof: Option<String>,

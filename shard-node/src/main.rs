@@ -120,6 +120,7 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
         AppendFsync::Everysec => FsyncPolicy::EverySec,
         AppendFsync::No => FsyncPolicy::No,
     };
+    let mut recovered_data = false;
     let store = if args.appendonly == YesNo::Yes {
         let (store, recovered) = Store::open(&args.dir, policy)
             .with_context(|| format!("cannot open the data directory {}", args.dir.display()))?;
@@ -135,6 +136,7 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
             ks.set_epoch(epoch);
         }
         tracing::info!(keys = ks.len(), effects = replayed, dir = %args.dir.display(), "state recovered");
+        recovered_data = replayed > 0 || !ks.is_empty();
         Some(store)
     } else {
         None
@@ -200,6 +202,13 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
     db.repl = shard_node::repl::ReplState::new(db.ks.clock().clone());
     db.repl.backlog.set_limit(args.repl_backlog_size as usize);
     db.repl.links_use_tls = tls.is_some();
+    if recovered_data && args.restart_hold_ms > 0 && args.replicaof.is_none() {
+        db.repl.write_hold_until_ms = now + args.restart_hold_ms;
+        tracing::info!(
+            hold_ms = args.restart_hold_ms,
+            "restarted with data: client writes wait for the node's role"
+        );
+    }
     if let Some(r) = &args.replicaof {
         if let Ok((host, port)) = shard_node::commands::replication::parse_peer_addr(r) {
             shard_node::commands::replication::follow(&mut db, host, port);

@@ -637,7 +637,7 @@ pub fn dispatch(
         reply_error(db, &mut w, &e);
         return;
     }
-    if let Err(e) = admission(db, command) {
+    if let Err(e) = admission(db, command, now_ms) {
         flag_multi(client);
         reply_error(db, &mut w, &e);
         return;
@@ -653,7 +653,7 @@ pub fn dispatch(
 }
 
 /// Checks that depend on server state: memory limit and persistence health for writes.
-fn admission(db: &Db, command: &Command) -> Result<(), CmdError> {
+fn admission(db: &Db, command: &Command, now_ms: u64) -> Result<(), CmdError> {
     if command.flags.denyoom && db.settings.maxmemory > 0 && db.used_memory > db.settings.maxmemory
     {
         return Err(Cow::Borrowed(
@@ -663,6 +663,11 @@ fn admission(db: &Db, command: &Command) -> Result<(), CmdError> {
     if command.flags.write && !db.repl.is_primary() {
         return Err(Cow::Borrowed(
             "READONLY You can't write against a read only replica.",
+        ));
+    }
+    if command.flags.write && now_ms < db.repl.write_hold_until_ms {
+        return Err(Cow::Borrowed(
+            "READONLY this node restarted and does not take writes until it is told its role",
         ));
     }
     if command.flags.write {

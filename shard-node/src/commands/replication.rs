@@ -134,6 +134,8 @@ fn parse_port(arg: &[u8]) -> Result<u16, CmdError> {
 }
 
 fn replicaof(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    // Told its role: a restarted node's hold on writes ends.
+    ctx.db.repl.write_hold_until_ms = 0;
     if is(&args[1], "no") && is(&args[2], "one") {
         if !ctx.db.repl.is_primary() {
             promote(ctx.db);

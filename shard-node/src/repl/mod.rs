@@ -137,6 +137,10 @@ pub struct ReplState {
     pub next_generation: u64,
     /// Outgoing links run over TLS (the node has `--tls-cert/--tls-key/--tls-ca`).
     pub links_use_tls: bool,
+    /// A restarted primary refuses client writes until this time (ms since the epoch) or
+    /// until it is told its role (`REPLICAOF`), so it cannot acknowledge writes that a
+    /// failover decided meanwhile would discard (`--restart-hold-ms`); 0: no hold.
+    pub write_hold_until_ms: u64,
 }
 
 impl ReplState {
@@ -146,6 +150,7 @@ impl ReplState {
             backlog: Backlog::new(DEFAULT_BACKLOG_BYTES, clock),
             replicas: BTreeMap::new(),
             links_use_tls: false,
+            write_hold_until_ms: 0,
             peers: BTreeMap::new(),
             master: None,
             actions: Vec::new(),

@@ -276,3 +276,52 @@ fn client_pause_rejects_bad_arguments() {
     // Nothing was paused by the refused commands.
     assert_eq!(text(c.cmd_str(&["SET", "k", "v"])), "+OK\r\n");
 }
+
+/// A node restarted with data refuses client writes until `REPLICAOF` tells it its role (or
+/// the hold ends), so it cannot acknowledge writes that a failover decided while it was down
+/// would discard; a fresh node has no hold.
+#[test]
+fn a_restarted_node_holds_writes_until_it_is_told_its_role() {
+    let mut node = NodeBuilder::new()
+        .arg("--restart-hold-ms")
+        .arg("60000")
+        .start();
+    let mut c = RawConn::connect(node.port());
+    assert_eq!(
+        text(c.cmd_str(&["SET", "k", "1"])),
+        "+OK\r\n",
+        "a fresh node holds writes"
+    );
+    node.kill9();
+    node.restart();
+    let mut c = RawConn::connect(node.port());
+    let refused = text(c.cmd_str(&["SET", "k", "2"]));
+    assert!(
+        refused.starts_with("-READONLY this node restarted"),
+        "{refused}"
+    );
+    assert_eq!(
+        text(c.cmd_str(&["GET", "k"])),
+        "$1\r\n1\r\n",
+        "reads are served"
+    );
+    assert_eq!(text(c.cmd_str(&["REPLICAOF", "NO", "ONE"])), "+OK\r\n");
+    assert_eq!(text(c.cmd_str(&["SET", "k", "3"])), "+OK\r\n");
+
+    // A short hold ends by itself.
+    let mut short = NodeBuilder::new()
+        .arg("--restart-hold-ms")
+        .arg("300")
+        .start();
+    assert_eq!(
+        text(RawConn::connect(short.port()).cmd_str(&["SET", "k", "1"])),
+        "+OK\r\n"
+    );
+    short.kill9();
+    short.restart();
+    let accepted = poll_until(Duration::from_secs(10), || {
+        let reply = text(RawConn::connect(short.port()).cmd_str(&["SET", "k", "2"]));
+        (reply == "+OK\r\n").then_some(())
+    });
+    assert!(accepted.is_some(), "the hold never ended");
+}
