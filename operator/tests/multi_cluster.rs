@@ -16,6 +16,24 @@ fn h() -> &'static Harness {
     harness("multi", 3, 8)
 }
 
+/// One participant per cluster: east is local to the operator, west and central are reached
+/// through their kubeconfig Secrets.
+fn participants(h: &Harness) -> Vec<serde_json::Value> {
+    h.clusters
+        .iter()
+        .map(|c| {
+            let n = c.name();
+            let zones: Vec<String> = ["a", "b", "c"].iter().map(|z| format!("{n}-{z}")).collect();
+            if n == "east" {
+                serde_json::json!({"name": n, "zones": zones})
+            } else {
+                serde_json::json!({"name": n, "zones": zones,
+                    "cluster": {"kubeconfigSecretRef": {"name": format!("{n}-kubeconfig")}}})
+            }
+        })
+        .collect()
+}
+
 async fn endpoints(h: &Harness, ns: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for c in &h.clusters {
@@ -60,21 +78,7 @@ fn three_regions_converge_and_survive_a_partition() {
             &["--watch-namespace", ns],
         );
         let started = Instant::now();
-        let participants: Vec<serde_json::Value> = h
-            .clusters
-            .iter()
-            .map(|c| {
-                let n = c.name();
-                let zones: Vec<String> =
-                    ["a", "b", "c"].iter().map(|z| format!("{n}-{z}")).collect();
-                if n == "east" {
-                    serde_json::json!({"name": n, "zones": zones})
-                } else {
-                    serde_json::json!({"name": n, "zones": zones,
-                        "cluster": {"kubeconfigSecretRef": {"name": format!("{n}-kubeconfig")}}})
-                }
-            })
-            .collect();
+        let participants = participants(h);
         apply_db(
             east,
             ns,
@@ -347,21 +351,7 @@ fn three_regions_over_tls_with_certificates_the_operator_issues_and_renews() {
             east.kubeconfig_path(),
             &["--watch-namespace", ns],
         );
-        let participants: Vec<serde_json::Value> = h
-            .clusters
-            .iter()
-            .map(|c| {
-                let n = c.name();
-                let zones: Vec<String> =
-                    ["a", "b", "c"].iter().map(|z| format!("{n}-{z}")).collect();
-                if n == "east" {
-                    serde_json::json!({"name": n, "zones": zones})
-                } else {
-                    serde_json::json!({"name": n, "zones": zones,
-                        "cluster": {"kubeconfigSecretRef": {"name": format!("{n}-kubeconfig")}}})
-                }
-            })
-            .collect();
+        let participants = participants(h);
         apply_db(
             east,
             ns,

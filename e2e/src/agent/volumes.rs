@@ -233,21 +233,24 @@ pub(crate) async fn refresh(
         if !dir.is_dir() {
             continue;
         }
-        if let Some(s) = &v.secret {
-            let name = s.secret_name.clone().unwrap_or_default();
-            write_secret(shared, &ns, &name, s.items.as_deref(), s.optional, &dir).await?;
-        }
-        if let Some(cm) = &v.config_map {
-            write_config_map(
-                shared,
-                &ns,
-                &cm.name,
-                cm.items.as_deref(),
-                cm.optional,
-                &dir,
-            )
-            .await?;
-        }
+        write_api_sources(shared, &ns, v, &dir).await?;
+    }
+    Ok(())
+}
+
+/// Writes the files of a `configMap` or `secret` volume from the API into `dir`.
+async fn write_api_sources(
+    shared: &Shared,
+    ns: &str,
+    v: &k8s_openapi::api::core::v1::Volume,
+    dir: &Path,
+) -> std::result::Result<(), String> {
+    if let Some(cm) = &v.config_map {
+        write_config_map(shared, ns, &cm.name, cm.items.as_deref(), cm.optional, dir).await?;
+    }
+    if let Some(s) = &v.secret {
+        let name = s.secret_name.clone().unwrap_or_default();
+        write_secret(shared, ns, &name, s.items.as_deref(), s.optional, dir).await?;
     }
     Ok(())
 }
@@ -278,21 +281,7 @@ pub(crate) async fn prepare(
             own_dir.clone()
         };
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        if let Some(cm) = &v.config_map {
-            write_config_map(
-                shared,
-                &ns,
-                &cm.name,
-                cm.items.as_deref(),
-                cm.optional,
-                &dir,
-            )
-            .await?;
-        }
-        if let Some(s) = &v.secret {
-            let name = s.secret_name.clone().unwrap_or_default();
-            write_secret(shared, &ns, &name, s.items.as_deref(), s.optional, &dir).await?;
-        }
+        write_api_sources(shared, &ns, v, &dir).await?;
         if let Some(d) = &v.downward_api {
             for item in d.items.iter().flatten() {
                 if let Some(f) = &item.field_ref {
