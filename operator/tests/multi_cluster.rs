@@ -16,6 +16,22 @@ fn h() -> &'static Harness {
     harness("multi", 3, 8)
 }
 
+/// Stores west's and central's kubeconfigs in east, where the operator runs, as the Secrets
+/// [`participants`] names.
+async fn remote_kubeconfigs(h: &Harness, ns: &str) {
+    for c in &h.clusters[1..] {
+        let text = std::fs::read_to_string(c.kubeconfig_path()).expect("kubeconfig");
+        secret(
+            &h.clusters[0],
+            ns,
+            &format!("{}-kubeconfig", c.name()),
+            "kubeconfig",
+            &text,
+        )
+        .await;
+    }
+}
+
 /// One participant per cluster: east is local to the operator, west and central are reached
 /// through their kubeconfig Secrets.
 fn participants(h: &Harness) -> Vec<serde_json::Value> {
@@ -59,17 +75,7 @@ fn three_regions_converge_and_survive_a_partition() {
         for c in &h.clusters {
             namespace(c, ns).await;
         }
-        for c in &h.clusters[1..] {
-            let text = std::fs::read_to_string(c.kubeconfig_path()).expect("kubeconfig");
-            secret(
-                east,
-                ns,
-                &format!("{}-kubeconfig", c.name()),
-                "kubeconfig",
-                &text,
-            )
-            .await;
-        }
+        remote_kubeconfigs(h, ns).await;
         secret(east, ns, "geo-password", "password", "geo-pw").await;
         let _op = Operator::start(
             &h.dir,
@@ -334,17 +340,7 @@ fn three_regions_over_tls_with_certificates_the_operator_issues_and_renews() {
         for c in &h.clusters {
             namespace(c, ns).await;
         }
-        for c in &h.clusters[1..] {
-            let text = std::fs::read_to_string(c.kubeconfig_path()).expect("kubeconfig");
-            secret(
-                east,
-                ns,
-                &format!("{}-kubeconfig", c.name()),
-                "kubeconfig",
-                &text,
-            )
-            .await;
-        }
+        remote_kubeconfigs(h, ns).await;
         let _op = Operator::start(
             &h.dir,
             "geotls",

@@ -121,25 +121,9 @@ pub struct ServerArgs {
     /// Port for Prometheus metrics on the bind address (disabled when absent).
     #[arg(long, env = "SHARD_NODE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
-    /// TLS certificate for peer and replica links (PEM).
-    #[arg(long, env = "SHARD_NODE_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
-    #[arg(long, env = "SHARD_NODE_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// CA that signs peer certificates (PEM).
-    #[arg(long, env = "SHARD_NODE_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Port for TLS connections on the bind address (disabled when absent); point peers' and
-    /// replicas' addresses at it. Needs `--tls-cert`, `--tls-key` and `--tls-ca`.
-    #[arg(long, env = "SHARD_NODE_TLS_PORT")]
-    pub tls_port: Option<u16>,
-    /// How TLS is checked: client certificates and the other side of links.
+    /// TLS: certificates, the TLS port and how connections are checked.
     #[command(flatten)]
-    pub tls_checks: TlsChecks,
-    /// Serve TLS only: no plaintext listener (`--port` is then unused). Needs `--tls-port`.
-    #[arg(long, env = "SHARD_NODE_TLS_ONLY", value_enum, default_value = "no")]
-    pub tls_only: YesNo,
+    pub tls: TlsArgs,
     /// Read settings from a file of `name value` lines.
     #[arg(long, env = "SHARD_NODE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -214,25 +198,10 @@ pub struct ProxyArgs {
     /// with `CLUSTERDOWN`, in milliseconds.
     #[arg(long, env = "SHARD_NODE_BACKEND_TIMEOUT_MS", default_value_t = 5000)]
     pub backend_timeout_ms: u64,
-    /// TLS certificate (PEM) the proxy presents to clients and, with `--tls-backends yes`, to
-    /// the shard-nodes.
-    #[arg(long, env = "SHARD_NODE_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
-    #[arg(long, env = "SHARD_NODE_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// CA (PEM) that signs client certificates and the shard-nodes' certificates.
-    #[arg(long, env = "SHARD_NODE_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Port for TLS clients on the bind address (disabled when absent).
-    #[arg(long, env = "SHARD_NODE_TLS_PORT")]
-    pub tls_port: Option<u16>,
-    /// How TLS is checked: client certificates and the shard-nodes' certificates.
+    /// TLS: certificates, the TLS port and how connections are checked (the proxy presents
+    /// its certificate to clients and, with `--tls-backends yes`, to the shard-nodes).
     #[command(flatten)]
-    pub tls_checks: TlsChecks,
-    /// Serve TLS clients only: no plaintext listener. Needs `--tls-port`.
-    #[arg(long, env = "SHARD_NODE_TLS_ONLY", value_enum, default_value = "no")]
-    pub tls_only: YesNo,
+    pub tls: TlsArgs,
     /// Reach the shard-nodes over TLS (their addresses in the shard map are TLS ports).
     #[arg(
         long,
@@ -267,9 +236,22 @@ pub struct ProxyArgs {
     pub log_format: LogFormat,
 }
 
-/// How TLS connections are checked (see `crate::net::tls`).
+/// TLS of a server or proxy (see `crate::net::tls`).
 #[derive(Args, Debug, Clone)]
-pub struct TlsChecks {
+pub struct TlsArgs {
+    /// Certificate (PEM) presented to clients and to the nodes this process links to.
+    #[arg(long, env = "SHARD_NODE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the certificate (PEM).
+    #[arg(long, env = "SHARD_NODE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that signs the certificates of clients and of the other nodes.
+    #[arg(long, env = "SHARD_NODE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Port for TLS connections on the bind address (disabled when absent); point peers' and
+    /// replicas' addresses at it. Needs `--tls-cert`, `--tls-key` and `--tls-ca`.
+    #[arg(long, env = "SHARD_NODE_TLS_PORT")]
+    pub tls_port: Option<u16>,
     /// Whether TLS clients must present a certificate signed by `--tls-ca` (`yes`: mutual TLS,
     /// as links use), or may connect without one and authenticate with a password.
     #[arg(
@@ -279,9 +261,9 @@ pub struct TlsChecks {
         default_value = "yes"
     )]
     pub tls_auth_clients: crate::net::tls::ClientAuth,
-    /// What this node checks of the certificate of a node it links to: signed by `--tls-ca`
-    /// for the dialled host (`name`), or only signed by it (`ca`, for a private CA whose every
-    /// certificate is one of the database's nodes).
+    /// What this process checks of the certificate of a node it connects to: signed by
+    /// `--tls-ca` for the dialled host (`name`), or only signed by it (`ca`, for a private CA
+    /// whose every certificate is one of the database's nodes).
     #[arg(
         long,
         env = "SHARD_NODE_TLS_LINK_VERIFY",
@@ -289,6 +271,63 @@ pub struct TlsChecks {
         default_value = "name"
     )]
     pub tls_link_verify: crate::net::tls::LinkVerify,
+    /// Serve TLS only: no plaintext listener (`--port` is then unused). Needs `--tls-port`.
+    #[arg(long, env = "SHARD_NODE_TLS_ONLY", value_enum, default_value = "no")]
+    pub tls_only: YesNo,
+}
+
+impl TlsArgs {
+    /// Loads the TLS settings (`None` without certificates) and checks that `--tls-port` and
+    /// `--tls-only` have what they need; a sentence on error.
+    pub fn load(&self) -> anyhow::Result<Option<std::sync::Arc<crate::net::tls::ReloadableTls>>> {
+        let tls = crate::net::tls::TlsOptions::from_args(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_ca.as_deref(),
+            self.tls_auth_clients,
+            self.tls_link_verify,
+        )?
+        .map(crate::net::tls::ReloadableTls::load)
+        .transpose()?;
+        if self.tls_port.is_some() && tls.is_none() {
+            anyhow::bail!("--tls-port needs --tls-cert, --tls-key and --tls-ca");
+        }
+        if self.tls_only == YesNo::Yes && self.tls_port.is_none() {
+            anyhow::bail!("--tls-only yes needs --tls-port");
+        }
+        Ok(tls)
+    }
+
+    /// The plaintext listener (none with `--tls-only yes`) and the TLS listener (with
+    /// `--tls-port`), bound on `bind`.
+    pub async fn listeners(
+        &self,
+        bind: &str,
+        port: u16,
+    ) -> anyhow::Result<(
+        Option<tokio::net::TcpListener>,
+        Option<tokio::net::TcpListener>,
+    )> {
+        use anyhow::Context as _;
+        let plain = if self.tls_only == YesNo::Yes {
+            None
+        } else {
+            Some(
+                tokio::net::TcpListener::bind((bind, port))
+                    .await
+                    .with_context(|| format!("cannot listen on {bind}:{port}"))?,
+            )
+        };
+        let tls = match self.tls_port {
+            Some(p) => Some(
+                tokio::net::TcpListener::bind((bind, p))
+                    .await
+                    .with_context(|| format!("cannot listen for TLS on {bind}:{p}"))?,
+            ),
+            None => None,
+        };
+        Ok((plain, tls))
+    }
 }
 
 /// Users of a server or proxy (see `crate::acl`).

@@ -87,21 +87,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         shard_node::commands::replication::parse_peer_addr(addr)
             .map_err(|e| anyhow::anyhow!("--peer: {e}"))?;
     }
-    let tls = net::tls::TlsOptions::from_args(
-        args.tls_cert.as_deref(),
-        args.tls_key.as_deref(),
-        args.tls_ca.as_deref(),
-        args.tls_checks.tls_auth_clients,
-        args.tls_checks.tls_link_verify,
-    )?
-    .map(net::tls::ReloadableTls::load)
-    .transpose()?;
-    if args.tls_port.is_some() && tls.is_none() {
-        anyhow::bail!("--tls-port needs --tls-cert, --tls-key and --tls-ca");
-    }
-    if args.tls_only == YesNo::Yes && args.tls_port.is_none() {
-        anyhow::bail!("--tls-only yes needs --tls-port");
-    }
+    let tls = args.tls.load()?;
     runtime(args.io_threads)?.block_on(serve(args, tls))
 }
 
@@ -149,23 +135,7 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
         ),
         _ => None,
     };
-    let listener = if args.tls_only == YesNo::Yes {
-        None
-    } else {
-        Some(
-            tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
-                .await
-                .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?,
-        )
-    };
-    let tls_listener = match args.tls_port {
-        Some(port) => Some(
-            tokio::net::TcpListener::bind((args.bind.as_str(), port))
-                .await
-                .with_context(|| format!("cannot listen for TLS on {}:{port}", args.bind))?,
-        ),
-        None => None,
-    };
+    let (listener, tls_listener) = args.tls.listeners(&args.bind, args.port).await?;
     // The address the node is known by: its plaintext port, or its TLS port when TLS only.
     let local = match (&listener, &tls_listener) {
         (Some(l), _) | (None, Some(l)) => l.local_addr()?,

@@ -441,21 +441,10 @@ pub async fn run(
         max_pending: args.max_pending as usize,
         maxclients: args.maxclients as usize,
     };
-    let tls = crate::net::tls::TlsOptions::from_args(
-        args.tls_cert.as_deref(),
-        args.tls_key.as_deref(),
-        args.tls_ca.as_deref(),
-        args.tls_checks.tls_auth_clients,
-        args.tls_checks.tls_link_verify,
-    )?
-    .map(crate::net::tls::ReloadableTls::load)
-    .transpose()?;
+    let tls = args.tls.load()?;
     let yes = |v: crate::config::YesNo| v == crate::config::YesNo::Yes;
-    if tls.is_none() && (args.tls_port.is_some() || yes(args.tls_backends)) {
-        anyhow::bail!("--tls-port and --tls-backends need --tls-cert, --tls-key and --tls-ca");
-    }
-    if yes(args.tls_only) && args.tls_port.is_none() {
-        anyhow::bail!("--tls-only yes needs --tls-port");
+    if tls.is_none() && yes(args.tls_backends) {
+        anyhow::bail!("--tls-backends needs --tls-cert, --tls-key and --tls-ca");
     }
     let core = Core::new(
         settings,
@@ -465,23 +454,7 @@ pub async fn run(
         tls,
         yes(args.tls_backends),
     );
-    let listener = if yes(args.tls_only) {
-        None
-    } else {
-        Some(
-            tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
-                .await
-                .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?,
-        )
-    };
-    let tls_listener = match args.tls_port {
-        Some(port) => Some(
-            tokio::net::TcpListener::bind((args.bind.as_str(), port))
-                .await
-                .with_context(|| format!("cannot listen for TLS on {}:{port}", args.bind))?,
-        ),
-        None => None,
-    };
+    let (listener, tls_listener) = args.tls.listeners(&args.bind, args.port).await?;
     if let Some(tls) = &core.tls {
         tokio::spawn(tls.clone().watch(core.shutdown.subscribe()));
     }
