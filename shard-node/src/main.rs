@@ -197,6 +197,7 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
     let (offsets, _) = tokio::sync::watch::channel(0u64);
     let (acks, _) = tokio::sync::watch::channel(0u64);
     let (pauses, _) = tokio::sync::watch::channel(0u64);
+    let (blocked_wake, _) = tokio::sync::watch::channel(0u64);
     let shared = Arc::new(Shared {
         state: parking_lot::Mutex::new(State { db, store }),
         next_client_id: AtomicU64::new(1),
@@ -209,6 +210,7 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
         offsets,
         acks,
         pauses,
+        blocked_wake,
         tls,
     });
     net::start_links(&shared, &mut shared.state.lock());

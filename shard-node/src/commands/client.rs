@@ -1,5 +1,5 @@
 //! CLIENT and its subcommands: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, PAUSE, UNPAUSE,
-//! NO-EVICT, NO-TOUCH, HELP; plus the client-name checks HELLO SETNAME shares.
+//! UNBLOCK, NO-EVICT, NO-TOUCH, HELP; plus the client-name checks HELLO SETNAME shares.
 //!
 //! Contract: replies match Redis 7.0. CLIENT PAUSE and CLIENT UNPAUSE only set
 //! `db.client_pause` and `db.pause_changed`; the server layer holds and wakes the connections.
@@ -107,6 +107,20 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.db.pause_changed = true;
             ctx.out.simple("OK");
         }
+        "unblock" if args.len() == 3 || args.len() == 4 => {
+            let id = int_arg(&args[2])?;
+            let how = match args.get(3).map(|m| lower(m)).as_deref() {
+                None | Some("timeout") => super::blocking::Unblock::Timeout,
+                Some("error") => super::blocking::Unblock::Error,
+                Some(_) => {
+                    return Err(Cow::Borrowed(
+                        "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+                    ))
+                }
+            };
+            let done = u64::try_from(id).is_ok_and(|id| ctx.db.blocked.unblock(id, how));
+            ctx.out.int(i64::from(done));
+        }
         "no-evict" | "no-touch" if args.len() == 3 => ctx.out.simple("OK"),
         "help" => {
             let lines = [
@@ -125,6 +139,8 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 "    Suspend clients' commands (only writes with WRITE) for <timeout> milliseconds.",
                 "UNPAUSE",
                 "    Resume the commands of paused clients.",
+                "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+                "    Unblock the specified blocked client.",
                 "HELP",
                 "    Print this help.",
             ];
@@ -134,7 +150,7 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             }
         }
         "id" | "setname" | "getname" | "info" | "setinfo" | "no-evict" | "no-touch" | "pause"
-        | "unpause" => return Err(wrong()),
+        | "unpause" | "unblock" => return Err(wrong()),
         _ => {
             return Err(Cow::Owned(format!(
                 "ERR unknown subcommand '{}'. Try CLIENT HELP.",

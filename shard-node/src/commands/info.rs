@@ -64,7 +64,7 @@ pub fn info_text(db: &Db, sections: &[String], now_ms: u64) -> String {
         );
     }
     if want("clients") {
-        let blocked = 0;
+        let blocked = db.blocked.len();
         section(
             "Clients",
             format!(

@@ -32,6 +32,12 @@ fn flag_names(c: &Command) -> Vec<&'static str> {
     if f.pubsub {
         out.push("pubsub");
     }
+    if f.noscript {
+        out.push("noscript");
+    }
+    if f.blocking {
+        out.push("blocking");
+    }
     if f.loading {
         out.push("loading");
     }

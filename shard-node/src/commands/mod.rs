@@ -14,6 +14,7 @@
 //! - Replies and error texts are Redis 7.0's, byte for byte.
 
 pub mod acl;
+pub mod blocking;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -63,6 +64,8 @@ pub struct Flags {
     pub admin: bool,
     pub pubsub: bool,
     pub noscript: bool,
+    /// May block the client (BLPOP…).
+    pub blocking: bool,
     pub loading: bool,
     pub stale: bool,
     pub fast: bool,
@@ -87,7 +90,7 @@ pub struct Command {
 }
 
 /// Commands whose keys follow a count (`LMPOP numkeys key...`), with the count's position.
-const NUMKEYS_COMMANDS: [(&str, usize); 2] = [("lmpop", 1), ("sintercard", 1)];
+const NUMKEYS_COMMANDS: [(&str, usize); 3] = [("lmpop", 1), ("sintercard", 1), ("blmpop", 2)];
 
 impl Command {
     /// Positions of every key argument of `args`, including the keys that follow a count
@@ -239,6 +242,8 @@ pub struct Db {
     pub acl: crate::acl::Acl,
     /// The file `ACL LOAD` reads (`--aclfile`).
     pub acl_file: Option<std::path::PathBuf>,
+    /// Clients waiting in blocking commands.
+    pub blocked: blocking::Blocked,
 }
 
 impl Db {
@@ -279,6 +284,7 @@ impl Db {
             topology: None,
             acl: crate::acl::Acl::default(),
             acl_file: None,
+            blocked: blocking::Blocked::default(),
             repl: crate::repl::ReplState::new(ks.clock().clone()),
             ks,
         }
@@ -349,6 +355,8 @@ pub struct ClientState {
     pub link_hello: Option<(String, String)>,
     /// Set by WAIT: the connection waits for replica acknowledgements before replying.
     pub pending_wait: Option<crate::repl::WaitRequest>,
+    /// Set by a blocking command that found nothing to serve: the connection waits.
+    pub pending_block: Option<blocking::BlockRequest>,
     /// Set by `REPLCONF listening-port`: the port a replica serves clients on.
     pub listening_port: Option<u16>,
     /// Set by `READONLY`: under a topology, a replica serves this connection's reads.
@@ -379,6 +387,7 @@ impl ClientState {
             link_request: None,
             link_hello: None,
             pending_wait: None,
+            pending_block: None,
             listening_port: None,
             readonly: false,
             shard_wide: false,
@@ -475,6 +484,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(sets::commands());
         all.extend(zsets::commands());
         all.extend(lists::commands());
+        all.extend(blocking::commands());
         all.extend(replication::commands());
         all.extend(cluster::commands());
         all.into_iter().map(|c| (c.name, c)).collect()
@@ -516,6 +526,7 @@ pub fn cmd(
             "admin" => f.admin = true,
             "pubsub" => f.pubsub = true,
             "noscript" => f.noscript = true,
+            "blocking" => f.blocking = true,
             "loading" => f.loading = true,
             "stale" => f.stale = true,
             "fast" => f.fast = true,

@@ -172,6 +172,8 @@ pub fn follow(db: &mut Db, host: String, port: u16) {
     // later effects that refer to removed list elements find them.
     db.ks.set_single_participant(false);
     db.repl.actions.push(ReplAction::FollowPrimary);
+    // Clients blocked in pops stop waiting: a replica serves no writes.
+    db.blocked.wake_pending = true;
 }
 
 /// Turns this node into a primary with a new epoch of its shard's actor.

@@ -395,6 +395,11 @@ impl Keyspace {
         self.batch = Some(None);
     }
 
+    /// True while a batch (a transaction or a script) is open.
+    pub fn in_batch(&self) -> bool {
+        self.batch.is_some()
+    }
+
     /// Closes the batch and queues its effect, if it wrote anything.
     pub fn end_batch(&mut self) {
         if let Some(Some(effect)) = self.batch.take() {

@@ -13,6 +13,11 @@
 //!   [`crate::commands::paused`]) runs the commands before it, sends their replies, and waits
 //!   for the pause to end or be lifted before going on; shutdown ends the wait. The expiry
 //!   sweep also waits, so a paused primary's dataset and offset stay still.
+//! - Blocking commands (BLPOP…, see [`crate::commands::blocking`]): a command that leaves a
+//!   block request is answered only once it is served, times out or is unblocked; commands
+//!   pipelined behind it stay buffered until then, and a client that goes away leaves the
+//!   line. The request is run again under the lock after every wake-up that finds it first in
+//!   line for a key holding a value.
 //! - SIGTERM/SIGINT or `SHUTDOWN`: stop accepting, let connections finish the batch in hand,
 //!   flush and fsync the log, exit 0.
 //! - With a TLS listener (`--tls-port`), connections accepted there first complete a TLS
@@ -130,6 +135,9 @@ pub struct Shared {
     pub acks: watch::Sender<u64>,
     /// Bumped by `CLIENT PAUSE` / `CLIENT UNPAUSE`: paused connections look again.
     pub pauses: watch::Sender<u64>,
+    /// Bumped when keys may have become ready (local or received writes) or a blocked client
+    /// left the line or was unblocked: clients in blocking commands look again.
+    pub blocked_wake: watch::Sender<u64>,
     /// TLS (`--tls-cert/--tls-key/--tls-ca`), reloaded when its files change: outgoing links
     /// use it, and so does the TLS listener.
     pub tls: Option<Arc<tls::ReloadableTls>>,
@@ -415,6 +423,24 @@ async fn handle_connection<S>(
                             let mut w = ReplyWriter::new(&mut output, client.proto);
                             w.int(count as i64);
                         }
+                        Processed::Block(request) => {
+                            if !output.is_empty() {
+                                if socket.write_all(&output).await.is_err() {
+                                    break 'conn;
+                                }
+                                output.clear();
+                            }
+                            let ended = wait_blocked(
+                                &shared,
+                                &mut client,
+                                request,
+                                BlockIo { socket: &mut socket, input: &mut input, output: &mut output, shutdown: &mut shutdown_rx },
+                            )
+                            .await;
+                            if ended == BlockEnd::Gone {
+                                break 'conn;
+                            }
+                        }
                         Processed::Paused => {
                             if !output.is_empty() {
                                 if socket.write_all(&output).await.is_err() {
@@ -473,6 +499,8 @@ enum Processed {
     Link(crate::repl::serve::LinkRequest),
     /// A WAIT must be completed before anything else is answered.
     Wait(crate::repl::WaitRequest),
+    /// A blocking command waits for one of its keys before anything else is answered.
+    Block(crate::commands::blocking::BlockRequest),
     /// The next command waits for a `CLIENT PAUSE` to end (it stays buffered).
     Paused,
     /// Send the output, then close (QUIT, protocol error).
@@ -538,6 +566,10 @@ fn process_input(
                 special = Some(Processed::Wait(wait));
                 break;
             }
+            if let Some(request) = client.pending_block.take() {
+                special = Some(Processed::Block(request));
+                break;
+            }
         }
         commands.drain(..done);
         if close {
@@ -558,12 +590,16 @@ fn process_input(
             let _ = shared.shutdown.send(true);
         }
         let pause_changed = std::mem::take(&mut state.db.pause_changed);
+        let wake_blocked = std::mem::take(&mut state.db.blocked.wake_pending);
         drop(state);
         if pause_changed {
             shared.pauses.send_modify(|n| *n += 1);
         }
         if had_effects {
             shared.offsets.send_modify(|n| *n += 1);
+        }
+        if had_effects || wake_blocked {
+            shared.blocked_wake.send_modify(|n| *n += 1);
         }
     }
     if let Some(special) = special {
@@ -578,6 +614,125 @@ fn process_input(
         Processed::CloseAfterWrite
     } else {
         Processed::Continue { more }
+    }
+}
+
+/// What a blocked connection works with while it waits.
+struct BlockIo<'a, S> {
+    socket: &'a mut S,
+    /// Bytes the client sends meanwhile stay here, unparsed.
+    input: &'a mut BytesMut,
+    /// Receives the blocked command's final reply.
+    output: &'a mut BytesMut,
+    shutdown: &'a mut watch::Receiver<bool>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum BlockEnd {
+    /// The reply is in the output.
+    Answered,
+    /// The client went away, or the server is stopping.
+    Gone,
+}
+
+/// Waits in line for a blocking command until it is served, times out, is unblocked or its
+/// client leaves; see the module contract.
+async fn wait_blocked<S>(
+    shared: &Arc<Shared>,
+    client: &mut ClientState,
+    request: crate::commands::blocking::BlockRequest,
+    io: BlockIo<'_, S>,
+) -> BlockEnd
+where
+    S: AsyncRead + Unpin,
+{
+    use crate::commands::blocking::Unblock;
+    let mut wake = shared.blocked_wake.subscribe();
+    let seq = shared
+        .state
+        .lock()
+        .db
+        .blocked
+        .register(client.id, request.keys.clone());
+    let leave = |shared: &Shared| {
+        shared.state.lock().db.blocked.unregister(seq);
+        shared.blocked_wake.send_modify(|n| *n += 1);
+    };
+    loop {
+        wake.borrow_and_update();
+        {
+            let mut state = shared.state.lock();
+            let now = now_ms();
+            let timed_out = request.deadline_ms.is_some_and(|d| now >= d);
+            let unblocked = state.db.blocked.take_unblock(seq);
+            if !state.db.repl.is_primary() {
+                state.db.blocked.unregister(seq);
+                drop(state);
+                shared.blocked_wake.send_modify(|n| *n += 1);
+                let mut w = ReplyWriter::new(io.output, client.proto);
+                w.error(crate::commands::blocking::ERR_NOT_PRIMARY);
+                return BlockEnd::Answered;
+            }
+            if timed_out || unblocked.is_some() {
+                state.db.blocked.unregister(seq);
+                drop(state);
+                shared.blocked_wake.send_modify(|n| *n += 1);
+                let mut w = ReplyWriter::new(io.output, client.proto);
+                if unblocked == Some(Unblock::Error) {
+                    w.error(crate::commands::blocking::ERR_UNBLOCKED);
+                } else {
+                    w.null_array();
+                }
+                return BlockEnd::Answered;
+            }
+            if state.db.blocked.may_retry(seq, &state.db.ks, now) {
+                dispatch(&mut state.db, client, &request.args, io.output, now);
+                if client.pending_block.take().is_none() {
+                    state.db.blocked.unregister(seq);
+                    if !state.db.repl.actions.is_empty() {
+                        start_links(shared, &mut state);
+                    }
+                    let had_effects = !state.db.ks.outbox.is_empty();
+                    if state.persist_outbox().is_err() {
+                        return BlockEnd::Gone;
+                    }
+                    drop(state);
+                    if had_effects {
+                        shared.offsets.send_modify(|n| *n += 1);
+                    }
+                    shared.blocked_wake.send_modify(|n| *n += 1);
+                    return BlockEnd::Answered;
+                }
+            }
+        }
+        let until = request.deadline_ms.map(|d| {
+            tokio::time::Instant::now() + Duration::from_millis(d.saturating_sub(now_ms()))
+        });
+        let timeout = async {
+            match until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = wake.changed() => {
+                if changed.is_err() {
+                    leave(shared);
+                    return BlockEnd::Gone;
+                }
+            }
+            _ = timeout => {}
+            read = io.socket.read_buf(io.input) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    leave(shared);
+                    return BlockEnd::Gone;
+                }
+            }
+            _ = io.shutdown.changed() => {
+                leave(shared);
+                return BlockEnd::Gone;
+            }
+        }
     }
 }
 

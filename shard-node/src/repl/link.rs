@@ -436,6 +436,7 @@ fn apply_frames(
     };
     drop(state);
     shared.offsets.send_modify(|n| *n += 1);
+    shared.blocked_wake.send_modify(|n| *n += 1);
     Ok(ack)
 }
 

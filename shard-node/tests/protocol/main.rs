@@ -6,6 +6,7 @@ mod common;
 
 mod acl;
 mod bad_input;
+mod blocking;
 mod cluster_mode;
 mod crdt_laws;
 mod differential;

@@ -455,6 +455,36 @@ fn concurrent_spop_may_return_the_same_member_in_both_regions() {
     assert_eq!(b.run(&["SPOP", "s"]), bulk("x"));
 }
 
+#[test]
+fn concurrent_blocking_pops_remove_what_they_observed_and_may_deliver_one_element_twice() {
+    let rule = Rule {
+        regions: 3,
+        setup: &[
+            &["RPUSH", "q", "a", "b", "c"],
+            &["ZADD", "z", "1", "m", "2", "n"],
+        ],
+        concurrent: &[
+            (0, 1, &[&["BLPOP", "q", "0"], &["BZPOPMIN", "z", "0"]]),
+            (1, 1, &[&["BLPOP", "q", "0"], &["BZPOPMIN", "z", "0"]]),
+            (2, 1, &[&["BLMOVE", "q", "d", "RIGHT", "LEFT", "0"]]),
+        ],
+    };
+    play(&rule, |r| {
+        expect(r, &["LRANGE", "q", "0", "-1"], "*1\r\n$1\r\nb\r\n");
+        expect(r, &["LRANGE", "d", "0", "-1"], "*1\r\n$1\r\nc\r\n");
+        expect(r, &["ZRANGE", "z", "0", "-1"], "*1\r\n$1\r\nn\r\n");
+    });
+    let mut a = Region::new(0);
+    let mut b = Region::new(1);
+    a.run(&["RPUSH", "q", "a"]);
+    for e in a.take_effects() {
+        b.receive(&e);
+    }
+    let served = "*2\r\n$1\r\nq\r\n$1\r\na\r\n";
+    assert_eq!(a.run(&["BLPOP", "q", "0"]), served);
+    assert_eq!(b.run(&["BLPOP", "q", "0"]), served);
+}
+
 // ---- Sorted sets ----
 
 #[test]

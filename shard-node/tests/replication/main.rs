@@ -7,6 +7,7 @@ mod common;
 #[path = "../replication_support/mod.rs"]
 mod replication_support;
 
+mod blocking_across_regions;
 mod list_convergence_processes;
 mod replication_basics;
 mod replication_catchup;

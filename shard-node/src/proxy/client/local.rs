@@ -73,6 +73,7 @@ impl Client {
             // Later requests use connections of the other protocol: they wait for the replies
             // of the earlier ones, so order is kept.
             self.backends.clear();
+            self.blocking.clear();
             self.hold_next = true;
         }
         self.proto = proto;

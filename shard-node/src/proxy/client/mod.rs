@@ -23,6 +23,9 @@
 //!   (`REPLICAOF`, `SHUTDOWN`, `AA.*` links, `DEBUG`, `MONITOR`), would change how a shared
 //!   connection behaves (`CLIENT REPLY`, `CLIENT PAUSE`, `CLIENT KILL`…) or set the nodes'
 //!   passwords (`CONFIG SET requirepass`), inside transactions too.
+//! - Blocking commands (`BLPOP`…) outside a transaction go to the shard on a connection of
+//!   the client's own, kept for its next blocking commands; the client's next command waits
+//!   for their reply.
 //! - A command that moves a client's requests to another connection waits for the replies to
 //!   its earlier requests (see `Client::waits_for_earlier`), so a client's requests run in
 //!   the order it sent them.
@@ -183,6 +186,8 @@ struct Client {
     /// is announced.
     local: String,
     backends: Vec<Option<Backend>>,
+    /// Connections of this client's blocking commands, per shard (see `Client::blocking`).
+    blocking: Vec<Option<Backend>>,
     wrote_to: BTreeSet<usize>,
     tx: Option<Transaction>,
     pending: VecDeque<Pending>,
@@ -240,6 +245,7 @@ pub async fn serve(core: Arc<Core>, mut socket: crate::net::stream::Stream, peer
         name: None,
         local,
         backends: Vec::new(),
+        blocking: Vec::new(),
         wrote_to: BTreeSet::new(),
         tx: None,
         pending: VecDeque::new(),
@@ -357,9 +363,10 @@ impl Client {
     }
 
     /// Whether `args` must wait for every earlier reply: it follows a change of connection
-    /// (`EXEC`, `DISCARD`, `UNWATCH`, a protocol switch, `RESET`) or starts one (`MULTI` or
-    /// `WATCH` opening a transaction's connection). Requests of one client then run in the
-    /// order sent even though they travel on different connections.
+    /// (`EXEC`, `DISCARD`, `UNWATCH`, a protocol switch, `RESET`, a blocking command) or
+    /// starts one (`MULTI` or `WATCH` opening a transaction's connection, a blocking command
+    /// outside a transaction). Requests of one client then run in the order sent even though
+    /// they travel on different connections.
     fn waits_for_earlier(&self, args: &[Bytes]) -> bool {
         if self.hold_next {
             return true;
@@ -368,7 +375,9 @@ impl Client {
             .tx
             .as_ref()
             .is_none_or(|t| t.pinned.is_none() && !t.in_multi);
-        opening && (is_any(&args[0], &["multi", "watch"]))
+        opening
+            && (is_any(&args[0], &["multi", "watch"])
+                || lookup(&args[0]).is_some_and(|c| c.flags.blocking))
     }
 
     /// Moves every settled reply at the front of the queue to `out`.
@@ -432,6 +441,27 @@ impl Client {
         let mut buf = BytesMut::new();
         f(&mut ReplyWriter::new(&mut buf, self.proto));
         self.push(Pending::ready(buf.freeze()));
+    }
+
+    /// The connection this client's blocking commands to `shard` wait on: its own, so a
+    /// command that waits holds up no other client's requests.
+    fn blocking_backend(&mut self, shard: usize) -> Backend {
+        if self.blocking.len() <= shard {
+            self.blocking.resize(shard + 1, None);
+        }
+        match &self.blocking[shard] {
+            Some(b) if !b.is_closed() => b.clone(),
+            _ => {
+                let b = Backend::spawn(
+                    self.core.clone(),
+                    shard,
+                    self.proto == Protocol::Resp3,
+                    false,
+                );
+                self.blocking[shard] = Some(b.clone());
+                b
+            }
+        }
     }
 
     fn backend(&mut self, shard: usize) -> Backend {

@@ -124,6 +124,7 @@ impl Client {
                 }
                 self.proto = Protocol::Resp2;
                 self.backends.clear();
+                self.blocking.clear();
                 self.name = None;
                 self.wrote_to.clear();
                 self.user = crate::acl::DEFAULT_USER.to_string();
@@ -212,6 +213,14 @@ impl Client {
         };
         if c.flags.write {
             self.wrote_to.insert(shard);
+        }
+        if c.flags.blocking {
+            let b = self.blocking_backend(shard);
+            self.core.metrics.request(shard);
+            let rx = b.send(encode(&args));
+            self.push(Pending::parts(vec![Part::new(rx)], Merge::Pass));
+            self.hold_next = true;
+            return;
         }
         self.forward(shard, &args);
     }
