@@ -11,9 +11,10 @@
 //!   command again each time keys may have become ready (after local writes, and after effects
 //!   received from a primary or a peer region) until it is served, its timeout passes (the
 //!   null reply of the command), `CLIENT UNBLOCK` ends it, or the client goes away.
-//! - Clients blocked on one key are served in the order they blocked: a client runs its
-//!   command again only when one of its keys holds a value and no client that blocked earlier
-//!   waits on that key ([`Blocked::may_retry`]).
+//! - Clients blocked on one key in pops are served in the order they blocked: a client runs
+//!   its command again only when one of its keys holds a value and no client that blocked
+//!   earlier in a pop waits on that key ([`Blocked::may_retry`]). Stream reads (XREAD,
+//!   XREADGROUP) take nothing from each other and run again on every change of their keys.
 //! - A node that stops being a primary (`REPLICAOF`, fencing) ends every wait with Redis's
 //!   `UNBLOCKED … instance state changed` error.
 //! - Inside a transaction or a script nothing blocks: an empty key gives the timeout reply at
@@ -67,6 +68,9 @@ pub struct BlockRequest {
     pub keys: Vec<Bytes>,
     /// When it gives up (unix ms); `None`: never.
     pub deadline_ms: Option<u64>,
+    /// Served in the order clients blocked (pops); stream reads are not, since serving one
+    /// reader takes nothing from the others.
+    pub ordered: bool,
 }
 
 /// How `CLIENT UNBLOCK` ends a wait.
@@ -89,6 +93,7 @@ pub const ERR_UNBLOCKED: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
 struct Waiter {
     client: u64,
     keys: Vec<Bytes>,
+    ordered: bool,
     unblock: Option<Unblock>,
 }
 
@@ -104,13 +109,14 @@ pub struct Blocked {
 
 impl Blocked {
     /// Adds a waiter; returns its place in line.
-    pub fn register(&mut self, client: u64, keys: Vec<Bytes>) -> u64 {
+    pub fn register(&mut self, client: u64, keys: Vec<Bytes>, ordered: bool) -> u64 {
         self.next_seq += 1;
         self.waiters.insert(
             self.next_seq,
             Waiter {
                 client,
                 keys,
+                ordered,
                 unblock: None,
             },
         );
@@ -154,18 +160,19 @@ impl Blocked {
         self.waiters.get_mut(&seq).and_then(|w| w.unblock.take())
     }
 
-    /// Whether waiter `seq` should run its command again: one of its keys holds a value and no
-    /// earlier waiter waits on that key.
+    /// Whether waiter `seq` should run its command again: one of its keys holds a value and,
+    /// for an ordered waiter, no earlier ordered waiter waits on that key.
     pub fn may_retry(&self, seq: u64, ks: &crate::crdt::Keyspace, now_ms: u64) -> bool {
         let Some(me) = self.waiters.get(&seq) else {
             return false;
         };
         me.keys.iter().any(|key| {
             ks.get(key, now_ms).is_some()
-                && !self
-                    .waiters
-                    .range(..seq)
-                    .any(|(_, earlier)| earlier.keys.contains(key))
+                && !(me.ordered
+                    && self
+                        .waiters
+                        .range(..seq)
+                        .any(|(_, earlier)| earlier.ordered && earlier.keys.contains(key)))
         })
     }
 }
@@ -207,7 +214,24 @@ pub fn block(
         args: args.to_vec(),
         keys,
         deadline_ms,
+        ordered: true,
     });
+    Ok(())
+}
+
+/// Like [`block`] for a command that takes nothing from other waiters (a stream read): it
+/// runs again whenever one of its keys changes, whoever blocked first.
+pub fn block_unordered(
+    ctx: &mut Ctx<'_>,
+    args: &[Bytes],
+    keys: Vec<Bytes>,
+    deadline_ms: Option<u64>,
+    nothing_ready: NothingReady,
+) -> CmdResult {
+    block(ctx, args, keys, deadline_ms, nothing_ready)?;
+    if let Some(request) = ctx.client.pending_block.as_mut() {
+        request.ordered = false;
+    }
     Ok(())
 }
 

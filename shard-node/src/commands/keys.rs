@@ -6,6 +6,7 @@
 //! exists for the whole scan is returned exactly once, and the cursor stays valid across writes.
 
 use super::*;
+use crate::crdt::types::GroupChange;
 use crate::crdt::{Blob, ElemId, Value};
 
 pub fn commands() -> Vec<Command> {
@@ -501,6 +502,59 @@ pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
                     },
                 ));
                 after = Some(id);
+            }
+        }
+        Value::Stream(x) => {
+            ops.push(op(
+                key,
+                OpKind::StreamTouch {
+                    slot,
+                    last_id: x.last_id,
+                    max_deleted: Some(x.max_deleted),
+                },
+            ));
+            for (id, e) in &x.entries {
+                ops.push(op(
+                    key,
+                    OpKind::StreamAdd {
+                        slot,
+                        id: *id,
+                        fields: e.fields.iter().map(|f| b(f)).collect(),
+                    },
+                ));
+            }
+            let region = ctx.db.participant.clone();
+            for (name, g) in &x.groups {
+                let group = name.clone();
+                let mut change = |change| {
+                    ops.push(op(
+                        key,
+                        OpKind::StreamGroup {
+                            region: region.clone(),
+                            change,
+                        },
+                    ))
+                };
+                change(GroupChange::Create {
+                    group: group.clone(),
+                    last_delivered: g.last_delivered,
+                    entries_read: g.entries_read,
+                });
+                for (consumer, c) in &g.consumers {
+                    change(GroupChange::SeeConsumer {
+                        group: group.clone(),
+                        consumer: consumer.clone(),
+                        now_ms: c.seen_ms,
+                    });
+                }
+                for (id, p) in &g.pending {
+                    change(GroupChange::SetPending {
+                        group: group.clone(),
+                        consumer: p.consumer.clone(),
+                        delivered_ms: p.delivered_ms,
+                        entries: vec![(*id, p.deliveries)],
+                    });
+                }
             }
         }
     }

@@ -29,6 +29,7 @@ pub mod persistence;
 pub mod pubsub;
 pub mod replication;
 pub mod sets;
+pub mod streams;
 pub mod strings;
 pub mod testing;
 pub mod transactions;
@@ -94,8 +95,17 @@ const NUMKEYS_COMMANDS: [(&str, usize); 3] = [("lmpop", 1), ("sintercard", 1), (
 
 impl Command {
     /// Positions of every key argument of `args`, including the keys that follow a count
-    /// (`LMPOP`, `SINTERCARD`); an unreadable count yields none (the handler refuses it).
+    /// (`LMPOP`, `SINTERCARD`), those after `STREAMS` and those of container commands'
+    /// subcommands (`XGROUP`, `XINFO`); an unreadable count yields none (the handler refuses
+    /// it).
     pub fn keys_in(&self, args: &[Bytes]) -> Vec<usize> {
+        if matches!(self.name, "xread" | "xreadgroup") {
+            return streams::stream_keys(args);
+        }
+        if matches!(self.name, "xgroup" | "xinfo") {
+            // The subcommands name the key after themselves (HELP has none).
+            return if args.len() > 2 { vec![2] } else { Vec::new() };
+        }
         if let Some((_, at)) = NUMKEYS_COMMANDS.iter().find(|(n, _)| *n == self.name) {
             let count = args
                 .get(*at)
@@ -320,14 +330,15 @@ pub fn paused(db: &Db, client: &ClientState, args: &[Bytes], now_ms: u64) -> boo
     if !pause.writes_only {
         return true;
     }
-    let changes = |c: &Command| c.flags.write || matches!(c.name, "publish" | "spublish");
+    let changes =
+        |c: &Command, a: &[Bytes]| writes(c, a) || matches!(c.name, "publish" | "spublish");
     match (&client.multi, command.name) {
         (Some(queued), "exec") => queued
             .iter()
-            .filter_map(|q| q.first().and_then(|name| lookup(name)))
-            .any(changes),
+            .filter_map(|q| q.first().and_then(|name| lookup(name)).map(|c| (c, q)))
+            .any(|(c, q)| changes(c, q)),
         (Some(_), _) => false,
-        (None, _) => changes(command),
+        (None, _) => changes(command, args),
     }
 }
 
@@ -485,6 +496,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(zsets::commands());
         all.extend(lists::commands());
         all.extend(blocking::commands());
+        all.extend(streams::commands());
         all.extend(replication::commands());
         all.extend(cluster::commands());
         all.into_iter().map(|c| (c.name, c)).collect()
@@ -648,7 +660,7 @@ pub fn dispatch(
         reply_error(db, &mut w, &e);
         return;
     }
-    if let Err(e) = admission(db, command, now_ms) {
+    if let Err(e) = admission(db, command, args, now_ms) {
         flag_multi(client);
         reply_error(db, &mut w, &e);
         return;
@@ -663,25 +675,33 @@ pub fn dispatch(
     run(db, client, command, args, w, now_ms);
 }
 
+/// Whether `args` changes the dataset: a write command, or a writing subcommand of a container
+/// command whose own flags are empty, as in Redis (`XGROUP CREATE`…).
+pub fn writes(command: &Command, args: &[Bytes]) -> bool {
+    command.flags.write
+        || (command.name == "xgroup" && args.get(1).is_some_and(|sub| !is(sub, "help")))
+}
+
 /// Checks that depend on server state: memory limit and persistence health for writes.
-fn admission(db: &Db, command: &Command, now_ms: u64) -> Result<(), CmdError> {
+fn admission(db: &Db, command: &Command, args: &[Bytes], now_ms: u64) -> Result<(), CmdError> {
+    let write = writes(command, args);
     if command.flags.denyoom && db.settings.maxmemory > 0 && db.used_memory > db.settings.maxmemory
     {
         return Err(Cow::Borrowed(
             "OOM command not allowed when used memory > 'maxmemory'.",
         ));
     }
-    if command.flags.write && !db.repl.is_primary() {
+    if write && !db.repl.is_primary() {
         return Err(Cow::Borrowed(
             "READONLY You can't write against a read only replica.",
         ));
     }
-    if command.flags.write && now_ms < db.repl.write_hold_until_ms {
+    if write && now_ms < db.repl.write_hold_until_ms {
         return Err(Cow::Borrowed(
             "READONLY this node restarted and does not take writes until it is told its role",
         ));
     }
-    if command.flags.write {
+    if write {
         if let Some(reason) = &db.persistence_error {
             return Err(Cow::Owned(format!(
                 "MISCONF Errors writing to the AOF file: {reason}"

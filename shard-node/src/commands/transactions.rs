@@ -59,7 +59,7 @@ fn exec(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
             ctx.out.error("ERR unknown command");
             continue;
         };
-        if let Err(e) = admission(ctx.db, command, ctx.now_ms) {
+        if let Err(e) = admission(ctx.db, command, args, ctx.now_ms) {
             reply_error(ctx.db, &mut ctx.out, &e);
             continue;
         }

@@ -113,6 +113,31 @@ pub enum OpKind {
         channel: Bytes,
         payload: Bytes,
     },
+    // Variants are only ever added at the end: the encoding numbers them in order.
+    /// Adds a stream entry under `id` (field, value, field, value…).
+    StreamAdd {
+        slot: Stamp,
+        id: super::types::StreamId,
+        fields: Vec<Bytes>,
+    },
+    /// Makes a stream exist without an entry (`XGROUP CREATE … MKSTREAM`), and raises its last
+    /// ID and largest deleted ID (`XSETID`).
+    StreamTouch {
+        slot: Stamp,
+        last_id: super::types::StreamId,
+        max_deleted: Option<super::types::StreamId>,
+    },
+    /// Removes the observed entries with these IDs (`XDEL`; trimming when `trim`, which
+    /// leaves the largest deleted ID as it is, as in Redis).
+    StreamDel {
+        ids: Vec<super::types::StreamId>,
+        trim: bool,
+    },
+    /// A consumer-group change, applied only by the nodes of `region`.
+    StreamGroup {
+        region: String,
+        change: super::types::GroupChange,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

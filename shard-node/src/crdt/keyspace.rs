@@ -129,6 +129,8 @@ pub enum Visible {
     Set(BTreeSet<Vec<u8>>),
     ZSet(Vec<(Vec<u8>, String)>),
     List(Vec<Vec<u8>>),
+    /// Entries as (ID, fields); consumer groups are region-local and not part of it.
+    Stream(Vec<(String, Vec<Vec<u8>>)>),
 }
 
 /// Header of a snapshot: the node's identity and clocks.
@@ -448,6 +450,8 @@ impl Keyspace {
                 | OpKind::ZAdd { slot, .. }
                 | OpKind::ZAddDelta { slot, .. }
                 | OpKind::ListInsert { slot, .. }
+                | OpKind::StreamAdd { slot, .. }
+                | OpKind::StreamTouch { slot, .. }
                     if *slot == NEW_SLOT =>
                 {
                     *slot = stamp;
@@ -512,6 +516,12 @@ impl Keyspace {
                 self.touch_key(&key, |e| e.remove_observed(observed, effect.dot));
             }
             return;
+        }
+        if let OpKind::StreamGroup { region, .. } = &op.kind {
+            if *region != self.actor.participant {
+                // Another region's consumer group.
+                return;
+            }
         }
         let stamp = effect.stamp();
         let dot = effect.dot;
@@ -614,6 +624,36 @@ impl Keyspace {
                 for v in entry.slots_of(Kind::List) {
                     if let Value::List(l) = v {
                         l.set(*id, Blob::from(&value[..]), stamp);
+                    }
+                }
+            }
+            OpKind::StreamAdd { slot, id, fields } => {
+                if let Value::Stream(x) = entry.slot_mut(Kind::Stream, *slot, dot, observed) {
+                    let fields = fields.iter().map(|f| Blob::from(&f[..])).collect();
+                    x.add(dot, stamp, *id, fields);
+                }
+            }
+            OpKind::StreamTouch {
+                slot,
+                last_id,
+                max_deleted,
+            } => {
+                if let Value::Stream(x) = entry.slot_mut(Kind::Stream, *slot, dot, observed) {
+                    x.touch(dot);
+                    x.raise_ids(*last_id, *max_deleted);
+                }
+            }
+            OpKind::StreamDel { ids, trim } => {
+                for v in entry.slots_of(Kind::Stream) {
+                    if let Value::Stream(x) = v {
+                        x.remove(observed, ids, !*trim);
+                    }
+                }
+            }
+            OpKind::StreamGroup { change, .. } => {
+                for v in entry.slots_of(Kind::Stream) {
+                    if let Value::Stream(x) = v {
+                        x.apply_group(dot, change);
                     }
                 }
             }
@@ -743,7 +783,11 @@ impl Keyspace {
                         }
                         // Increments are never merged: a state merge with a peer that merged
                         // them differently would lose some.
-                        Value::Str(_) | Value::Hash(_) | Value::ZSet(_) | Value::Set(_) => {}
+                        Value::Str(_)
+                        | Value::Hash(_)
+                        | Value::ZSet(_)
+                        | Value::Set(_)
+                        | Value::Stream(_) => {}
                     }
                 }
                 entry.slots.retain(|s| !s.value.is_dead());
@@ -904,5 +948,11 @@ pub fn visible_of(value: &Value) -> Visible {
                 .collect(),
         ),
         Value::List(l) => Visible::List(l.iter_visible().map(|e| e.value.to_vec()).collect()),
+        Value::Stream(x) => Visible::Stream(
+            x.entries
+                .iter()
+                .map(|(id, e)| (id.render(), e.fields.iter().map(|f| f.to_vec()).collect()))
+                .collect(),
+        ),
     }
 }

@@ -653,7 +653,7 @@ where
         .lock()
         .db
         .blocked
-        .register(client.id, request.keys.clone());
+        .register(client.id, request.keys.clone(), request.ordered);
     let leave = |shared: &Shared| {
         shared.state.lock().db.blocked.unregister(seq);
         shared.blocked_wake.send_modify(|n| *n += 1);

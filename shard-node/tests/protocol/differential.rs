@@ -102,6 +102,7 @@ script_tests!(
     wrongtype,
     acl,
     blocking,
+    streams,
 );
 
 macro_rules! proxy_script_tests {
@@ -121,7 +122,7 @@ macro_rules! proxy_script_tests {
 }
 
 proxy_script_tests!(
-    strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl, blocking
+    strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl, blocking, streams
 );
 
 /// Scripts not run through the proxy, and why (INTENDED_DIFFERENCES.md, Through the proxy).

@@ -12,18 +12,21 @@
 //! - [`hash`]: an observed-remove map of fields to registers;
 //! - [`set`]: an observed-remove set, adds win;
 //! - [`zset`]: observed-remove membership with register scores, plus an order index;
-//! - [`list`]: a replicated growable array (RGA).
+//! - [`list`]: a replicated growable array (RGA);
+//! - [`stream`]: entries by ID, plus the consumer groups of this node's region.
 
 pub mod hash;
 pub mod list;
 pub mod register;
 pub mod set;
+pub mod stream;
 pub mod zset;
 
 pub use hash::HashValue;
 pub use list::{CollectedOrigin, Elem, ListValue, Origin};
 pub use register::{parse_num, Counted, Num};
 pub use set::SetValue;
+pub use stream::{GroupChange, StreamId, StreamValue};
 pub use zset::{Score, ZSetValue};
 
 use crate::crdt::clock::{Dot, VectorClock};
@@ -80,6 +83,7 @@ pub enum Kind {
     Set,
     ZSet,
     List,
+    Stream,
 }
 
 impl Kind {
@@ -90,6 +94,7 @@ impl Kind {
             Kind::Set => "set",
             Kind::ZSet => "zset",
             Kind::List => "list",
+            Kind::Stream => "stream",
         }
     }
 }
@@ -102,6 +107,7 @@ pub enum Value {
     Set(Box<SetValue>),
     ZSet(Box<ZSetValue>),
     List(Box<ListValue>),
+    Stream(Box<StreamValue>),
 }
 
 impl Value {
@@ -112,6 +118,7 @@ impl Value {
             Kind::Set => Value::Set(Box::default()),
             Kind::ZSet => Value::ZSet(Box::default()),
             Kind::List => Value::List(Box::default()),
+            Kind::Stream => Value::Stream(Box::default()),
         }
     }
 
@@ -122,6 +129,7 @@ impl Value {
             Value::Set(_) => Kind::Set,
             Value::ZSet(_) => Kind::ZSet,
             Value::List(_) => Kind::List,
+            Value::Stream(_) => Kind::Stream,
         }
     }
 
@@ -133,6 +141,7 @@ impl Value {
             Value::Set(s) => s.members.is_empty(),
             Value::ZSet(z) => z.members.is_empty(),
             Value::List(l) => l.visible == 0,
+            Value::Stream(x) => !x.exists(),
         }
     }
 
@@ -152,6 +161,7 @@ impl Value {
             Value::Set(s) => s.remove_observed(observed),
             Value::ZSet(z) => z.remove_observed(observed),
             Value::List(l) => l.remove_observed(observed, by),
+            Value::Stream(x) => x.remove_observed(observed),
         }
     }
 
@@ -163,6 +173,7 @@ impl Value {
             (Value::Set(a), Value::Set(b)) => a.join(mine_ctx, b, their_ctx),
             (Value::ZSet(a), Value::ZSet(b)) => a.join(mine_ctx, b, their_ctx),
             (Value::List(a), Value::List(b)) => a.join(mine_ctx, b, their_ctx),
+            (Value::Stream(a), Value::Stream(b)) => a.join(mine_ctx, b, their_ctx),
             _ => {}
         }
     }
