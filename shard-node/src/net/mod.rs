@@ -648,12 +648,13 @@ where
 {
     use crate::commands::blocking::Unblock;
     let mut wake = shared.blocked_wake.subscribe();
-    let seq = shared
-        .state
-        .lock()
-        .db
-        .blocked
-        .register(client.id, request.keys.clone(), request.ordered);
+    let seq =
+        shared
+            .state
+            .lock()
+            .db
+            .blocked
+            .register(client.id, request.keys.clone(), request.ordered);
     let leave = |shared: &Shared| {
         shared.state.lock().db.blocked.unregister(seq);
         shared.blocked_wake.send_modify(|n| *n += 1);

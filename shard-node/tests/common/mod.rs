@@ -71,6 +71,43 @@ pub fn have_command(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A Python virtual environment named `name` under the test target directory with
+/// `requirements` (pinned `package==version` lines) installed from PyPI, made once and shared
+/// by every test that asks for the same name (a lock file keeps two tests from building it at
+/// once); returns its `python`.
+pub fn python_env(name: &str, requirements: &[&str]) -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let venv = root.join(name);
+    let python = venv.join("bin").join("python");
+    let ready = venv.join("ready");
+    let lock = File::create(root.join(format!("{name}.lock"))).expect("create the venv lock");
+    lock.lock().expect("lock the venv");
+    if !ready.exists() {
+        let _ = fs::remove_dir_all(&venv);
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("run python3 -m venv");
+        assert!(
+            made.success(),
+            "python3 -m venv failed (Debian: apt install python3-venv)"
+        );
+        let pip = Command::new(&python)
+            .args(["-m", "pip", "install", "-q"])
+            .args(requirements)
+            .output()
+            .expect("run pip");
+        assert!(
+            pip.status.success(),
+            "pip install {requirements:?}: {}",
+            String::from_utf8_lossy(&pip.stderr)
+        );
+        fs::write(&ready, b"").expect("mark the environment ready");
+    }
+    python
+}
+
 /// Panics with a message that says how to install a missing tool.
 pub fn require_command(name: &str, package: &str) {
     assert!(

@@ -230,27 +230,7 @@ fn redis_benchmark_runs_in_cluster_mode() {
 
 /// redis-py, installed once into a virtual environment under the target directory.
 fn redis_py() -> std::path::PathBuf {
-    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("redis-py-8.2.0");
-    let python = venv.join("bin").join("python");
-    let ready = venv.join("ready");
-    if !ready.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("run python3 -m venv");
-        assert!(
-            made.success(),
-            "python3 -m venv failed (Debian: apt install python3-venv)"
-        );
-        let pip = Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "redis==8.2.0"])
-            .output()
-            .expect("run pip");
-        assert!(pip.status.success(), "pip install redis==8.2.0: {pip:?}");
-        std::fs::write(&ready, b"").expect("mark the environment ready");
-    }
-    python
+    common::python_env("redis-py-8.2.0", &["redis==8.2.0"])
 }
 
 #[test]

@@ -122,7 +122,8 @@ macro_rules! proxy_script_tests {
 }
 
 proxy_script_tests!(
-    strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl, blocking, streams
+    strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl, blocking,
+    streams
 );
 
 /// Scripts not run through the proxy, and why (INTENDED_DIFFERENCES.md, Through the proxy).

@@ -485,6 +485,123 @@ fn concurrent_blocking_pops_remove_what_they_observed_and_may_deliver_one_elemen
     assert_eq!(b.run(&["BLPOP", "q", "0"]), served);
 }
 
+// ---- Streams ----
+
+/// The IDs of the entries of stream `key`, in order.
+fn stream_ids(region: &mut Region, key: &str) -> Vec<String> {
+    region
+        .run(&["XRANGE", key, "-", "+"])
+        .split("\r\n")
+        .filter(|l| {
+            l.split_once('-').is_some_and(|(ms, seq)| {
+                !ms.is_empty()
+                    && !seq.is_empty()
+                    && ms.bytes().chain(seq.bytes()).all(|b| b.is_ascii_digit())
+            })
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn concurrent_xadds_with_automatic_ids_are_all_kept_under_distinct_ids() {
+    let rule = Rule {
+        regions: 3,
+        setup: &[&["XADD", "s", "1-1", "f", "setup"]],
+        concurrent: &[
+            (
+                0,
+                1,
+                &[
+                    &["XADD", "s", "*", "f", "a1"],
+                    &["XADD", "s", "*", "f", "a2"],
+                ],
+            ),
+            (1, 1, &[&["XADD", "s", "*", "f", "b1"]]),
+            (
+                2,
+                1,
+                &[
+                    &["XADD", "s", "*", "f", "c1"],
+                    &["XADD", "s", "MAXLEN", "=", "2", "*", "f", "c2"],
+                ],
+            ),
+        ],
+    };
+    play(&rule, |r| {
+        let ids = stream_ids(r, "s");
+        let mut distinct = ids.clone();
+        distinct.dedup();
+        assert_eq!(ids, distinct, "IDs are unique and ordered: {ids:?}");
+        // C's MAXLEN 2 removed the oldest entry C had (the setup one); entries the other
+        // regions added concurrently survive it, so the stream ends longer than 2.
+        assert_eq!(ids.len(), 5, "{ids:?}");
+        assert!(!ids.contains(&"1-1".to_string()), "{ids:?}");
+        let all = r.run(&["XRANGE", "s", "-", "+"]);
+        for v in ["a1", "a2", "b1", "c1", "c2"] {
+            assert!(all.contains(v), "{v} is missing: {all}");
+        }
+    });
+}
+
+#[test]
+fn xdel_removes_only_what_it_observed_and_one_explicit_id_keeps_the_later_entry() {
+    let rule = Rule {
+        regions: 3,
+        setup: &[&["XADD", "s", "1-1", "f", "old"]],
+        concurrent: &[
+            (0, 1, &[&["XDEL", "s", "1-1"]]),
+            (1, 5, &[&["XADD", "s", "5-0", "f", "from-b"]]),
+            (2, 9, &[&["XADD", "s", "5-0", "f", "from-c-later"]]),
+        ],
+    };
+    play(&rule, |r| {
+        expect(
+            r,
+            &["XRANGE", "s", "-", "+"],
+            "*1\r\n*2\r\n$3\r\n5-0\r\n*2\r\n$1\r\nf\r\n$12\r\nfrom-c-later\r\n",
+        );
+        expect(r, &["XLEN", "s"], ":1\r\n");
+    });
+}
+
+#[test]
+fn a_consumer_group_belongs_to_the_region_that_made_it() {
+    let mut a = Region::new(0);
+    let mut b = Region::new(1);
+    a.run(&["XADD", "s", "1-1", "f", "v"]);
+    a.run(&["XGROUP", "CREATE", "s", "workers", "0"]);
+    assert!(a
+        .run(&["XREADGROUP", "GROUP", "workers", "w1", "STREAMS", "s", ">"])
+        .contains("1-1"));
+    for e in a.take_effects() {
+        b.receive(&e);
+    }
+    // B has the entry, not A's group; its own group of the same name is independent.
+    expect(&mut b, &["XLEN", "s"], ":1\r\n");
+    let missing = b.run(&["XREADGROUP", "GROUP", "workers", "w1", "STREAMS", "s", ">"]);
+    assert!(missing.starts_with("-NOGROUP"), "{missing}");
+    b.run(&["XGROUP", "CREATE", "s", "workers", "0"]);
+    assert!(b
+        .run(&["XREADGROUP", "GROUP", "workers", "w2", "STREAMS", "s", ">"])
+        .contains("1-1"));
+    for e in b.take_effects() {
+        a.receive(&e);
+    }
+    // A's group still has its own consumer and pending entry, untouched by B's.
+    expect(
+        &mut a,
+        &["XPENDING", "s", "workers"],
+        "*4\r\n:1\r\n$3\r\n1-1\r\n$3\r\n1-1\r\n*1\r\n*2\r\n$2\r\nw1\r\n$1\r\n1\r\n",
+    );
+    // Both regions see the same stream.
+    assert_eq!(a.db.db.ks.visible(T0 + 1), b.db.db.ks.visible(T0 + 1));
+    // A DEL that observed the group removes it with the stream.
+    a.run(&["DEL", "s"]);
+    let gone = a.run(&["XPENDING", "s", "workers"]);
+    assert!(gone.starts_with("-NOGROUP"), "{gone}");
+}
+
 // ---- Sorted sets ----
 
 #[test]

@@ -15,3 +15,4 @@ mod replication_convergence;
 mod replication_failover;
 mod replication_semantics;
 mod replication_tls;
+mod streams_across_regions;

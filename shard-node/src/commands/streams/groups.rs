@@ -278,7 +278,7 @@ pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
     };
     let rest = args.len() - streams_at;
-    if rest == 0 || rest % 2 != 0 {
+    if rest == 0 || !rest.is_multiple_of(2) {
         return Err(Cow::Borrowed(
             "ERR Unbalanced 'xreadgroup' list of streams: for each stream key an ID or '>' must be specified.",
         ));
@@ -329,7 +329,7 @@ pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         match want {
             None => {
                 let start = g.last_delivered.next();
-                let served: Vec<(StreamId, Option<Vec<Blob>>)> = match start {
+                let served: Served = match start {
                     Some(start) => x
                         .entries
                         .range(start..)
@@ -501,9 +501,7 @@ pub(super) fn xpending(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                     .pending
                     .range(s..=e)
                     .filter(|(_, p)| consumer.is_none_or(|c| p.consumer[..] == c[..]))
-                    .filter(|(_, p)| {
-                        min_idle.is_none_or(|m| idle(now, p.delivered_ms) as i64 >= m)
-                    })
+                    .filter(|(_, p)| min_idle.is_none_or(|m| idle(now, p.delivered_ms) as i64 >= m))
                     .take(count)
                     .collect(),
                 _ => Vec::new(),
@@ -585,22 +583,23 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             justid = true;
             i += 1;
         } else if is(&args[i], "idle") && more >= 1 {
-            let ms = int_arg(&args[i + 1]).map_err(|_| {
-                Cow::Borrowed("ERR Invalid IDLE option argument for XCLAIM")
-            })?;
+            let ms = int_arg(&args[i + 1])
+                .map_err(|_| Cow::Borrowed("ERR Invalid IDLE option argument for XCLAIM"))?;
             delivered_ms = now.saturating_sub(ms.max(0) as u64);
             i += 2;
         } else if is(&args[i], "time") && more >= 1 {
-            let at = int_arg(&args[i + 1]).map_err(|_| {
-                Cow::Borrowed("ERR Invalid TIME option argument for XCLAIM")
-            })?;
+            let at = int_arg(&args[i + 1])
+                .map_err(|_| Cow::Borrowed("ERR Invalid TIME option argument for XCLAIM"))?;
             delivered_ms = at.max(0) as u64;
             i += 2;
         } else if is(&args[i], "retrycount") && more >= 1 {
-            retry_count = Some(int_arg(&args[i + 1]).map_err(|_| {
-                Cow::Borrowed("ERR Invalid RETRYCOUNT option argument for XCLAIM")
-            })?
-            .max(0) as u64);
+            retry_count = Some(
+                int_arg(&args[i + 1])
+                    .map_err(|_| {
+                        Cow::Borrowed("ERR Invalid RETRYCOUNT option argument for XCLAIM")
+                    })?
+                    .max(0) as u64,
+            );
             i += 2;
         } else if is(&args[i], "lastid") && more >= 1 {
             id_arg(&args[i + 1])?;
@@ -737,7 +736,11 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 if idle(now, p.delivered_ms) < min_idle {
                     continue;
                 }
-                let deliveries = if justid { p.deliveries } else { p.deliveries + 1 };
+                let deliveries = if justid {
+                    p.deliveries
+                } else {
+                    p.deliveries + 1
+                };
                 claimed.push((*id, deliveries));
                 replies.push((*id, (!justid).then(|| e.fields.clone())));
             }

@@ -51,11 +51,7 @@ pub(super) fn xinfo(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             let now = ctx.now_ms;
             ctx.out.array(g.consumers.len());
             for (name, c) in &g.consumers {
-                let pending = g
-                    .pending
-                    .values()
-                    .filter(|p| p.consumer == *name)
-                    .count();
+                let pending = g.pending.values().filter(|p| p.consumer == *name).count();
                 ctx.out.map(3);
                 ctx.out.bulk(b"name");
                 ctx.out.bulk(name);

@@ -57,7 +57,7 @@ pub fn stream_keys(args: &[Bytes]) -> Vec<usize> {
         return Vec::new();
     };
     let rest = args.len() - at - 1;
-    if rest == 0 || rest % 2 != 0 {
+    if rest == 0 || !rest.is_multiple_of(2) {
         return Vec::new();
     }
     (at + 1..at + 1 + rest / 2).collect()
@@ -166,8 +166,16 @@ fn count_arg(arg: &[u8]) -> Result<Option<usize>, CmdError> {
 /// MAXLEN / MINID with its threshold and options.
 #[derive(Clone, Copy, Debug)]
 enum Trim {
-    MaxLen { len: u64, approx: bool, limit: u64 },
-    MinId { id: StreamId, approx: bool, limit: u64 },
+    MaxLen {
+        len: u64,
+        approx: bool,
+        limit: u64,
+    },
+    MinId {
+        id: StreamId,
+        approx: bool,
+        limit: u64,
+    },
 }
 
 /// Entries per block for `~` trimming (Redis's default `stream-node-max-entries`).
@@ -265,7 +273,11 @@ fn trimmed_ids(x: &StreamValue, trim: Trim, extra: Option<StreamId>) -> Vec<Stre
     let len = x.entries.len() as u64 + u64::from(extra.is_some());
     let ids = x.entries.keys().copied().chain(extra);
     match trim {
-        Trim::MaxLen { len: max, approx, limit } => {
+        Trim::MaxLen {
+            len: max,
+            approx,
+            limit,
+        } => {
             let mut over = len.saturating_sub(max);
             if approx && max > 0 {
                 over = over / BLOCK_ENTRIES * BLOCK_ENTRIES;
@@ -315,9 +327,7 @@ fn auto_id(ctx: &Ctx<'_>, last: StreamId, ms: Option<u64>) -> Result<StreamId, C
             None => seq.checked_add(1),
             Some(t) => {
                 let counter = (seq >> REGION_TAG_BITS).checked_add(1)?;
-                counter
-                    .checked_mul(1 << REGION_TAG_BITS)
-                    .map(|c| c | t)
+                counter.checked_mul(1 << REGION_TAG_BITS).map(|c| c | t)
             }
         }
     };
@@ -358,7 +368,7 @@ fn xadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     }
     let id_arg_at = i;
     let fields = &args[i + 1..];
-    if fields.is_empty() || fields.len() % 2 != 0 {
+    if fields.is_empty() || !fields.len().is_multiple_of(2) {
         return Err(arity_error("xadd"));
     }
     // The ID: `*`, `ms-*` or explicit.
@@ -394,15 +404,14 @@ fn xadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             "ERR The stream has exhausted the last possible ID, unable to add more items",
         ));
     }
-    let id = match wanted {
-        Wanted::Auto(ms) => auto_id(ctx, last, ms)?,
-        Wanted::Exact(id) if id <= last => {
-            return Err(Cow::Borrowed(
+    let id =
+        match wanted {
+            Wanted::Auto(ms) => auto_id(ctx, last, ms)?,
+            Wanted::Exact(id) if id <= last => return Err(Cow::Borrowed(
                 "ERR The ID specified in XADD is equal or smaller than the target stream top item",
-            ))
-        }
-        Wanted::Exact(id) => id,
-    };
+            )),
+            Wanted::Exact(id) => id,
+        };
     let removed = match (trim, existing) {
         (Some(t), Some(x)) => trimmed_ids(x, t, Some(id)),
         (Some(t), None) => trimmed_ids(&StreamValue::default(), t, Some(id)),
@@ -490,9 +499,7 @@ fn xsetid(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         if is(&args[i], "entriesadded") && i + 1 < args.len() {
             let n = int_arg(&args[i + 1])?;
             if n < 0 {
-                return Err(Cow::Borrowed(
-                    "ERR entries_added must be positive",
-                ));
+                return Err(Cow::Borrowed("ERR entries_added must be positive"));
             }
             i += 2;
         } else if is(&args[i], "maxdeletedid") && i + 1 < args.len() {
@@ -610,11 +617,11 @@ pub(super) fn block_arg(arg: &[u8], now_ms: u64) -> Result<Option<u64>, CmdError
     })
 }
 
+/// Entries served from one stream: ID and fields (`None`: deleted since it was delivered).
+pub(super) type Served = Vec<(StreamId, Option<Vec<crate::crdt::Blob>>)>;
+
 /// Writes the reply of XREAD/XREADGROUP: per stream `[key, entries]` (a map in RESP3).
-pub(super) fn write_streams_reply(
-    out: &mut ReplyWriter<'_>,
-    found: &[(Bytes, Vec<(StreamId, Option<Vec<crate::crdt::Blob>>)>)],
-) {
+pub(super) fn write_streams_reply(out: &mut ReplyWriter<'_>, found: &[(Bytes, Served)]) {
     if out.proto == Protocol::Resp3 {
         out.map(found.len());
     } else {
@@ -661,7 +668,7 @@ fn xread(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
     };
     let rest = args.len() - streams_at;
-    if rest == 0 || rest % 2 != 0 {
+    if rest == 0 || !rest.is_multiple_of(2) {
         return Err(Cow::Borrowed(
             "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
         ));

@@ -192,7 +192,8 @@ impl StreamValue {
     }
 
     fn note_made(&mut self, dot: Dot) {
-        self.made.retain(|d| d.actor != dot.actor || d.seq > dot.seq);
+        self.made
+            .retain(|d| d.actor != dot.actor || d.seq > dot.seq);
         if !self.made.iter().any(|d| d.actor == dot.actor) {
             self.made.push(dot);
             self.made.sort();
@@ -307,11 +308,9 @@ impl StreamValue {
                 entries,
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
-                    g.consumers
-                        .entry(consumer.clone())
-                        .or_insert(Consumer {
-                            seen_ms: *delivered_ms,
-                        });
+                    g.consumers.entry(consumer.clone()).or_insert(Consumer {
+                        seen_ms: *delivered_ms,
+                    });
                     for (id, deliveries) in entries {
                         g.pending.insert(
                             *id,
@@ -343,12 +342,10 @@ impl StreamValue {
         for id in ids {
             let mine = self.entries.get(&id);
             let theirs = other.entries.get(&id);
-            let keep_mine = mine.filter(|m| {
-                theirs.is_some_and(|t| t.dot == m.dot) || !their_ctx.covers(m.dot)
-            });
-            let keep_theirs = theirs.filter(|t| {
-                mine.is_some_and(|m| m.dot == t.dot) || !mine_ctx.covers(t.dot)
-            });
+            let keep_mine =
+                mine.filter(|m| theirs.is_some_and(|t| t.dot == m.dot) || !their_ctx.covers(m.dot));
+            let keep_theirs =
+                theirs.filter(|t| mine.is_some_and(|m| m.dot == t.dot) || !mine_ctx.covers(t.dot));
             let winner = match (keep_mine, keep_theirs) {
                 (Some(m), Some(t)) => Some(if t.stamp > m.stamp { t } else { m }),
                 (Some(m), None) => Some(m),
@@ -400,7 +397,12 @@ mod tests {
     fn with(adds: &[(StreamId, Dot, u64, &str)]) -> StreamValue {
         let mut s = StreamValue::default();
         for (i, d, ts, v) in adds {
-            s.add(*d, stamp(*ts, d.actor.0), *i, vec![Blob::from(&b"f"[..]), Blob::from(v.as_bytes())]);
+            s.add(
+                *d,
+                stamp(*ts, d.actor.0),
+                *i,
+                vec![Blob::from(&b"f"[..]), Blob::from(v.as_bytes())],
+            );
         }
         s
     }
@@ -410,18 +412,27 @@ mod tests {
     }
 
     fn states() -> Vec<State<StreamValue>> {
-        let mut removed = with(&[(id(1, 1), dot(1, 1), 10, "a"), (id(2, 1), dot(1, 2), 20, "b")]);
+        let mut removed = with(&[
+            (id(1, 1), dot(1, 1), 10, "a"),
+            (id(2, 1), dot(1, 2), 20, "b"),
+        ]);
         removed.remove(&clock(&[(1, 2)]), &[id(1, 1)], true);
         vec![
             (StreamValue::default(), clock(&[])),
             // 1: XADD 1-1 a; XADD 2-1 b.
             (
-                with(&[(id(1, 1), dot(1, 1), 10, "a"), (id(2, 1), dot(1, 2), 20, "b")]),
+                with(&[
+                    (id(1, 1), dot(1, 1), 10, "a"),
+                    (id(2, 1), dot(1, 2), 20, "b"),
+                ]),
                 clock(&[(1, 2)]),
             ),
             // 2, concurrently: XADD 3-2 c, and the same explicit ID 2-1 with a later stamp.
             (
-                with(&[(id(3, 2), dot(2, 1), 15, "c"), (id(2, 1), dot(2, 2), 30, "z")]),
+                with(&[
+                    (id(3, 2), dot(2, 1), 15, "c"),
+                    (id(2, 1), dot(2, 2), 30, "z"),
+                ]),
                 clock(&[(2, 2)]),
             ),
             // 3, after 1: XDEL 1-1 (its own dot 3-1 is the delete).
