@@ -5,7 +5,7 @@
 #    into each fresh server with `redis-cli --pipe` and reports the growth of `used_memory`
 #    (INFO memory) and of the process RSS per key.
 # 2. Throughput: redis-benchmark -c CLIENTS -n REQUESTS for SET GET INCR LPUSH SADD HSET
-#    ZADD, without and with pipelining, the two servers interleaved (redis, shard-node,
+#    ZADD XADD (MAXLEN ~ 100000), without and with pipelining, the two servers interleaved (redis, shard-node,
 #    then shard-node, redis in the next round, ...) for BENCH_ROUNDS rounds; the table shows
 #    the MEDIAN requests per second of the rounds.
 #
@@ -15,7 +15,7 @@
 #
 # Settings (environment):
 #   BENCH_REQUESTS=200000  BENCH_CLIENTS=50  BENCH_ROUNDS=3  BENCH_PIPELINES="1 16"
-#   BENCH_TESTS="set get incr lpush sadd hset zadd"  BENCH_KEYSPACE=100000 (-r)
+#   BENCH_TESTS="set get incr lpush sadd hset zadd xadd"  BENCH_KEYSPACE=100000 (-r)
 #   BENCH_MEMORY_KEYS=1000000 (0 skips the memory test)
 #   BENCH_SHARD_NODE_BIN=target/release/shard-node  BENCH_SKIP_BUILD=1 (use the binary as is)
 #   BENCH_SELF_CHECK=1  a second redis-server stands in for shard-node (checks this script;
@@ -28,7 +28,7 @@ REQUESTS=${BENCH_REQUESTS:-200000}
 CLIENTS=${BENCH_CLIENTS:-50}
 ROUNDS=${BENCH_ROUNDS:-3}
 PIPELINES=${BENCH_PIPELINES:-"1 16"}
-TESTS=${BENCH_TESTS:-"set get incr lpush sadd hset zadd"}
+TESTS=${BENCH_TESTS:-"set get incr lpush sadd hset zadd xadd"}
 KEYSPACE=${BENCH_KEYSPACE:-100000}
 MEMORY_KEYS=${BENCH_MEMORY_KEYS:-1000000}
 SHARD_BIN=${BENCH_SHARD_NODE_BIN:-target/release/shard-node}
@@ -180,12 +180,12 @@ fi
 # bench_rps PORT TEST PIPELINE: prints requests per second, or "error"
 bench_rps() {
     local args=(-h 127.0.0.1 -p "$1" -c "$CLIENTS" -n "$REQUESTS" -P "$3" -r "$KEYSPACE" -q --csv)
-    if [ "$2" = zadd ]; then
-        # ZADD is not in redis-benchmark 7.0's -t list.
-        args+=(zadd bench:zset __rand_int__ element:__rand_int__)
-    else
-        args+=(-t "$2")
-    fi
+    case "$2" in
+        # Commands that are not in redis-benchmark 7.0's -t list.
+        zadd) args+=(zadd bench:zset __rand_int__ element:__rand_int__) ;;
+        xadd) args+=(xadd bench:stream MAXLEN '~' 100000 '*' field __rand_int__) ;;
+        *) args+=(-t "$2") ;;
+    esac
     local out rps
     out=$(redis-benchmark "${args[@]}" 2>&1) || true
     rps=$(printf '%s\n' "$out" | tr '\r' '\n' | awk -F'","' 'NF > 1 && $1 != "\"test" { print $2; exit }')

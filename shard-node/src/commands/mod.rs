@@ -19,6 +19,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod geo;
 pub mod hashes;
 pub mod info;
 pub mod introspection;
@@ -101,6 +102,9 @@ impl Command {
     pub fn keys_in(&self, args: &[Bytes]) -> Vec<usize> {
         if matches!(self.name, "xread" | "xreadgroup") {
             return streams::stream_keys(args);
+        }
+        if matches!(self.name, "georadius" | "georadiusbymember") {
+            return geo::georadius_keys(args);
         }
         if matches!(self.name, "xgroup" | "xinfo") {
             // The subcommands name the key after themselves (HELP has none).
@@ -497,6 +501,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(lists::commands());
         all.extend(blocking::commands());
         all.extend(streams::commands());
+        all.extend(geo::commands());
         all.extend(replication::commands());
         all.extend(cluster::commands());
         all.into_iter().map(|c| (c.name, c)).collect()

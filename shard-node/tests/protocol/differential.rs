@@ -103,6 +103,7 @@ script_tests!(
     acl,
     blocking,
     streams,
+    geo,
 );
 
 macro_rules! proxy_script_tests {
@@ -123,7 +124,7 @@ macro_rules! proxy_script_tests {
 
 proxy_script_tests!(
     strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl, blocking,
-    streams
+    streams, geo
 );
 
 /// Scripts not run through the proxy, and why (INTENDED_DIFFERENCES.md, Through the proxy).

@@ -602,6 +602,27 @@ fn a_consumer_group_belongs_to_the_region_that_made_it() {
     assert!(gone.starts_with("-NOGROUP"), "{gone}");
 }
 
+#[test]
+fn concurrent_geoadd_of_one_member_keeps_the_later_position() {
+    let rule = Rule {
+        regions: 3,
+        setup: &[&["GEOADD", "g", "13.361389", "38.115556", "palermo"]],
+        concurrent: &[
+            (0, 1, &[&["GEOADD", "g", "15.087269", "37.502669", "car"]]),
+            (1, 5, &[&["GEOADD", "g", "13.583333", "37.316667", "car"]]),
+            (2, 3, &[&["GEOADD", "g", "12.5", "37.8", "bike"]]),
+        ],
+    };
+    play(&rule, |r| {
+        expect(
+            r,
+            &["GEODIST", "g", "car", "palermo", "km"],
+            "$7\r\n90.9778\r\n",
+        );
+        expect(r, &["ZCARD", "g"], ":3\r\n");
+    });
+}
+
 // ---- Sorted sets ----
 
 #[test]
