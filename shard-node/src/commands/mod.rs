@@ -27,6 +27,7 @@ pub mod lists;
 pub mod persistence;
 pub mod pubsub;
 pub mod replication;
+pub mod scripting;
 pub mod sets;
 pub mod strings;
 pub mod testing;
@@ -87,7 +88,16 @@ pub struct Command {
 }
 
 /// Commands whose keys follow a count (`LMPOP numkeys key...`), with the count's position.
-const NUMKEYS_COMMANDS: [(&str, usize); 2] = [("lmpop", 1), ("sintercard", 1)];
+const NUMKEYS_COMMANDS: [(&str, usize); 8] = [
+    ("lmpop", 1),
+    ("sintercard", 1),
+    ("eval", 2),
+    ("evalsha", 2),
+    ("eval_ro", 2),
+    ("evalsha_ro", 2),
+    ("fcall", 2),
+    ("fcall_ro", 2),
+];
 
 impl Command {
     /// Positions of every key argument of `args`, including the keys that follow a count
@@ -239,6 +249,8 @@ pub struct Db {
     pub acl: crate::acl::Acl,
     /// The file `ACL LOAD` reads (`--aclfile`).
     pub acl_file: Option<std::path::PathBuf>,
+    /// Lua interpreters, script cache and function libraries of this node.
+    pub scripting: scripting::Engine,
 }
 
 impl Db {
@@ -279,6 +291,7 @@ impl Db {
             topology: None,
             acl: crate::acl::Acl::default(),
             acl_file: None,
+            scripting: scripting::Engine::default(),
             repl: crate::repl::ReplState::new(ks.clock().clone()),
             ks,
         }
@@ -477,6 +490,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(lists::commands());
         all.extend(replication::commands());
         all.extend(cluster::commands());
+        all.extend(scripting::commands());
         all.into_iter().map(|c| (c.name, c)).collect()
     })
 }

@@ -395,6 +395,11 @@ impl Keyspace {
         self.batch = Some(None);
     }
 
+    /// Whether a batch is open (a transaction or a script is running).
+    pub fn batch_open(&self) -> bool {
+        self.batch.is_some()
+    }
+
     /// Closes the batch and queues its effect, if it wrote anything.
     pub fn end_batch(&mut self) {
         if let Some(Some(effect)) = self.batch.take() {
