@@ -104,7 +104,7 @@ const NOSCRIPT: &[&str] = &[
 /// The sandbox, run once in a new state with the real globals table as its argument. It returns
 /// the environment scripts run in and the `redis` table.
 const SETUP: &str = r#"
-local G, redis = ...
+local G, redis, describe = ...
 local rawget, rawset, error, tostring, setmetatable, setfenv = rawget, rawset, error, tostring, setmetatable, setfenv
 local function readonly(t)
   return setmetatable({}, {
@@ -131,6 +131,13 @@ redis.debug = function() end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
 redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = "7.0.15", 0x0007000f
+local real_pcall, unpack, maxn, type = pcall, unpack, table.maxn, type
+-- An error raised from Rust (redis.call...) is caught as its error text, as in Redis.
+rawset(G, "pcall", function(...)
+  local r = {real_pcall(...)}
+  if not r[1] and type(r[2]) == "userdata" then r[2] = describe(r[2]) end
+  return unpack(r, 1, maxn(r))
+end)
 local real_loadstring, real_load = loadstring, load
 rawset(G, "loadstring", function(...)
   local f, e = real_loadstring(...)
@@ -293,7 +300,17 @@ pub fn new_state(memory_limit: usize) -> mlua::Result<Lua> {
         })?,
     )?;
     let setup: Function = lua.load(SETUP).set_name("=setup").into_function()?;
-    let (env, ro_redis): (Table, Table) = setup.call((lua.globals(), redis.clone()))?;
+    let describe_error = lua.create_function(|lua, v: Value| {
+        Ok(match v {
+            Value::Error(e) => describe(&e).0,
+            other => lua
+                .coerce_string(other)?
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default(),
+        })
+    })?;
+    let (env, ro_redis): (Table, Table) =
+        setup.call((lua.globals(), redis.clone(), describe_error))?;
     lua.set_named_registry_value(ENV, env)?;
     lua.set_named_registry_value(REDIS, ro_redis)?;
     lua.set_named_registry_value(REDIS_RAW, redis)?;
@@ -462,22 +479,24 @@ fn run_inner(
     let script_proto = Cell::new(Protocol::Resp2);
     let start = Instant::now();
     let limit = opts.time_limit;
-    lua.set_hook(
-        HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-        move |lua, _debug| {
-            if start.elapsed() > limit {
-                Err(script_error(
-                    lua,
-                    &format!(
-                        "ERR Script killed after running longer than busy-reply-threshold ({} ms)",
-                        limit.as_millis()
-                    ),
-                ))
-            } else {
-                Ok(VmState::Continue)
-            }
-        },
-    );
+    if !limit.is_zero() {
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            move |lua, _debug| {
+                if start.elapsed() > limit {
+                    Err(script_error(
+                        lua,
+                        &format!(
+                            "ERR Script killed after running longer than busy-reply-threshold ({} ms)",
+                            limit.as_millis()
+                        ),
+                    ))
+                } else {
+                    Ok(VmState::Continue)
+                }
+            },
+        );
+    }
     let read_only = opts.read_only;
     let now_ms = ctx.now_ms;
     let db = &mut *ctx.db;
@@ -588,6 +607,9 @@ fn call_command(
         return fail(&format!("ERR ACL failure in script: {text}"));
     }
     if let Err(e) = commands::cluster::route(db, client, command, &argv) {
+        if e.starts_with("MOVED") || e.starts_with("ASK") {
+            return fail("Script attempted to access a non local key in a cluster node");
+        }
         return fail(&format!("-{e}"));
     }
     if let Err(e) = commands::admission(db, command, now_ms) {

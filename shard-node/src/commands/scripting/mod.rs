@@ -251,7 +251,12 @@ fn fcall(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         .scripting
         .libraries
         .values()
-        .find_map(|l| l.functions.get(&name))
+        .find_map(|l| {
+            l.functions
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+                .map(|(_, f)| f)
+        })
         .map(|f| (f.callback.clone(), f.flags.iter().any(|x| x == "no-writes")));
     let Some((callback, no_writes)) = found else {
         return Err(Cow::Borrowed("ERR Function not found"));
@@ -563,10 +568,9 @@ fn function_load(ctx: &mut Ctx<'_>, code: &Bytes, replace: bool) -> Result<Strin
     engine.fn_lua = Some(state);
     let functions = result?;
     for fname in functions.keys() {
-        let clash = engine
-            .libraries
-            .iter()
-            .any(|(lname, l)| *lname != name && l.functions.contains_key(fname));
+        let clash = engine.libraries.iter().any(|(lname, l)| {
+            *lname != name && l.functions.keys().any(|f| f.eq_ignore_ascii_case(fname))
+        });
         if clash {
             return Err(Cow::Owned(format!("ERR Function {fname} already exists")));
         }
