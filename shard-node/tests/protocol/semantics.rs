@@ -734,7 +734,11 @@ fn a_script_replicates_as_one_effect() {
     );
     let effects = a.take_effects();
     assert_eq!(effects.len(), 1, "the script is one effect");
-    assert_eq!(effects[0].ops.len(), 3, "one operation per write, none for reads");
+    assert_eq!(
+        effects[0].ops.len(),
+        3,
+        "one operation per write, none for reads"
+    );
     // Before the effect arrives, region B has none of the writes; after it, all of them.
     assert_eq!(b.run(&["EXISTS", "x", "n", "s"]), ":0\r\n");
     b.receive(&effects[0]);
@@ -760,11 +764,19 @@ fn a_script_inside_a_transaction_joins_its_effect() {
     let mut a = Region::new(0);
     a.run(&["MULTI"]);
     a.run(&["SET", "x", "1"]);
-    a.run(&["EVAL", "redis.call('SET', 'y', '2') redis.call('SET', 'z', '3')", "0"]);
+    a.run(&[
+        "EVAL",
+        "redis.call('SET', 'y', '2') redis.call('SET', 'z', '3')",
+        "0",
+    ]);
     a.run(&["SET", "w", "4"]);
     a.run(&["EXEC"]);
     let effects = a.take_effects();
-    assert_eq!(effects.len(), 1, "the transaction with its script is one effect");
+    assert_eq!(
+        effects.len(),
+        1,
+        "the transaction with its script is one effect"
+    );
     assert_eq!(effects[0].ops.len(), 4);
 }
 

@@ -4,7 +4,8 @@
 //!
 //! Contract:
 //! - A state has only the `base`, `table`, `string` and `math` libraries, without `print`,
-//!   `dofile`, `loadfile`, `setfenv`, `getfenv`, `module`, `require`, `newproxy` and `debug`;
+//!   `dofile`, `loadfile`, `setfenv`, `getfenv`, `module`, `require`, `newproxy`, `debug` and
+//!   `coroutine` (the time limit's hook does not reach code running in a coroutine);
 //!   scripts run in an environment where reading a missing global is the error `Script
 //!   attempted to access nonexistent global variable '<name>'` and any global write (and any
 //!   write into the library tables) is `Attempt to modify a readonly table`, as in Redis 7.0.
@@ -149,12 +150,13 @@ rawset(G, "load", function(...)
   if f then setfenv(f, env) end
   return f, e
 end)
-for _, name in ipairs({"print", "dofile", "loadfile", "setfenv", "getfenv", "module", "require", "newproxy", "debug"}) do
+-- coroutine is left out: the time limit cannot reach code running in a coroutine.
+for _, name in ipairs({"print", "dofile", "loadfile", "setfenv", "getfenv", "module", "require", "newproxy", "debug", "coroutine"}) do
   rawset(G, name, nil)
 end
 local ro_redis = readonly(redis)
 rawset(G, "redis", ro_redis)
-for _, name in ipairs({"string", "math", "table", "coroutine"}) do
+for _, name in ipairs({"string", "math", "table"}) do
   rawset(G, name, readonly(rawget(G, name)))
 end
 rawset(G, "_G", env)
@@ -179,6 +181,9 @@ pub struct ScriptError {
     pub at: Option<(String, i32)>,
 }
 
+/// The error of a run stopped by the time limit, once it is.
+type Killed = std::sync::Arc<parking_lot::Mutex<Option<ScriptError>>>;
+
 /// The innermost script frame: (chunk name, current line).
 fn location(lua: &Lua) -> Option<(String, i32)> {
     for level in 0..256 {
@@ -198,6 +203,20 @@ pub fn script_error(lua: &Lua, text: &str) -> mlua::Error {
     mlua::Error::external(ScriptError {
         text: text.to_string(),
         at: location(lua),
+    })
+}
+
+/// A [`ScriptError`] raised by a hook, located at the running line when it is the script's.
+fn hook_error(lua: &Lua, debug: &mlua::Debug, text: &str) -> mlua::Error {
+    let source = debug.source();
+    let here = source
+        .source
+        .as_deref()
+        .filter(|s| *s == SCRIPT_CHUNK || *s == FUNCTION_CHUNK)
+        .map(|s| (s.to_string(), debug.curr_line()));
+    mlua::Error::external(ScriptError {
+        text: text.to_string(),
+        at: here.or_else(|| location(lua)),
     })
 }
 
@@ -399,7 +418,19 @@ pub fn run(
 ) {
     let mut out = BytesMut::new();
     let client_proto = ctx.client.proto;
-    match run_inner(ctx, lua, func, keys, argv, opts) {
+    let killed: Killed = Default::default();
+    let outcome = run_inner(ctx, lua, func, keys, argv, opts, &killed);
+    lua.remove_hook();
+    // Once stopped, the script's error is the first one the time limit raised.
+    let outcome = match killed.lock().take() {
+        Some(e) => Ok((
+            false,
+            Value::Error(Box::new(mlua::Error::external(e))),
+            Protocol::Resp2,
+        )),
+        None => outcome,
+    };
+    match outcome {
         Ok((ok, value, script_proto)) => {
             let mut w = ReplyWriter::new(&mut out, client_proto);
             if ok {
@@ -410,10 +441,9 @@ pub fn run(
         }
         Err(e) => {
             let mut w = ReplyWriter::new(&mut out, client_proto);
-            w.error(&format!("ERR Error running script {}, {e}", opts.name));
+            w.error(&failure_text(&Value::Error(Box::new(e)), opts.name));
         }
     }
-    lua.remove_hook();
     if out.first() == Some(&b'-') {
         let text = String::from_utf8_lossy(&out[1..out.len().saturating_sub(2)]).into_owned();
         commands::reply_error(ctx.db, &mut ctx.out, &text);
@@ -465,6 +495,7 @@ fn run_inner(
     keys: &[Bytes],
     argv: &[Bytes],
     opts: &RunOptions<'_>,
+    killed: &Killed,
 ) -> mlua::Result<(bool, Value, Protocol)> {
     let redis: Table = lua.named_registry_value(REDIS_RAW)?;
     let runner: Function = lua.named_registry_value(RUNNER)?;
@@ -480,20 +511,37 @@ fn run_inner(
     let start = Instant::now();
     let limit = opts.time_limit;
     if !limit.is_zero() {
+        let killed = killed.clone();
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-            move |lua, _debug| {
-                if start.elapsed() > limit {
-                    Err(script_error(
-                        lua,
-                        &format!(
-                            "ERR Script killed after running longer than busy-reply-threshold ({} ms)",
-                            limit.as_millis()
-                        ),
-                    ))
-                } else {
-                    Ok(VmState::Continue)
+            move |lua, debug| {
+                if start.elapsed() <= limit {
+                    return Ok(VmState::Continue);
                 }
+                let text = format!(
+                    "ERR Script killed after running longer than busy-reply-threshold ({} ms)",
+                    limit.as_millis()
+                );
+                // From now on every instruction fails, so the error also escapes the
+                // script's own `pcall`s.
+                let again = text.clone();
+                lua.set_hook(
+                    HookTriggers::new().every_nth_instruction(1),
+                    move |lua, debug| Err(hook_error(lua, &debug, &again)),
+                );
+                let first = hook_error(lua, &debug, &text);
+                if let mlua::Error::ExternalError(e) = &first {
+                    if let Some(se) = e.downcast_ref::<ScriptError>() {
+                        let mut slot = killed.lock();
+                        if slot.is_none() {
+                            *slot = Some(ScriptError {
+                                text: se.text.clone(),
+                                at: se.at.clone(),
+                            });
+                        }
+                    }
+                }
+                Err(first)
             },
         );
     }
