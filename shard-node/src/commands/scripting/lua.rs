@@ -650,9 +650,17 @@ fn call_command(
         return fail("Write commands are not allowed from read-only scripts.");
     }
     if let Err(denied) = crate::acl::check(&db.acl, &client.user, command, &argv) {
-        let text = denied.message();
-        let text = text.split_once(' ').map_or(text.as_ref(), |(_, rest)| rest);
-        return fail(&format!("ERR ACL failure in script: {text}"));
+        return fail(match denied {
+            crate::acl::Denied::Command(_) => {
+                "The user executing the script can't run this command or subcommand"
+            }
+            crate::acl::Denied::Key => {
+                "The user executing the script can't access at least one of the keys mentioned in the command arguments"
+            }
+            crate::acl::Denied::Channel => {
+                "The user executing the script can't publish to the channel mentioned in the command"
+            }
+        });
     }
     if let Err(e) = commands::cluster::route(db, client, command, &argv) {
         if e.starts_with("MOVED") || e.starts_with("ASK") {
