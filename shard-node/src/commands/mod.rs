@@ -327,7 +327,14 @@ pub fn paused(db: &Db, client: &ClientState, args: &[Bytes], now_ms: u64) -> boo
     if !pause.writes_only {
         return true;
     }
-    let changes = |c: &Command| c.flags.write || matches!(c.name, "publish" | "spublish");
+    // Scripts that may write wait too, as in Redis (not the `_RO` forms).
+    let changes = |c: &Command| {
+        c.flags.write
+            || matches!(
+                c.name,
+                "publish" | "spublish" | "eval" | "evalsha" | "fcall"
+            )
+    };
     match (&client.multi, command.name) {
         (Some(queued), "exec") => queued
             .iter()

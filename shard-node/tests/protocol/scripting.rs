@@ -158,3 +158,35 @@ fn scripts_through_the_proxy_run_on_the_shard_of_their_keys() {
         assert!(listed.is_some(), "a shard still has libraries");
     }
 }
+
+#[test]
+fn client_pause_write_holds_scripts_that_may_write_but_not_read_only_ones() {
+    let node = NodeBuilder::new().start();
+    let mut admin = RawConn::connect(node.port());
+    let mut reader = RawConn::connect(node.port());
+    let mut writer = RawConn::connect(node.port());
+    assert_eq!(
+        text(admin.cmd_str(&["CLIENT", "PAUSE", "20000", "WRITE"])),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(reader.cmd_str(&["EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "k"])),
+        "$-1\r\n"
+    );
+    writer
+        .send(&crate::common::encode(&[
+            b"EVAL".as_slice(),
+            b"return redis.call('SET', KEYS[1], 'v')",
+            b"1",
+            b"k",
+        ]))
+        .expect("send EVAL");
+    writer.set_read_timeout(Duration::from_millis(300));
+    assert!(
+        writer.read_frame().is_err(),
+        "EVAL ran during CLIENT PAUSE WRITE"
+    );
+    assert_eq!(text(admin.cmd_str(&["CLIENT", "UNPAUSE"])), "+OK\r\n");
+    writer.set_read_timeout(Duration::from_secs(10));
+    assert_eq!(text(writer.read_frame().expect("EVAL reply")), "+OK\r\n");
+}
