@@ -304,3 +304,49 @@ pub fn lua_error_text(text: &str) -> String {
     };
     format!("{code} {}", msg.trim_matches(['\r', '\n']))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse_and_malformed_or_truncated_ones_are_errors() {
+        let all = b"*3\r\n:1\r\n$2\r\nab\r\n%1\r\n+k\r\n_\r\n";
+        assert_eq!(
+            parse_reply(all).ok(),
+            Some(Reply::Array(vec![
+                Reply::Int(1),
+                Reply::Bulk(b"ab".to_vec()),
+                Reply::Map(vec![(Reply::Status(b"k".to_vec()), Reply::Null)]),
+            ]))
+        );
+        for end in 0..all.len() - 1 {
+            assert!(parse_reply(&all[..end]).is_err(), "prefix of {end} bytes");
+        }
+        for bad in [
+            &b"?x\r\n"[..],
+            b"$-5x\r\n",
+            b"*99999999999999999999\r\n",
+            b":\r\n",
+        ] {
+            assert!(parse_reply(bad).is_err(), "{bad:?}");
+        }
+        let deep = "*1\r\n".repeat(MAX_DEPTH + 2) + ":1\r\n";
+        assert!(parse_reply(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn lua_error_texts_follow_redis() {
+        assert_eq!(
+            lua_error_text("-WRONGTYPE bad type\r\n"),
+            "WRONGTYPE bad type"
+        );
+        assert_eq!(lua_error_text("-nocode"), "ERR nocode");
+        assert_eq!(lua_error_text("plain text"), "ERR plain text");
+        assert_eq!(error_text("x\r\n"), "x");
+        assert_eq!(
+            super::super::sha1_hex(b"abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+    }
+}
