@@ -39,8 +39,13 @@ fn config_values(db: &Db) -> Vec<(&'static str, String)> {
         ("appendfsync", s.appendfsync.clone()),
         ("appendonly", if s.appendonly { "yes" } else { "no" }.into()),
         ("bind", s.bind.clone()),
+        (
+            "busy-reply-threshold",
+            db.scripting.time_limit_ms.to_string(),
+        ),
         ("databases", s.databases.to_string()),
         ("dir", s.dir.clone()),
+        ("lua-time-limit", db.scripting.time_limit_ms.to_string()),
         ("maxclients", s.maxclients.to_string()),
         ("maxmemory", s.maxmemory.to_string()),
         ("maxmemory-policy", "noeviction".into()),
@@ -107,6 +112,15 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                             .filter(|n| *n >= 0)
                             .ok_or_else(|| bad("argument couldn't be parsed into an integer"))?;
                     }
+                    "busy-reply-threshold" | "lua-time-limit" => {
+                        let n = crate::resp::parse_i64_strict(value)
+                            .ok_or_else(|| bad("argument couldn't be parsed into an integer"))?;
+                        if n < 0 {
+                            return Err(bad(
+                                "argument must be between 0 and 9223372036854775807 inclusive",
+                            ));
+                        }
+                    }
                     "appendfsync" => {
                         let v = lower(value);
                         if !matches!(v.as_str(), "always" | "everysec" | "no") {
@@ -144,6 +158,10 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                         s.timeout = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64
                     }
                     "appendfsync" => s.appendfsync = lower(&value),
+                    "busy-reply-threshold" | "lua-time-limit" => {
+                        ctx.db.scripting.time_limit_ms =
+                            crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64
+                    }
                     "requirepass" => {
                         s.requirepass = if value.is_empty() { None } else { Some(value) };
                         ctx.db.acl.set_default_password(s.requirepass.as_deref());

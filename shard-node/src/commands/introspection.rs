@@ -44,11 +44,24 @@ fn flag_names(c: &Command) -> Vec<&'static str> {
     if f.stale {
         out.push("stale");
     }
+    let script = matches!(
+        c.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    );
+    if script {
+        out.push("skip_monitor");
+    }
     if f.fast {
         out.push("fast");
     }
     if f.no_auth {
         out.push("no_auth");
+    }
+    if script {
+        out.push("no_mandatory_keys");
+    }
+    if NUMKEYS_COMMANDS.iter().any(|(n, _)| *n == c.name) {
+        out.push("movablekeys");
     }
     out
 }
@@ -65,8 +78,15 @@ fn command_info(ctx: &mut Ctx<'_>, c: &Command) {
     ctx.out.int(i64::from(c.first_key));
     ctx.out.int(i64::from(c.last_key));
     ctx.out.int(i64::from(c.step));
-    ctx.out.set(1);
-    ctx.out.simple(&format!("@{}", c.group));
+    // The ACL categories Redis gives the command, or its group for a command they omit.
+    let categories: Vec<&str> = crate::acl::categories::UNITS
+        .binary_search_by(|(name, _)| name.cmp(&c.name))
+        .map(|i| crate::acl::categories::UNITS[i].1.split(' ').collect())
+        .unwrap_or_else(|_| vec![c.group]);
+    ctx.out.set(categories.len());
+    for category in categories {
+        ctx.out.simple(&format!("@{category}"));
+    }
     ctx.out.set(0);
     ctx.out.set(0);
     ctx.out.set(0);

@@ -29,6 +29,7 @@ pub mod lists;
 pub mod persistence;
 pub mod pubsub;
 pub mod replication;
+pub mod scripting;
 pub mod sets;
 pub mod streams;
 pub mod strings;
@@ -92,7 +93,17 @@ pub struct Command {
 }
 
 /// Commands whose keys follow a count (`LMPOP numkeys key...`), with the count's position.
-const NUMKEYS_COMMANDS: [(&str, usize); 3] = [("lmpop", 1), ("sintercard", 1), ("blmpop", 2)];
+const NUMKEYS_COMMANDS: [(&str, usize); 9] = [
+    ("lmpop", 1),
+    ("sintercard", 1),
+    ("blmpop", 2),
+    ("eval", 2),
+    ("evalsha", 2),
+    ("eval_ro", 2),
+    ("evalsha_ro", 2),
+    ("fcall", 2),
+    ("fcall_ro", 2),
+];
 
 impl Command {
     /// Positions of every key argument of `args`, including the keys that follow a count
@@ -258,6 +269,8 @@ pub struct Db {
     pub acl_file: Option<std::path::PathBuf>,
     /// Clients waiting in blocking commands.
     pub blocked: blocking::Blocked,
+    /// Lua interpreters, script cache and function libraries of this node.
+    pub scripting: scripting::Engine,
 }
 
 impl Db {
@@ -299,6 +312,7 @@ impl Db {
             acl: crate::acl::Acl::default(),
             acl_file: None,
             blocked: blocking::Blocked::default(),
+            scripting: scripting::Engine::default(),
             repl: crate::repl::ReplState::new(ks.clock().clone()),
             ks,
         }
@@ -334,8 +348,14 @@ pub fn paused(db: &Db, client: &ClientState, args: &[Bytes], now_ms: u64) -> boo
     if !pause.writes_only {
         return true;
     }
-    let changes =
-        |c: &Command, a: &[Bytes]| writes(c, a) || matches!(c.name, "publish" | "spublish");
+    // Scripts that may write wait too, as in Redis (not the `_RO` forms).
+    let changes = |c: &Command, a: &[Bytes]| {
+        writes(c, a)
+            || matches!(
+                c.name,
+                "publish" | "spublish" | "eval" | "evalsha" | "fcall"
+            )
+    };
     match (&client.multi, command.name) {
         (Some(queued), "exec") => queued
             .iter()
@@ -504,6 +524,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(geo::commands());
         all.extend(replication::commands());
         all.extend(cluster::commands());
+        all.extend(scripting::commands());
         all.into_iter().map(|c| (c.name, c)).collect()
     })
 }

@@ -104,6 +104,7 @@ script_tests!(
     blocking,
     streams,
     geo,
+    scripting,
 );
 
 macro_rules! proxy_script_tests {
@@ -128,11 +129,20 @@ proxy_script_tests!(
 );
 
 /// Scripts not run through the proxy, and why (INTENDED_DIFFERENCES.md, Through the proxy).
-const NOT_THROUGH_PROXY: &[(&str, &str)] = &[(
-    "transactions",
-    "its transactions mix keys of several shards, which a transaction through the proxy \
-     refuses by design; tests/protocol/proxy.rs covers transactions through the proxy",
-)];
+const NOT_THROUGH_PROXY: &[(&str, &str)] = &[
+    (
+        "transactions",
+        "its transactions mix keys of several shards, which a transaction through the proxy \
+         refuses by design; tests/protocol/proxy.rs covers transactions through the proxy",
+    ),
+    (
+        "scripting",
+        "its scripts touch keys they do not declare and keys of several shards, which a \
+         script through the proxy cannot do (Redis Cluster semantics: a script runs on the \
+         shard of its declared keys); tests/protocol/scripting.rs covers scripts through the \
+         proxy",
+    ),
+];
 
 #[test]
 fn every_script_runs_through_the_proxy_or_says_why() {

@@ -16,6 +16,7 @@ mod proxy;
 mod real_clients;
 mod redis_cli_interactive;
 mod resp_fuzz;
+mod scripting;
 mod semantics;
 mod server_features;
 mod streams;

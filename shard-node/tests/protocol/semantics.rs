@@ -879,3 +879,90 @@ fn effects_round_trip_through_their_encoding() {
     }
     let _ = Bytes::new();
 }
+
+// ---- Scripts ----
+
+/// INCR a counter and give it a lifetime when the script created it.
+const RATE_LIMITER: &str = "local n = redis.call('INCR', KEYS[1])\n\
+     if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n\
+     return n";
+
+#[test]
+fn a_script_replicates_as_one_effect() {
+    let mut a = Region::new(0);
+    let mut b = Region::new(1);
+    let script = "redis.call('SET', KEYS[1], ARGV[1])\n\
+                  redis.call('INCR', KEYS[2])\n\
+                  redis.call('SADD', KEYS[3], ARGV[1])\n\
+                  redis.call('GET', KEYS[1])\n\
+                  return 'done'";
+    assert_eq!(
+        a.run(&["EVAL", script, "3", "x", "n", "s", "m"]),
+        "$4\r\ndone\r\n"
+    );
+    let effects = a.take_effects();
+    assert_eq!(effects.len(), 1, "the script is one effect");
+    assert_eq!(
+        effects[0].ops.len(),
+        3,
+        "one operation per write, none for reads"
+    );
+    // Before the effect arrives, region B has none of the writes; after it, all of them.
+    assert_eq!(b.run(&["EXISTS", "x", "n", "s"]), ":0\r\n");
+    b.receive(&effects[0]);
+    assert_eq!(b.run(&["GET", "x"]), bulk("m"));
+    assert_eq!(b.run(&["GET", "n"]), bulk("1"));
+    assert_eq!(b.run(&["SISMEMBER", "s", "m"]), ":1\r\n");
+    // A script that only reads, or whose write fails, makes no effect.
+    a.run(&["EVAL", "return redis.call('GET', 'x')", "0"]);
+    a.run(&["EVAL", "return redis.call('LPUSH', 'x', 'v')", "0"]);
+    assert!(a.take_effects().is_empty());
+    // A function's writes are one effect too.
+    let lib = "#!lua name=lib\nredis.register_function('two', function(keys, args) \
+               redis.call('SET', keys[1], args[1]) redis.call('SET', keys[2], args[1]) end)";
+    assert_eq!(a.run(&["FUNCTION", "LOAD", lib]), bulk("lib"));
+    a.run(&["FCALL", "two", "2", "p", "q", "v"]);
+    let effects = a.take_effects();
+    assert_eq!(effects.len(), 1);
+    assert_eq!(effects[0].ops.len(), 2);
+}
+
+#[test]
+fn a_script_inside_a_transaction_joins_its_effect() {
+    let mut a = Region::new(0);
+    a.run(&["MULTI"]);
+    a.run(&["SET", "x", "1"]);
+    a.run(&[
+        "EVAL",
+        "redis.call('SET', 'y', '2') redis.call('SET', 'z', '3')",
+        "0",
+    ]);
+    a.run(&["SET", "w", "4"]);
+    a.run(&["EXEC"]);
+    let effects = a.take_effects();
+    assert_eq!(
+        effects.len(),
+        1,
+        "the transaction with its script is one effect"
+    );
+    assert_eq!(effects[0].ops.len(), 4);
+}
+
+#[test]
+fn concurrent_rate_limiter_scripts_converge() {
+    let rule = Rule {
+        regions: 3,
+        setup: &[],
+        concurrent: &[
+            (0, 0, &[&["EVAL", RATE_LIMITER, "1", "rate", "100"]]),
+            (1, 5, &[&["EVAL", RATE_LIMITER, "1", "rate", "100"]]),
+            (2, 9, &[&["EVAL", RATE_LIMITER, "1", "rate", "100"]]),
+        ],
+    };
+    play(&rule, |r| {
+        // Each region counted its own request first; the counts add up everywhere, and the
+        // longest lifetime (from the latest region's clock) wins: `play` reads at T0 + 10 s.
+        expect(r, &["GET", "rate"], &bulk("3"));
+        expect(r, &["PTTL", "rate"], ":90009\r\n");
+    });
+}

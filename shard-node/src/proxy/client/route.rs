@@ -175,6 +175,17 @@ impl Client {
             "config" if is_any(&args[1], &["set", "resetstat", "rewrite"]) => {
                 self.fan_out(&args, Merge::First)
             }
+            // The script cache and the function libraries are per node: loads and flushes go
+            // to every shard, so a script or function runs wherever its keys are.
+            "script" if args.len() > 2 && is_any(&args[1], &["load", "flush"]) => {
+                self.fan_out(&args, Merge::First)
+            }
+            "script" if args.len() == 2 && is_any(&args[1], &["flush"]) => {
+                self.fan_out(&args, Merge::First)
+            }
+            "function" if is_any(&args[1], &["load", "delete", "flush"]) => {
+                self.fan_out(&args, Merge::First)
+            }
             "scan" => self.scan(args),
             "wait" => {
                 let numbers = [&args[1], &args[2]].map(|a| crate::resp::parse_i64_strict(a));
