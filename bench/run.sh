@@ -5,7 +5,7 @@
 #    into each fresh server with `redis-cli --pipe` and reports the growth of `used_memory`
 #    (INFO memory) and of the process RSS per key.
 # 2. Throughput: redis-benchmark -c CLIENTS -n REQUESTS for SET GET INCR LPUSH SADD HSET
-#    ZADD XADD (MAXLEN ~ 100000), without and with pipelining, the two servers interleaved (redis, shard-node,
+#    ZADD XADD (MAXLEN ~ 100000) PFADD EVALSHA (a small INCR/EXPIRE script), without and with pipelining, the two servers interleaved (redis, shard-node,
 #    then shard-node, redis in the next round, ...) for BENCH_ROUNDS rounds; the table shows
 #    the MEDIAN requests per second of the rounds.
 #
@@ -15,7 +15,7 @@
 #
 # Settings (environment):
 #   BENCH_REQUESTS=200000  BENCH_CLIENTS=50  BENCH_ROUNDS=3  BENCH_PIPELINES="1 16"
-#   BENCH_TESTS="set get incr lpush sadd hset zadd xadd"  BENCH_KEYSPACE=100000 (-r)
+#   BENCH_TESTS="set get incr lpush sadd hset zadd xadd pfadd evalsha"  BENCH_KEYSPACE=100000 (-r)
 #   BENCH_MEMORY_KEYS=1000000 (0 skips the memory test)
 #   BENCH_SHARD_NODE_BIN=target/release/shard-node  BENCH_SKIP_BUILD=1 (use the binary as is)
 #   BENCH_SELF_CHECK=1  a second redis-server stands in for shard-node (checks this script;
@@ -28,7 +28,7 @@ REQUESTS=${BENCH_REQUESTS:-200000}
 CLIENTS=${BENCH_CLIENTS:-50}
 ROUNDS=${BENCH_ROUNDS:-3}
 PIPELINES=${BENCH_PIPELINES:-"1 16"}
-TESTS=${BENCH_TESTS:-"set get incr lpush sadd hset zadd xadd"}
+TESTS=${BENCH_TESTS:-"set get incr lpush sadd hset zadd xadd pfadd evalsha"}
 KEYSPACE=${BENCH_KEYSPACE:-100000}
 MEMORY_KEYS=${BENCH_MEMORY_KEYS:-1000000}
 SHARD_BIN=${BENCH_SHARD_NODE_BIN:-target/release/shard-node}
@@ -177,6 +177,12 @@ if [ "$MEMORY_KEYS" -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------- throughput
+# EVALSHA runs a small rate-limiter-like script (INCR, then EXPIRE on the first hit), loaded on
+# both servers first.
+BENCH_SCRIPT="local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('expire', KEYS[1], 60) end return n"
+SCRIPT_SHA=$(redis-cli -p "$REDIS_PORT" script load "$BENCH_SCRIPT")
+[ "$(redis-cli -p "$SECOND_PORT" script load "$BENCH_SCRIPT")" = "$SCRIPT_SHA" ] ||
+    die "SCRIPT LOAD gave different hashes on the two servers"
 # bench_rps PORT TEST PIPELINE: prints requests per second, or "error"
 bench_rps() {
     local args=(-h 127.0.0.1 -p "$1" -c "$CLIENTS" -n "$REQUESTS" -P "$3" -r "$KEYSPACE" -q --csv)
@@ -184,6 +190,8 @@ bench_rps() {
         # Commands that are not in redis-benchmark 7.0's -t list.
         zadd) args+=(zadd bench:zset __rand_int__ element:__rand_int__) ;;
         xadd) args+=(xadd bench:stream MAXLEN '~' 100000 '*' field __rand_int__) ;;
+        pfadd) args+=(pfadd bench:hll element:__rand_int__) ;;
+        evalsha) args+=(evalsha "$SCRIPT_SHA" 1 bench:rate:__rand_int__) ;;
         *) args+=(-t "$2") ;;
     esac
     local out rps

@@ -504,6 +504,13 @@ pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
                 after = Some(id);
             }
         }
+        Value::Hll(h) => ops.push(op(
+            key,
+            OpKind::HllRaise {
+                slot,
+                registers: h.regs.nonzero(),
+            },
+        )),
         Value::Stream(x) => {
             ops.push(op(
                 key,

@@ -21,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod geo;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod info;
 pub mod introspection;
 pub mod keys;
@@ -522,6 +523,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(blocking::commands());
         all.extend(streams::commands());
         all.extend(geo::commands());
+        all.extend(hyperloglog::commands());
         all.extend(replication::commands());
         all.extend(cluster::commands());
         all.extend(scripting::commands());

@@ -244,6 +244,10 @@ pub fn read_string<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> Result<Option<Cow<'a, [u
         None => Ok(None),
         Some(slot) => match &slot.value {
             Value::Str(c) => Ok(Some(c.read())),
+            // A HyperLogLog reads as Redis's dense encoding of its registers.
+            Value::Hll(h) => Ok(Some(Cow::Owned(crate::crdt::types::hll::encode_dense(
+                &h.regs.dense(),
+            )))),
             _ => Err(Cow::Borrowed(ERR_WRONGTYPE)),
         },
     }

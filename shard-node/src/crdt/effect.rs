@@ -138,6 +138,11 @@ pub enum OpKind {
         region: String,
         change: super::types::GroupChange,
     },
+    /// Raises HyperLogLog registers (`(index, value)`), creating the key if needed.
+    HllRaise {
+        slot: Stamp,
+        registers: Vec<(u16, u8)>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

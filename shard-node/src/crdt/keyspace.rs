@@ -131,6 +131,8 @@ pub enum Visible {
     List(Vec<Vec<u8>>),
     /// Entries as (ID, fields); consumer groups are region-local and not part of it.
     Stream(Vec<(String, Vec<Vec<u8>>)>),
+    /// Non-zero registers.
+    Hll(Vec<(u16, u8)>),
 }
 
 /// Header of a snapshot: the node's identity and clocks.
@@ -452,6 +454,7 @@ impl Keyspace {
                 | OpKind::ListInsert { slot, .. }
                 | OpKind::StreamAdd { slot, .. }
                 | OpKind::StreamTouch { slot, .. }
+                | OpKind::HllRaise { slot, .. }
                     if *slot == NEW_SLOT =>
                 {
                     *slot = stamp;
@@ -657,6 +660,11 @@ impl Keyspace {
                     }
                 }
             }
+            OpKind::HllRaise { slot, registers } => {
+                if let Value::Hll(h) = entry.slot_mut(Kind::Hll, *slot, dot, observed) {
+                    h.raise(dot, observed, registers);
+                }
+            }
         });
     }
 
@@ -682,11 +690,16 @@ impl Keyspace {
             change(entry);
             if single {
                 for slot in entry.slots.iter_mut() {
-                    if let Value::List(l) = &mut slot.value {
-                        l.trim_removed_ends();
-                        if l.visible == 0 {
-                            l.elems.clear();
+                    match &mut slot.value {
+                        Value::List(l) => {
+                            l.trim_removed_ends();
+                            if l.visible == 0 {
+                                l.elems.clear();
+                            }
                         }
+                        // No other participant can hold a raise concurrent with a delete.
+                        Value::Hll(h) => h.deletes.clear(),
+                        _ => {}
                     }
                 }
             }
@@ -783,6 +796,11 @@ impl Keyspace {
                         }
                         // Increments are never merged: a state merge with a peer that merged
                         // them differently would lose some.
+                        Value::Hll(h) => {
+                            let n = h.deletes.len();
+                            h.collect(stable);
+                            dropped += n - h.deletes.len();
+                        }
                         Value::Str(_)
                         | Value::Hash(_)
                         | Value::ZSet(_)
@@ -822,6 +840,7 @@ impl Keyspace {
                     .iter()
                     .map(|s| match &s.value {
                         Value::List(l) => l.elems.len() - l.visible,
+                        Value::Hll(h) => h.deletes.len(),
                         _ => 0,
                     })
                     .sum();
@@ -926,6 +945,7 @@ impl Keyspace {
 fn entry_settled(entry: &Entry, stable: &VectorClock) -> bool {
     entry.slots.iter().all(|slot| match &slot.value {
         Value::List(l) => l.elems.len() == l.visible,
+        Value::Hll(h) => h.deletes.is_empty(),
         _ => true,
     }) && (!entry.slots.is_empty() || entry.expiry.iter().all(|(d, _)| stable.covers(*d)))
 }
@@ -948,6 +968,7 @@ pub fn visible_of(value: &Value) -> Visible {
                 .collect(),
         ),
         Value::List(l) => Visible::List(l.iter_visible().map(|e| e.value.to_vec()).collect()),
+        Value::Hll(h) => Visible::Hll(h.regs.nonzero()),
         Value::Stream(x) => Visible::Stream(
             x.entries
                 .iter()

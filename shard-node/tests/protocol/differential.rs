@@ -105,6 +105,7 @@ script_tests!(
     streams,
     geo,
     scripting,
+    hyperloglog,
 );
 
 macro_rules! proxy_script_tests {
@@ -124,8 +125,21 @@ macro_rules! proxy_script_tests {
 }
 
 proxy_script_tests!(
-    strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl, blocking,
-    streams, geo
+    strings,
+    counters,
+    keys,
+    hashes,
+    sets,
+    zsets,
+    lists,
+    server,
+    resp3,
+    wrongtype,
+    acl,
+    blocking,
+    streams,
+    geo,
+    hyperloglog
 );
 
 /// Scripts not run through the proxy, and why (INTENDED_DIFFERENCES.md, Through the proxy).

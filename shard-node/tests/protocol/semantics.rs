@@ -623,6 +623,65 @@ fn concurrent_geoadd_of_one_member_keeps_the_later_position() {
     });
 }
 
+// ---- HyperLogLog ----
+
+#[test]
+fn concurrent_pfadds_merge_register_by_register() {
+    let rule = Rule {
+        regions: 3,
+        setup: &[&["PFADD", "visitors", "alice"]],
+        concurrent: &[
+            (0, 1, &[&["PFADD", "visitors", "bob", "carol"]]),
+            (1, 2, &[&["PFADD", "visitors", "dave", "alice"]]),
+            (
+                2,
+                3,
+                &[
+                    &["PFADD", "visitors", "erin"],
+                    &["PFMERGE", "all", "visitors"],
+                ],
+            ),
+        ],
+    };
+    play(&rule, |r| {
+        expect(r, &["PFCOUNT", "visitors"], ":5\r\n");
+        // C merged only what it had seen: alice and erin.
+        expect(r, &["PFCOUNT", "all"], ":2\r\n");
+    });
+}
+
+#[test]
+fn a_delete_of_a_hyperloglog_wins_over_a_concurrent_pfadd() {
+    let rule = Rule {
+        regions: 3,
+        setup: &[&["PFADD", "h", "a", "b"]],
+        concurrent: &[
+            (0, 1, &[&["DEL", "h"]]),
+            (1, 2, &[&["PFADD", "h", "c"]]),
+            (2, 3, &[&["PFADD", "other", "x"]]),
+        ],
+    };
+    play(&rule, |r| {
+        expect(r, &["EXISTS", "h"], ":0\r\n");
+        expect(r, &["PFCOUNT", "h"], ":0\r\n");
+        expect(r, &["PFCOUNT", "other"], ":1\r\n");
+    });
+    // A PFADD made after seeing the delete counts everywhere.
+    let mut a = Region::new(0);
+    let mut b = Region::new(1);
+    a.run(&["PFADD", "h", "a"]);
+    a.run(&["DEL", "h"]);
+    for e in a.take_effects() {
+        b.receive(&e);
+    }
+    b.run(&["PFADD", "h", "z"]);
+    for e in b.take_effects() {
+        a.receive(&e);
+    }
+    expect(&mut a, &["PFCOUNT", "h"], ":1\r\n");
+    expect(&mut b, &["PFCOUNT", "h"], ":1\r\n");
+}
+
 // ---- Sorted sets ----
 
 #[test]

@@ -13,9 +13,11 @@
 //! - [`set`]: an observed-remove set, adds win;
 //! - [`zset`]: observed-remove membership with register scores, plus an order index;
 //! - [`list`]: a replicated growable array (RGA);
-//! - [`stream`]: entries by ID, plus the consumer groups of this node's region.
+//! - [`stream`]: entries by ID, plus the consumer groups of this node's region;
+//! - [`hll`]: HyperLogLog registers merged by maximum, deletes win.
 
 pub mod hash;
+pub mod hll;
 pub mod list;
 pub mod register;
 pub mod set;
@@ -23,6 +25,7 @@ pub mod stream;
 pub mod zset;
 
 pub use hash::HashValue;
+pub use hll::HllValue;
 pub use list::{CollectedOrigin, Elem, ListValue, Origin};
 pub use register::{parse_num, Counted, Num};
 pub use set::SetValue;
@@ -84,6 +87,8 @@ pub enum Kind {
     ZSet,
     List,
     Stream,
+    /// A HyperLogLog: a string for `TYPE`, as in Redis.
+    Hll,
 }
 
 impl Kind {
@@ -95,6 +100,7 @@ impl Kind {
             Kind::ZSet => "zset",
             Kind::List => "list",
             Kind::Stream => "stream",
+            Kind::Hll => "string",
         }
     }
 }
@@ -108,6 +114,7 @@ pub enum Value {
     ZSet(Box<ZSetValue>),
     List(Box<ListValue>),
     Stream(Box<StreamValue>),
+    Hll(Box<HllValue>),
 }
 
 impl Value {
@@ -119,6 +126,7 @@ impl Value {
             Kind::ZSet => Value::ZSet(Box::default()),
             Kind::List => Value::List(Box::default()),
             Kind::Stream => Value::Stream(Box::default()),
+            Kind::Hll => Value::Hll(Box::default()),
         }
     }
 
@@ -130,6 +138,7 @@ impl Value {
             Value::ZSet(_) => Kind::ZSet,
             Value::List(_) => Kind::List,
             Value::Stream(_) => Kind::Stream,
+            Value::Hll(_) => Kind::Hll,
         }
     }
 
@@ -142,6 +151,7 @@ impl Value {
             Value::ZSet(z) => z.members.is_empty(),
             Value::List(l) => l.visible == 0,
             Value::Stream(x) => !x.exists(),
+            Value::Hll(h) => !h.exists(),
         }
     }
 
@@ -149,6 +159,7 @@ impl Value {
     pub fn is_dead(&self) -> bool {
         match self {
             Value::List(l) => l.is_empty(),
+            Value::Hll(h) => !h.exists() && h.deletes.is_empty(),
             other => other.is_visibly_empty(),
         }
     }
@@ -162,6 +173,7 @@ impl Value {
             Value::ZSet(z) => z.remove_observed(observed),
             Value::List(l) => l.remove_observed(observed, by),
             Value::Stream(x) => x.remove_observed(observed),
+            Value::Hll(h) => h.delete(by),
         }
     }
 
@@ -174,6 +186,7 @@ impl Value {
             (Value::ZSet(a), Value::ZSet(b)) => a.join(mine_ctx, b, their_ctx),
             (Value::List(a), Value::List(b)) => a.join(mine_ctx, b, their_ctx),
             (Value::Stream(a), Value::Stream(b)) => a.join(mine_ctx, b, their_ctx),
+            (Value::Hll(a), Value::Hll(b)) => a.join(mine_ctx, b, their_ctx),
             _ => {}
         }
     }

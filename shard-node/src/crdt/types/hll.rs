@@ -1,0 +1,383 @@
+//! HyperLogLog: Redis's 16384 six-bit registers, merged register by register with `max`.
+//!
+//! Conflict rules (delete wins, as in Redis Enterprise's Active-Active HyperLogLog):
+//! - `PFADD` and `PFMERGE` raise registers; concurrent raises merge by maximum, so every
+//!   region's elements count.
+//! - A delete (`DEL`, `FLUSHALL`, a type change) clears every register present, whoever
+//!   raised it, and is remembered until every participant has seen it: a raise that had not
+//!   observed every remembered delete is dropped. A raise concurrent with a delete is
+//!   therefore lost in every region, whichever arrives first.
+//!
+//! Join (state merge): when neither side holds a delete the other has not seen, the registers
+//! join by maximum; when only one side does, that side's registers are kept (the other's
+//! raises it has not seen are concurrent with its delete); when both do, nothing is kept.
+
+use crate::crdt::clock::{Dot, VectorClock};
+use serde::{Deserialize, Serialize};
+
+/// Number of registers (Redis's `HLL_REGISTERS`, precision 14).
+pub const REGISTERS: usize = 16384;
+/// Registers set before the representation turns dense.
+const SPARSE_MAX: usize = 1024;
+
+/// The registers, sparse (sorted `(index, value)` pairs of non-zero registers) while few are
+/// set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Registers {
+    Sparse(Vec<(u16, u8)>),
+    Dense(Vec<u8>),
+}
+
+impl Default for Registers {
+    fn default() -> Self {
+        Registers::Sparse(Vec::new())
+    }
+}
+
+impl Registers {
+    pub fn get(&self, index: u16) -> u8 {
+        match self {
+            Registers::Sparse(v) => v
+                .binary_search_by_key(&index, |(i, _)| *i)
+                .map_or(0, |at| v[at].1),
+            Registers::Dense(d) => d.get(usize::from(index)).copied().unwrap_or(0),
+        }
+    }
+
+    /// Raises register `index` to `value`; true when it changed.
+    pub fn raise(&mut self, index: u16, value: u8) -> bool {
+        if usize::from(index) >= REGISTERS || value == 0 {
+            return false;
+        }
+        match self {
+            Registers::Sparse(v) => match v.binary_search_by_key(&index, |(i, _)| *i) {
+                Ok(at) if v[at].1 >= value => false,
+                Ok(at) => {
+                    v[at].1 = value;
+                    true
+                }
+                Err(at) => {
+                    v.insert(at, (index, value));
+                    if v.len() > SPARSE_MAX {
+                        let mut dense = vec![0u8; REGISTERS];
+                        for (i, r) in v.iter() {
+                            dense[usize::from(*i)] = *r;
+                        }
+                        *self = Registers::Dense(dense);
+                    }
+                    true
+                }
+            },
+            Registers::Dense(d) => {
+                let slot = &mut d[usize::from(index)];
+                if *slot >= value {
+                    false
+                } else {
+                    *slot = value;
+                    true
+                }
+            }
+        }
+    }
+
+    /// Every non-zero register.
+    pub fn nonzero(&self) -> Vec<(u16, u8)> {
+        match self {
+            Registers::Sparse(v) => v.clone(),
+            Registers::Dense(d) => d
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r > 0)
+                .map(|(i, r)| (i as u16, *r))
+                .collect(),
+        }
+    }
+
+    /// All 16384 registers.
+    pub fn dense(&self) -> Vec<u8> {
+        match self {
+            Registers::Dense(d) => d.clone(),
+            Registers::Sparse(v) => {
+                let mut d = vec![0u8; REGISTERS];
+                for (i, r) in v {
+                    d[usize::from(*i)] = *r;
+                }
+                d
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Registers::Sparse(v) => v.is_empty(),
+            Registers::Dense(d) => d.iter().all(|r| *r == 0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HllValue {
+    pub regs: Registers,
+    /// The raises that made the key exist, the latest per actor.
+    pub made: Vec<Dot>,
+    /// Deletes not yet known to every participant, the latest per actor.
+    pub deletes: Vec<Dot>,
+}
+
+/// Keeps the latest dot per actor in `dots` after adding `dot`.
+fn note(dots: &mut Vec<Dot>, dot: Dot) {
+    if let Some(d) = dots.iter_mut().find(|d| d.actor == dot.actor) {
+        if dot.seq > d.seq {
+            *d = dot;
+        }
+    } else {
+        dots.push(dot);
+        dots.sort();
+    }
+}
+
+impl HllValue {
+    pub fn exists(&self) -> bool {
+        !self.made.is_empty()
+    }
+
+    /// Applies a raise made by effect `dot` that observed `observed`; dropped when it had not
+    /// seen every remembered delete.
+    pub fn raise(&mut self, dot: Dot, observed: &VectorClock, changes: &[(u16, u8)]) {
+        if self.deletes.iter().any(|d| !observed.covers(*d)) {
+            return;
+        }
+        note(&mut self.made, dot);
+        for (i, r) in changes {
+            self.regs.raise(*i, *r);
+        }
+    }
+
+    /// A delete by effect `by`: clears everything present and is remembered.
+    pub fn delete(&mut self, by: Dot) {
+        self.regs = Registers::default();
+        self.made.clear();
+        note(&mut self.deletes, by);
+    }
+
+    /// Forgets deletes every participant has seen.
+    pub fn collect(&mut self, stable: &VectorClock) {
+        self.deletes.retain(|d| !stable.covers(*d));
+    }
+
+    /// State merge (see the module docs).
+    pub fn join(&mut self, mine_ctx: &VectorClock, other: &HllValue, their_ctx: &VectorClock) {
+        let mine_unknown = self.deletes.iter().any(|d| !their_ctx.covers(*d));
+        let theirs_unknown = other.deletes.iter().any(|d| !mine_ctx.covers(*d));
+        match (mine_unknown, theirs_unknown) {
+            (false, false) => {
+                for (i, r) in other.regs.nonzero() {
+                    self.regs.raise(i, r);
+                }
+                for d in &other.made {
+                    note(&mut self.made, *d);
+                }
+            }
+            (true, false) => {}
+            (false, true) => {
+                self.regs = other.regs.clone();
+                self.made = other.made.clone();
+            }
+            (true, true) => {
+                self.regs = Registers::default();
+                self.made.clear();
+            }
+        }
+        for d in &other.deletes {
+            note(&mut self.deletes, *d);
+        }
+        if self.regs.is_empty() {
+            self.regs = Registers::default();
+        }
+    }
+}
+
+/// Redis's MurmurHash64A with seed 0xadc83b19.
+fn murmur64a(key: &[u8]) -> u64 {
+    const M: u64 = 0xc6a4_a793_5bd1_e995;
+    const R: u32 = 47;
+    let seed: u64 = 0xadc8_3b19;
+    let mut h: u64 = seed ^ (key.len() as u64).wrapping_mul(M);
+    let mut chunks = key.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut k = u64::from_le_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h ^= k;
+        h = h.wrapping_mul(M);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        for (i, b) in rest.iter().enumerate().rev() {
+            h ^= u64::from(*b) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> R;
+    h = h.wrapping_mul(M);
+    h ^= h >> R;
+    h
+}
+
+/// The register an element falls in and the value it sets (Redis's hllPatLen).
+pub fn pattern(element: &[u8]) -> (u16, u8) {
+    let hash = murmur64a(element);
+    let index = (hash & (REGISTERS as u64 - 1)) as u16;
+    let rest = (hash >> 14) | (1u64 << 50);
+    (index, rest.trailing_zeros() as u8 + 1)
+}
+
+fn tau(mut x: f64) -> f64 {
+    if x == 0.0 || x == 1.0 {
+        return 0.0;
+    }
+    let mut y = 1.0;
+    let mut z = 1.0 - x;
+    loop {
+        x = x.sqrt();
+        let before = z;
+        y *= 0.5;
+        z -= (1.0 - x).powi(2) * y;
+        if before == z {
+            return z / 3.0;
+        }
+    }
+}
+
+fn sigma(mut x: f64) -> f64 {
+    if x == 1.0 {
+        return f64::INFINITY;
+    }
+    let mut y = 1.0;
+    let mut z = x;
+    loop {
+        x *= x;
+        let before = z;
+        z += x * y;
+        y += y;
+        if before == z {
+            return z;
+        }
+    }
+}
+
+/// Redis 7's cardinality estimate of a set of registers (Ertl's improved estimator).
+pub fn count(regs: &[u8]) -> u64 {
+    let m = REGISTERS as f64;
+    let mut histo = [0u32; 64];
+    for r in regs {
+        histo[usize::from(*r).min(63)] += 1;
+    }
+    let q = 50;
+    let mut z = m * tau((m - f64::from(histo[q + 1])) / m);
+    for j in (1..=q).rev() {
+        z += f64::from(histo[j]);
+        z *= 0.5;
+    }
+    z += m * sigma(f64::from(histo[0]) / m);
+    let alpha_inf = 0.721_347_520_444_481_7;
+    (alpha_inf * m * m / z).round() as u64
+}
+
+/// The value as Redis stores it: the dense encoding (`HYLL`, encoding 0, the cardinality cache
+/// marked stale, 12288 bytes of packed six-bit registers).
+pub fn encode_dense(regs: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + REGISTERS * 6 / 8);
+    out.extend_from_slice(b"HYLL");
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x80]);
+    let mut packed = vec![0u8; REGISTERS * 6 / 8];
+    for (i, r) in regs.iter().enumerate() {
+        let bit = i * 6;
+        let byte = bit / 8;
+        let shift = bit % 8;
+        let v = u16::from(*r & 0x3f) << shift;
+        packed[byte] |= (v & 0xff) as u8;
+        if byte + 1 < packed.len() {
+            packed[byte + 1] |= (v >> 8) as u8;
+        }
+    }
+    out.extend_from_slice(&packed);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::types::laws::{assert_join_laws, clock, dot, State};
+
+    fn with(made: &[Dot], regs: &[(u16, u8)], deletes: &[Dot]) -> HllValue {
+        let mut v = HllValue::default();
+        for d in made {
+            note(&mut v.made, *d);
+        }
+        for (i, r) in regs {
+            v.regs.raise(*i, *r);
+        }
+        for d in deletes {
+            note(&mut v.deletes, *d);
+        }
+        v
+    }
+
+    fn join(a: &mut HllValue, ac: &VectorClock, b: &HllValue, bc: &VectorClock) {
+        a.join(ac, b, bc)
+    }
+
+    fn states() -> Vec<State<HllValue>> {
+        vec![
+            (HllValue::default(), clock(&[])),
+            // 1: PFADD raising registers 1 and 2.
+            (with(&[dot(1, 1)], &[(1, 3), (2, 1)], &[]), clock(&[(1, 1)])),
+            // 2, concurrently: PFADD raising register 1 higher and 7.
+            (with(&[dot(2, 1)], &[(1, 5), (7, 2)], &[]), clock(&[(2, 1)])),
+            // 3, after 1: DEL, then a PFADD.
+            (
+                with(&[dot(3, 2)], &[(9, 1)], &[dot(3, 1)]),
+                clock(&[(1, 1), (3, 2)]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn join_is_commutative_associative_and_idempotent() {
+        assert_join_laws(&states(), join);
+    }
+
+    #[test]
+    fn a_delete_drops_the_raises_it_had_not_seen_in_any_order() {
+        // Order 1: the concurrent raise arrives first, then the delete clears it.
+        let mut a = HllValue::default();
+        a.raise(dot(1, 1), &clock(&[(1, 1)]), &[(4, 2)]);
+        a.delete(dot(2, 1));
+        // Order 2: the delete first; the raise that did not see it is dropped.
+        let mut b = HllValue::default();
+        b.delete(dot(2, 1));
+        b.raise(dot(1, 1), &clock(&[(1, 1)]), &[(4, 2)]);
+        assert_eq!(a, b);
+        assert!(!a.exists());
+        // A raise that saw the delete counts.
+        b.raise(dot(1, 2), &clock(&[(1, 2), (2, 1)]), &[(5, 1)]);
+        assert!(b.exists());
+        assert_eq!(b.regs.get(5), 1);
+    }
+
+    #[test]
+    fn counts_match_redis_for_small_and_large_sets() {
+        // Figures from redis-server 7.0: PFADD of the elements, then PFCOUNT.
+        let mut regs = vec![0u8; REGISTERS];
+        for e in ["a", "b", "c", "d", "e", "f", "g"] {
+            let (i, r) = pattern(e.as_bytes());
+            regs[usize::from(i)] = regs[usize::from(i)].max(r);
+        }
+        assert_eq!(count(&regs), 7);
+    }
+}
