@@ -38,6 +38,28 @@ fn registers_of<'a>(
     }
 }
 
+/// The HyperLogLog at `key` as stored, visible or not (a deleted one keeps its epoch until
+/// every participant has seen the delete).
+fn stored<'a>(ks: &'a Keyspace, key: &[u8]) -> Option<&'a crate::crdt::types::HllValue> {
+    ks.raw_entry(key)?
+        .slots
+        .iter()
+        .find_map(|s| match &s.value {
+            Value::Hll(h) => Some(&**h),
+            _ => None,
+        })
+}
+
+/// The epoch a raise of `key` is made in.
+fn epoch_of(ks: &Keyspace, key: &[u8]) -> u64 {
+    stored(ks, key).map_or(0, |h| h.epoch)
+}
+
+/// The epoch of `key` after a delete of it in the same effect (RENAME, COPY … REPLACE).
+pub fn epoch_after_delete(ks: &Keyspace, key: &[u8]) -> u64 {
+    stored(ks, key).map_or(0, |h| h.epoch + u64::from(h.exists()))
+}
+
 fn pfadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let (slot, regs) = registers_of(&ctx.db.ks, key, ctx.now_ms)?;
@@ -60,10 +82,12 @@ fn pfadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     }
     raised.sort();
     ctx.out.int(1);
+    let epoch = epoch_of(&ctx.db.ks, key);
     ctx.write(vec![op(
         key,
         OpKind::HllRaise {
             slot,
+            epoch,
             registers: raised,
         },
     )]);
@@ -104,10 +128,12 @@ fn pfmerge(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if raised.is_empty() && current.is_some() {
         return Ok(());
     }
+    let epoch = epoch_of(&ctx.db.ks, dest);
     ctx.write(vec![op(
         dest,
         OpKind::HllRaise {
             slot,
+            epoch,
             registers: raised,
         },
     )]);

@@ -441,7 +441,8 @@ fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// Operations that write a copy of `value` under `key` as a new value (RENAME, *STORE).
+/// Operations that write a copy of `value` under `key` as a new value (RENAME, *STORE),
+/// after a delete of `key` when it exists.
 pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
     let slot = crate::crdt::NEW_SLOT;
     let b = |x: &[u8]| Bytes::copy_from_slice(x);
@@ -508,6 +509,8 @@ pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
             key,
             OpKind::HllRaise {
                 slot,
+                // Any HyperLogLog at `key` is deleted first, which starts its next epoch.
+                epoch: super::hyperloglog::epoch_after_delete(&ctx.db.ks, key),
                 registers: h.regs.nonzero(),
             },
         )),

@@ -138,9 +138,11 @@ pub enum OpKind {
         region: String,
         change: super::types::GroupChange,
     },
-    /// Raises HyperLogLog registers (`(index, value)`), creating the key if needed.
+    /// Raises HyperLogLog registers (`(index, value)`) in `epoch` (the deletes the key went
+    /// through as the writer saw it), creating the key if needed.
     HllRaise {
         slot: Stamp,
+        epoch: u64,
         registers: Vec<(u16, u8)>,
     },
 }

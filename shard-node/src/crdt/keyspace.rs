@@ -660,9 +660,13 @@ impl Keyspace {
                     }
                 }
             }
-            OpKind::HllRaise { slot, registers } => {
+            OpKind::HllRaise {
+                slot,
+                epoch,
+                registers,
+            } => {
                 if let Value::Hll(h) = entry.slot_mut(Kind::Hll, *slot, dot, observed) {
-                    h.raise(dot, observed, registers);
+                    h.raise(dot, *epoch, registers);
                 }
             }
         });

@@ -4,8 +4,9 @@
 //! - state merge is commutative, associative and idempotent;
 //! - op exchange equals state merge.
 //!
-//! Workloads mix every first-wave type on a few keys (so types collide), with a round of partial
-//! synchronisation in the middle so effects have causal dependencies.
+//! Workloads mix the value types (strings, counters, hashes, sets, sorted sets, lists, streams,
+//! HyperLogLogs) on a few keys (so types collide), with a round of partial synchronisation in
+//! the middle so effects have causal dependencies.
 
 use proptest::prelude::*;
 use shard_node::commands::testing::TestDb;
@@ -20,7 +21,7 @@ fn command(kind: u8, key: u8, member: u8, n: i8) -> Vec<String> {
     let m = format!("m{}", member % 3);
     let n = i64::from(n);
     let v = |x: &str| x.to_string();
-    match kind % 18 {
+    match kind % 24 {
         0 => vec![v("SET"), key, m],
         1 => vec![v("INCRBY"), key, n.to_string()],
         2 => vec![v("DEL"), key],
@@ -38,6 +39,21 @@ fn command(kind: u8, key: u8, member: u8, n: i8) -> Vec<String> {
         14 => vec![v("EXPIRE"), key, (1000 + n.abs()).to_string()],
         15 => vec![v("PERSIST"), key],
         16 => vec![v("LINSERT"), key, v("AFTER"), m, v("z")],
+        17 => vec![v("XADD"), key, v("*"), v("f"), m],
+        18 => vec![
+            v("XADD"),
+            key,
+            v("MAXLEN"),
+            v("="),
+            v("2"),
+            v("*"),
+            v("f"),
+            m,
+        ],
+        19 => vec![v("XTRIM"), key, v("MAXLEN"), v("1")],
+        20 => vec![v("PFADD"), key, m],
+        21 => vec![v("PFMERGE"), key, format!("k{}", (n.unsigned_abs() % 4))],
+        22 => vec![v("XADD"), key, format!("{}-1", n.abs() + 1), v("f"), m],
         _ => vec![v("FLUSHALL")],
     }
 }

@@ -49,7 +49,7 @@ fn key(rng: &mut XorShift, prefix: &str) -> String {
 }
 
 const VALUES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
-const PREFIXES: [&str; 9] = ["s", "c", "f", "h", "set", "z", "l", "mix", "{r}"];
+const PREFIXES: [&str; 11] = ["s", "c", "f", "h", "set", "z", "l", "mix", "{r}", "x", "p"];
 
 /// One random command.
 fn random_op(rng: &mut XorShift) -> Vec<String> {
@@ -62,7 +62,7 @@ fn random_op(rng: &mut XorShift) -> Vec<String> {
         let prefix = pick(rng, &PREFIXES);
         key(rng, prefix)
     };
-    let mut cmd: Vec<String> = match rng.below(44) {
+    let mut cmd: Vec<String> = match rng.below(50) {
         0 => s(&["SET", &key(rng, "s"), &v(rng)]),
         1 => s(&["SET", &key(rng, "s"), &v(rng), "EX", "10000"]),
         2 => s(&["APPEND", &key(rng, "s"), &v(rng)]),
@@ -133,6 +133,21 @@ fn random_op(rng: &mut XorShift) -> Vec<String> {
         37 => s(&["HSET", &key(rng, "mix"), "f", &v(rng)]),
         38 => s(&["ZADD", &key(rng, "mix"), "1", &v(rng)]),
         39 => s(&["INCR", &key(rng, "mix")]),
+        40 => s(&["XADD", &key(rng, "x"), "*", "f", &v(rng)]),
+        41 => s(&[
+            "XADD",
+            &key(rng, "x"),
+            "MAXLEN",
+            "=",
+            "3",
+            "*",
+            "f",
+            &v(rng),
+        ]),
+        42 => s(&["PFADD", &key(rng, "p"), &v(rng), &v(rng)]),
+        43 => s(&["XADD", &key(rng, "mix"), "*", "f", &v(rng)]),
+        44 => s(&["PFADD", &key(rng, "mix"), &v(rng)]),
+        45 => s(&["XTRIM", &key(rng, "x"), "MAXLEN", "1"]),
         _ => Vec::new(), // a transaction, below
     };
     if cmd.is_empty() {

@@ -1,16 +1,21 @@
 //! HyperLogLog: Redis's 16384 six-bit registers, merged register by register with `max`.
 //!
-//! Conflict rules (delete wins, as in Redis Enterprise's Active-Active HyperLogLog):
+//! Conflict rules (a delete wins over the concurrent `PFADD`s to the version of the key it
+//! saw):
 //! - `PFADD` and `PFMERGE` raise registers; concurrent raises merge by maximum, so every
 //!   region's elements count.
-//! - A delete (`DEL`, `FLUSHALL`, a type change) clears every register present, whoever
-//!   raised it, and is remembered until every participant has seen it: a raise that had not
-//!   observed every remembered delete is dropped. A raise concurrent with a delete is
-//!   therefore lost in every region, whichever arrives first.
+//! - The value has an *epoch*, the number of deletes it went through. A raise carries the
+//!   epoch its writer saw: a raise of an older epoch is dropped, one of a newer epoch (possible
+//!   only once the delete that made it is forgotten) starts that epoch afresh.
+//! - A delete (`DEL`, `FLUSHALL`, a write of another type) that observed at least one raise of
+//!   the current epoch clears the registers and starts the next epoch; concurrent deletes of
+//!   one epoch all start the same next epoch. A delete that observed nothing of the current
+//!   epoch changes nothing. A raise concurrent with a delete of its epoch is therefore lost in
+//!   every region, whichever arrives first.
+//! - A delete is remembered until every participant has seen it, so the value and its epoch
+//!   outlive it until then.
 //!
-//! Join (state merge): when neither side holds a delete the other has not seen, the registers
-//! join by maximum; when only one side does, that side's registers are kept (the other's
-//! raises it has not seen are concurrent with its delete); when both do, nothing is kept.
+//! Join (state merge): the greater epoch wins; within one epoch registers join by maximum.
 
 use crate::crdt::clock::{Dot, VectorClock};
 use serde::{Deserialize, Serialize};
@@ -117,17 +122,32 @@ impl Registers {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HllValue {
+    /// Deletes this value went through (see the module docs).
+    pub epoch: u64,
     pub regs: Registers,
-    /// The raises that made the key exist, the latest per actor.
+    /// The first raise of each actor in this epoch: the value exists while there is one, and
+    /// a delete that observed one of them ends the epoch.
     pub made: Vec<Dot>,
     /// Deletes not yet known to every participant, the latest per actor.
     pub deletes: Vec<Dot>,
 }
 
 /// Keeps the latest dot per actor in `dots` after adding `dot`.
-fn note(dots: &mut Vec<Dot>, dot: Dot) {
+fn note_latest(dots: &mut Vec<Dot>, dot: Dot) {
     if let Some(d) = dots.iter_mut().find(|d| d.actor == dot.actor) {
         if dot.seq > d.seq {
+            *d = dot;
+        }
+    } else {
+        dots.push(dot);
+        dots.sort();
+    }
+}
+
+/// Keeps the first dot per actor in `dots` after adding `dot`.
+fn note_first(dots: &mut Vec<Dot>, dot: Dot) {
+    if let Some(d) = dots.iter_mut().find(|d| d.actor == dot.actor) {
+        if dot.seq < d.seq {
             *d = dot;
         }
     } else {
@@ -141,23 +161,31 @@ impl HllValue {
         !self.made.is_empty()
     }
 
-    /// Applies a raise made by effect `dot` that observed `observed`; dropped when it had not
-    /// seen every remembered delete.
-    pub fn raise(&mut self, dot: Dot, observed: &VectorClock, changes: &[(u16, u8)]) {
-        if self.deletes.iter().any(|d| !observed.covers(*d)) {
+    /// Applies a raise made by effect `dot` in `epoch`.
+    pub fn raise(&mut self, dot: Dot, epoch: u64, changes: &[(u16, u8)]) {
+        if epoch < self.epoch {
             return;
         }
-        note(&mut self.made, dot);
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.regs = Registers::default();
+            self.made.clear();
+        }
+        note_first(&mut self.made, dot);
         for (i, r) in changes {
             self.regs.raise(*i, *r);
         }
     }
 
-    /// A delete by effect `by`: clears everything present and is remembered.
-    pub fn delete(&mut self, by: Dot) {
+    /// A delete by effect `by` that observed `observed` (see the module docs).
+    pub fn delete(&mut self, observed: &VectorClock, by: Dot) {
+        if !self.made.iter().any(|d| observed.covers(*d)) {
+            return;
+        }
+        self.epoch += 1;
         self.regs = Registers::default();
         self.made.clear();
-        note(&mut self.deletes, by);
+        note_latest(&mut self.deletes, by);
     }
 
     /// Forgets deletes every participant has seen.
@@ -166,33 +194,21 @@ impl HllValue {
     }
 
     /// State merge (see the module docs).
-    pub fn join(&mut self, mine_ctx: &VectorClock, other: &HllValue, their_ctx: &VectorClock) {
-        let mine_unknown = self.deletes.iter().any(|d| !their_ctx.covers(*d));
-        let theirs_unknown = other.deletes.iter().any(|d| !mine_ctx.covers(*d));
-        match (mine_unknown, theirs_unknown) {
-            (false, false) => {
-                for (i, r) in other.regs.nonzero() {
-                    self.regs.raise(i, r);
-                }
-                for d in &other.made {
-                    note(&mut self.made, *d);
-                }
+    pub fn join(&mut self, _mine_ctx: &VectorClock, other: &HllValue, _their_ctx: &VectorClock) {
+        if other.epoch > self.epoch {
+            self.epoch = other.epoch;
+            self.regs = other.regs.clone();
+            self.made = other.made.clone();
+        } else if other.epoch == self.epoch {
+            for (i, r) in other.regs.nonzero() {
+                self.regs.raise(i, r);
             }
-            (true, false) => {}
-            (false, true) => {
-                self.regs = other.regs.clone();
-                self.made = other.made.clone();
-            }
-            (true, true) => {
-                self.regs = Registers::default();
-                self.made.clear();
+            for d in &other.made {
+                note_first(&mut self.made, *d);
             }
         }
         for d in &other.deletes {
-            note(&mut self.deletes, *d);
-        }
-        if self.regs.is_empty() {
-            self.regs = Registers::default();
+            note_latest(&mut self.deletes, *d);
         }
     }
 }
@@ -314,16 +330,19 @@ mod tests {
     use super::*;
     use crate::crdt::types::laws::{assert_join_laws, clock, dot, State};
 
-    fn with(made: &[Dot], regs: &[(u16, u8)], deletes: &[Dot]) -> HllValue {
-        let mut v = HllValue::default();
+    fn with(epoch: u64, made: &[Dot], regs: &[(u16, u8)], deletes: &[Dot]) -> HllValue {
+        let mut v = HllValue {
+            epoch,
+            ..HllValue::default()
+        };
         for d in made {
-            note(&mut v.made, *d);
+            note_first(&mut v.made, *d);
         }
         for (i, r) in regs {
             v.regs.raise(*i, *r);
         }
         for d in deletes {
-            note(&mut v.deletes, *d);
+            note_latest(&mut v.deletes, *d);
         }
         v
     }
@@ -336,12 +355,18 @@ mod tests {
         vec![
             (HllValue::default(), clock(&[])),
             // 1: PFADD raising registers 1 and 2.
-            (with(&[dot(1, 1)], &[(1, 3), (2, 1)], &[]), clock(&[(1, 1)])),
+            (
+                with(0, &[dot(1, 1)], &[(1, 3), (2, 1)], &[]),
+                clock(&[(1, 1)]),
+            ),
             // 2, concurrently: PFADD raising register 1 higher and 7.
-            (with(&[dot(2, 1)], &[(1, 5), (7, 2)], &[]), clock(&[(2, 1)])),
+            (
+                with(0, &[dot(2, 1)], &[(1, 5), (7, 2)], &[]),
+                clock(&[(2, 1)]),
+            ),
             // 3, after 1: DEL, then a PFADD.
             (
-                with(&[dot(3, 2)], &[(9, 1)], &[dot(3, 1)]),
+                with(1, &[dot(3, 2)], &[(9, 1)], &[dot(3, 1)]),
                 clock(&[(1, 1), (3, 2)]),
             ),
         ]
@@ -353,21 +378,27 @@ mod tests {
     }
 
     #[test]
-    fn a_delete_drops_the_raises_it_had_not_seen_in_any_order() {
+    fn a_delete_drops_the_raises_of_its_epoch_in_any_order() {
+        let first = dot(1, 1);
         // Order 1: the concurrent raise arrives first, then the delete clears it.
         let mut a = HllValue::default();
-        a.raise(dot(1, 1), &clock(&[(1, 1)]), &[(4, 2)]);
-        a.delete(dot(2, 1));
-        // Order 2: the delete first; the raise that did not see it is dropped.
+        a.raise(first, 0, &[(3, 1)]);
+        a.raise(dot(2, 1), 0, &[(4, 2)]);
+        a.delete(&clock(&[(1, 1)]), dot(3, 1));
+        // Order 2: the delete first; the raise of the old epoch is dropped.
         let mut b = HllValue::default();
-        b.delete(dot(2, 1));
-        b.raise(dot(1, 1), &clock(&[(1, 1)]), &[(4, 2)]);
+        b.raise(first, 0, &[(3, 1)]);
+        b.delete(&clock(&[(1, 1)]), dot(3, 1));
+        b.raise(dot(2, 1), 0, &[(4, 2)]);
         assert_eq!(a, b);
         assert!(!a.exists());
-        // A raise that saw the delete counts.
-        b.raise(dot(1, 2), &clock(&[(1, 2), (2, 1)]), &[(5, 1)]);
+        // A raise made after seeing the delete counts.
+        b.raise(dot(2, 2), 1, &[(5, 1)]);
         assert!(b.exists());
         assert_eq!(b.regs.get(5), 1);
+        // A delete that saw nothing of the current epoch changes nothing.
+        b.delete(&clock(&[(1, 1)]), dot(4, 1));
+        assert!(b.exists());
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl Value {
             Value::ZSet(z) => z.remove_observed(observed),
             Value::List(l) => l.remove_observed(observed, by),
             Value::Stream(x) => x.remove_observed(observed),
-            Value::Hll(h) => h.delete(by),
+            Value::Hll(h) => h.delete(observed, by),
         }
     }
 
