@@ -213,6 +213,12 @@ fn a_password_protected_database_is_wired_with_its_secret() {
             .await
             .expect("WAIT");
         assert_eq!(acked, 1, "the replica follows with the password");
+        // A real job queue through the region endpoint: an RQ worker waiting with BLPOP runs
+        // jobs enqueued by a producer, with results in streams and registries in sorted sets.
+        let target = endpoint.clone();
+        tokio::task::spawn_blocking(move || rq_round_trip(&target, "s3cret-pw"))
+            .await
+            .expect("RQ round trip");
         // CONFIG is the internal user's: the application's default user may not run it.
         let denied = redis_cmd::<Vec<String>>(&authed, &["CONFIG", "GET", "maxmemory"]).await;
         assert!(

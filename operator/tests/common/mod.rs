@@ -506,3 +506,51 @@ async fn query<T: redis::FromRedisValue>(
         .ok()?
         .ok()
 }
+
+/// Runs the RQ job-queue round trip (`shard-node/tests/clients/rq_roundtrip.py`: a worker
+/// waiting with BLPOP, 20 jobs and a failing one) against `endpoint` (`host:port`), in a Python
+/// environment with RQ made once under the test target directory; panics with the script's
+/// output unless every job ran.
+pub fn rq_round_trip(endpoint: &str, password: &str) {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let venv = root.join("rq-3.0.0");
+    let python = venv.join("bin").join("python");
+    let lock = std::fs::File::create(root.join("rq-3.0.0.lock")).expect("create the venv lock");
+    lock.lock().expect("lock the venv");
+    if !venv.join("ready").exists() {
+        let _ = std::fs::remove_dir_all(&venv);
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("run python3 -m venv");
+        assert!(
+            made.success(),
+            "python3 -m venv failed (Debian: apt install python3-venv)"
+        );
+        let pip = std::process::Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "rq==3.0.0", "redis==8.2.0"])
+            .output()
+            .expect("run pip");
+        assert!(pip.status.success(), "pip install rq: {pip:?}");
+        std::fs::write(venv.join("ready"), b"").expect("mark the environment ready");
+    }
+    drop(lock);
+    let script = workspace_root().join("shard-node/tests/clients/rq_roundtrip.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(endpoint)
+        .arg(password)
+        .output()
+        .expect("run the RQ round trip");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "RQ round trip through {endpoint}:\n{text}"
+    );
+    assert_eq!(text.trim(), "ok 20", "{text}");
+}

@@ -1,6 +1,6 @@
 """A real RQ job queue against a Redis-compatible endpoint.
 
-Usage: rq_roundtrip.py PORT [PASSWORD]
+Usage: rq_roundtrip.py [HOST:]PORT [PASSWORD]
 
 Starts an `rq worker` (which waits for jobs with BLPOP), enqueues jobs once it is registered,
 lets it run them, and checks every result, the failed job's status and the registries. Exits
@@ -20,16 +20,18 @@ DEADLINE = 120
 
 
 def main():
-    port = int(sys.argv[1])
+    host, _, port = sys.argv[1].rpartition(":")
+    host = host or "127.0.0.1"
+    port = int(port)
     password = sys.argv[2] if len(sys.argv) > 2 else None
-    conn = Redis(host="127.0.0.1", port=port, password=password)
+    conn = Redis(host=host, port=port, password=password)
     queue = Queue("default", connection=conn)
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, PYTHONPATH=here)
     auth = f":{password}@" if password else ""
     rq = os.path.join(os.path.dirname(sys.executable), "rq")
     worker = subprocess.Popen(
-        [rq, "worker", "--url", f"redis://{auth}127.0.0.1:{port}", "--max-jobs", str(JOBS + 1), "default"],
+        [rq, "worker", "--url", f"redis://{auth}{host}:{port}", "--max-jobs", str(JOBS + 1), "default"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
