@@ -14,6 +14,7 @@
 //! - Replies and error texts are Redis 7.0's, byte for byte.
 
 pub mod acl;
+pub mod bitmaps;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -86,12 +87,25 @@ pub struct Command {
     pub summary: &'static str,
 }
 
-/// Commands whose keys follow a count (`LMPOP numkeys key...`), with the count's position.
-const NUMKEYS_COMMANDS: [(&str, usize); 2] = [("lmpop", 1), ("sintercard", 1)];
+/// Commands whose keys follow a count (`LMPOP numkeys key...`), with the count's position; the
+/// keys their table entry names (`ZUNIONSTORE`'s destination) are keys too.
+const NUMKEYS_COMMANDS: [(&str, usize); 10] = [
+    ("lmpop", 1),
+    ("sintercard", 1),
+    ("zunion", 1),
+    ("zinter", 1),
+    ("zdiff", 1),
+    ("zintercard", 1),
+    ("zmpop", 1),
+    ("zunionstore", 2),
+    ("zinterstore", 2),
+    ("zdiffstore", 2),
+];
 
 impl Command {
     /// Positions of every key argument of `args`, including the keys that follow a count
-    /// (`LMPOP`, `SINTERCARD`); an unreadable count yields none (the handler refuses it).
+    /// (`LMPOP`, `SINTERCARD`, `ZUNION`…); an unreadable count, or one beyond the arguments,
+    /// yields none of them (the handler refuses it).
     pub fn keys_in(&self, args: &[Bytes]) -> Vec<usize> {
         if let Some((_, at)) = NUMKEYS_COMMANDS.iter().find(|(n, _)| *n == self.name) {
             let count = args
@@ -100,7 +114,12 @@ impl Command {
                 .filter(|n| *n > 0)
                 .map_or(0, |n| n as usize);
             let first = at + 1;
-            return (first..first.saturating_add(count).min(args.len())).collect();
+            let mut keys: Vec<usize> = self.key_positions(args.len()).collect();
+            // Like Redis's key extraction, a count beyond the arguments names no keys.
+            if first.saturating_add(count) <= args.len() {
+                keys.extend(first..first + count);
+            }
+            return keys;
         }
         self.key_positions(args.len()).collect()
     }
@@ -460,6 +479,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
     TABLE.get_or_init(|| {
         let mut all = Vec::new();
         all.extend(strings::commands());
+        all.extend(bitmaps::commands());
         all.extend(keys::commands());
         all.extend(connection::commands());
         all.extend(acl::commands());

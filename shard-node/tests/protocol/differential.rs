@@ -101,6 +101,7 @@ script_tests!(
     resp3,
     wrongtype,
     acl,
+    bitmaps,
 );
 
 macro_rules! proxy_script_tests {
@@ -120,7 +121,7 @@ macro_rules! proxy_script_tests {
 }
 
 proxy_script_tests!(
-    strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl
+    strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl, bitmaps
 );
 
 /// Scripts not run through the proxy, and why (INTENDED_DIFFERENCES.md, Through the proxy).
