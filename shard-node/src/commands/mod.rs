@@ -25,10 +25,12 @@ pub mod introspection;
 pub mod keys;
 pub mod keyspace_admin;
 pub mod lists;
+pub mod object;
 pub mod persistence;
 pub mod pubsub;
 pub mod replication;
 pub mod sets;
+pub mod slowlog;
 pub mod strings;
 pub mod testing;
 pub mod transactions;
@@ -183,6 +185,8 @@ pub struct Settings {
     pub proto_max_bulk_len: u64,
     pub timeout: u64,
     pub databases: u64,
+    /// Redis parameters stored and reported without effect (`config::PARAMS`).
+    pub params: BTreeMap<&'static str, String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -258,6 +262,8 @@ pub struct Db {
     pub acl: crate::acl::Acl,
     /// The file `ACL LOAD` reads (`--aclfile`).
     pub acl_file: Option<std::path::PathBuf>,
+    /// Commands slower than `slowlog-log-slower-than` (SLOWLOG).
+    pub slowlog: slowlog::Slowlog,
 }
 
 impl Db {
@@ -279,6 +285,7 @@ impl Db {
                 proto_max_bulk_len: 512 * 1024 * 1024,
                 timeout: 0,
                 databases: 1,
+                params: config::default_params(),
             },
             stats: Stats::default(),
             clients: BTreeMap::new(),
@@ -298,6 +305,7 @@ impl Db {
             topology: None,
             acl: crate::acl::Acl::default(),
             acl_file: None,
+            slowlog: slowlog::Slowlog::default(),
             repl: crate::repl::ReplState::new(ks.clock().clone()),
             ks,
         }
@@ -378,6 +386,12 @@ pub struct ClientState {
     /// Set by `AA.TOPOLOGY SUBSCRIBEONLY` (a proxy's subscriber connections): only the
     /// commands allowed in a RESP2 subscribed context run, whatever the protocol.
     pub subscribe_only: bool,
+    /// `CLIENT REPLY OFF`: no replies until `CLIENT REPLY ON`.
+    pub reply_off: bool,
+    /// `CLIENT REPLY SKIP`: the next command's reply is dropped.
+    pub reply_skip_next: bool,
+    /// The reply of the command being run is dropped (the one after `CLIENT REPLY SKIP`).
+    pub reply_skip: bool,
 }
 
 impl ClientState {
@@ -402,6 +416,9 @@ impl ClientState {
             readonly: false,
             shard_wide: false,
             subscribe_only: false,
+            reply_off: false,
+            reply_skip_next: false,
+            reply_skip: false,
         }
     }
 
@@ -493,8 +510,10 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(persistence::commands());
         all.extend(hashes::commands());
         all.extend(sets::commands());
+        all.extend(slowlog::commands());
         all.extend(zsets::commands());
         all.extend(lists::commands());
+        all.extend(object::commands());
         all.extend(replication::commands());
         all.extend(cluster::commands());
         all.into_iter().map(|c| (c.name, c)).collect()
@@ -559,7 +578,25 @@ pub fn cmd(
 }
 
 /// Runs one command for a client: every pre-check, MULTI queueing, expiry, then the handler.
+/// `CLIENT REPLY OFF|SKIP` take back the reply it wrote.
 pub fn dispatch(
+    db: &mut Db,
+    client: &mut ClientState,
+    args: &[Bytes],
+    out: &mut bytes::BytesMut,
+    now_ms: u64,
+) {
+    let start = out.len();
+    dispatch_command(db, client, args, out, now_ms);
+    if client.reply_off || std::mem::take(&mut client.reply_skip) {
+        out.truncate(start);
+    }
+    if std::mem::take(&mut client.reply_skip_next) {
+        client.reply_skip = true;
+    }
+}
+
+fn dispatch_command(
     db: &mut Db,
     client: &mut ClientState,
     args: &[Bytes],
@@ -729,6 +766,7 @@ pub fn run(
         (command.handler)(&mut ctx, args)
     };
     let micros = start.elapsed().as_micros() as u64;
+    slowlog::record(db, client, command, args, micros, now_ms);
     let entry = db.stats.commands.entry(command.name).or_insert((0, 0));
     entry.0 += 1;
     entry.1 += micros;
