@@ -256,6 +256,8 @@ pub const UNITS: &[(&str, &str)] = &[
     ("smembers", "read set slow"),
     ("smismember", "read set fast"),
     ("smove", "write set fast"),
+    ("sort", "write set sortedset list slow dangerous"),
+    ("sort_ro", "read set sortedset list slow dangerous"),
     ("spop", "write set fast"),
     ("srandmember", "read set slow"),
     ("srem", "write set fast"),

@@ -518,27 +518,33 @@ pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
                 ));
             }
         }
-        Value::List(l) => {
-            let dot = ctx.db.ks.next_dot();
-            let base = ctx.db.ks.batch_list_inserts();
-            let mut after = None;
-            for (i, e) in l.iter_visible().enumerate() {
-                let id = ElemId {
-                    dot,
-                    index: base + i as u32,
-                };
-                ops.push(op(
-                    key,
-                    OpKind::ListInsert {
-                        slot,
-                        id,
-                        after,
-                        value: b(&e.value),
-                    },
-                ));
-                after = Some(id);
-            }
-        }
+        Value::List(l) => ops = list_ops(ctx, key, l.iter_visible().map(|e| b(&e.value))),
+    }
+    ops
+}
+
+/// Operations that write `values`, in order, as a new list under `key` (RENAME, SORT STORE).
+pub fn list_ops(ctx: &Ctx<'_>, key: &Bytes, values: impl Iterator<Item = Bytes>) -> Vec<Op> {
+    let slot = crate::crdt::NEW_SLOT;
+    let dot = ctx.db.ks.next_dot();
+    let base = ctx.db.ks.batch_list_inserts();
+    let mut after = None;
+    let mut ops = Vec::new();
+    for (i, value) in values.enumerate() {
+        let id = ElemId {
+            dot,
+            index: base + i as u32,
+        };
+        ops.push(op(
+            key,
+            OpKind::ListInsert {
+                slot,
+                id,
+                after,
+                value,
+            },
+        ));
+        after = Some(id);
     }
     ops
 }

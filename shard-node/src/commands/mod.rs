@@ -31,6 +31,7 @@ pub mod pubsub;
 pub mod replication;
 pub mod sets;
 pub mod slowlog;
+pub mod sort;
 pub mod strings;
 pub mod testing;
 pub mod transactions;
@@ -109,6 +110,11 @@ impl Command {
     /// (`LMPOP`, `SINTERCARD`, `ZUNION`…); an unreadable count, or one beyond the arguments,
     /// yields none of them (the handler refuses it).
     pub fn keys_in(&self, args: &[Bytes]) -> Vec<usize> {
+        if self.name == "sort" {
+            let mut keys: Vec<usize> = self.key_positions(args.len()).collect();
+            keys.extend(sort::store_key_position(args));
+            return keys;
+        }
         if let Some((_, at)) = NUMKEYS_COMMANDS.iter().find(|(n, _)| *n == self.name) {
             let count = args
                 .get(*at)
@@ -511,6 +517,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(hashes::commands());
         all.extend(sets::commands());
         all.extend(slowlog::commands());
+        all.extend(sort::commands());
         all.extend(zsets::commands());
         all.extend(lists::commands());
         all.extend(object::commands());

@@ -34,7 +34,7 @@
 //! commands); the lookups every command shares are here.
 
 mod add;
-mod bounds;
+pub(crate) mod bounds;
 mod combine;
 mod members;
 mod range;
