@@ -11,7 +11,7 @@ use crate::resp::Protocol;
 #[rustfmt::skip]
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("client", -2, "admin", 0, 0, 0, "connection", "A container for client connection commands.", client),
+        cmd("client", -2, "", 0, 0, 0, "connection", "A container for client connection commands.", client),
     ]
 }
 

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 #[rustfmt::skip]
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("config", -2, "admin", 0, 0, 0, "server", "A container for server configuration commands.", config),
+        cmd("config", -2, "", 0, 0, 0, "server", "A container for server configuration commands.", config),
     ]
 }
 
@@ -132,7 +132,12 @@ pub const PARAMS: &[Param] = &[
     ),
     param("maxmemory-samples", None, "5", Check::Int(1, INT)),
     param("notify-keyspace-events", None, "", Check::Events),
-    param("replica-lazy-flush", None, "no", Check::Bool),
+    param(
+        "replica-lazy-flush",
+        Some("slave-lazy-flush"),
+        "no",
+        Check::Bool,
+    ),
     param("save", None, "", Check::Save),
     param("set-max-intset-entries", None, "512", Check::Int(0, LONG)),
     param(

@@ -17,7 +17,7 @@ const MAX_STRING: usize = 128;
 #[rustfmt::skip]
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("slowlog", -2, "admin loading stale", 0, 0, 0, "server", "A container for slow log commands.", slowlog),
+        cmd("slowlog", -2, "", 0, 0, 0, "server", "A container for slow log commands.", slowlog),
     ]
 }
 

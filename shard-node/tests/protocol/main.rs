@@ -7,6 +7,7 @@ mod common;
 mod acl;
 mod bad_input;
 mod cluster_mode;
+mod command_table;
 mod crdt_laws;
 mod differential;
 mod list_convergence;
