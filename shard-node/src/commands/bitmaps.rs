@@ -212,6 +212,25 @@ fn bitcount(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// The first bit equal to `bit` in the inclusive bit range, skipping whole bytes that cannot
+/// hold it.
+fn find_bit(bytes: &[u8], lo: u64, hi: u64, bit: bool) -> Option<u64> {
+    let skip = if bit { 0x00 } else { 0xff };
+    let mut i = lo;
+    while i <= hi {
+        let byte = (i >> 3) as usize;
+        if i & 7 == 0 && i + 7 <= hi && bytes.get(byte).copied().unwrap_or(0) == skip {
+            i += 8;
+            continue;
+        }
+        if get_bit(bytes, i) == bit {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 fn bitpos(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let bit = match int_arg(&args[2])? {
         0 => false,
@@ -242,7 +261,7 @@ fn bitpos(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         ctx.out.int(-1);
         return Ok(());
     };
-    let found = (lo..=hi).find(|&i| get_bit(&value, i) == bit);
+    let found = find_bit(&value, lo, hi, bit);
     let pos = match found {
         Some(i) => i as i64,
         None if bit || end_given => -1,
@@ -570,6 +589,18 @@ mod tests {
             field_add(i128::from(i64::MAX), 1, true, 64, Overflow::Wrap),
             (i128::from(i64::MIN), true)
         );
+    }
+
+    #[test]
+    fn find_bit_skips_whole_bytes_and_respects_the_edges() {
+        let v = [0x00u8, 0x00, 0x01, 0xff];
+        assert_eq!(find_bit(&v, 0, 31, true), Some(23));
+        assert_eq!(find_bit(&v, 0, 22, true), None);
+        assert_eq!(find_bit(&v, 24, 31, false), None);
+        assert_eq!(find_bit(&v, 3, 31, false), Some(3));
+        let ones = [0xffu8; 4];
+        assert_eq!(find_bit(&ones, 0, 31, false), None);
+        assert_eq!(find_bit(&ones, 5, 9, true), Some(5));
     }
 
     #[test]
