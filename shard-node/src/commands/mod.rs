@@ -110,9 +110,14 @@ impl Command {
     /// (`LMPOP`, `SINTERCARD`, `ZUNION`…); an unreadable count, or one beyond the arguments,
     /// yields none of them (the handler refuses it).
     pub fn keys_in(&self, args: &[Bytes]) -> Vec<usize> {
-        if self.name == "sort" {
+        let store = match self.name {
+            "sort" => Some(sort::store_key_position(args)),
+            "georadius" | "georadiusbymember" => Some(zsets::geo::radius_store_key(args)),
+            _ => None,
+        };
+        if let Some(store) = store {
             let mut keys: Vec<usize> = self.key_positions(args.len()).collect();
-            keys.extend(sort::store_key_position(args));
+            keys.extend(store);
             return keys;
         }
         if let Some((_, at)) = NUMKEYS_COMMANDS.iter().find(|(n, _)| *n == self.name) {

@@ -102,6 +102,7 @@ script_tests!(
     wrongtype,
     acl,
     bitmaps,
+    geo,
 );
 
 macro_rules! proxy_script_tests {
@@ -121,7 +122,8 @@ macro_rules! proxy_script_tests {
 }
 
 proxy_script_tests!(
-    strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl, bitmaps
+    strings, counters, keys, hashes, sets, zsets, lists, server, resp3, wrongtype, acl, bitmaps,
+    geo
 );
 
 /// Scripts not run through the proxy, and why (INTENDED_DIFFERENCES.md, Through the proxy).

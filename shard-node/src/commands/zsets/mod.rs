@@ -2,7 +2,8 @@
 //! ZRANK, ZREVRANK, ZRANGE (BYSCORE BYLEX REV LIMIT WITHSCORES), ZRANGESTORE, ZRANGEBYSCORE,
 //! ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX, ZREVRANGE, ZCOUNT, ZLEXCOUNT, ZPOPMIN,
 //! ZPOPMAX, ZSCAN, ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX, ZUNION, ZINTER, ZDIFF,
-//! ZINTERCARD, ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE, ZRANDMEMBER, ZMPOP.
+//! ZINTERCARD, ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE, ZRANDMEMBER, ZMPOP, and the geospatial
+//! commands, which store positions as sorted-set scores (`geo`).
 //!
 //! Contract:
 //! - Membership is an observed-remove set. A plain score write (ZADD) is a register write
@@ -36,6 +37,7 @@
 mod add;
 pub(crate) mod bounds;
 mod combine;
+pub mod geo;
 mod members;
 mod range;
 mod remrange;
@@ -47,6 +49,10 @@ use crate::crdt::value::ZSetValue;
 use crate::crdt::{Stamp, Value, NEW_SLOT};
 use add::{zadd, zincrby};
 use combine::{zdiff, zdiffstore, zinter, zintercard, zinterstore, zunion, zunionstore};
+use geo::{
+    geoadd, geodist, geohash, geopos, georadius, georadius_ro, georadiusbymember,
+    georadiusbymember_ro, geosearch, geosearchstore,
+};
 use members::{
     zcard, zmpop, zmscore, zpopmax, zpopmin, zrandmember, zrank, zrem, zrevrank, zscan, zscore,
 };
@@ -90,6 +96,16 @@ pub fn commands() -> Vec<Command> {
         cmd("zdiffstore", -4, "write denyoom", 1, 1, 1, "sorted_set", "Stores the difference of sorted sets in a key.", zdiffstore),
         cmd("zrandmember", -2, "readonly", 1, 1, 1, "sorted_set", "Returns random members of a sorted set.", zrandmember),
         cmd("zmpop", -4, "write", 0, 0, 0, "sorted_set", "Removes and returns members with the lowest or highest scores from the first non-empty sorted set.", zmpop),
+        cmd("geoadd", -5, "write denyoom", 1, 1, 1, "geo", "Adds members with their longitude and latitude to a sorted set.", geoadd),
+        cmd("geopos", -2, "readonly", 1, 1, 1, "geo", "Returns the longitude and latitude of members.", geopos),
+        cmd("geodist", -4, "readonly", 1, 1, 1, "geo", "Returns the distance between two members.", geodist),
+        cmd("geohash", -2, "readonly", 1, 1, 1, "geo", "Returns members' positions as geohash strings.", geohash),
+        cmd("geosearch", -7, "readonly", 1, 1, 1, "geo", "Returns members within a circle or a box.", geosearch),
+        cmd("geosearchstore", -8, "write denyoom", 1, 2, 1, "geo", "Stores the members within a circle or a box in a key.", geosearchstore),
+        cmd("georadius", -6, "write denyoom", 1, 1, 1, "geo", "Returns members within a radius of a position, optionally storing them.", georadius),
+        cmd("georadius_ro", -6, "readonly", 1, 1, 1, "geo", "Returns members within a radius of a position.", georadius_ro),
+        cmd("georadiusbymember", -5, "write denyoom", 1, 1, 1, "geo", "Returns members within a radius of a member, optionally storing them.", georadiusbymember),
+        cmd("georadiusbymember_ro", -5, "readonly", 1, 1, 1, "geo", "Returns members within a radius of a member.", georadiusbymember_ro),
         cmd("zscan", -3, "readonly", 1, 1, 1, "sorted_set", "Iterates over the members and scores of a sorted set.", zscan),
     ]
 }
