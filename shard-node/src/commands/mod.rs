@@ -24,6 +24,7 @@ pub mod info;
 pub mod introspection;
 pub mod keys;
 pub mod keyspace_admin;
+pub mod latency;
 pub mod lists;
 pub mod object;
 pub mod persistence;
@@ -275,6 +276,8 @@ pub struct Db {
     pub acl_file: Option<std::path::PathBuf>,
     /// Commands slower than `slowlog-log-slower-than` (SLOWLOG).
     pub slowlog: slowlog::Slowlog,
+    /// Per-command latency histograms (LATENCY HISTOGRAM).
+    pub latency: latency::Histograms,
 }
 
 impl Db {
@@ -317,6 +320,7 @@ impl Db {
             acl: crate::acl::Acl::default(),
             acl_file: None,
             slowlog: slowlog::Slowlog::default(),
+            latency: latency::Histograms::default(),
             repl: crate::repl::ReplState::new(ks.clock().clone()),
             ks,
         }
@@ -516,6 +520,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(info::commands());
         all.extend(config::commands());
         all.extend(keyspace_admin::commands());
+        all.extend(latency::commands());
         all.extend(transactions::commands());
         all.extend(pubsub::commands());
         all.extend(persistence::commands());
@@ -779,6 +784,7 @@ pub fn run(
     };
     let micros = start.elapsed().as_micros() as u64;
     slowlog::record(db, client, command, args, micros, now_ms);
+    latency::record(db, command.name, micros);
     let entry = db.stats.commands.entry(command.name).or_insert((0, 0));
     entry.0 += 1;
     entry.1 += micros;
