@@ -764,7 +764,7 @@ pub fn run(
     now_ms: u64,
 ) {
     if db.ks.keys_with_deadline() > 0 && db.repl.is_primary() {
-        for pos in command.key_positions(args.len()) {
+        for pos in command.keys_in(args) {
             let key = &args[pos];
             if db.ks.needs_expiry_delete(key, now_ms, command.flags.write) {
                 db.ks.commit(now_ms, vec![op(key, OpKind::Del)]);
