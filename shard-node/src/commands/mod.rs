@@ -6,7 +6,8 @@
 //! - One handler per command, `fn(&mut Ctx, &[Bytes]) -> CmdResult`, grouped by family in the
 //!   sibling modules. `args[0]` is the command name. A handler either writes exactly one reply
 //!   with `ctx.out` and returns `Ok(())`, or writes nothing and returns `Err(text)` — the
-//!   dispatcher then writes the error reply.
+//!   dispatcher then writes the error reply. (`CLIENT REPLY OFF|SKIP` are the exception: they
+//!   have no reply, and the dispatcher takes back the replies they suppress.)
 //! - Handlers read with `ctx.db.ks.get(..)` and write only through [`Ctx::write`], which turns
 //!   operations into one CRDT effect (or adds them to the open transaction's effect). They must
 //!   check types (`slot_for_write`) and arguments before writing anything, so a failing command
