@@ -240,6 +240,11 @@ impl User {
         }
     }
 
+    /// Whether the user may access every key (`~*` / `allkeys`), which SORT's BY and GET need.
+    pub fn all_keys(&self) -> bool {
+        self.keys.all || self.keys.list.iter().any(|p| &p[..] == b"*")
+    }
+
     /// Whether `password` opens this user.
     pub fn accepts(&self, password: &[u8]) -> bool {
         if !self.enabled {

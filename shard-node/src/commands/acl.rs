@@ -9,7 +9,7 @@ use super::*;
 #[rustfmt::skip]
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("acl", -2, "noscript loading stale", 0, 0, 0, "server", "A container for Access List Control commands.", acl),
+        cmd("acl", -2, "noscript", 0, 0, 0, "server", "A container for Access List Control commands.", acl),
     ]
 }
 

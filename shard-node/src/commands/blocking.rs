@@ -1,4 +1,4 @@
-//! Blocking commands: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, and the
+//! Blocking commands: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, and the
 //! registry of blocked clients that the server and `CLIENT UNBLOCK` share.
 //!
 //! Contract:
@@ -36,6 +36,7 @@ pub fn commands() -> Vec<Command> {
         cmd("blmpop", -5, "write blocking", 0, 0, 0, "list", "Pops elements from the first non-empty list, or blocks until one is available.", super::lists::blmpop),
         cmd("bzpopmin", -3, "write noscript blocking fast", 1, -2, 1, "sorted_set", "Removes and returns the member with the lowest score from one or more sorted sets, or blocks until one is available.", bzpopmin),
         cmd("bzpopmax", -3, "write noscript blocking fast", 1, -2, 1, "sorted_set", "Removes and returns the member with the highest score from one or more sorted sets, or blocks until one is available.", bzpopmax),
+        cmd("bzmpop", -5, "write blocking", 0, 0, 0, "sorted_set", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise.", bzmpop),
     ]
 }
 
@@ -271,4 +272,32 @@ fn zset_blocking_pop(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) -> CmdResult 
         return Ok(());
     }
     block(ctx, args, keys.to_vec(), deadline, NothingReady::NullArray)
+}
+
+/// BZMPOP timeout numkeys key... MIN|MAX [COUNT n]: ZMPOP once a sorted set has members.
+fn bzmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let deadline = deadline_arg(&args[1], ctx.now_ms)?;
+    let Some(zmpop) = lookup(b"zmpop") else {
+        return Err(Cow::Borrowed("ERR ZMPOP is not available"));
+    };
+    let mut inner: Vec<Bytes> = vec![Bytes::from_static(b"zmpop")];
+    inner.extend(args[2..].iter().cloned());
+    // ZMPOP checks every argument; with no key ready it pops nothing and its null reply is
+    // dropped here.
+    let numkeys = crate::resp::parse_i64_strict(&args[2]).unwrap_or(0).max(0) as usize;
+    let keys: Vec<Bytes> = args.iter().skip(3).take(numkeys).cloned().collect();
+    if keys.iter().any(|k| ctx.db.ks.get(k, ctx.now_ms).is_some()) {
+        return (zmpop.handler)(ctx, &inner);
+    }
+    let mut scratch = bytes::BytesMut::new();
+    {
+        let mut probe = Ctx {
+            db: &mut *ctx.db,
+            client: &mut *ctx.client,
+            out: ReplyWriter::new(&mut scratch, ctx.out.proto),
+            now_ms: ctx.now_ms,
+        };
+        (zmpop.handler)(&mut probe, &inner)?;
+    }
+    block(ctx, args, keys, deadline, NothingReady::NullArray)
 }

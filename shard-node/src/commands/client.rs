@@ -1,8 +1,9 @@
 //! CLIENT and its subcommands: ID, SETNAME, GETNAME, LIST, INFO, SETINFO, PAUSE, UNPAUSE,
-//! UNBLOCK, NO-EVICT, NO-TOUCH, HELP; plus the client-name checks HELLO SETNAME shares.
+//! UNBLOCK, NO-EVICT, NO-TOUCH, REPLY, HELP; plus the client-name checks HELLO SETNAME shares.
 //!
 //! Contract: replies match Redis 7.0. CLIENT PAUSE and CLIENT UNPAUSE only set
 //! `db.client_pause` and `db.pause_changed`; the server layer holds and wakes the connections.
+//! CLIENT REPLY only sets the client's reply flags; `dispatch` drops the replies they suppress.
 
 use super::*;
 use crate::resp::Protocol;
@@ -10,7 +11,7 @@ use crate::resp::Protocol;
 #[rustfmt::skip]
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("client", -2, "admin", 0, 0, 0, "connection", "A container for client connection commands.", client),
+        cmd("client", -2, "", 0, 0, 0, "connection", "A container for client connection commands.", client),
     ]
 }
 
@@ -122,6 +123,22 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.int(i64::from(done));
         }
         "no-evict" | "no-touch" if args.len() == 3 => ctx.out.simple("OK"),
+        "reply" if args.len() == 3 => {
+            // OFF and SKIP have no reply of their own (the dispatcher drops replies).
+            if is(&args[2], "on") {
+                ctx.client.reply_off = false;
+                ctx.client.reply_skip = false;
+                ctx.out.simple("OK");
+            } else if is(&args[2], "off") {
+                ctx.client.reply_off = true;
+            } else if is(&args[2], "skip") {
+                if !ctx.client.reply_off {
+                    ctx.client.reply_skip_next = true;
+                }
+            } else {
+                return Err(Cow::Borrowed(ERR_SYNTAX));
+            }
+        }
         "help" => {
             let lines = [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -150,7 +167,7 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             }
         }
         "id" | "setname" | "getname" | "info" | "setinfo" | "no-evict" | "no-touch" | "pause"
-        | "unpause" | "unblock" => return Err(wrong()),
+        | "unpause" | "unblock" | "reply" => return Err(wrong()),
         _ => {
             return Err(Cow::Owned(format!(
                 "ERR unknown subcommand '{}'. Try CLIENT HELP.",
@@ -159,4 +176,35 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use crate::commands::testing::TestDb;
+
+    #[test]
+    fn client_reply_off_skip_and_on() {
+        let mut t = TestDb::new();
+        assert_eq!(t.text(&["CLIENT", "REPLY", "OFF"]), "");
+        assert_eq!(t.text(&["SET", "k", "v"]), "");
+        assert_eq!(t.text(&["GET", "nokey", "extra"]), "");
+        // SKIP while OFF changes nothing.
+        assert_eq!(t.text(&["CLIENT", "REPLY", "SKIP"]), "");
+        assert_eq!(t.text(&["CLIENT", "REPLY", "ON"]), "+OK\r\n");
+        assert_eq!(t.text(&["GET", "k"]), "$1\r\nv\r\n");
+        assert_eq!(t.text(&["CLIENT", "REPLY", "SKIP"]), "");
+        assert_eq!(t.text(&["GET", "k"]), "");
+        assert_eq!(t.text(&["GET", "k"]), "$1\r\nv\r\n");
+        // ON right after SKIP is answered.
+        assert_eq!(t.text(&["CLIENT", "REPLY", "SKIP"]), "");
+        assert_eq!(t.text(&["CLIENT", "REPLY", "ON"]), "+OK\r\n");
+        assert_eq!(
+            t.text(&["CLIENT", "REPLY", "MAYBE"]),
+            "-ERR syntax error\r\n"
+        );
+        assert_eq!(
+            t.text(&["CLIENT", "REPLY"]),
+            "-ERR wrong number of arguments for 'client|reply' command\r\n"
+        );
+    }
 }

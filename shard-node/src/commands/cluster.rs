@@ -27,7 +27,7 @@ use crate::cluster::{key_slot, node_id, ShardEntry, ShardMap, Topology, SLOTS};
 #[rustfmt::skip]
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("cluster", -2, "stale loading", 0, 0, 0, "cluster", "A container for Redis Cluster commands.", cluster),
+        cmd("cluster", -2, "", 0, 0, 0, "cluster", "A container for Redis Cluster commands.", cluster),
         cmd("readonly", 1, "fast loading stale", 0, 0, 0, "cluster", "Enables read-only queries for a connection to a Redis Cluster replica node.", readonly),
         cmd("readwrite", 1, "fast loading stale", 0, 0, 0, "cluster", "Enables read-write queries for a connection to a Redis Cluster replica node.", readwrite),
         cmd("asking", 1, "fast", 0, 0, 0, "cluster", "Signals that a cluster client is following an -ASK redirect.", asking),

@@ -15,12 +15,12 @@ use crate::resp::Protocol;
 pub fn commands() -> Vec<Command> {
     vec![
         cmd("ping", -1, "fast subscribe_ok", 0, 0, 0, "connection", "Returns the server's liveliness response.", ping),
-        cmd("echo", 2, "fast", 0, 0, 0, "connection", "Returns the given string.", echo),
-        cmd("hello", -1, "fast no_auth", 0, 0, 0, "connection", "Handshakes with the server.", hello),
-        cmd("auth", -2, "fast no_auth", 0, 0, 0, "connection", "Authenticates the connection.", auth),
-        cmd("select", 2, "fast", 0, 0, 0, "connection", "Changes the selected database.", select),
-        cmd("quit", -1, "fast no_auth subscribe_ok no_queue", 0, 0, 0, "connection", "Closes the connection.", quit),
-        cmd("reset", 1, "fast no_auth subscribe_ok no_queue", 0, 0, 0, "connection", "Resets the connection.", reset),
+        cmd("echo", 2, "fast loading stale", 0, 0, 0, "connection", "Returns the given string.", echo),
+        cmd("hello", -1, "fast no_auth loading stale", 0, 0, 0, "connection", "Handshakes with the server.", hello),
+        cmd("auth", -2, "fast no_auth loading stale", 0, 0, 0, "connection", "Authenticates the connection.", auth),
+        cmd("select", 2, "fast loading stale", 0, 0, 0, "connection", "Changes the selected database.", select),
+        cmd("quit", -1, "fast no_auth loading stale subscribe_ok no_queue", 0, 0, 0, "connection", "Closes the connection.", quit),
+        cmd("reset", 1, "fast no_auth loading stale subscribe_ok no_queue", 0, 0, 0, "connection", "Resets the connection.", reset),
     ]
 }
 

@@ -157,7 +157,8 @@ fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 return Err(Cow::Borrowed("ERR Invalid command specified"));
             };
             let keys: Vec<Bytes> = c
-                .key_positions(args.len() - 2)
+                .keys_in(&args[2..])
+                .into_iter()
                 .map(|p| args[p + 2].clone())
                 .collect();
             if keys.is_empty() {

@@ -1,8 +1,11 @@
 //! Keyspace commands: DEL, UNLINK, EXISTS, TYPE, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, TTL,
-//! PTTL, EXPIRETIME, PEXPIRETIME, PERSIST, KEYS, SCAN, RENAME, RENAMENX, RANDOMKEY, TOUCH.
+//! PTTL, EXPIRETIME, PEXPIRETIME, PERSIST, KEYS, SCAN, RENAME, RENAMENX, RANDOMKEY, TOUCH,
+//! COPY, MOVE, SWAPDB.
 //!
 //! Contract: `DEL` is an observed remove; expiry commands add expiry votes (see the keyspace
-//! docs). `SCAN` cursors are positions in a stable 64-bit hash order of the keys: every key that
+//! docs). `COPY` writes a new value under the destination (after a `Del` of what it held, with
+//! `REPLACE`) with the source's deadline, in one effect. Only database 0 exists: `COPY … DB n`,
+//! `MOVE` and `SWAPDB` accept 0 and answer any other index with Redis's out-of-range error. `SCAN` cursors are positions in a stable 64-bit hash order of the keys: every key that
 //! exists for the whole scan is returned exactly once, and the cursor stays valid across writes.
 
 use super::*;
@@ -219,6 +222,39 @@ pub fn commands() -> Vec<Command> {
             "generic",
             "Returns a random key.",
             randomkey,
+        ),
+        cmd(
+            "copy",
+            -3,
+            "write denyoom",
+            1,
+            2,
+            1,
+            "generic",
+            "Copies the value of a key to a new key.",
+            copy,
+        ),
+        cmd(
+            "move",
+            3,
+            "write fast",
+            1,
+            1,
+            1,
+            "generic",
+            "Moves a key to another database.",
+            move_cmd,
+        ),
+        cmd(
+            "swapdb",
+            3,
+            "write fast",
+            0,
+            0,
+            0,
+            "server",
+            "Swaps two databases.",
+            swapdb,
         ),
     ]
 }
@@ -484,27 +520,7 @@ pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
                 ));
             }
         }
-        Value::List(l) => {
-            let dot = ctx.db.ks.next_dot();
-            let base = ctx.db.ks.batch_list_inserts();
-            let mut after = None;
-            for (i, e) in l.iter_visible().enumerate() {
-                let id = ElemId {
-                    dot,
-                    index: base + i as u32,
-                };
-                ops.push(op(
-                    key,
-                    OpKind::ListInsert {
-                        slot,
-                        id,
-                        after,
-                        value: b(&e.value),
-                    },
-                ));
-                after = Some(id);
-            }
-        }
+        Value::List(l) => ops = list_ops(ctx, key, l.iter_visible().map(|e| b(&e.value))),
         Value::Hll(h) => ops.push(op(
             key,
             OpKind::HllRaise {
@@ -567,6 +583,32 @@ pub fn recreate_ops(ctx: &Ctx<'_>, key: &Bytes, value: &Value) -> Vec<Op> {
                 }
             }
         }
+    }
+    ops
+}
+
+/// Operations that write `values`, in order, as a new list under `key` (RENAME, SORT STORE).
+pub fn list_ops(ctx: &Ctx<'_>, key: &Bytes, values: impl Iterator<Item = Bytes>) -> Vec<Op> {
+    let slot = crate::crdt::NEW_SLOT;
+    let dot = ctx.db.ks.next_dot();
+    let base = ctx.db.ks.batch_list_inserts();
+    let mut after = None;
+    let mut ops = Vec::new();
+    for (i, value) in values.enumerate() {
+        let id = ElemId {
+            dot,
+            index: base + i as u32,
+        };
+        ops.push(op(
+            key,
+            OpKind::ListInsert {
+                slot,
+                id,
+                after,
+                value,
+            },
+        ));
+        after = Some(id);
     }
     ops
 }
@@ -635,5 +677,78 @@ fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
         let key = live[pick].clone();
         ctx.out.bulk(&key);
     }
+    Ok(())
+}
+
+const ERR_SAME_OBJECT: &str = "ERR source and destination objects are the same";
+const ERR_DB_RANGE: &str = "ERR DB index is out of range";
+
+/// A database index argument (`getIntFromObjectOrReply`, with `invalid` as its message when
+/// the command gives one): only 0 exists.
+fn db_index(arg: &[u8], invalid: Option<&'static str>) -> Result<(), CmdError> {
+    let invalid_or = |text: &'static str| Cow::Borrowed(invalid.unwrap_or(text));
+    match crate::resp::parse_i64_strict(arg) {
+        Some(n) if i32::try_from(n).is_err() => Err(invalid_or(
+            "ERR value is out of range, value must between -2147483648 and 2147483647",
+        )),
+        Some(0) => Ok(()),
+        Some(_) => Err(Cow::Borrowed(ERR_DB_RANGE)),
+        None => Err(invalid_or(ERR_NOT_INTEGER)),
+    }
+}
+
+fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let mut replace = false;
+    let mut j = 3;
+    while j < args.len() {
+        if is(&args[j], "replace") {
+            replace = true;
+        } else if is(&args[j], "db") && j + 1 < args.len() {
+            db_index(&args[j + 1], None)?;
+            j += 1;
+        } else {
+            return Err(Cow::Borrowed(ERR_SYNTAX));
+        }
+        j += 1;
+    }
+    let (src, dst) = (&args[1], &args[2]);
+    if src == dst {
+        return Err(Cow::Borrowed(ERR_SAME_OBJECT));
+    }
+    let Some(value) = ctx.get(src).map(|slot| slot.value.clone()) else {
+        ctx.db.stats.keyspace_misses += 1;
+        ctx.out.int(0);
+        return Ok(());
+    };
+    ctx.db.stats.keyspace_hits += 1;
+    if ctx.get(dst).is_some() && !replace {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    let deadline = ctx.db.ks.deadline(src, ctx.now_ms);
+    let mut ops = Vec::new();
+    if ctx.db.ks.raw_entry(dst).is_some() {
+        ops.push(op(dst, OpKind::Del));
+    }
+    ops.extend(recreate_ops(ctx, dst, &value));
+    if let Some(at_ms) = deadline {
+        ops.push(op(dst, OpKind::Expire { at_ms }));
+    }
+    ctx.write(ops);
+    ctx.out.int(1);
+    Ok(())
+}
+
+/// MOVE: database 0 is the only one, so the only valid target is the source itself.
+fn move_cmd(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    db_index(&args[2], None)?;
+    Err(Cow::Borrowed(ERR_SAME_OBJECT))
+}
+
+/// SWAPDB: swapping database 0 with itself succeeds and changes nothing.
+fn swapdb(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    db_index(&args[1], Some("ERR invalid first DB index"))?;
+    db_index(&args[2], Some("ERR invalid second DB index"))?;
+    ctx.out.simple("OK");
     Ok(())
 }

@@ -10,7 +10,7 @@ use super::*;
 pub fn commands() -> Vec<Command> {
     vec![
         cmd("dbsize", 1, "readonly fast", 0, 0, 0, "server", "Returns the number of keys in the database.", dbsize),
-        cmd("time", 1, "fast", 0, 0, 0, "server", "Returns the server time.", time),
+        cmd("time", 1, "fast loading stale", 0, 0, 0, "server", "Returns the server time.", time),
         cmd("flushdb", -1, "write", 0, 0, 0, "server", "Removes all keys.", flush),
         cmd("flushall", -1, "write", 0, 0, 0, "server", "Removes all keys.", flush),
         cmd("aa.digest", 1, "readonly", 0, 0, 0, "crdt", "Returns a digest of the visible keyspace.", digest),

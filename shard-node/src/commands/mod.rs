@@ -6,7 +6,8 @@
 //! - One handler per command, `fn(&mut Ctx, &[Bytes]) -> CmdResult`, grouped by family in the
 //!   sibling modules. `args[0]` is the command name. A handler either writes exactly one reply
 //!   with `ctx.out` and returns `Ok(())`, or writes nothing and returns `Err(text)` — the
-//!   dispatcher then writes the error reply.
+//!   dispatcher then writes the error reply. (`CLIENT REPLY OFF|SKIP` are the exception: they
+//!   have no reply, and the dispatcher takes back the replies they suppress.)
 //! - Handlers read with `ctx.db.ks.get(..)` and write only through [`Ctx::write`], which turns
 //!   operations into one CRDT effect (or adds them to the open transaction's effect). They must
 //!   check types (`slot_for_write`) and arguments before writing anything, so a failing command
@@ -14,24 +15,28 @@
 //! - Replies and error texts are Redis 7.0's, byte for byte.
 
 pub mod acl;
+pub mod bitmaps;
 pub mod blocking;
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
-pub mod geo;
 pub mod hashes;
 pub mod hyperloglog;
 pub mod info;
 pub mod introspection;
 pub mod keys;
 pub mod keyspace_admin;
+pub mod latency;
 pub mod lists;
+pub mod object;
 pub mod persistence;
 pub mod pubsub;
 pub mod replication;
 pub mod scripting;
 pub mod sets;
+pub mod slowlog;
+pub mod sort;
 pub mod streams;
 pub mod strings;
 pub mod testing;
@@ -93,11 +98,21 @@ pub struct Command {
     pub summary: &'static str,
 }
 
-/// Commands whose keys follow a count (`LMPOP numkeys key...`), with the count's position.
-const NUMKEYS_COMMANDS: [(&str, usize); 9] = [
+/// Commands whose keys follow a count (`LMPOP numkeys key...`), with the count's position; the
+/// keys their table entry names (`ZUNIONSTORE`'s destination) are keys too.
+const NUMKEYS_COMMANDS: [(&str, usize); 18] = [
     ("lmpop", 1),
     ("sintercard", 1),
+    ("zunion", 1),
+    ("zinter", 1),
+    ("zdiff", 1),
+    ("zintercard", 1),
+    ("zmpop", 1),
+    ("zunionstore", 2),
+    ("zinterstore", 2),
+    ("zdiffstore", 2),
     ("blmpop", 2),
+    ("bzmpop", 2),
     ("eval", 2),
     ("evalsha", 2),
     ("eval_ro", 2),
@@ -108,19 +123,27 @@ const NUMKEYS_COMMANDS: [(&str, usize); 9] = [
 
 impl Command {
     /// Positions of every key argument of `args`, including the keys that follow a count
-    /// (`LMPOP`, `SINTERCARD`), those after `STREAMS` and those of container commands'
-    /// subcommands (`XGROUP`, `XINFO`); an unreadable count yields none (the handler refuses
+    /// (`LMPOP`, `SINTERCARD`, `ZUNION`…), those after `STREAMS`, the STORE keys (`SORT`,
+    /// `GEORADIUS`) and those of container commands' subcommands (`XGROUP`, `XINFO`); an
+    /// unreadable count, or one beyond the arguments, yields none of them (the handler refuses
     /// it).
     pub fn keys_in(&self, args: &[Bytes]) -> Vec<usize> {
         if matches!(self.name, "xread" | "xreadgroup") {
             return streams::stream_keys(args);
         }
-        if matches!(self.name, "georadius" | "georadiusbymember") {
-            return geo::georadius_keys(args);
-        }
         if matches!(self.name, "xgroup" | "xinfo") {
             // The subcommands name the key after themselves (HELP has none).
             return if args.len() > 2 { vec![2] } else { Vec::new() };
+        }
+        let store = match self.name {
+            "sort" => Some(sort::store_key_position(args)),
+            "georadius" | "georadiusbymember" => Some(zsets::geo::radius_store_key(args)),
+            _ => None,
+        };
+        if let Some(store) = store {
+            let mut keys: Vec<usize> = self.key_positions(args.len()).collect();
+            keys.extend(store);
+            return keys;
         }
         if let Some((_, at)) = NUMKEYS_COMMANDS.iter().find(|(n, _)| *n == self.name) {
             let count = args
@@ -129,7 +152,12 @@ impl Command {
                 .filter(|n| *n > 0)
                 .map_or(0, |n| n as usize);
             let first = at + 1;
-            return (first..first.saturating_add(count).min(args.len())).collect();
+            let mut keys: Vec<usize> = self.key_positions(args.len()).collect();
+            // Like Redis's key extraction, a count beyond the arguments names no keys.
+            if first.saturating_add(count) <= args.len() {
+                keys.extend(first..first + count);
+            }
+            return keys;
         }
         self.key_positions(args.len()).collect()
     }
@@ -193,6 +221,8 @@ pub struct Settings {
     pub proto_max_bulk_len: u64,
     pub timeout: u64,
     pub databases: u64,
+    /// Redis parameters stored and reported without effect (`config::PARAMS`).
+    pub params: BTreeMap<&'static str, String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -272,6 +302,10 @@ pub struct Db {
     pub blocked: blocking::Blocked,
     /// Lua interpreters, script cache and function libraries of this node.
     pub scripting: scripting::Engine,
+    /// Commands slower than `slowlog-log-slower-than` (SLOWLOG).
+    pub slowlog: slowlog::Slowlog,
+    /// Per-command latency histograms (LATENCY HISTOGRAM).
+    pub latency: latency::Histograms,
 }
 
 impl Db {
@@ -293,6 +327,7 @@ impl Db {
                 proto_max_bulk_len: 512 * 1024 * 1024,
                 timeout: 0,
                 databases: 1,
+                params: config::default_params(),
             },
             stats: Stats::default(),
             clients: BTreeMap::new(),
@@ -314,6 +349,8 @@ impl Db {
             acl_file: None,
             blocked: blocking::Blocked::default(),
             scripting: scripting::Engine::default(),
+            slowlog: slowlog::Slowlog::default(),
+            latency: latency::Histograms::default(),
             repl: crate::repl::ReplState::new(ks.clock().clone()),
             ks,
         }
@@ -403,6 +440,12 @@ pub struct ClientState {
     /// Set by `AA.TOPOLOGY SUBSCRIBEONLY` (a proxy's subscriber connections): only the
     /// commands allowed in a RESP2 subscribed context run, whatever the protocol.
     pub subscribe_only: bool,
+    /// `CLIENT REPLY OFF`: no replies until `CLIENT REPLY ON`.
+    pub reply_off: bool,
+    /// `CLIENT REPLY SKIP`: the next command's reply is dropped.
+    pub reply_skip_next: bool,
+    /// The reply of the command being run is dropped (the one after `CLIENT REPLY SKIP`).
+    pub reply_skip: bool,
 }
 
 impl ClientState {
@@ -428,6 +471,9 @@ impl ClientState {
             readonly: false,
             shard_wide: false,
             subscribe_only: false,
+            reply_off: false,
+            reply_skip_next: false,
+            reply_skip: false,
         }
     }
 
@@ -505,6 +551,7 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
     TABLE.get_or_init(|| {
         let mut all = Vec::new();
         all.extend(strings::commands());
+        all.extend(bitmaps::commands());
         all.extend(keys::commands());
         all.extend(connection::commands());
         all.extend(acl::commands());
@@ -513,17 +560,20 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
         all.extend(info::commands());
         all.extend(config::commands());
         all.extend(keyspace_admin::commands());
+        all.extend(latency::commands());
         all.extend(transactions::commands());
         all.extend(pubsub::commands());
         all.extend(persistence::commands());
         all.extend(hashes::commands());
         all.extend(sets::commands());
+        all.extend(slowlog::commands());
+        all.extend(sort::commands());
         all.extend(zsets::commands());
         all.extend(lists::commands());
         all.extend(blocking::commands());
         all.extend(streams::commands());
-        all.extend(geo::commands());
         all.extend(hyperloglog::commands());
+        all.extend(object::commands());
         all.extend(replication::commands());
         all.extend(cluster::commands());
         all.extend(scripting::commands());
@@ -590,7 +640,25 @@ pub fn cmd(
 }
 
 /// Runs one command for a client: every pre-check, MULTI queueing, expiry, then the handler.
+/// `CLIENT REPLY OFF|SKIP` take back the reply it wrote.
 pub fn dispatch(
+    db: &mut Db,
+    client: &mut ClientState,
+    args: &[Bytes],
+    out: &mut bytes::BytesMut,
+    now_ms: u64,
+) {
+    let start = out.len();
+    dispatch_command(db, client, args, out, now_ms);
+    if client.reply_off || std::mem::take(&mut client.reply_skip) {
+        out.truncate(start);
+    }
+    if std::mem::take(&mut client.reply_skip_next) {
+        client.reply_skip = true;
+    }
+}
+
+fn dispatch_command(
     db: &mut Db,
     client: &mut ClientState,
     args: &[Bytes],
@@ -749,7 +817,7 @@ pub fn run(
     now_ms: u64,
 ) {
     if db.ks.keys_with_deadline() > 0 && db.repl.is_primary() {
-        for pos in command.key_positions(args.len()) {
+        for pos in command.keys_in(args) {
             let key = &args[pos];
             if db.ks.needs_expiry_delete(key, now_ms, command.flags.write) {
                 db.ks.commit(now_ms, vec![op(key, OpKind::Del)]);
@@ -768,6 +836,8 @@ pub fn run(
         (command.handler)(&mut ctx, args)
     };
     let micros = start.elapsed().as_micros() as u64;
+    slowlog::record(db, client, command, args, micros, now_ms);
+    latency::record(db, command.name, micros);
     let entry = db.stats.commands.entry(command.name).or_insert((0, 0));
     entry.0 += 1;
     entry.1 += micros;

@@ -13,7 +13,7 @@ pub fn commands() -> Vec<Command> {
         cmd("bgrewriteaof", 1, "admin", 0, 0, 0, "server", "Compacts the effect log into a snapshot.", bgrewriteaof),
         cmd("bgsave", -1, "admin", 0, 0, 0, "server", "Compacts the effect log into a snapshot.", bgsave),
         cmd("save", 1, "admin", 0, 0, 0, "server", "Compacts the effect log into a snapshot.", bgsave),
-        cmd("lastsave", 1, "fast", 0, 0, 0, "server", "Returns the time of the last snapshot.", lastsave),
+        cmd("lastsave", 1, "fast loading stale", 0, 0, 0, "server", "Returns the time of the last snapshot.", lastsave),
         cmd("shutdown", -1, "admin no_auth", 0, 0, 0, "server", "Stops the server gracefully.", shutdown),
     ]
 }

@@ -9,12 +9,12 @@ use super::*;
 #[rustfmt::skip]
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("publish", 3, "pubsub fast", 0, 0, 0, "pubsub", "Posts a message to a channel.", publish),
-        cmd("subscribe", -2, "pubsub subscribe_ok", 0, 0, 0, "pubsub", "Listens for messages on channels.", subscribe),
-        cmd("unsubscribe", -1, "pubsub subscribe_ok", 0, 0, 0, "pubsub", "Stops listening to channels.", unsubscribe),
-        cmd("psubscribe", -2, "pubsub subscribe_ok", 0, 0, 0, "pubsub", "Listens for messages on channel patterns.", psubscribe),
-        cmd("punsubscribe", -1, "pubsub subscribe_ok", 0, 0, 0, "pubsub", "Stops listening to channel patterns.", punsubscribe),
-        cmd("pubsub", -2, "pubsub", 0, 0, 0, "pubsub", "A container for pub/sub introspection.", pubsub),
+        cmd("publish", 3, "pubsub loading stale fast", 0, 0, 0, "pubsub", "Posts a message to a channel.", publish),
+        cmd("subscribe", -2, "pubsub loading stale subscribe_ok", 0, 0, 0, "pubsub", "Listens for messages on channels.", subscribe),
+        cmd("unsubscribe", -1, "pubsub loading stale subscribe_ok", 0, 0, 0, "pubsub", "Stops listening to channels.", unsubscribe),
+        cmd("psubscribe", -2, "pubsub loading stale subscribe_ok", 0, 0, 0, "pubsub", "Listens for messages on channel patterns.", psubscribe),
+        cmd("punsubscribe", -1, "pubsub loading stale subscribe_ok", 0, 0, 0, "pubsub", "Stops listening to channel patterns.", punsubscribe),
+        cmd("pubsub", -2, "", 0, 0, 0, "pubsub", "A container for pub/sub introspection.", pubsub),
     ]
 }
 

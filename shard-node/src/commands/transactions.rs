@@ -7,11 +7,11 @@ use super::*;
 #[rustfmt::skip]
 pub fn commands() -> Vec<Command> {
     vec![
-        cmd("multi", 1, "fast no_queue", 0, 0, 0, "transactions", "Starts a transaction.", multi),
-        cmd("exec", 1, "no_queue", 0, 0, 0, "transactions", "Executes all commands in a transaction.", exec),
-        cmd("discard", 1, "fast no_queue", 0, 0, 0, "transactions", "Discards a transaction.", discard),
-        cmd("watch", -2, "fast no_queue", 1, -1, 1, "transactions", "Monitors changes to keys.", watch),
-        cmd("unwatch", 1, "fast", 0, 0, 0, "transactions", "Forgets all watched keys.", unwatch),
+        cmd("multi", 1, "fast loading stale no_queue", 0, 0, 0, "transactions", "Starts a transaction.", multi),
+        cmd("exec", 1, "loading stale no_queue", 0, 0, 0, "transactions", "Executes all commands in a transaction.", exec),
+        cmd("discard", 1, "fast loading stale no_queue", 0, 0, 0, "transactions", "Discards a transaction.", discard),
+        cmd("watch", -2, "fast loading stale no_queue", 1, -1, 1, "transactions", "Monitors changes to keys.", watch),
+        cmd("unwatch", 1, "fast loading stale", 0, 0, 0, "transactions", "Forgets all watched keys.", unwatch),
     ]
 }
 

@@ -104,8 +104,10 @@ script_tests!(
     blocking,
     streams,
     geo,
+    geo_searches,
     scripting,
     hyperloglog,
+    bitmaps,
 );
 
 macro_rules! proxy_script_tests {
@@ -139,7 +141,9 @@ proxy_script_tests!(
     blocking,
     streams,
     geo,
-    hyperloglog
+    geo_searches,
+    hyperloglog,
+    bitmaps
 );
 
 /// Scripts not run through the proxy, and why (INTENDED_DIFFERENCES.md, Through the proxy).

@@ -8,6 +8,7 @@ mod acl;
 mod bad_input;
 mod blocking;
 mod cluster_mode;
+mod command_table;
 mod crdt_laws;
 mod differential;
 mod job_queues;

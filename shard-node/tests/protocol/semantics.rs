@@ -293,6 +293,39 @@ fn append_and_setrange_are_register_writes() {
     play(&rule, |r| expect(r, &["GET", "k"], &bulk("Xb")));
 }
 
+#[test]
+fn concurrent_setbits_resolve_last_writer_wins_on_the_whole_string() {
+    // From "\x00": A sets bit 0, B (later) sets bit 7; B's whole value wins, A's bit is lost.
+    let rule = Rule {
+        regions: 2,
+        setup: &[&["SETBIT", "b", "7", "0"]],
+        concurrent: &[
+            (0, 1, &[&["SETBIT", "b", "0", "1"]]),
+            (1, 2, &[&["SETBIT", "b", "7", "1"]]),
+        ],
+    };
+    play(&rule, |r| {
+        expect(r, &["GET", "b"], "$1\r\n\x01\r\n");
+        expect(r, &["GETBIT", "b", "0"], ":0\r\n");
+        expect(r, &["BITCOUNT", "b"], ":1\r\n");
+    });
+}
+
+#[test]
+fn setbit_on_a_counter_keeps_unobserved_increments() {
+    // SETBIT reads the counter as its text ("0" = 0x30) and writes "1" (0x31) as a register
+    // write, like SET: the increment it had not observed stays on top.
+    let rule = Rule {
+        regions: 2,
+        setup: &[&["SET", "c", "0"]],
+        concurrent: &[
+            (0, 2, &[&["SETBIT", "c", "7", "1"]]),
+            (1, 1, &[&["INCR", "c"]]),
+        ],
+    };
+    play(&rule, |r| expect(r, &["GET", "c"], &bulk("2")));
+}
+
 // ---- Counters ----
 
 #[test]
@@ -747,6 +780,74 @@ fn zadd_wins_over_unobserved_zrem() {
         ],
     };
     play(&rule, |r| expect(r, &["ZSCORE", "z", "x"], &bulk("5")));
+}
+
+#[test]
+fn zremrangebyscore_removes_only_the_members_it_observed() {
+    // B adds a member inside A's range and re-scores another into it, concurrently: both
+    // survive A's ZREMRANGEBYSCORE, which removed only what it saw.
+    let rule = Rule {
+        regions: 2,
+        setup: &[&["ZADD", "z", "1", "a", "2", "b", "10", "c"]],
+        concurrent: &[
+            (0, 9, &[&["ZREMRANGEBYSCORE", "z", "0", "5"]]),
+            (1, 1, &[&["ZADD", "z", "3", "new", "4", "c"]]),
+        ],
+    };
+    play(&rule, |r| {
+        expect(
+            r,
+            &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+            "*4\r\n$3\r\nnew\r\n$1\r\n3\r\n$1\r\nc\r\n$1\r\n4\r\n",
+        )
+    });
+}
+
+#[test]
+fn zremrangebyrank_and_bylex_remove_what_they_observed() {
+    let rule = Rule {
+        regions: 2,
+        setup: &[&["ZADD", "z", "0", "a", "0", "b", "0", "c"]],
+        concurrent: &[
+            (
+                0,
+                9,
+                &[
+                    &["ZREMRANGEBYRANK", "z", "0", "0"],
+                    &["ZREMRANGEBYLEX", "z", "[b", "[c"],
+                ],
+            ),
+            (1, 1, &[&["ZADD", "z", "0", "bb"]]),
+        ],
+    };
+    play(&rule, |r| {
+        expect(r, &["ZRANGE", "z", "0", "-1"], "*1\r\n$2\r\nbb\r\n")
+    });
+}
+
+#[test]
+fn zunionstore_replaces_the_observed_destination() {
+    // The store deletes what it observed under the destination and writes the result; a
+    // member added to the destination concurrently survives next to the result.
+    let rule = Rule {
+        regions: 2,
+        setup: &[
+            &["ZADD", "{t}a", "1", "x"],
+            &["ZADD", "{t}b", "2", "x", "3", "y"],
+            &["ZADD", "{t}d", "9", "old"],
+        ],
+        concurrent: &[
+            (0, 9, &[&["ZUNIONSTORE", "{t}d", "2", "{t}a", "{t}b"]]),
+            (1, 1, &[&["ZADD", "{t}d", "5", "mine"]]),
+        ],
+    };
+    play(&rule, |r| {
+        expect(
+            r,
+            &["ZRANGE", "{t}d", "0", "-1", "WITHSCORES"],
+            "*6\r\n$1\r\nx\r\n$1\r\n3\r\n$1\r\ny\r\n$1\r\n3\r\n$4\r\nmine\r\n$1\r\n5\r\n",
+        )
+    });
 }
 
 // ---- Lists ----

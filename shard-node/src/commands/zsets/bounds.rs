@@ -101,7 +101,7 @@ pub(super) fn parse_score_bound(arg: &[u8]) -> Option<(f64, bool)> {
 }
 
 /// `strtod` over the whole of `text` (the end pointer must reach the end); `None` for NaN.
-pub(super) fn c_strtod(text: &[u8]) -> Option<f64> {
+pub(crate) fn c_strtod(text: &[u8]) -> Option<f64> {
     if text.is_empty() {
         return Some(0.0);
     }

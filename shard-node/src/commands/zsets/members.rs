@@ -228,3 +228,145 @@ fn compact_score_text(v: f64) -> String {
     }
     crate::resp::format_double_g17(v)
 }
+
+// ---------------------------------------------------------------------------------------------
+// ZMPOP
+
+/// ZMPOP numkeys key... MIN|MAX [COUNT count]: pops from the first non-empty sorted set and
+/// replies `[key, [[member, score], ...]]`, or a null array when every set is empty.
+pub(super) fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let numkeys = match crate::resp::parse_i64_strict(&args[1]) {
+        Some(n) if n >= 1 => n as u64,
+        _ => return Err(Cow::Borrowed("ERR numkeys should be greater than 0")),
+    };
+    let where_idx = match usize::try_from(numkeys) {
+        Ok(n) if n < args.len().saturating_sub(2) => n + 2,
+        _ => return Err(Cow::Borrowed(ERR_SYNTAX)),
+    };
+    let max = if is(&args[where_idx], "min") {
+        false
+    } else if is(&args[where_idx], "max") {
+        true
+    } else {
+        return Err(Cow::Borrowed(ERR_SYNTAX));
+    };
+    let mut count: Option<i64> = None;
+    let mut i = where_idx + 1;
+    while i < args.len() {
+        if count.is_none() && is(&args[i], "count") && i + 1 < args.len() {
+            count = Some(match crate::resp::parse_i64_strict(&args[i + 1]) {
+                Some(n) if n >= 1 => n,
+                _ => return Err(Cow::Borrowed("ERR count should be greater than 0")),
+            });
+            i += 2;
+        } else {
+            return Err(Cow::Borrowed(ERR_SYNTAX));
+        }
+    }
+    let count = usize::try_from(count.unwrap_or(1)).unwrap_or(usize::MAX);
+    let mut found = None;
+    for key in &args[2..where_idx] {
+        if let (_, Some(z)) = write_zset(&ctx.db.ks, key, ctx.now_ms)? {
+            if !z.order.is_empty() {
+                found = Some((key, z));
+                break;
+            }
+        }
+    }
+    let Some((key, z)) = found else {
+        ctx.out.null_array();
+        return Ok(());
+    };
+    let n = count.min(z.order.len());
+    let popped: Vec<(&[u8], f64)> = if max {
+        z.order
+            .iter()
+            .rev()
+            .take(n)
+            .map(|(s, m)| (&m[..], s.0))
+            .collect()
+    } else {
+        z.order.iter().take(n).map(|(s, m)| (&m[..], s.0)).collect()
+    };
+    ctx.out.array(2);
+    ctx.out.bulk(key);
+    ctx.out.array(n);
+    let mut ops = Vec::with_capacity(n);
+    for (member, score) in &popped {
+        ctx.out.array(2);
+        ctx.out.bulk(member);
+        ctx.out.double(*score);
+        ops.push(op(
+            key,
+            OpKind::ZRem {
+                member: Bytes::copy_from_slice(member),
+            },
+        ));
+    }
+    drop(popped);
+    ctx.write(ops);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// ZRANDMEMBER
+
+/// ZRANDMEMBER key [count [WITHSCORES]] (`zrandmemberCommand`): a negative count may repeat
+/// members; a count at least the size of the set returns it whole, highest score first.
+pub(super) fn zrandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    use crate::commands::util::random::{
+        check_random_reply, pick_positions, random_count_arg, random_positions,
+    };
+    use rand::Rng;
+    if args.len() == 2 {
+        let z = read_zset(&ctx.db.ks, &mut ctx.db.stats, &args[1], ctx.now_ms)?;
+        let pick = z.and_then(|z| {
+            let len = z.order.len();
+            if len == 0 {
+                return None;
+            }
+            let at = rand::rng().random_range(0..len);
+            z.order.iter().nth(at).map(|(_, m)| &m[..])
+        });
+        ctx.out.bulk_or_null(pick);
+        return Ok(());
+    }
+    let n = random_count_arg(&args[2])?;
+    let withscores = match args.len() {
+        3 => false,
+        4 if is(&args[3], "withscores") => {
+            if !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&n) {
+                return Err(Cow::Borrowed("ERR value is out of range"));
+            }
+            true
+        }
+        _ => return Err(Cow::Borrowed(ERR_SYNTAX)),
+    };
+    let z = read_zset(&ctx.db.ks, &mut ctx.db.stats, &args[1], ctx.now_ms)?;
+    let Some(z) = z else {
+        ctx.out.array(0);
+        return Ok(());
+    };
+    let len = z.order.len();
+    let count = n.unsigned_abs();
+    if len == 0 || count == 0 {
+        ctx.out.array(0);
+        return Ok(());
+    }
+    let picked: Vec<(&[u8], f64)> = if n < 0 || count == 1 {
+        check_random_reply(count)?;
+        let all: Vec<(&[u8], f64)> = z.order.iter().map(|(s, m)| (&m[..], s.0)).collect();
+        let mut rng = rand::rng();
+        (0..count)
+            .map(|_| all[rng.random_range(0..all.len())])
+            .collect()
+    } else if count >= len as u64 {
+        // The whole set, highest score first, as Redis walks it.
+        z.order.iter().rev().map(|(s, m)| (&m[..], s.0)).collect()
+    } else {
+        let positions = random_positions(len, count as usize);
+        pick_positions(z.order.iter().map(|(s, m)| (&m[..], s.0)), &positions)
+    };
+    super::range::write_range_reply(&mut ctx.out, &picked, withscores);
+    Ok(())
+}

@@ -1,7 +1,9 @@
 //! Sorted-set commands: ZADD (NX XX GT LT CH INCR), ZINCRBY, ZREM, ZSCORE, ZMSCORE, ZCARD,
 //! ZRANK, ZREVRANK, ZRANGE (BYSCORE BYLEX REV LIMIT WITHSCORES), ZRANGESTORE, ZRANGEBYSCORE,
 //! ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX, ZREVRANGE, ZCOUNT, ZLEXCOUNT, ZPOPMIN,
-//! ZPOPMAX, ZSCAN.
+//! ZPOPMAX, ZSCAN, ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX, ZUNION, ZINTER, ZDIFF,
+//! ZINTERCARD, ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE, ZRANDMEMBER, ZMPOP, and the geospatial
+//! commands, which store positions as sorted-set scores (`geo`).
 //!
 //! Contract:
 //! - Membership is an observed-remove set. A plain score write (ZADD) is a register write
@@ -21,17 +23,24 @@
 //!   and scores printed like Redis's compact encoding (exactly Redis's reply). A larger set is
 //!   paged by the SCAN family's shared member-hash positions (`util::scan::scan_page`), so every
 //!   member present for a whole iteration is returned exactly once whatever its score does.
+//! - ZREMRANGEBY* and ZMPOP remove what they observed, like ZREM. The store commands
+//!   (ZRANGESTORE, ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE) replace the destination in one effect:
+//!   a `Del` of whatever it held, then a `ZAdd` of every member of the result.
 //! - Ranks are computed by walking the order index (O(rank)); ZADD, ZSCORE, ZINCRBY and ZREM are
 //!   O(log n) in the size of the set.
 //!
 //! Layout: `add` (ZADD, ZINCRBY), `members` (ZREM, point reads and ranks, pops, ZSCAN),
 //! `bounds` (score and lex range parsing and walks), `range` (the ZRANGE family, ZCOUNT,
-//! ZLEXCOUNT); the lookups every command shares are here.
+//! ZLEXCOUNT), `remrange` (ZREMRANGEBY*), `combine` (the union, intersection and difference
+//! commands); the lookups every command shares are here.
 
 mod add;
-mod bounds;
+pub(crate) mod bounds;
+mod combine;
+pub mod geo;
 mod members;
 mod range;
+mod remrange;
 #[cfg(test)]
 mod tests;
 
@@ -39,11 +48,19 @@ use super::*;
 use crate::crdt::value::ZSetValue;
 use crate::crdt::{Stamp, Value, NEW_SLOT};
 use add::{zadd, zincrby};
-use members::{zcard, zmscore, zpopmax, zpopmin, zrank, zrem, zrevrank, zscan, zscore};
+use combine::{zdiff, zdiffstore, zinter, zintercard, zinterstore, zunion, zunionstore};
+use geo::{
+    geoadd, geodist, geohash, geopos, georadius, georadius_ro, georadiusbymember,
+    georadiusbymember_ro, geosearch, geosearchstore,
+};
+use members::{
+    zcard, zmpop, zmscore, zpopmax, zpopmin, zrandmember, zrank, zrem, zrevrank, zscan, zscore,
+};
 use range::{
     zcount, zlexcount, zrange, zrangebylex, zrangebyscore, zrangestore, zrevrange, zrevrangebylex,
     zrevrangebyscore,
 };
+use remrange::{zremrangebylex, zremrangebyrank, zremrangebyscore};
 
 #[rustfmt::skip]
 pub fn commands() -> Vec<Command> {
@@ -67,6 +84,28 @@ pub fn commands() -> Vec<Command> {
         cmd("zlexcount", 4, "readonly fast", 1, 1, 1, "sorted_set", "Counts the members in a lexicographical range.", zlexcount),
         cmd("zpopmin", -2, "write fast", 1, 1, 1, "sorted_set", "Removes and returns the members with the lowest scores.", zpopmin),
         cmd("zpopmax", -2, "write fast", 1, 1, 1, "sorted_set", "Removes and returns the members with the highest scores.", zpopmax),
+        cmd("zremrangebyscore", 4, "write", 1, 1, 1, "sorted_set", "Removes the members in a range of scores.", zremrangebyscore),
+        cmd("zremrangebyrank", 4, "write", 1, 1, 1, "sorted_set", "Removes the members in a range of ranks.", zremrangebyrank),
+        cmd("zremrangebylex", 4, "write", 1, 1, 1, "sorted_set", "Removes the members in a lexicographical range.", zremrangebylex),
+        cmd("zunion", -3, "readonly", 0, 0, 0, "sorted_set", "Returns the union of sorted sets.", zunion),
+        cmd("zinter", -3, "readonly", 0, 0, 0, "sorted_set", "Returns the intersection of sorted sets.", zinter),
+        cmd("zdiff", -3, "readonly", 0, 0, 0, "sorted_set", "Returns the difference of sorted sets.", zdiff),
+        cmd("zintercard", -3, "readonly", 0, 0, 0, "sorted_set", "Returns the number of members in the intersection of sorted sets.", zintercard),
+        cmd("zunionstore", -4, "write denyoom", 1, 1, 1, "sorted_set", "Stores the union of sorted sets in a key.", zunionstore),
+        cmd("zinterstore", -4, "write denyoom", 1, 1, 1, "sorted_set", "Stores the intersection of sorted sets in a key.", zinterstore),
+        cmd("zdiffstore", -4, "write denyoom", 1, 1, 1, "sorted_set", "Stores the difference of sorted sets in a key.", zdiffstore),
+        cmd("zrandmember", -2, "readonly", 1, 1, 1, "sorted_set", "Returns random members of a sorted set.", zrandmember),
+        cmd("zmpop", -4, "write", 0, 0, 0, "sorted_set", "Removes and returns members with the lowest or highest scores from the first non-empty sorted set.", zmpop),
+        cmd("geoadd", -5, "write denyoom", 1, 1, 1, "geo", "Adds members with their longitude and latitude to a sorted set.", geoadd),
+        cmd("geopos", -2, "readonly", 1, 1, 1, "geo", "Returns the longitude and latitude of members.", geopos),
+        cmd("geodist", -4, "readonly", 1, 1, 1, "geo", "Returns the distance between two members.", geodist),
+        cmd("geohash", -2, "readonly", 1, 1, 1, "geo", "Returns members' positions as geohash strings.", geohash),
+        cmd("geosearch", -7, "readonly", 1, 1, 1, "geo", "Returns members within a circle or a box.", geosearch),
+        cmd("geosearchstore", -8, "write denyoom", 1, 2, 1, "geo", "Stores the members within a circle or a box in a key.", geosearchstore),
+        cmd("georadius", -6, "write denyoom", 1, 1, 1, "geo", "Returns members within a radius of a position, optionally storing them.", georadius),
+        cmd("georadius_ro", -6, "readonly", 1, 1, 1, "geo", "Returns members within a radius of a position.", georadius_ro),
+        cmd("georadiusbymember", -5, "write denyoom", 1, 1, 1, "geo", "Returns members within a radius of a member, optionally storing them.", georadiusbymember),
+        cmd("georadiusbymember_ro", -5, "readonly", 1, 1, 1, "geo", "Returns members within a radius of a member.", georadiusbymember_ro),
         cmd("zscan", -3, "readonly", 1, 1, 1, "sorted_set", "Iterates over the members and scores of a sorted set.", zscan),
     ]
 }

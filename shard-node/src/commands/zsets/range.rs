@@ -54,7 +54,7 @@ pub(super) fn zrevrangebylex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 /// The parsed range of a ZRANGE-family command.
-enum Range<'a> {
+pub(super) enum Range<'a> {
     Rank(i64, i64),
     Score(ScoreRange),
     Lex(LexRange<'a>),
@@ -149,7 +149,7 @@ fn zrange_generic(
 }
 
 /// The members a parsed range selects, in reply order.
-fn collect_range<'a, 'r: 'a>(
+pub(super) fn collect_range<'a, 'r: 'a>(
     z: &'a ZSetValue,
     range: &Range<'r>,
     reverse: bool,
@@ -216,7 +216,11 @@ fn collect_range<'a, 'r: 'a>(
 
 /// A ZRANGE-family reply: RESP2 a flat array (member, score, ...); RESP3 with scores an array
 /// of `[member, score]` pairs.
-fn write_range_reply(out: &mut ReplyWriter<'_>, items: &[(&[u8], f64)], withscores: bool) {
+pub(super) fn write_range_reply(
+    out: &mut ReplyWriter<'_>,
+    items: &[(&[u8], f64)],
+    withscores: bool,
+) {
     let resp3 = out.proto == Protocol::Resp3;
     if withscores && !resp3 {
         out.array(items.len() * 2);

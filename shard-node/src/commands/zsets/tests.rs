@@ -548,3 +548,54 @@ fn number_parsers_follow_c() {
     assert_eq!(parse_score_bound(b"("), Some((0.0, true)));
     assert_eq!(parse_score_bound(b"2\0junk"), Some((2.0, false)));
 }
+
+#[test]
+fn expired_sources_after_a_count_are_deleted_before_the_command() {
+    let mut db = TestDb::new();
+    assert_eq!(t(&mut db, &["ZADD", "{a}z", "1", "m"]), ":1\r\n");
+    assert_eq!(t(&mut db, &["ZADD", "{a}y", "2", "n"]), ":1\r\n");
+    assert_eq!(t(&mut db, &["PEXPIRE", "{a}z", "10"]), ":1\r\n");
+    db.now_ms += 20;
+    assert_eq!(
+        t(&mut db, &["ZUNION", "2", "{a}z", "{a}y"]),
+        "*1\r\n$1\r\nn\r\n"
+    );
+    assert_eq!(db.db.stats.expired_keys, 1);
+    assert_eq!(
+        t(
+            &mut db,
+            &[
+                "ZUNIONSTORE",
+                "{a}d",
+                "2",
+                "{a}z",
+                "{a}y",
+                "WEIGHTS",
+                "1",
+                "2"
+            ]
+        ),
+        ":1\r\n"
+    );
+    assert_eq!(t(&mut db, &["ZSCORE", "{a}d", "n"]), "$1\r\n4\r\n");
+}
+
+#[test]
+fn store_commands_replace_any_type_and_empty_results_delete() {
+    let mut db = TestDb::new();
+    t(&mut db, &["SET", "{a}d", "x"]);
+    t(&mut db, &["ZADD", "{a}z", "1", "m"]);
+    assert_eq!(t(&mut db, &["ZINTERSTORE", "{a}d", "1", "{a}z"]), ":1\r\n");
+    assert_eq!(t(&mut db, &["TYPE", "{a}d"]), "+zset\r\n");
+    assert_eq!(
+        t(&mut db, &["ZDIFFSTORE", "{a}d", "2", "{a}z", "{a}z"]),
+        ":0\r\n"
+    );
+    assert_eq!(t(&mut db, &["EXISTS", "{a}d"]), ":0\r\n");
+    assert_eq!(
+        t(&mut db, &["ZREMRANGEBYRANK", "{a}z", "0", "-1"]),
+        ":1\r\n"
+    );
+    assert_eq!(t(&mut db, &["EXISTS", "{a}z"]), ":0\r\n");
+    assert_eq!(t(&mut db, &["ZMPOP", "1", "{a}z", "MIN"]), "*-1\r\n");
+}

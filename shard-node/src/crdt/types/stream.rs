@@ -3,8 +3,9 @@
 //! Conflict rules:
 //! - An entry is added once, under an ID that its region made unique (see
 //!   `commands::streams` for how automatic IDs stay unique across regions). If two regions add
-//!   entries under the same explicit ID concurrently, the one with the greater stamp is kept,
-//!   everywhere.
+//!   entries under the same explicit ID concurrently, the one with the greater stamp is the one
+//!   read, everywhere; the other is kept aside (`shadowed`) and is read again if a removal
+//!   that observed only the winner removes it.
 //! - `XDEL`, trimming and `DEL` remove the entries they observed (by dot), so an entry added
 //!   concurrently in another region survives them.
 //! - The stream exists while it has entries or while an unremoved effect made it (an `XADD`,
@@ -160,7 +161,10 @@ pub enum GroupChange {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamValue {
+    /// The entry read under each ID.
     pub entries: BTreeMap<StreamId, StreamEntry>,
+    /// Concurrent entries under an ID that lost to `entries`' (usually none).
+    pub shadowed: BTreeMap<StreamId, Vec<StreamEntry>>,
     /// The effects that made the stream exist, the latest per actor.
     pub made: Vec<Dot>,
     pub last_id: StreamId,
@@ -205,18 +209,36 @@ impl StreamValue {
         self.note_made(dot);
     }
 
-    /// Adds an entry (the greater stamp keeps an ID two regions both used).
+    /// Adds an entry (the greater stamp is read under an ID two regions both used).
     pub fn add(&mut self, dot: Dot, stamp: Stamp, id: StreamId, fields: Vec<Blob>) {
         self.note_made(dot);
         *self.added.entry(dot.actor).or_default() += 1;
         if id > self.last_id {
             self.last_id = id;
         }
-        match self.entries.get(&id) {
-            Some(existing) if existing.stamp >= stamp => {}
-            _ => {
-                self.entries.insert(id, StreamEntry { dot, stamp, fields });
-            }
+        let entry = StreamEntry { dot, stamp, fields };
+        let mut versions = self.take_versions(id);
+        if !versions.iter().any(|v| v.dot == dot) {
+            versions.push(entry);
+        }
+        self.put_versions(id, versions);
+    }
+
+    /// Every version held under `id` (removed from the value).
+    fn take_versions(&mut self, id: StreamId) -> Vec<StreamEntry> {
+        let mut versions = self.shadowed.remove(&id).unwrap_or_default();
+        versions.extend(self.entries.remove(&id));
+        versions
+    }
+
+    /// Stores the versions of `id`: the greatest stamp is read, the others are shadowed.
+    fn put_versions(&mut self, id: StreamId, mut versions: Vec<StreamEntry>) {
+        versions.sort_by(|a, b| a.stamp.cmp(&b.stamp).then(a.dot.cmp(&b.dot)));
+        if let Some(top) = versions.pop() {
+            self.entries.insert(id, top);
+        }
+        if !versions.is_empty() {
+            self.shadowed.insert(id, versions);
         }
     }
 
@@ -224,12 +246,13 @@ impl StreamValue {
     /// does, trimming does not).
     pub fn remove(&mut self, observed: &VectorClock, ids: &[StreamId], record: bool) {
         for id in ids {
-            if self.entries.get(id).is_some_and(|e| observed.covers(e.dot)) {
-                self.entries.remove(id);
-                if record && *id > self.max_deleted {
-                    self.max_deleted = *id;
-                }
+            let mut versions = self.take_versions(*id);
+            let before = versions.len();
+            versions.retain(|v| !observed.covers(v.dot));
+            if record && versions.len() < before && *id > self.max_deleted {
+                self.max_deleted = *id;
             }
+            self.put_versions(*id, versions);
         }
     }
 
@@ -244,6 +267,15 @@ impl StreamValue {
     /// Cancels everything the observed clock covers (DEL).
     pub fn remove_observed(&mut self, observed: &VectorClock) {
         self.entries.retain(|_, e| !observed.covers(e.dot));
+        for versions in self.shadowed.values_mut() {
+            versions.retain(|v| !observed.covers(v.dot));
+        }
+        let shadowed = std::mem::take(&mut self.shadowed);
+        for (id, rest) in shadowed {
+            let mut versions = rest;
+            versions.extend(self.entries.remove(&id));
+            self.put_versions(id, versions);
+        }
         self.made.retain(|d| !observed.covers(*d));
         self.groups.retain(|_, g| !observed.covers(g.created));
         if !self.exists() {
@@ -336,31 +368,17 @@ impl StreamValue {
     /// State merge (see the module docs); this node's groups are kept as they are.
     pub fn join(&mut self, mine_ctx: &VectorClock, other: &StreamValue, their_ctx: &VectorClock) {
         let mut ids: Vec<StreamId> = self.entries.keys().copied().collect();
+        ids.extend(self.shadowed.keys().copied());
         ids.extend(other.entries.keys().copied());
+        ids.extend(other.shadowed.keys().copied());
         ids.sort();
         ids.dedup();
         for id in ids {
-            let mine = self.entries.get(&id);
-            let theirs = other.entries.get(&id);
-            let keep_mine =
-                mine.filter(|m| theirs.is_some_and(|t| t.dot == m.dot) || !their_ctx.covers(m.dot));
-            let keep_theirs =
-                theirs.filter(|t| mine.is_some_and(|m| m.dot == t.dot) || !mine_ctx.covers(t.dot));
-            let winner = match (keep_mine, keep_theirs) {
-                (Some(m), Some(t)) => Some(if t.stamp > m.stamp { t } else { m }),
-                (Some(m), None) => Some(m),
-                (None, Some(t)) => Some(t),
-                (None, None) => None,
-            }
-            .cloned();
-            match winner {
-                Some(e) => {
-                    self.entries.insert(id, e);
-                }
-                None => {
-                    self.entries.remove(&id);
-                }
-            }
+            let mut mine = self.take_versions(id);
+            let mut theirs: Vec<StreamEntry> = other.shadowed.get(&id).cloned().unwrap_or_default();
+            theirs.extend(other.entries.get(&id).cloned());
+            join_dotted(&mut mine, mine_ctx, &theirs, their_ctx, |v| v.dot);
+            self.put_versions(id, mine);
         }
         let mut made = std::mem::take(&mut self.made);
         join_dotted(&mut made, mine_ctx, &other.made, their_ctx, |d| *d);
@@ -463,6 +481,31 @@ mod tests {
         );
         assert!(v.max_deleted >= id(1, 1));
         assert_eq!(v.last_id, id(3, 2));
+    }
+
+    #[test]
+    fn a_delete_of_the_later_entry_under_an_id_reveals_the_concurrent_one_in_any_order() {
+        let (a, c) = (dot(1, 1), dot(3, 1));
+        let add = |v: &mut StreamValue, d: Dot, ts: u64, value: &str| {
+            v.add(
+                d,
+                stamp(ts, d.actor.0),
+                id(5, 1),
+                vec![Blob::from(value.as_bytes())],
+            );
+        };
+        // C added 5-1 after A did (greater stamp) without seeing A's, then deleted its own.
+        let deletes_c = clock(&[(3, 1)]);
+        let mut x = StreamValue::default();
+        add(&mut x, a, 1, "a");
+        add(&mut x, c, 3, "c");
+        x.remove(&deletes_c, &[id(5, 1)], true);
+        let mut y = StreamValue::default();
+        add(&mut y, c, 3, "c");
+        y.remove(&deletes_c, &[id(5, 1)], true);
+        add(&mut y, a, 1, "a");
+        assert_eq!(x.entries, y.entries);
+        assert_eq!(&x.entries[&id(5, 1)].fields[0][..], b"a");
     }
 
     #[test]
