@@ -6,11 +6,11 @@
 //! refused as immutable.
 //!
 //! Redis parameters that have no effect on this server ([`PARAMS`]: encoding thresholds,
-//! `save`, lazy freeing, latency tracking, `notify-keyspace-events`, `maxmemory-policy`, …) are
-//! validated like Redis does, stored in `db.settings.params` and reported by CONFIG GET (under
-//! their name and their old alias), so applications that set or check them keep working. The
-//! encoding thresholds are what OBJECT ENCODING reports against. `slowlog-log-slower-than` and
-//! `slowlog-max-len` drive the slow log (`db.slowlog`).
+//! `save`, lazy freeing, latency tracking, `notify-keyspace-events`, …) are validated like Redis
+//! does, stored in `db.settings.params` and reported by CONFIG GET (under their name and their
+//! old alias), so applications that set or check them keep working. The encoding thresholds are
+//! what OBJECT ENCODING reports against; `maxmemory-policy` is read by `eviction`;
+//! `slowlog-log-slower-than` and `slowlog-max-len` drive the slow log (`db.slowlog`).
 
 use super::*;
 use std::collections::BTreeMap;

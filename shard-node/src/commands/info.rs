@@ -110,11 +110,12 @@ pub fn info_text(db: &Db, sections: &[String], now_ms: u64) -> String {
         section(
             "Stats",
             format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\ntotal_error_replies:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\ntotal_error_replies:{}\r\n",
                 db.stats.total_connections,
                 db.stats.total_commands,
                 db.stats.rejected_connections,
                 db.stats.expired_keys,
+                db.stats.evicted_keys,
                 db.stats.keyspace_hits,
                 db.stats.keyspace_misses,
                 db.channels.len(),

@@ -21,6 +21,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod eviction;
 pub mod hashes;
 pub mod hyperloglog;
 pub mod info;
@@ -257,6 +258,8 @@ pub struct Stats {
     pub total_connections: u64,
     pub rejected_connections: u64,
     pub expired_keys: u64,
+    /// Keys evicted under `maxmemory` (INFO `evicted_keys`).
+    pub evicted_keys: u64,
     pub keyspace_hits: u64,
     pub keyspace_misses: u64,
     pub error_replies: HashMap<String, u64>,
@@ -779,9 +782,14 @@ pub fn writes(command: &Command, args: &[Bytes]) -> bool {
 }
 
 /// Checks that depend on server state: memory limit and persistence health for writes.
-fn admission(db: &Db, command: &Command, args: &[Bytes], now_ms: u64) -> Result<(), CmdError> {
+fn admission(db: &mut Db, command: &Command, args: &[Bytes], now_ms: u64) -> Result<(), CmdError> {
     let write = writes(command, args);
-    if command.flags.denyoom && db.settings.maxmemory > 0 && db.used_memory > db.settings.maxmemory
+    if command.flags.denyoom {
+        eviction::make_room(db, now_ms);
+    }
+    if command.flags.denyoom
+        && db.settings.maxmemory > 0
+        && eviction::counted_memory(db) > db.settings.maxmemory
     {
         return Err(Cow::Borrowed(
             "OOM command not allowed when used memory > 'maxmemory'.",

@@ -189,7 +189,7 @@ fn alloc(n: usize) -> usize {
 }
 
 /// An estimate of the memory a key and its value take.
-fn usage(key: &[u8], value: &Value) -> usize {
+pub(super) fn usage(key: &[u8], value: &Value) -> usize {
     let per_key = 24 + alloc(key.len() + 3) + 16;
     let body = match value {
         Value::Str(c) => {

@@ -145,6 +145,11 @@ pub enum OpKind {
         epoch: u64,
         registers: Vec<(u16, u8)>,
     },
+    /// An eviction under `maxmemory`: the nodes of `region` drop the key and everything held
+    /// for it; other regions ignore it.
+    Evict {
+        region: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

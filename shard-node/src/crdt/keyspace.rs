@@ -526,12 +526,18 @@ impl Keyspace {
                 return;
             }
         }
+        if let OpKind::Evict { region } = &op.kind {
+            if *region == self.actor.participant {
+                self.drop_key(&op.key);
+            }
+            return;
+        }
         let stamp = effect.stamp();
         let dot = effect.dot;
         let ts = effect.ts;
         let key = &op.key[..];
         self.touch_key(key, |entry| match &op.kind {
-            OpKind::FlushAll | OpKind::Publish { .. } => {}
+            OpKind::FlushAll | OpKind::Publish { .. } | OpKind::Evict { .. } => {}
             OpKind::Del => entry.remove_observed(observed, dot),
             OpKind::Expire { at_ms } => {
                 entry.expiry.retain(|(d, _)| !observed.covers(*d));
@@ -763,6 +769,52 @@ impl Keyspace {
 
     pub fn end_capture(&mut self) {
         self.capture = None;
+    }
+
+    /// Whether a snapshot is being captured (`begin_capture` … `end_capture`).
+    pub fn capture_active(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// Drops everything held for `key` at once (an eviction: not an observed-remove, and not
+    /// replicated to other regions).
+    fn drop_key(&mut self, key: &[u8]) {
+        if let Some(capture) = &mut self.capture {
+            if let Some(existing) = self.entries.get(key) {
+                if !capture.contains_key(key) {
+                    capture.insert(Blob::from(key), Some((**existing).clone()));
+                }
+            }
+        }
+        if let Some(entry) = self.entries.remove(key) {
+            if let Some(ms) = entry.deadline() {
+                self.deadlines.remove(&(ms, Blob::from(key)));
+            }
+        }
+        self.uncollected.remove(key);
+        if let Some(v) = self.watched.get_mut(key) {
+            *v += 1;
+        }
+    }
+
+    /// A key with a deadline to evict: the nearest deadline with `nearest`, otherwise one
+    /// picked at a random point of the deadlines.
+    pub fn volatile_key(&self, nearest: bool) -> Option<Blob> {
+        let first = self.deadlines.iter().next()?;
+        if nearest {
+            return Some(first.1.clone());
+        }
+        let last = self.deadlines.iter().next_back()?;
+        let at = if last.0 > first.0 {
+            rand::random_range(first.0..=last.0)
+        } else {
+            first.0
+        };
+        self.deadlines
+            .range((at, Blob::from(&b""[..]))..)
+            .next()
+            .or(Some(first))
+            .map(|(_, k)| k.clone())
     }
 
     /// Registers interest in `key` for WATCH; returns its current version.

@@ -867,7 +867,11 @@ pub async fn memory_sampler(shared: Arc<Shared>) {
         }
         let used = crate::metrics::allocated_bytes();
         let mut state = shared.state.lock();
-        state.db.used_memory = used;
+        // A compaction in progress keeps replaced state alive until it ends: the figure from
+        // before it stands meanwhile (see `commands::eviction`).
+        if !state.db.ks.capture_active() {
+            state.db.used_memory = used;
+        }
         if let Some(store) = &state.store {
             let info = store.info();
             let stats = store.fsync_stats();

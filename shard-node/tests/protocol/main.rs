@@ -11,6 +11,7 @@ mod cluster_mode;
 mod command_table;
 mod crdt_laws;
 mod differential;
+mod eviction;
 mod job_queues;
 mod list_convergence;
 mod proxy;

@@ -8,6 +8,7 @@ mod common;
 mod replication_support;
 
 mod blocking_across_regions;
+mod eviction_across_regions;
 mod list_convergence_processes;
 mod replication_basics;
 mod replication_catchup;
