@@ -175,11 +175,18 @@ where
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Too many scrapers at once: refuse rather than queue.
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(
-                    METRICS_IO_TIMEOUT,
-                    socket.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-                )
-                .await;
+                let refuse = async {
+                    socket
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await?;
+                    socket.shutdown().await?;
+                    // Read what the client sent before closing: closing with unread bytes
+                    // resets the connection, which can destroy the reply before it is read.
+                    let mut sink = [0u8; 1024];
+                    while socket.read(&mut sink).await? > 0 {}
+                    Ok::<(), std::io::Error>(())
+                };
+                let _ = tokio::time::timeout(METRICS_IO_TIMEOUT, refuse).await;
             });
             continue;
         };

@@ -152,7 +152,7 @@ for _, name in ipairs({"print", "dofile", "loadfile", "setfenv", "getfenv", "mod
 end
 local ro_redis = readonly(redis)
 rawset(G, "redis", ro_redis)
-for _, name in ipairs({"string", "math", "table"}) do
+for _, name in ipairs({"string", "math", "table", "bit", "cmsgpack"}) do
   rawset(G, name, readonly(rawget(G, name)))
 end
 rawset(G, "_G", env)
@@ -181,7 +181,7 @@ pub struct ScriptError {
 type Killed = std::sync::Arc<parking_lot::Mutex<Option<ScriptError>>>;
 
 /// The innermost script frame: (chunk name, current line).
-fn location(lua: &Lua) -> Option<(String, i32)> {
+pub(super) fn location(lua: &Lua) -> Option<(String, i32)> {
     for level in 0..256 {
         let frame = lua.inspect_stack(level)?;
         let source = frame.source();
@@ -314,6 +314,7 @@ pub fn new_state(memory_limit: usize) -> mlua::Result<Lua> {
             Ok(())
         })?,
     )?;
+    super::libs::install(&lua)?;
     let setup: Function = lua.load(SETUP).set_name("=setup").into_function()?;
     let describe_error = lua.create_function(|lua, v: Value| {
         Ok(match v {

@@ -18,6 +18,7 @@
 //!   [`MEMORY_LIMIT`].
 
 pub mod convert;
+pub mod libs;
 pub mod lua;
 
 use super::*;
