@@ -1,12 +1,15 @@
-//! The extra Lua libraries Redis gives scripts: `bit` (LuaBitOp) and `cmsgpack`
-//! (lua-cmsgpack's `pack` and `unpack`).
+//! The extra Lua libraries Redis gives scripts: `bit` (LuaBitOp), `cmsgpack` (lua-cmsgpack's
+//! `pack` and `unpack`) and `cjson` (lua-cjson's `encode`, `decode` and `null`).
 //!
 //! Contract: results are Redis 7.0's for the same input. `bit` works on signed 32-bit integers
 //! (numbers are rounded and wrapped into that range first); `cmsgpack.pack` encodes each
 //! argument with the smallest MessagePack form lua-cmsgpack picks (integral numbers as
 //! integers, other numbers as float32 when exact, else float64; tables with keys 1..n as
 //! arrays, others as maps; deeper than 16 levels as nil) and `cmsgpack.unpack` returns every
-//! value of its input. Bad input is a script error, never a panic.
+//! value of its input. `cjson.encode` writes numbers with 14 significant digits, tables with
+//! keys 1..n as arrays (holes as `null`, too sparse an array is an error), other non-empty
+//! tables as objects and empty ones as `{}`; `cjson.decode` maps `null` to `cjson.null`. Bad
+//! input is a script error, never a panic.
 
 use mlua::{Lua, MultiValue, Table, Value};
 
@@ -17,6 +20,7 @@ const MAX_NESTING: usize = 16;
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     lua.globals().raw_set("bit", bit_library(lua)?)?;
     lua.globals().raw_set("cmsgpack", msgpack_library(lua)?)?;
+    lua.globals().raw_set("cjson", json_library(lua)?)?;
     Ok(())
 }
 
@@ -346,4 +350,376 @@ fn decode(lua: &Lua, bytes: &[u8], at: &mut usize) -> mlua::Result<Value> {
         }
         _ => return Err(lib_error(lua, "Bad data format in input.")),
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// cjson
+
+/// Nesting depth past which encoding fails, as in lua-cjson.
+const JSON_MAX_DEPTH: usize = 1000;
+
+fn null() -> Value {
+    Value::LightUserData(mlua::LightUserData(std::ptr::null_mut()))
+}
+
+fn json_library(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("null", null())?;
+    t.raw_set(
+        "encode",
+        lua.create_function(|lua, v: Value| {
+            let mut out = Vec::new();
+            json_encode(lua, &mut out, &v, 0)?;
+            lua.create_string(&out)
+        })?,
+    )?;
+    t.raw_set(
+        "decode",
+        lua.create_function(|lua, s: mlua::String| {
+            let bytes = s.as_bytes().to_vec();
+            let mut p = JsonParser {
+                lua,
+                bytes: &bytes,
+                at: 0,
+            };
+            p.skip_ws();
+            let v = p.value(0)?;
+            p.skip_ws();
+            if p.at < bytes.len() {
+                return Err(p.error("Expected the end but found invalid token"));
+            }
+            Ok(v)
+        })?,
+    )?;
+    Ok(t)
+}
+
+/// C's `%.14g`.
+fn format_g14(n: f64) -> String {
+    if n == 0.0 {
+        return if n.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let sci = format!("{n:.13e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..14).contains(&exp) {
+        let m = mantissa.trim_end_matches('0').trim_end_matches('.');
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{m}e{sign}{:02}", exp.abs())
+    } else {
+        let decimals = (13 - exp).max(0) as usize;
+        let fixed = format!("{n:.decimals$}");
+        if fixed.contains('.') {
+            fixed
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        } else {
+            fixed
+        }
+    }
+}
+
+fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let raw = out;
+    for &b in bytes {
+        match b {
+            b'"' => raw.extend_from_slice(b"\\\""),
+            b'\\' => raw.extend_from_slice(b"\\\\"),
+            b'/' => raw.extend_from_slice(b"\\/"),
+            b'\n' => raw.extend_from_slice(b"\\n"),
+            b'\r' => raw.extend_from_slice(b"\\r"),
+            b'\t' => raw.extend_from_slice(b"\\t"),
+            0x08 => raw.extend_from_slice(b"\\b"),
+            0x0c => raw.extend_from_slice(b"\\f"),
+            0..=0x1f | 0x7f => raw.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+            other => raw.push(other),
+        }
+    }
+    // Bytes that are not UTF-8 go through as they are (a Lua string is bytes).
+    raw.push(b'"');
+}
+
+fn json_encode(lua: &Lua, out: &mut Vec<u8>, v: &Value, depth: usize) -> mlua::Result<()> {
+    match v {
+        Value::Nil => out.extend_from_slice(b"null"),
+        Value::LightUserData(u) if u.0.is_null() => out.extend_from_slice(b"null"),
+        Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Integer(i) => out.extend_from_slice(format_g14(*i as f64).as_bytes()),
+        Value::Number(n) => {
+            if !n.is_finite() {
+                return Err(lib_error(
+                    lua,
+                    "Cannot serialise number: must not be NaN or Inf",
+                ));
+            }
+            out.extend_from_slice(format_g14(*n).as_bytes());
+        }
+        Value::String(s) => json_string(out, &s.as_bytes()),
+        Value::Table(t) => {
+            if depth + 1 > JSON_MAX_DEPTH {
+                return Err(lib_error(
+                    lua,
+                    &format!("Cannot serialise, excessive nesting ({})", depth + 2),
+                ));
+            }
+            let mut pairs: Vec<(Value, Value)> = Vec::new();
+            for pair in t.clone().pairs::<Value, Value>() {
+                pairs.push(pair?);
+            }
+            let index = |k: &Value| match k {
+                Value::Integer(i) if *i >= 1 => Some(*i as usize),
+                Value::Number(n) if *n >= 1.0 && n.fract() == 0.0 => Some(*n as usize),
+                _ => None,
+            };
+            let max = pairs
+                .iter()
+                .map(|(k, _)| index(k))
+                .try_fold(0usize, |m, i| i.map(|i| m.max(i)));
+            match max {
+                Some(max) if max > 0 => {
+                    if max > pairs.len() * 2 && max > 10 {
+                        return Err(lib_error(
+                            lua,
+                            "Cannot serialise table: excessively sparse array",
+                        ));
+                    }
+                    out.push(b'[');
+                    for i in 1..=max {
+                        if i > 1 {
+                            out.push(b',');
+                        }
+                        let item: Value = t.raw_get(i)?;
+                        json_encode(lua, out, &item, depth + 1)?;
+                    }
+                    out.push(b']');
+                }
+                _ => {
+                    out.push(b'{');
+                    for (n, (k, val)) in pairs.iter().enumerate() {
+                        if n > 0 {
+                            out.push(b',');
+                        }
+                        match k {
+                            Value::String(s) => json_string(out, &s.as_bytes()),
+                            Value::Integer(i) => json_string(out, format_g14(*i as f64).as_bytes()),
+                            Value::Number(x) => json_string(out, format_g14(*x).as_bytes()),
+                            other => {
+                                return Err(lib_error(
+                                    lua,
+                                    &format!(
+                                        "Cannot serialise {}: table key must be a number or string",
+                                        other.type_name()
+                                    ),
+                                ))
+                            }
+                        }
+                        out.push(b':');
+                        json_encode(lua, out, val, depth + 1)?;
+                    }
+                    out.push(b'}');
+                }
+            }
+        }
+        other => {
+            return Err(lib_error(
+                lua,
+                &format!("Cannot serialise {}: type not supported", other.type_name()),
+            ))
+        }
+    }
+    Ok(())
+}
+
+struct JsonParser<'a> {
+    lua: &'a Lua,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl JsonParser<'_> {
+    fn error(&self, what: &str) -> mlua::Error {
+        lib_error(self.lua, &format!("{what} at character {}", self.at + 1))
+    }
+
+    fn skip_ws(&mut self) {
+        while self.at < self.bytes.len()
+            && matches!(self.bytes[self.at], b' ' | b'\t' | b'\n' | b'\r')
+        {
+            self.at += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], v: Value) -> mlua::Result<Value> {
+        if self.bytes[self.at..].starts_with(word) {
+            self.at += word.len();
+            Ok(v)
+        } else {
+            Err(self.error("Expected value but found invalid token"))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> mlua::Result<Value> {
+        if depth > JSON_MAX_DEPTH {
+            return Err(self.error("Found too many nested data structures"));
+        }
+        self.skip_ws();
+        let Some(&c) = self.bytes.get(self.at) else {
+            return Err(self.error("Expected value but found T_END"));
+        };
+        match c {
+            b'{' => {
+                self.at += 1;
+                let t = self.lua.create_table()?;
+                self.skip_ws();
+                if self.bytes.get(self.at) == Some(&b'}') {
+                    self.at += 1;
+                    return Ok(Value::Table(t));
+                }
+                loop {
+                    self.skip_ws();
+                    if self.bytes.get(self.at) != Some(&b'"') {
+                        return Err(
+                            self.error("Expected object key string but found invalid token")
+                        );
+                    }
+                    let key = self.string()?;
+                    self.skip_ws();
+                    if self.bytes.get(self.at) != Some(&b':') {
+                        return Err(self.error("Expected colon but found invalid token"));
+                    }
+                    self.at += 1;
+                    let v = self.value(depth + 1)?;
+                    t.raw_set(key, v)?;
+                    self.skip_ws();
+                    match self.bytes.get(self.at) {
+                        Some(b',') => self.at += 1,
+                        Some(b'}') => {
+                            self.at += 1;
+                            return Ok(Value::Table(t));
+                        }
+                        _ => {
+                            return Err(
+                                self.error("Expected comma or object end but found invalid token")
+                            )
+                        }
+                    }
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                let t = self.lua.create_table()?;
+                self.skip_ws();
+                if self.bytes.get(self.at) == Some(&b']') {
+                    self.at += 1;
+                    return Ok(Value::Table(t));
+                }
+                let mut i = 1;
+                loop {
+                    let v = self.value(depth + 1)?;
+                    t.raw_set(i, v)?;
+                    i += 1;
+                    self.skip_ws();
+                    match self.bytes.get(self.at) {
+                        Some(b',') => self.at += 1,
+                        Some(b']') => {
+                            self.at += 1;
+                            return Ok(Value::Table(t));
+                        }
+                        _ => {
+                            return Err(
+                                self.error("Expected comma or array end but found invalid token")
+                            )
+                        }
+                    }
+                }
+            }
+            b'"' => Ok(Value::String(self.string()?)),
+            b't' => self.literal(b"true", Value::Boolean(true)),
+            b'f' => self.literal(b"false", Value::Boolean(false)),
+            b'n' => self.literal(b"null", null()),
+            b'-' | b'0'..=b'9' => {
+                let start = self.at;
+                while self.at < self.bytes.len()
+                    && matches!(
+                        self.bytes[self.at],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
+                    self.at += 1;
+                }
+                std::str::from_utf8(&self.bytes[start..self.at])
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .map(Value::Number)
+                    .ok_or_else(|| {
+                        self.at = start;
+                        self.error("Expected value but found invalid number")
+                    })
+            }
+            _ => Err(self.error("Expected value but found invalid token")),
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let h = self.bytes.get(self.at..self.at + 4)?;
+        let v = u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()?;
+        self.at += 4;
+        Some(v)
+    }
+
+    fn string(&mut self) -> mlua::Result<mlua::String> {
+        self.at += 1;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let Some(&c) = self.bytes.get(self.at) else {
+                return Err(self.error("Expected value but found unexpected end of string"));
+            };
+            self.at += 1;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    let Some(&e) = self.bytes.get(self.at) else {
+                        return Err(self.error("Expected value but found invalid escape code"));
+                    };
+                    self.at += 1;
+                    match e {
+                        b'"' | b'\\' | b'/' => out.push(e),
+                        b'b' => out.push(0x08),
+                        b'f' => out.push(0x0c),
+                        b'n' => out.push(b'\n'),
+                        b'r' => out.push(b'\r'),
+                        b't' => out.push(b'\t'),
+                        b'u' => {
+                            let Some(mut code) = self.hex4() else {
+                                return Err(self.error(
+                                    "Expected value but found invalid unicode escape code",
+                                ));
+                            };
+                            if (0xd800..0xdc00).contains(&code)
+                                && self.bytes.get(self.at..self.at + 2) == Some(b"\\u")
+                            {
+                                self.at += 2;
+                                let low = self.hex4().unwrap_or(0);
+                                code = 0x10000
+                                    + ((code - 0xd800) << 10)
+                                    + (low.wrapping_sub(0xdc00) & 0x3ff);
+                            }
+                            let ch = char::from_u32(code).unwrap_or('\u{fffd}');
+                            let mut buf = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        }
+                        _ => return Err(self.error("Expected value but found invalid escape code")),
+                    }
+                }
+                other => out.push(other),
+            }
+        }
+        self.lua.create_string(&out)
+    }
 }

@@ -152,7 +152,7 @@ for _, name in ipairs({"print", "dofile", "loadfile", "setfenv", "getfenv", "mod
 end
 local ro_redis = readonly(redis)
 rawset(G, "redis", ro_redis)
-for _, name in ipairs({"string", "math", "table", "bit", "cmsgpack"}) do
+for _, name in ipairs({"string", "math", "table", "bit", "cmsgpack", "cjson"}) do
   rawset(G, name, readonly(rawget(G, name)))
 end
 rawset(G, "_G", env)
