@@ -555,6 +555,35 @@ impl JsonParser<'_> {
         }
     }
 
+    /// Steps over a container's opening character; true when it closes right away (`{}`, `[]`).
+    fn open(&mut self, close: u8) -> bool {
+        self.at += 1;
+        self.skip_ws();
+        if self.bytes.get(self.at) == Some(&close) {
+            self.at += 1;
+            return true;
+        }
+        false
+    }
+
+    /// After an item: true at the container's end, false after a comma.
+    fn closed(&mut self, close: u8, what: &str) -> mlua::Result<bool> {
+        self.skip_ws();
+        match self.bytes.get(self.at) {
+            Some(b',') => {
+                self.at += 1;
+                Ok(false)
+            }
+            Some(c) if *c == close => {
+                self.at += 1;
+                Ok(true)
+            }
+            _ => Err(self.error(&format!(
+                "Expected comma or {what} end but found invalid token"
+            ))),
+        }
+    }
+
     fn literal(&mut self, word: &[u8], v: Value) -> mlua::Result<Value> {
         if self.bytes[self.at..].starts_with(word) {
             self.at += word.len();
@@ -574,11 +603,8 @@ impl JsonParser<'_> {
         };
         match c {
             b'{' => {
-                self.at += 1;
                 let t = self.lua.create_table()?;
-                self.skip_ws();
-                if self.bytes.get(self.at) == Some(&b'}') {
-                    self.at += 1;
+                if self.open(b'}') {
                     return Ok(Value::Table(t));
                 }
                 loop {
@@ -596,48 +622,24 @@ impl JsonParser<'_> {
                     self.at += 1;
                     let v = self.value(depth + 1)?;
                     t.raw_set(key, v)?;
-                    self.skip_ws();
-                    match self.bytes.get(self.at) {
-                        Some(b',') => self.at += 1,
-                        Some(b'}') => {
-                            self.at += 1;
-                            return Ok(Value::Table(t));
-                        }
-                        _ => {
-                            return Err(
-                                self.error("Expected comma or object end but found invalid token")
-                            )
-                        }
+                    if self.closed(b'}', "object")? {
+                        return Ok(Value::Table(t));
                     }
                 }
             }
             b'[' => {
-                self.at += 1;
                 let t = self.lua.create_table()?;
-                self.skip_ws();
-                if self.bytes.get(self.at) == Some(&b']') {
-                    self.at += 1;
+                if self.open(b']') {
                     return Ok(Value::Table(t));
                 }
-                let mut i = 1;
-                loop {
+                for i in 1.. {
                     let v = self.value(depth + 1)?;
                     t.raw_set(i, v)?;
-                    i += 1;
-                    self.skip_ws();
-                    match self.bytes.get(self.at) {
-                        Some(b',') => self.at += 1,
-                        Some(b']') => {
-                            self.at += 1;
-                            return Ok(Value::Table(t));
-                        }
-                        _ => {
-                            return Err(
-                                self.error("Expected comma or array end but found invalid token")
-                            )
-                        }
+                    if self.closed(b']', "array")? {
+                        break;
                     }
                 }
+                Ok(Value::Table(t))
             }
             b'"' => Ok(Value::String(self.string()?)),
             b't' => self.literal(b"true", Value::Boolean(true)),
