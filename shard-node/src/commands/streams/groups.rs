@@ -641,12 +641,44 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         replies.push((id, (!justid).then(|| entry.fields.clone())));
     }
     ctx.out.array(replies.len());
-    for (id, fields) in &replies {
+    write_claimed(&mut ctx.out, &replies);
+    let claim = Claim {
+        key,
+        group,
+        consumer,
+        delivered_ms,
+    };
+    commit_claim(ctx, &claim, gone, claimed);
+    Ok(())
+}
+
+/// Claimed entries in a reply: each entry, or its ID alone (JUSTID).
+fn write_claimed(out: &mut ReplyWriter<'_>, replies: &[(StreamId, Option<Vec<Blob>>)]) {
+    for (id, fields) in replies {
         match fields {
-            Some(f) => write_entry(&mut ctx.out, *id, f),
-            None => ctx.out.bulk(id.render().as_bytes()),
+            Some(f) => write_entry(out, *id, f),
+            None => out.bulk(id.render().as_bytes()),
         }
     }
+}
+
+/// Who claims, and when the claimed entries count as delivered.
+struct Claim<'a> {
+    key: &'a Bytes,
+    group: &'a [u8],
+    consumer: &'a [u8],
+    delivered_ms: u64,
+}
+
+/// Writes a claim: entries found deleted leave the pending list, the consumer is seen, and the
+/// claimed entries become its own with their delivery counts.
+fn commit_claim(
+    ctx: &mut Ctx<'_>,
+    claim: &Claim<'_>,
+    gone: Vec<StreamId>,
+    claimed: Vec<(StreamId, u64)>,
+) {
+    let (key, group, consumer) = (claim.key, claim.group, claim.consumer);
     let mut ops = Vec::new();
     if !gone.is_empty() {
         ops.push(group_op(
@@ -664,23 +696,22 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         GroupChange::SeeConsumer {
             group: blob(group),
             consumer: blob(consumer),
-            now_ms: now,
+            now_ms: ctx.now_ms,
         },
     ));
-    for (id, deliveries) in claimed {
+    if !claimed.is_empty() {
         ops.push(group_op(
             ctx,
             key,
             GroupChange::SetPending {
                 group: blob(group),
                 consumer: blob(consumer),
-                delivered_ms,
-                entries: vec![(id, deliveries)],
+                delivered_ms: claim.delivered_ms,
+                entries: claimed,
             },
         ));
     }
     ctx.write(ops);
-    Ok(())
 }
 
 pub(super) fn xautoclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
@@ -752,48 +783,17 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     ctx.out.array(3);
     ctx.out.bulk(next.render().as_bytes());
     ctx.out.array(replies.len());
-    for (id, fields) in &replies {
-        match fields {
-            Some(f) => write_entry(&mut ctx.out, *id, f),
-            None => ctx.out.bulk(id.render().as_bytes()),
-        }
-    }
+    write_claimed(&mut ctx.out, &replies);
     ctx.out.array(gone.len());
     for id in &gone {
         ctx.out.bulk(id.render().as_bytes());
     }
-    let mut ops = Vec::new();
-    if !gone.is_empty() {
-        ops.push(group_op(
-            ctx,
-            key,
-            GroupChange::Ack {
-                group: blob(group),
-                ids: gone,
-            },
-        ));
-    }
-    ops.push(group_op(
-        ctx,
+    let claim = Claim {
         key,
-        GroupChange::SeeConsumer {
-            group: blob(group),
-            consumer: blob(consumer),
-            now_ms: now,
-        },
-    ));
-    if !claimed.is_empty() {
-        ops.push(group_op(
-            ctx,
-            key,
-            GroupChange::SetPending {
-                group: blob(group),
-                consumer: blob(consumer),
-                delivered_ms: now,
-                entries: claimed,
-            },
-        ));
-    }
-    ctx.write(ops);
+        group,
+        consumer,
+        delivered_ms: now,
+    };
+    commit_claim(ctx, &claim, gone, claimed);
     Ok(())
 }
