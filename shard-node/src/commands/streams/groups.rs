@@ -249,40 +249,19 @@ fn idle(now_ms: u64, delivered_ms: u64) -> u64 {
 // XREADGROUP
 
 pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let mut count = None;
-    let mut block: Option<Option<u64>> = None;
-    let mut noack = false;
-    let mut names: Option<(&Bytes, &Bytes)> = None;
-    let mut i = 1;
-    let streams_at = loop {
-        if i >= args.len() {
-            return Err(Cow::Borrowed(ERR_SYNTAX));
-        }
-        let more = args.len() - i - 1;
-        if is(&args[i], "count") && more >= 1 {
-            count = super::count_arg(&args[i + 1])?;
-            i += 2;
-        } else if is(&args[i], "block") && more >= 1 {
-            block = Some(block_arg(&args[i + 1], ctx.now_ms)?);
-            i += 2;
-        } else if is(&args[i], "group") && more >= 2 {
-            names = Some((&args[i + 1], &args[i + 2]));
-            i += 3;
-        } else if is(&args[i], "noack") {
-            noack = true;
-            i += 1;
-        } else if is(&args[i], "streams") {
-            break i + 1;
-        } else {
-            return Err(Cow::Borrowed(ERR_SYNTAX));
-        }
-    };
+    let super::ReadOptions {
+        count,
+        block,
+        group: names,
+        noack,
+        streams_at,
+    } = super::read_options(
+        args,
+        ctx.now_ms,
+        true,
+        "ERR Unbalanced 'xreadgroup' list of streams: for each stream key an ID or '>' must be specified.",
+    )?;
     let rest = args.len() - streams_at;
-    if rest == 0 || !rest.is_multiple_of(2) {
-        return Err(Cow::Borrowed(
-            "ERR Unbalanced 'xreadgroup' list of streams: for each stream key an ID or '>' must be specified.",
-        ));
-    }
     let Some((group, consumer)) = names else {
         return Err(Cow::Borrowed("ERR Missing GROUP option for XREADGROUP"));
     };
@@ -547,19 +526,28 @@ fn write_pending_summary(out: &mut ReplyWriter<'_>, g: &Group) {
 // ---------------------------------------------------------------------------------------------
 // XCLAIM, XAUTOCLAIM
 
+/// The stream, the group and the minimum idle time (`args[4]`) of XCLAIM and XAUTOCLAIM.
+fn claim_target<'a>(
+    ks: &'a Keyspace,
+    args: &[Bytes],
+    now_ms: u64,
+    name: &str,
+) -> Result<(&'a StreamValue, &'a Group, u64), CmdError> {
+    let (key, group) = (&args[1], &args[2]);
+    let x = read_stream(ks, key, now_ms)?;
+    let Some((x, g)) = x.and_then(|x| x.groups.get(&group[..]).map(|g| (x, g))) else {
+        return Err(nogroup_for_key(key, group));
+    };
+    let min_idle = crate::resp::parse_i64_strict(&args[4])
+        .ok_or_else(|| Cow::Owned(format!("ERR Invalid min-idle-time argument for {name}")))?;
+    Ok((x, g, min_idle.max(0) as u64))
+}
+
 pub(super) fn xclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let group = &args[2];
     let consumer = &args[3];
-    let x = read_stream(&ctx.db.ks, key, ctx.now_ms)?;
-    let Some(g) = x.and_then(|x| x.groups.get(&group[..])) else {
-        return Err(nogroup_for_key(key, group));
-    };
-    let min_idle = crate::resp::parse_i64_strict(&args[4])
-        .ok_or(Cow::Borrowed(
-            "ERR Invalid min-idle-time argument for XCLAIM",
-        ))?
-        .max(0) as u64;
+    let (x, g, min_idle) = claim_target(&ctx.db.ks, args, ctx.now_ms, "XCLAIM")?;
     let mut ids = Vec::new();
     let mut i = 5;
     while i < args.len() {
@@ -611,9 +599,6 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             )));
         }
     }
-    let Some(x) = x else {
-        return Err(nogroup_for_key(key, group));
-    };
     let mut claimed = Vec::new();
     let mut gone = Vec::new();
     let mut replies: Vec<(StreamId, Option<Vec<Blob>>)> = Vec::new();
@@ -718,15 +703,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let group = &args[2];
     let consumer = &args[3];
-    let x = read_stream(&ctx.db.ks, key, ctx.now_ms)?;
-    let Some(g) = x.and_then(|x| x.groups.get(&group[..])) else {
-        return Err(nogroup_for_key(key, group));
-    };
-    let min_idle = crate::resp::parse_i64_strict(&args[4])
-        .ok_or(Cow::Borrowed(
-            "ERR Invalid min-idle-time argument for XAUTOCLAIM",
-        ))?
-        .max(0) as u64;
+    let (x, g, min_idle) = claim_target(&ctx.db.ks, args, ctx.now_ms, "XAUTOCLAIM")?;
     let start = super::bound_arg(&args[5], true)?.unwrap_or(StreamId::MAX);
     let mut count = 100usize;
     let mut justid = false;
@@ -746,9 +723,6 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             return Err(Cow::Borrowed(ERR_SYNTAX));
         }
     }
-    let Some(x) = x else {
-        return Err(nogroup_for_key(key, group));
-    };
     let now = ctx.now_ms;
     let mut attempts = count.saturating_mul(10);
     let mut claimed = Vec::new();

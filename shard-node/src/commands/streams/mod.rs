@@ -646,33 +646,77 @@ pub(super) fn write_streams_reply(out: &mut ReplyWriter<'_>, found: &[(Bytes, Se
     }
 }
 
-fn xread(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let mut count = None;
-    let mut block: Option<Option<u64>> = None;
+/// The options of XREAD and XREADGROUP before `STREAMS`.
+pub(super) struct ReadOptions<'a> {
+    pub count: Option<usize>,
+    /// `None`: no BLOCK; `Some(None)`: wait forever.
+    pub block: Option<Option<u64>>,
+    /// XREADGROUP's `GROUP group consumer`.
+    pub group: Option<(&'a Bytes, &'a Bytes)>,
+    pub noack: bool,
+    /// Index of the first key.
+    pub streams_at: usize,
+}
+
+/// Parses the options of XREAD (`grouped` false: GROUP and NOACK are syntax errors) or
+/// XREADGROUP, and checks the keys and IDs after `STREAMS` pair up (`unbalanced` is the error).
+pub(super) fn read_options<'a>(
+    args: &'a [Bytes],
+    now_ms: u64,
+    grouped: bool,
+    unbalanced: &'static str,
+) -> Result<ReadOptions<'a>, CmdError> {
+    let mut o = ReadOptions {
+        count: None,
+        block: None,
+        group: None,
+        noack: false,
+        streams_at: 0,
+    };
     let mut i = 1;
-    let streams_at = loop {
+    o.streams_at = loop {
         if i >= args.len() {
             return Err(Cow::Borrowed(ERR_SYNTAX));
         }
         let more = args.len() - i - 1;
         if is(&args[i], "count") && more >= 1 {
-            count = count_arg(&args[i + 1])?;
+            o.count = count_arg(&args[i + 1])?;
             i += 2;
         } else if is(&args[i], "block") && more >= 1 {
-            block = Some(block_arg(&args[i + 1], ctx.now_ms)?);
+            o.block = Some(block_arg(&args[i + 1], now_ms)?);
             i += 2;
+        } else if grouped && is(&args[i], "group") && more >= 2 {
+            o.group = Some((&args[i + 1], &args[i + 2]));
+            i += 3;
+        } else if grouped && is(&args[i], "noack") {
+            o.noack = true;
+            i += 1;
         } else if is(&args[i], "streams") {
             break i + 1;
         } else {
             return Err(Cow::Borrowed(ERR_SYNTAX));
         }
     };
-    let rest = args.len() - streams_at;
+    let rest = args.len() - o.streams_at;
     if rest == 0 || !rest.is_multiple_of(2) {
-        return Err(Cow::Borrowed(
-            "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
-        ));
+        return Err(Cow::Borrowed(unbalanced));
     }
+    Ok(o)
+}
+
+fn xread(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let ReadOptions {
+        count,
+        block,
+        streams_at,
+        ..
+    } = read_options(
+        args,
+        ctx.now_ms,
+        false,
+        "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
+    )?;
+    let rest = args.len() - streams_at;
     let n = rest / 2;
     let keys = &args[streams_at..streams_at + n];
     // Resolve every ID first (`$`: the stream's last ID now), checking types.
