@@ -13,6 +13,28 @@
 
 use mlua::{Lua, MultiValue, Table, Value};
 
+/// A table's key/value pairs.
+type Pairs = Vec<(Value, Value)>;
+
+/// A table's pairs, and its greatest key when every key is a positive integer (`Some(0)` for an
+/// empty table): what both encoders need to tell arrays from maps.
+fn table_shape(t: &Table) -> mlua::Result<(Pairs, Option<usize>)> {
+    let mut pairs: Pairs = Vec::new();
+    for pair in t.clone().pairs::<Value, Value>() {
+        pairs.push(pair?);
+    }
+    let index = |k: &Value| match k {
+        Value::Integer(i) if *i >= 1 => Some(*i as usize),
+        Value::Number(n) if *n >= 1.0 && n.fract() == 0.0 => Some(*n as usize),
+        _ => None,
+    };
+    let max = pairs
+        .iter()
+        .map(|(k, _)| index(k))
+        .try_fold(0usize, |m, i| i.map(|i| m.max(i)));
+    Ok((pairs, max))
+}
+
 /// Nesting depth past which lua-cmsgpack encodes nil.
 const MAX_NESTING: usize = 16;
 
@@ -241,19 +263,7 @@ fn encode(out: &mut Vec<u8>, v: &Value, depth: usize) -> mlua::Result<()> {
             out.extend_from_slice(&bytes);
         }
         Value::Table(t) if depth < MAX_NESTING => {
-            let mut pairs: Vec<(Value, Value)> = Vec::new();
-            for pair in t.clone().pairs::<Value, Value>() {
-                pairs.push(pair?);
-            }
-            let index = |k: &Value| match k {
-                Value::Integer(i) if *i > 0 => Some(*i as usize),
-                Value::Number(n) if *n > 0.0 && n.fract() == 0.0 => Some(*n as usize),
-                _ => None,
-            };
-            let max = pairs
-                .iter()
-                .map(|(k, _)| index(k))
-                .try_fold(0usize, |m, i| i.map(|i| m.max(i)));
+            let (pairs, max) = table_shape(t)?;
             match max {
                 Some(max) if max == pairs.len() => {
                     encode_len(out, max, 0x90, 15, 0xdc, 0xdd);
@@ -468,19 +478,7 @@ fn json_encode(lua: &Lua, out: &mut Vec<u8>, v: &Value, depth: usize) -> mlua::R
                     &format!("Cannot serialise, excessive nesting ({})", depth + 2),
                 ));
             }
-            let mut pairs: Vec<(Value, Value)> = Vec::new();
-            for pair in t.clone().pairs::<Value, Value>() {
-                pairs.push(pair?);
-            }
-            let index = |k: &Value| match k {
-                Value::Integer(i) if *i >= 1 => Some(*i as usize),
-                Value::Number(n) if *n >= 1.0 && n.fract() == 0.0 => Some(*n as usize),
-                _ => None,
-            };
-            let max = pairs
-                .iter()
-                .map(|(k, _)| index(k))
-                .try_fold(0usize, |m, i| i.map(|i| m.max(i)));
+            let (pairs, max) = table_shape(t)?;
             match max {
                 Some(max) if max > 0 => {
                     if max > pairs.len() * 2 && max > 10 {
