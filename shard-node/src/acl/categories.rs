@@ -36,6 +36,7 @@ pub const CATEGORIES: [&str; 21] = [
 pub const UNITS: &[(&str, &str)] = &[
     ("aa.digest", "admin slow dangerous"),
     ("aa.hello", "admin slow dangerous"),
+    ("aa.inspect", "admin slow dangerous"),
     ("aa.peer", "admin slow dangerous"),
     ("aa.peers", "admin slow dangerous"),
     ("aa.pull", "admin slow dangerous"),

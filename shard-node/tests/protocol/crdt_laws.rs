@@ -16,12 +16,44 @@ use shard_node::crdt::Effect;
 const T0: u64 = 1_700_000_000_000;
 const NAMES: [&str; 3] = ["A", "B", "C"];
 
-fn command(kind: u8, key: u8, member: u8, n: i8) -> Vec<String> {
-    let key = format!("k{}", key % 4);
+/// The commands of one step: usually one, or a transaction (one effect with several
+/// operations on the same key, whose increments share the effect's dot).
+fn commands(kind: u8, key: u8, member: u8, n: i8) -> Vec<Vec<String>> {
+    let k = format!("k{}", key % 4);
     let m = format!("m{}", member % 3);
+    let step = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    match kind % 27 {
+        24 => vec![
+            step(&["MULTI"]),
+            step(&["INCRBY", &k, &n.to_string()]),
+            step(&["INCRBY", &k, "1"]),
+            step(&["INCRBYFLOAT", &k, "0.1"]),
+            step(&["INCRBYFLOAT", &k, "0.2"]),
+            step(&["EXEC"]),
+        ],
+        25 => vec![
+            step(&["MULTI"]),
+            step(&["HINCRBY", &k, &m, &n.to_string()]),
+            step(&["HINCRBYFLOAT", &k, &m, "0.1"]),
+            step(&["HINCRBY", &k, &m, "2"]),
+            step(&["EXEC"]),
+        ],
+        26 => vec![
+            step(&["MULTI"]),
+            step(&["ZINCRBY", &k, "0.1", &m]),
+            step(&["ZINCRBY", &k, &n.to_string(), &m]),
+            step(&["ZINCRBY", &k, "0.2", &m]),
+            step(&["EXEC"]),
+        ],
+        _ => vec![command(kind, &k, m, n)],
+    }
+}
+
+fn command(kind: u8, key: &str, m: String, n: i8) -> Vec<String> {
+    let key = key.to_string();
     let n = i64::from(n);
     let v = |x: &str| x.to_string();
-    match kind % 24 {
+    match kind % 27 {
         0 => vec![v("SET"), key, m],
         1 => vec![v("INCRBY"), key, n.to_string()],
         2 => vec![v("DEL"), key],
@@ -97,9 +129,10 @@ fn build(round1: &Workload, round2: &Workload, deliver: &[bool]) -> (Vec<Region>
             step += 1;
             let region = &mut regions[*r];
             region.db.now_ms = T0 + step;
-            let args = command(*kind, *key, *member, *n);
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            region.db.run(&refs);
+            for args in commands(*kind, *key, *member, *n) {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                region.db.run(&refs);
+            }
             let made = std::mem::take(&mut region.db.db.ks.outbox);
             region.log.extend(made.iter().cloned());
             all.extend(made);
@@ -197,4 +230,62 @@ proptest! {
         prop_assert_eq!(&visible(&left), &by_ops);
         let _ = &r3;
     }
+}
+
+/// A transaction that increments one counter several times makes one effect whose increments
+/// share a dot. A region that receives the effect and one that merges the origin's state hold
+/// the same value as the origin, and merging again changes nothing.
+#[test]
+fn increments_of_one_transaction_survive_op_exchange_and_state_merge() {
+    let mut origin = TestDb::region("A");
+    origin.now_ms = T0;
+    for args in [
+        &["SET", "n", "10"][..],
+        &["MULTI"],
+        &["INCRBY", "n", "-4"],
+        &["INCRBY", "n", "1"],
+        &["HINCRBY", "h", "f", "2"],
+        &["HINCRBYFLOAT", "h", "f", "0.5"],
+        &["ZINCRBY", "z", "0.1", "m"],
+        &["ZINCRBY", "z", "0.2", "m"],
+        &["INCRBY", "big", "200000000000000000"],
+        &["DECRBY", "big", "200000000000000000"],
+        &["EXEC"],
+    ] {
+        origin.run(args);
+    }
+    let effects = std::mem::take(&mut origin.db.ks.outbox);
+    let reads = |db: &mut TestDb| {
+        [
+            db.text(&["GET", "n"]),
+            db.text(&["HGET", "h", "f"]),
+            db.text(&["ZSCORE", "z", "m"]),
+            db.text(&["GET", "big"]),
+        ]
+    };
+    let expected = reads(&mut origin);
+    assert_eq!(expected[0], "$1\r\n7\r\n");
+    assert_eq!(expected[1], "$3\r\n2.5\r\n");
+    assert_eq!(expected[3], "$1\r\n0\r\n");
+    // The two increments of `n` are kept as one, their sum.
+    let state = origin.text(&["AA.INSPECT", "n"]);
+    assert!(state.contains("Int(-3)"), "{state}");
+    assert!(!state.contains("Int(-4)"), "{state}");
+    assert_eq!(origin.text(&["AA.INSPECT", "absent"]), "$-1\r\n");
+
+    let mut by_ops = TestDb::region("B");
+    let mut gate = CausalBuffer::new();
+    for e in &effects {
+        gate.offer(&mut by_ops.db.ks, e.clone());
+    }
+    assert_eq!(reads(&mut by_ops), expected, "op exchange");
+
+    let mut by_merge = TestDb::region("C");
+    by_merge.db.ks.join(&origin.db.ks);
+    assert_eq!(reads(&mut by_merge), expected, "state merge");
+    by_merge.db.ks.join(&by_ops.db.ks);
+    by_merge.db.ks.join(&origin.db.ks);
+    assert_eq!(reads(&mut by_merge), expected, "merging again");
+    origin.db.ks.join(&by_merge.db.ks);
+    assert_eq!(reads(&mut origin), expected, "the origin after a merge");
 }

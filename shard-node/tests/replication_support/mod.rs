@@ -797,6 +797,10 @@ impl Cluster {
                     let v = d.get(&k).map(String::as_str).unwrap_or("(absent)");
                     out.push_str(&format!("    {label:6} {v}\n"));
                 }
+                for id in &ids {
+                    let state = self.q(*id, &["AA.INSPECT", &k]).text();
+                    out.push_str(&format!("    {:6} state {state}\n", self.label(*id)));
+                }
             }
         }
         if out.is_empty() {

@@ -41,7 +41,12 @@ pub type Blob = Box<[u8]>;
 
 pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
-/// Keeps entries of `entries` that `other` also has, or that `other_ctx` has not seen.
+/// Joins two dot stores: keeps the entries of `mine` that `theirs` also has or that
+/// `their_ctx` has not seen, and adds the entries of `theirs` that `mine` lacks and `mine_ctx`
+/// has not seen.
+///
+/// One effect may leave several entries under one dot (entries are removed by dot, so they
+/// are present or absent together). A dot only the other side holds brings all its entries.
 pub(crate) fn join_dotted<T: Clone, F: Fn(&T) -> Dot>(
     mine: &mut Vec<T>,
     mine_ctx: &VectorClock,
@@ -50,10 +55,11 @@ pub(crate) fn join_dotted<T: Clone, F: Fn(&T) -> Dot>(
     dot: F,
 ) {
     let their_dots: Vec<Dot> = theirs.iter().map(&dot).collect();
+    let my_dots: Vec<Dot> = mine.iter().map(&dot).collect();
     mine.retain(|e| their_dots.contains(&dot(e)) || !their_ctx.covers(dot(e)));
     for e in theirs {
         let d = dot(e);
-        if !mine.iter().any(|m| dot(m) == d) && !mine_ctx.covers(d) {
+        if !my_dots.contains(&d) && !mine_ctx.covers(d) {
             mine.push(e.clone());
         }
     }

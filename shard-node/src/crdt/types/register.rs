@@ -107,14 +107,20 @@ impl<T: Clone> Counted<T> {
 
     /// Adds an increment. Increments are kept in dot order, so a float sum is the same on
     /// every replica whatever order the increments arrived in.
+    ///
+    /// Increments of one effect (a transaction or script incrementing one value twice) share
+    /// its dot. They are combined into one entry, in the effect's order, so every replica and
+    /// every state merge holds the same entry. Two integers whose sum does not fit stay
+    /// separate entries, after the ones already there (their sum is exact in any order).
     pub fn add(&mut self, dot: Dot, delta: Delta) {
-        match self.adds.last() {
-            Some((last, _)) if *last > dot => {
-                let pos = self.adds.partition_point(|(d, _)| *d < dot);
-                self.adds.insert(pos, (dot, delta));
+        let end = self.adds.partition_point(|(d, _)| *d <= dot);
+        if end > 0 && self.adds[end - 1].0 == dot {
+            if let Some(sum) = combine(self.adds[end - 1].1, delta) {
+                self.adds[end - 1].1 = sum;
+                return;
             }
-            _ => self.adds.push((dot, delta)),
         }
+        self.adds.insert(end, (dot, delta));
     }
 
     /// The base value with the greatest stamp.
@@ -143,6 +149,15 @@ impl<T: Clone> Counted<T> {
         join_dotted(&mut adds, mine_ctx, &other.adds, their_ctx, |e| e.0);
         adds.sort_by_key(|e| e.0);
         self.adds = adds.into_iter().collect();
+    }
+}
+
+/// The increment that has the effect of `first` then `second`; `None` when two integers'
+/// sum overflows.
+fn combine(first: Delta, second: Delta) -> Option<Delta> {
+    match (first, second) {
+        (Delta::Int(a), Delta::Int(b)) => a.checked_add(b).map(Delta::Int),
+        (a, b) => Some(Delta::Float(delta_f64(a) + delta_f64(b))),
     }
 }
 
