@@ -9,8 +9,9 @@
 #   1. builds shard-node, aadb-operator and aadb-e2e (debug) and the Kubernetes binaries
 #      (scripts/k8s-bins.sh, cached);
 #   2. starts clusters east, west and central (three zones each) with
-#      `aadb-e2e up --clusters 3 --zones 3 --dir target/demo/fleet` (loopback indexes 0-2,
-#      127.10-12.0.0/16) and copies their kubeconfigs to target/demo/<cluster>.kubeconfig;
+#      `aadb-e2e up --clusters 3 --zones 3 --dir target/demo/fleet` (cluster indexes 0-2: pod
+#      networks 10.128-130.0.0/16, or loopback 127.10-12.0.0/16 without CAP_NET_ADMIN) and
+#      copies their kubeconfigs to target/demo/<cluster>.kubeconfig;
 #   3. installs the CRD in every cluster; creates the Secrets west-kubeconfig and
 #      central-kubeconfig (key `kubeconfig`) in namespace default of east;
 #   4. runs aadb-operator against east in its own session (it outlives the calling shell):

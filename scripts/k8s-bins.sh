@@ -2,7 +2,8 @@
 # Builds the pinned upstream Kubernetes binaries and tools the end-to-end tests run, and links
 # them at target/k8s/bin/ (a path scripts and tests rely on):
 #
-#   kube-apiserver kube-controller-manager kube-scheduler kubectl   e2e/k8s/kubernetes/go.mod
+#   kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl
+#                                                                  e2e/k8s/kubernetes/go.mod
 #   etcd                                                           e2e/k8s/etcd/go.mod
 #   helm kubeconform                                               go install <pkg>@<version>
 #
@@ -103,7 +104,7 @@ timed() {
 
 # Kubernetes: the version is stamped the way hack/lib/version.sh does, or the server reports
 # v0.0.0 and charts with a kubeVersion refuse to install.
-kube_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+kube_cmds=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
 
 build_kubernetes_ldflags() {
     local minor build_date key val
@@ -195,7 +196,7 @@ fi
 "$bin/etcd" --version | grep "etcd Version: ${etcd_version#v}" >/dev/null ||
     die "etcd does not report ${etcd_version#v}"
 
-names=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd helm kubeconform)
+names=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl etcd helm kubeconform)
 for b in "${names[@]}"; do
     ln -sfn "$bin/$b" "$link_dir/$b"
 done

@@ -6,6 +6,8 @@
 #   python3-venv               a virtual environment for redis-py (the cluster-client test)
 #   tmux                       the interactive redis-cli test
 #   util-linux (flock, setsid) the Kubernetes-binaries cache lock and the demo's process groups
+#   iproute2 nftables procps   the local clusters' pod network (namespaces, veths, kube-proxy's
+#                              nftables rules, partitions) and its sysctls
 #
 # With everything present it only checks and prints one line. As root it installs with
 # apt-get; as another user it uses `sudo -n` when that needs no password. Otherwise, or on
@@ -25,6 +27,9 @@ wanted=(
     "tmux:tmux"
     "flock:util-linux"
     "setsid:util-linux"
+    "ip:iproute2"
+    "nft:nftables"
+    "sysctl:procps"
 )
 
 missing=()
@@ -49,7 +54,7 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "setup: system packages present (redis-server, redis-tools, python3 with venv, curl, tmux, util-linux)"
+    echo "setup: system packages present (redis-server, redis-tools, python3 with venv, curl, tmux, util-linux, iproute2, nftables, procps)"
     exit 0
 fi
 

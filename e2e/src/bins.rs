@@ -1,7 +1,7 @@
 //! Where the upstream binaries are, and which Kubernetes version they must report.
 //!
 //! Contract: `make k8s-bins` (scripts/k8s-bins.sh) links kube-apiserver,
-//! kube-controller-manager, kube-scheduler, kubectl, etcd, helm and kubeconform into
+//! kube-controller-manager, kube-scheduler, kube-proxy, kubectl, etcd, helm and kubeconform into
 //! `target/k8s/bin/` of the workspace; `AADB_K8S_BIN_DIR` overrides that directory. The pinned
 //! version is the one `e2e/k8s/kubernetes/go.mod` requires. A missing binary is an error that
 //! says to run `make k8s-bins` — never a silent skip.
@@ -14,11 +14,12 @@ use crate::{Error, Result};
 const KUBERNETES_GO_MOD: &str = include_str!("../k8s/kubernetes/go.mod");
 
 /// The binaries a local cluster and its tests run.
-pub const REQUIRED: [&str; 7] = [
+pub const REQUIRED: [&str; 8] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "kube-proxy",
     "kubectl",
     "helm",
     "kubeconform",

@@ -115,7 +115,7 @@ fn client(issuer: &Issuer<'_, KeyPair>, common_name: &str, orgs: &[&str]) -> Res
 impl ClusterCerts {
     /// Generates a fresh set; `service_ip` is the first address of the service range (the
     /// `kubernetes` Service's cluster IP).
-    pub fn generate(service_ip: Ipv4Addr) -> Result<Self> {
+    pub fn generate(service_ip: Ipv4Addr, host_ip: Ipv4Addr) -> Result<Self> {
         let (serving_ca, serving_issuer) = ca(SERVING_CA)?;
         let (client_ca, client_issuer) = ca(CLIENT_CA)?;
 
@@ -133,6 +133,11 @@ impl ClusterCerts {
         params
             .subject_alt_names
             .push(SanType::IpAddress(IpAddr::V4(service_ip)));
+        if host_ip != Ipv4Addr::LOCALHOST {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(IpAddr::V4(host_ip)));
+        }
         params
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
@@ -195,7 +200,8 @@ mod tests {
 
     #[test]
     fn generates_distinct_pem_material() {
-        let c = ClusterCerts::generate(Ipv4Addr::new(127, 10, 240, 1)).expect("certs");
+        let c = ClusterCerts::generate(Ipv4Addr::new(127, 10, 240, 1), Ipv4Addr::LOCALHOST)
+            .expect("certs");
         assert!(c
             .serving_ca
             .cert_pem

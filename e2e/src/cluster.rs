@@ -31,51 +31,92 @@ use crate::certs::{CertPair, ClusterCerts};
 use crate::process::{free_port, tail, Component};
 use crate::{Error, Result};
 
-/// The loopback addresses of one cluster: `127.<10+index>.0.0/16`.
+/// The addresses of one cluster. In the shared-host mode they are loopback addresses of the
+/// range `127.<10+index>.0.0/16`; with pod networking, the private ranges of
+/// [`crate::net::PodRanges`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Addressing {
     second_octet: u8,
+    pods: Option<crate::net::PodRanges>,
 }
 
 impl Addressing {
-    /// Addressing of the cluster with this index (0..=99).
+    /// Loopback addressing of the cluster with this index (0..=99).
     pub fn new(index: u8) -> Result<Self> {
         if index > 99 {
             return Err(Error::Invalid(format!("cluster index {index} > 99")));
         }
         Ok(Addressing {
             second_octet: 10 + index,
+            pods: None,
         })
     }
 
-    /// The address of node `n` (0-based, at most 199): `127.<c>.<n+1>.1`.
+    /// The addressing of cluster `index` in network mode `mode`.
+    pub fn for_mode(index: u8, mode: crate::net::NetworkMode) -> Result<Self> {
+        let mut a = Self::new(index)?;
+        if mode == crate::net::NetworkMode::Pods {
+            a.pods = Some(crate::net::PodRanges::new(index));
+        }
+        Ok(a)
+    }
+
+    /// The pod ranges, with pod networking.
+    pub fn pod_ranges(&self) -> Option<crate::net::PodRanges> {
+        self.pods
+    }
+
+    /// The address of node `n` (0-based, at most 119).
     pub fn node_ip(&self, n: usize) -> Ipv4Addr {
-        Ipv4Addr::new(127, self.second_octet, Self::node_octet(n), 1)
+        match self.pods {
+            Some(p) => p.node_ip(n),
+            None => Ipv4Addr::new(127, self.second_octet, Self::node_octet(n), 1),
+        }
     }
 
-    /// Pod slot `m` (2..=254) on node `n`: `127.<c>.<n+1>.<m>`.
+    /// Pod slot `m` (2..=254) on node `n`.
     pub fn pod_ip(&self, n: usize, m: u8) -> Ipv4Addr {
-        Ipv4Addr::new(127, self.second_octet, Self::node_octet(n), m)
+        match self.pods {
+            Some(p) => p.pod_ip(n, m),
+            None => Ipv4Addr::new(127, self.second_octet, Self::node_octet(n), m),
+        }
     }
 
-    /// LoadBalancer ingress slot `m` (2..=254): `127.<c>.0.<m>`.
+    /// LoadBalancer ingress slot `m` (2..=254).
     pub fn load_balancer_ip(&self, m: u8) -> Ipv4Addr {
-        Ipv4Addr::new(127, self.second_octet, 0, m)
+        match self.pods {
+            Some(p) => p.load_balancer_ip(m),
+            None => Ipv4Addr::new(127, self.second_octet, 0, m),
+        }
     }
 
-    /// The service cluster-IP range `127.<c>.240.0/20` (never routed to: there is no
-    /// kube-proxy; it only keeps every allocated address on loopback).
+    /// The service cluster-IP range (on the shared host, `127.<c>.240.0/20`: never routed to,
+    /// there is no kube-proxy; it only keeps every allocated address on loopback).
     pub fn service_cidr(&self) -> String {
-        format!("127.{}.240.0/20", self.second_octet)
+        match self.pods {
+            Some(p) => p.service_cidr(),
+            None => format!("127.{}.240.0/20", self.second_octet),
+        }
     }
 
     /// The first service IP (the `kubernetes` Service).
     pub fn first_service_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::new(127, self.second_octet, 240, 1)
+        match self.pods {
+            Some(p) => p.first_service_ip(),
+            None => Ipv4Addr::new(127, self.second_octet, 240, 1),
+        }
+    }
+
+    /// Where the cluster's components listen and pods reach the apiserver.
+    pub fn host_ip(&self) -> Ipv4Addr {
+        match self.pods {
+            Some(_) => crate::net::HOST_IP,
+            None => Ipv4Addr::LOCALHOST,
+        }
     }
 
     fn node_octet(n: usize) -> u8 {
-        u8::try_from(n.min(199) + 1).unwrap_or(200)
+        u8::try_from(n.min(119) + 1).unwrap_or(120)
     }
 }
 
@@ -146,6 +187,8 @@ pub struct LocalCluster {
     components: Vec<Component>,
     client: Client,
     agent: Option<NodeAgent>,
+    /// The cluster's pod network (absent in the shared-host mode).
+    net: Option<std::sync::Arc<crate::net::ClusterNet>>,
     stopped: bool,
     failed: bool,
 }
@@ -166,20 +209,31 @@ impl LocalCluster {
     /// Starts a cluster in `dir` (created; should be empty).
     pub async fn start(spec: ClusterSpec, dir: &Path) -> Result<Self> {
         let bins = Binaries::locate()?;
-        let addressing = Addressing::new(spec.index)?;
+        let mode = crate::net::mode();
+        let addressing = Addressing::for_mode(spec.index, mode)?;
         let logs = dir.join("logs");
         let pki = dir.join("pki");
         for d in [dir, &logs, &pki] {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("create {}", d.display()), e))?;
         }
-        let certs = ClusterCerts::generate(addressing.first_service_ip())?;
+        let net = match mode {
+            crate::net::NetworkMode::Pods => {
+                let nodes = spec.zones.len() * spec.nodes_per_zone;
+                Some(std::sync::Arc::new(crate::net::ClusterNet::attach(
+                    spec.index, nodes,
+                )?))
+            }
+            crate::net::NetworkMode::SharedHost => None,
+        };
+        let host = addressing.host_ip();
+        let certs = ClusterCerts::generate(addressing.first_service_ip(), host)?;
         let paths = certs.write(&pki)?;
         let lo = Ipv4Addr::LOCALHOST;
         let etcd_port = free_port(lo)?;
         let etcd_peer_port = free_port(lo)?;
-        let api_port = free_port(lo)?;
-        let server = format!("https://127.0.0.1:{api_port}");
+        let api_port = free_port(host)?;
+        let server = format!("https://{host}:{api_port}");
 
         let kubeconfig = dir.join("kubeconfig");
         write_kubeconfig(&kubeconfig, &spec.name, &server, &certs, &certs.admin)?;
@@ -234,10 +288,10 @@ impl LocalCluster {
             &logs.join("etcd.log"),
         )?);
 
-        let api_args = vec![
+        let mut api_args = vec![
             format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
+            format!("--bind-address={host}"),
+            format!("--advertise-address={host}"),
             format!("--secure-port={api_port}"),
             format!("--tls-cert-file={}", p(&paths.apiserver_cert)),
             format!("--tls-private-key-file={}", p(&paths.apiserver_key)),
@@ -247,13 +301,15 @@ impl LocalCluster {
             format!("--service-account-key-file={}", p(&paths.sa_pub)),
             format!("--service-account-signing-key-file={}", p(&paths.sa_key)),
             format!("--service-cluster-ip-range={}", addressing.service_cidr()),
-            // No kube-proxy and no in-cluster clients: the `kubernetes` Service needs no
-            // endpoints (the reconciler also refuses a loopback advertise address).
-            "--endpoint-reconciler-type=none".into(),
             "--allow-privileged=true".into(),
             "--profiling=false".into(),
             "--v=1".into(),
         ];
+        if net.is_none() {
+            // On the shared host there is no kube-proxy: the `kubernetes` Service needs no
+            // endpoints (the reconciler also refuses a loopback advertise address).
+            api_args.push("--endpoint-reconciler-type=none".into());
+        }
         components.push(Component::spawn(
             "kube-apiserver",
             &bins.path("kube-apiserver"),
@@ -277,6 +333,7 @@ impl LocalCluster {
             components,
             client,
             agent: None,
+            net,
             stopped: false,
             failed: false,
         };
@@ -366,13 +423,82 @@ impl LocalCluster {
                 dir: self.dir.join("agent"),
                 images: self.spec.images.clone(),
                 kubernetes_version: crate::bins::pinned_kubernetes_version().to_string(),
-                api_host: "127.0.0.1".into(),
-                api_port: self.api_port,
+                // With pod networking, pods reach the apiserver as on a real cluster: through
+                // the `kubernetes` Service, which kube-proxy sends to the apiserver.
+                api_host: match &self.net {
+                    Some(_) => self.addressing.first_service_ip().to_string(),
+                    None => "127.0.0.1".into(),
+                },
+                api_port: if self.net.is_some() {
+                    443
+                } else {
+                    self.api_port
+                },
+                net: self.net.clone(),
             };
             let agent = NodeAgent::start(self.client.clone(), config).await?;
             self.agent = Some(agent);
             self.wait_nodes_ready().await?;
+            if let Some(net) = self.net.clone() {
+                self.start_kube_proxy(&bins, &logs, &net)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Runs kube-proxy (nftables mode) in the cluster's network namespace, where every pod's
+    /// packets pass, acting for the cluster's first node.
+    fn start_kube_proxy(
+        &mut self,
+        bins: &Binaries,
+        logs: &Path,
+        net: &crate::net::ClusterNet,
+    ) -> Result<()> {
+        let pki = self.dir.join("pki");
+        let kubeconfig = pki.join("kube-proxy.kubeconfig");
+        write_kubeconfig(
+            &kubeconfig,
+            &self.spec.name,
+            &self.server_url(),
+            &self.certs,
+            &self.certs.admin,
+        )?;
+        let first_node = {
+            let zone = self.spec.zones.first().cloned().unwrap_or_default();
+            let letter = zone.rsplit('-').next().unwrap_or(&zone).to_string();
+            format!("{}-{letter}-0", self.spec.name)
+        };
+        let ranges = net.ranges();
+        let config = serde_json::json!({
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "mode": "nftables",
+            "clientConnection": { "kubeconfig": kubeconfig },
+            "hostnameOverride": first_node,
+            "clusterCIDR": ranges.pod_cidr(),
+            "nodePortAddresses": [ranges.pod_cidr()],
+            // Apply every Service and endpoint change at once, not at most once a second.
+            "nftables": { "minSyncPeriod": "0s" },
+            "healthzBindAddress": "127.0.0.1:10256",
+            "metricsBindAddress": "127.0.0.1:10249",
+            // Leave the kernel's connection-tracking limits alone (a namespace cannot set them).
+            "conntrack": { "maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s" },
+        });
+        let config_path = pki.join("kube-proxy.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)
+            .map_err(|e| Error::io("write the kube-proxy config", e))?;
+        let mut argv = crate::net::ClusterNet::exec_prefix(net.namespace());
+        let program = PathBuf::from(argv.remove(0));
+        argv.push(bins.path("kube-proxy").display().to_string());
+        argv.push(format!("--config={}", config_path.display()));
+        argv.push("--v=1".into());
+        self.components.push(Component::spawn(
+            "kube-proxy",
+            &program,
+            &argv,
+            &[],
+            &logs.join("kube-proxy.log"),
+        )?);
         Ok(())
     }
 
@@ -453,7 +579,12 @@ impl LocalCluster {
 
     /// The apiserver URL.
     pub fn server_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.api_port)
+        format!("https://{}:{}", self.addressing.host_ip(), self.api_port)
+    }
+
+    /// The cluster's pod network (absent in the shared-host mode).
+    pub fn network(&self) -> Option<&crate::net::ClusterNet> {
+        self.net.as_deref()
     }
 
     /// The cluster's name.
@@ -553,6 +684,7 @@ impl LocalCluster {
         while let Some(mut c) = self.components.pop() {
             c.stop(Duration::from_secs(5));
         }
+        self.net = None;
     }
 }
 
@@ -573,6 +705,7 @@ impl Drop for LocalCluster {
         while let Some(mut c) = self.components.pop() {
             c.stop(Duration::from_secs(2));
         }
+        self.net = None;
         if !failed && !self.spec.keep_dir && std::env::var_os("AADB_E2E_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

@@ -1,7 +1,9 @@
 //! End-to-end support: a real local Kubernetes control plane started as processes, a node agent
 //! that runs pods as local processes, and the scenarios that use them.
 //!
-//! Contract: everything listens on 127.0.0.0/8 only. The upstream binaries come from
+//! Contract: the control plane listens on 127.0.0.0/8, and with pod networking also on the
+//! private host address of the pod network ([`net`]); pods use private ranges inside network
+//! namespaces the harness makes, never another address. The upstream binaries come from
 //! `make k8s-bins` (`target/k8s/bin/`); [`LocalCluster`] fails with a message naming that
 //! command when they are missing.
 #![forbid(unsafe_code)]
@@ -13,6 +15,7 @@ pub mod cluster;
 mod error;
 pub mod fleet;
 pub mod http;
+pub mod net;
 pub mod process;
 pub mod testapp;
 

@@ -2,7 +2,8 @@
 //!
 //! - `aadb-e2e up --clusters N --zones Z --dir DIR` starts N clusters (Z zones each) in a
 //!   background process and returns when all are ready, leaving `DIR/<cluster>.kubeconfig`;
-//! - `aadb-e2e down --dir DIR` stops them;
+//! - `aadb-e2e down --dir DIR` stops them and removes what they left of the pod network;
+//! - `aadb-e2e sweep` removes what stopped or crashed clusters left of the pod network;
 //! - `aadb-e2e serve …` is what `up` runs in the background;
 //! - `aadb-e2e testapp --listen ADDR --data DIR` is the small workload the tests run as pods.
 
@@ -51,6 +52,9 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Remove what stopped or crashed clusters left of the pod network (network namespaces,
+    /// with their links, routes and rules, and the fabric once no cluster uses it).
+    Sweep,
     /// Run clusters in the foreground until SIGTERM or SIGINT (what `up` starts).
     Serve {
         #[arg(long, default_value_t = 1)]
@@ -81,6 +85,18 @@ fn main() -> Result<()> {
             timeout,
         } => up(clusters, zones, &dir, Duration::from_secs(timeout)),
         Cmd::Down { dir } => down(&dir),
+        Cmd::Sweep => {
+            aadb_e2e::net::sweep_stale()
+                .context("remove what stopped clusters left of the pod network")?;
+            let left = aadb_e2e::net::leftovers(None);
+            if !left.namespaces.is_empty() {
+                println!(
+                    "network namespaces of running clusters: {}",
+                    left.namespaces.join(" ")
+                );
+            }
+            Ok(())
+        }
         Cmd::Serve {
             clusters,
             zones,
@@ -195,6 +211,12 @@ fn up(clusters: usize, zones: usize, dir: &std::path::Path, timeout: Duration) -
 }
 
 fn down(dir: &std::path::Path) -> Result<()> {
+    stop(dir)?;
+    // Whatever a serving process that crashed left of the pod network goes too.
+    aadb_e2e::net::sweep_stale().context("remove what stopped clusters left of the pod network")
+}
+
+fn stop(dir: &std::path::Path) -> Result<()> {
     let fd = FleetDir::new(dir)?;
     let Some(pid) = fd.running_pid() else {
         // Nothing serving; make sure no recorded component survived a crash.

@@ -5,6 +5,8 @@
 //! - `GET /healthz` → 200; `GET /ready` → 200, or 503 after `POST /ready/off` (until
 //!   `POST /ready/on`);
 //! - `GET /whoami` → the `HOSTNAME` variable (the pod name); `GET /pid` → its process id;
+//! - `GET /fetch/<ip>:<port>/<path>` → what this pod gets from `http://<ip>:<port>/<path>`
+//!   (502 and the error when that fails);
 //! - `PUT /data` stores the body in `<DIR>/value` (synced); `GET /data` returns it, or 404;
 //! - anything else → 404. Requests larger than 1 MiB are refused.
 
@@ -89,6 +91,10 @@ async fn serve(mut conn: TcpStream, ready: Arc<AtomicBool>, data: PathBuf) -> st
             respond(&mut conn, 200, &me).await
         }
         ("GET", "/pid") => respond(&mut conn, 200, &std::process::id().to_string()).await,
+        ("GET", p) if p.starts_with("/fetch/") => {
+            let (status, text) = fetch(&p["/fetch/".len()..]).await;
+            respond(&mut conn, status, &text).await
+        }
         ("PUT", "/data") => {
             let tmp = data.join("value.tmp");
             let mut f = tokio::fs::File::create(&tmp).await?;
@@ -102,6 +108,24 @@ async fn serve(mut conn: TcpStream, ready: Arc<AtomicBool>, data: PathBuf) -> st
             Err(_) => respond(&mut conn, 404, "no data").await,
         },
         _ => respond(&mut conn, 404, "not found").await,
+    }
+}
+
+/// `GET /fetch/<ip>:<port>/<path>`: this pod's own GET of `http://<ip>:<port>/<path>` (so
+/// a test sees what a pod reaches from its network), answered with the body fetched, or 502
+/// and the error.
+async fn fetch(target: &str) -> (u16, String) {
+    let (addr, path) = match target.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (target, "/".to_string()),
+    };
+    let Ok(addr) = addr.parse::<SocketAddr>() else {
+        return (400, format!("{addr:?} is not an address"));
+    };
+    match crate::http::get(addr, &path, std::time::Duration::from_secs(3)).await {
+        Ok(r) if r.status == 200 => (200, r.body),
+        Ok(r) => (502, format!("{addr} answered {}", r.status)),
+        Err(e) => (502, format!("{addr}: {e}")),
     }
 }
 

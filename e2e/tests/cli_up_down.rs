@@ -121,11 +121,21 @@ fn up_three_clusters_with_three_zones_then_down() {
     assert_eq!(servers.len(), 3, "distinct apiservers");
 
     let pids = fd.recorded_pids();
+    let pod_network = aadb_e2e::net::mode() == aadb_e2e::net::NetworkMode::Pods;
+    let per_cluster = if pod_network { 5 } else { 4 };
     assert_eq!(
         pids.len(),
-        12,
-        "etcd, apiserver, controller manager, scheduler per cluster"
+        3 * per_cluster,
+        "etcd, apiserver, controller manager, scheduler (and kube-proxy with pod networking) per cluster"
     );
+    if pod_network {
+        let made = aadb_e2e::net::leftovers(Some(serving));
+        assert_eq!(
+            made.namespaces.len(),
+            3,
+            "a network namespace per cluster: {made:?}"
+        );
+    }
     let out = Command::new(EXE)
         .arg("down")
         .arg("--dir")
@@ -144,6 +154,9 @@ fn up_three_clusters_with_three_zones_then_down() {
     for p in pids {
         assert!(!aadb_e2e::process::pid_alive(p), "component {p} stopped");
     }
+    // No namespace, link, route or rule is left (rules and routes live in the namespaces).
+    let left = aadb_e2e::net::leftovers(None);
+    assert!(left.is_empty(), "down left pod networking behind: {left:?}");
     drop(guard);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -291,7 +291,11 @@ fn load_balancer_forwards_to_ready_pods_and_stops_when_partitioned() {
         })
         .await;
         let lb: SocketAddr = format!("{ip}:18080").parse().expect("lb addr");
-        assert!(lb.ip().is_loopback());
+        let a = c.addressing();
+        assert!(
+            (2..=254).any(|m| std::net::IpAddr::V4(a.load_balancer_ip(m)) == lb.ip()),
+            "{lb} is in the cluster's LoadBalancer range"
+        );
         let names: BTreeSet<String> = ready_pods.iter().map(|p| p.name_any()).collect();
         eventually("the LB answers from a pod", T, || {
             let names = names.clone();
@@ -438,7 +442,14 @@ fn init_containers_env_references_exec_probes_and_terminal_phases() {
             .and_then(|s| s.terminated.as_ref())
             .expect("init terminated");
         assert_eq!(done.exit_code, 0);
-        assert!(st.host_ip.is_some_and(|h| h.starts_with("127.")));
+        let node_ips: Vec<String> = (0..3)
+            .map(|n| c.addressing().node_ip(n).to_string())
+            .collect();
+        assert!(
+            st.host_ip.as_ref().is_some_and(|h| node_ips.contains(h)),
+            "hostIP {:?} is a node's address {node_ips:?}",
+            st.host_ip
+        );
 
         // restartPolicy Never: success ends in Succeeded, failure in Failed, no restarts.
         for (name, code, phase) in [("ok", 0, "Succeeded"), ("fails", 3, "Failed")] {

@@ -222,7 +222,7 @@ pub fn shard_node_args(
     let mut args: Vec<String> = vec![
         "server".into(),
         "--bind".into(),
-        "$(POD_IP)".into(),
+        "0.0.0.0".into(),
         "--port".into(),
         plaintext_port(spec).to_string(),
         "--dir".into(),
@@ -458,7 +458,7 @@ pub fn proxy_args(spec: &ActiveActiveDatabaseSpec) -> Vec<String> {
     let mut args: Vec<String> = [
         "proxy",
         "--bind",
-        "$(POD_IP)",
+        "0.0.0.0",
         "--port",
         &plaintext_port(spec).to_string(),
         "--metrics-port",

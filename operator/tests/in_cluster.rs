@@ -73,9 +73,6 @@ async fn install_and_serve(
         "image.repository=aadb-operator",
         "--set",
         "image.tag=dev",
-        // Each pod listens on its own address (the pods share the machine here).
-        "--set",
-        "metrics.bindAddress=$(POD_IP)",
         "--set",
         "logFormat=text",
     ];
@@ -135,9 +132,13 @@ async fn install_and_serve(
         lb_address(c, &ns, "db-east").await
     })
     .await;
-    let mut conn = redis_conn(&addr)
-        .await
-        .expect("connect to the region endpoint");
+    // kube-proxy programs the new address within about a second.
+    let mut conn = eventually(
+        "a connection through the region endpoint",
+        Duration::from_secs(30),
+        || redis_conn(&addr),
+    )
+    .await;
     let _: () = redis::cmd("SET")
         .arg("greeting")
         .arg("hello")

@@ -199,15 +199,19 @@ fn a_password_protected_database_is_wired_with_its_secret() {
             .endpoint
             .clone()
             .expect("endpoint");
+        let authed = format!("default:s3cret-pw@{endpoint}");
+        // The Service routes to the primary once kube-proxy has its endpoint (about a second).
+        let ok: String = eventually(
+            "SET with the password through the endpoint",
+            Duration::from_secs(30),
+            || redis_cmd(&authed, &["SET", "k", "v"]),
+        )
+        .await;
         let refused = anonymous_cmd::<String>(&endpoint, &["SET", "k", "v"]).await;
         assert!(
             refused.is_none(),
             "a client without the password could write"
         );
-        let authed = format!("default:s3cret-pw@{endpoint}");
-        let ok: String = redis_cmd(&authed, &["SET", "k", "v"])
-            .await
-            .expect("SET with the password");
         assert_eq!(ok, "OK");
         let acked: i64 = redis_cmd(&authed, &["WAIT", "1", "2000"])
             .await
@@ -506,13 +510,19 @@ fn cluster_api_mode_lets_cluster_clients_reach_every_shard_and_follow_a_failover
             || {
                 let (a0, a1) = (a0.clone(), a1.clone());
                 async move {
-                    let slots = redis_cli_cluster(&a0, &["CLUSTER", "SLOTS"]).await;
                     let host = |a: &str| {
                         a.rsplit_once(':')
                             .map(|x| x.0.to_string())
                             .unwrap_or_default()
                     };
-                    (slots.contains(&host(&a0)) && slots.contains(&host(&a1))).then_some(())
+                    // Through each node's own Service (each answers once kube-proxy has it).
+                    for via in [&a0, &a1] {
+                        let slots = redis_cli_cluster(via, &["CLUSTER", "SLOTS"]).await;
+                        if !(slots.contains(&host(&a0)) && slots.contains(&host(&a1))) {
+                            return None;
+                        }
+                    }
+                    Some(())
                 }
             },
         )

@@ -1,7 +1,10 @@
 //! The "cloud" of the local cluster: Services of type LoadBalancer.
 //!
-//! Contract: each LoadBalancer Service gets a loopback ingress address `127.<c>.0.<m>` in
-//! `status.loadBalancer.ingress` and, for each TCP port, a listener on `<ingress>:<port>`
+//! Contract: each LoadBalancer Service gets an ingress address in
+//! `status.loadBalancer.ingress` ([`crate::cluster::Addressing::load_balancer_ip`]). With pod
+//! networking that is all: kube-proxy sends the address's traffic to the Service's endpoints,
+//! and partitions drop packets ([`crate::net::Cut`]). On the shared host the address is a
+//! loopback one, and for each TCP port the agent listens on `<ingress>:<port>`
 //! that forwards every connection to a ready pod selected by the Service, at the port's
 //! `targetPort` (a number or a container port name), round robin. The pods are read
 //! directly: EndpointSlices cannot hold loopback addresses (the apiserver refuses them), so
@@ -170,7 +173,14 @@ async fn reconcile(shared: &Arc<Shared>, s: &Service) {
             let cut = Arc::new(AtomicBool::new(shared.lbs.cut_all.load(Ordering::SeqCst)));
             let (cut_tx, _) = watch::channel(0u64);
             let rr = Arc::new(AtomicUsize::new(0));
-            let listeners = ports
+            // With pod networking kube-proxy carries the traffic; the agent only assigns the
+            // address, as MetalLB or a cloud's controller does.
+            let forwarded = if shared.config.net.is_some() {
+                Vec::new()
+            } else {
+                ports.clone()
+            };
+            let listeners = forwarded
                 .iter()
                 .map(|(pname, port)| {
                     AbortOnDrop(tokio::spawn(listen(

@@ -3,17 +3,19 @@
 //! Contract (see `docs/development.md`):
 //! - registers `zones × nodes_per_zone` Nodes named `<cluster>-<zone letter>-<i>` labelled with
 //!   `topology.kubernetes.io/zone`, `topology.kubernetes.io/region` (the cluster's name) and
-//!   `kubernetes.io/hostname`, Ready, with a loopback InternalIP, and renews a Lease per node in
-//!   `kube-node-lease` every `heartbeat_interval`;
-//! - runs every pod bound to one of its nodes as processes (`pods`), binds every pending
-//!   PersistentVolumeClaim to a directory-backed PersistentVolume (`volumes`), and gives every
-//!   Service of type LoadBalancer a loopback ingress address that forwards TCP to a ready
-//!   endpoint (`lb`);
+//!   `kubernetes.io/hostname`, Ready, with the InternalIP of [`Addressing::node_ip`], and
+//!   renews a Lease per node in `kube-node-lease` every `heartbeat_interval`;
+//! - runs every pod bound to one of its nodes as processes (`pods`), in a network namespace of
+//!   its own on the cluster's pod network when there is one ([`crate::net`]), binds every
+//!   pending PersistentVolumeClaim to a directory-backed PersistentVolume (`volumes`), and
+//!   gives every Service of type LoadBalancer an ingress address (`lb`; kube-proxy carries its
+//!   traffic, or on the shared host the agent forwards TCP to a ready endpoint);
 //! - failure injection: [`NodeAgent::kill_container`], [`NodeAgent::stop_heartbeats`] (the node
 //!   goes NotReady after the controller manager's grace period; its pods keep running but the
 //!   agent stops writing anything about them, like a partitioned kubelet),
-//!   [`NodeAgent::resume_heartbeats`], [`NodeAgent::cut_load_balancer`] and
-//!   [`NodeAgent::heal_load_balancer`];
+//!   [`NodeAgent::resume_heartbeats`], [`NodeAgent::cut_load_balancer`],
+//!   [`NodeAgent::heal_load_balancer`] and the region partition
+//!   [`NodeAgent::cut_all_load_balancers`] (packet drops with a pod network);
 //! - dropping or aborting the agent kills every pod process (SIGKILL to its process group).
 
 mod images;
@@ -62,6 +64,9 @@ pub struct AgentConfig {
     pub api_host: String,
     /// What pods get as `KUBERNETES_SERVICE_PORT`.
     pub api_port: u16,
+    /// The cluster's pod network: every pod gets a network namespace on it (none on the
+    /// shared host).
+    pub net: Option<Arc<crate::net::ClusterNet>>,
 }
 
 /// One node the agent runs.
@@ -265,25 +270,61 @@ impl NodeAgent {
         self.shared.lbs.ip_of(namespace, service)
     }
 
-    /// Region partition: the Service's ingress stops forwarding (open connections are cut,
-    /// new ones are closed at once) until healed.
+    /// Nothing reaches the Service's ingress address until healed: packets to it are dropped
+    /// (on the shared host, its forwarder closes open connections and refuses new ones).
     pub fn cut_load_balancer(&self, namespace: &str, service: &str) {
-        self.shared.lbs.set_cut(namespace, service, true);
+        match (
+            &self.shared.config.net,
+            self.load_balancer_ip(namespace, service),
+        ) {
+            (Some(net), Some(ip)) => {
+                if let Err(e) = net.cut(crate::net::Cut::Address(ip)) {
+                    panic!("cut {namespace}/{service}: {e}");
+                }
+            }
+            _ => self.shared.lbs.set_cut(namespace, service, true),
+        }
     }
 
     /// Undoes [`NodeAgent::cut_load_balancer`].
     pub fn heal_load_balancer(&self, namespace: &str, service: &str) {
-        self.shared.lbs.set_cut(namespace, service, false);
+        match (
+            &self.shared.config.net,
+            self.load_balancer_ip(namespace, service),
+        ) {
+            (Some(net), Some(ip)) => {
+                if let Err(e) = net.heal(&crate::net::Cut::Address(ip)) {
+                    panic!("heal {namespace}/{service}: {e}");
+                }
+            }
+            _ => self.shared.lbs.set_cut(namespace, service, false),
+        }
     }
 
-    /// Cuts every LoadBalancer of this cluster (the whole region is partitioned).
+    /// Partitions the region (this cluster) from every other one: packets between its
+    /// addresses and other clusters' are dropped (on the shared host, every LoadBalancer of
+    /// the cluster stops forwarding).
     pub fn cut_all_load_balancers(&self) {
-        self.shared.lbs.set_cut_all(true);
+        match &self.shared.config.net {
+            Some(net) => {
+                if let Err(e) = net.cut(crate::net::Cut::Region) {
+                    panic!("partition {}: {e}", self.shared.config.cluster);
+                }
+            }
+            None => self.shared.lbs.set_cut_all(true),
+        }
     }
 
-    /// Heals every LoadBalancer of this cluster.
+    /// Heals the partition of [`NodeAgent::cut_all_load_balancers`].
     pub fn heal_all_load_balancers(&self) {
-        self.shared.lbs.set_cut_all(false);
+        match &self.shared.config.net {
+            Some(net) => {
+                if let Err(e) = net.heal(&crate::net::Cut::Region) {
+                    panic!("heal {}: {e}", self.shared.config.cluster);
+                }
+            }
+            None => self.shared.lbs.set_cut_all(false),
+        }
     }
 
     /// Log files of the pods it has run (for failure reports).

@@ -1,9 +1,11 @@
 //! Pods as processes: one worker per pod bound to one of the agent's nodes.
 //!
 //! Contract:
-//! - the pod gets its own loopback address (`status.podIP`), its node's address as `hostIP`,
-//!   a working directory `<agent dir>/pods/<ns>_<name>_<uid>` and a log per container
-//!   `<agent dir>/logs/<ns>_<name>_<container>.log` (appended across restarts);
+//! - the pod gets an address of its own (`status.podIP`): with pod networking in its own
+//!   network namespace (processes run inside it), on the shared host a loopback address that
+//!   replaces the wildcard `0.0.0.0` in its arguments and environment; its node's address is
+//!   `hostIP`; it gets a working directory `<agent dir>/pods/<ns>_<name>_<uid>` and a log per
+//!   container `<agent dir>/logs/<ns>_<name>_<container>.log` (appended across restarts);
 //! - init containers run to completion in order, then every container starts as a process
 //!   in its own process group, with the resolved command, args and environment (plus
 //!   `HOSTNAME`, `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`; a container that
@@ -225,6 +227,8 @@ struct Worker {
     rx: watch::Receiver<Option<Arc<Pod>>>,
     pids: Arc<Mutex<HashMap<String, u32>>>,
     ip: Ipv4Addr,
+    /// The pod's network namespace (none on the shared host).
+    podnet: Option<crate::net::PodNet>,
     dir: PathBuf,
     start_time: String,
     containers: Vec<ContainerRt>,
@@ -283,6 +287,16 @@ impl Worker {
                     .ok_or_else(|| Error::Invalid(format!("no free pod address on {node}")))?,
             }
         };
+        let podnet = match &shared.config.net {
+            Some(net) => match net.add_pod(ip) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    lock(&shared.ips).release(ip);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let dir = shared
@@ -339,6 +353,7 @@ impl Worker {
             rx,
             pids,
             ip,
+            podnet,
             dir,
             start_time,
             containers,
@@ -734,6 +749,20 @@ impl Worker {
                 &mounts,
             ))
             .collect();
+        // On the shared host every pod would bind the same wildcard address: each gets its own
+        // loopback address instead, where a pod network would give it its own namespace.
+        let (args, full_env) = if self.podnet.is_none() {
+            let own = |v: &String| v.replace("0.0.0.0", &self.ip.to_string());
+            (
+                args.iter().map(own).collect::<Vec<_>>(),
+                full_env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), own(v)))
+                    .collect::<Vec<_>>(),
+            )
+        } else {
+            (args, full_env)
+        };
         let cwd = spec
             .working_dir
             .as_deref()
@@ -756,17 +785,27 @@ impl Worker {
             Ok(f) => f,
             Err(e) => return self.fail_start(idx, "RunContainerError", format!("log: {e}")),
         };
-        // A parent-death signal too, so that pods never outlive the agent's process.
+        // A parent-death signal too, so that pods never outlive the agent's process; with pod
+        // networking the process enters the pod's network namespace (`ip netns exec` execs in
+        // place, so the pid stays the container's).
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if std::path::Path::new(SETPRIV).is_file() {
+            argv.extend(["--pdeathsig", "KILL", "--"].map(std::ffi::OsString::from));
+        }
+        if let Some(p) = &self.podnet {
+            argv.extend(
+                crate::net::ClusterNet::exec_prefix(p.namespace())
+                    .into_iter()
+                    .map(std::ffi::OsString::from),
+            );
+        }
+        argv.push(entry.program.clone().into_os_string());
         let mut cmd = if std::path::Path::new(SETPRIV).is_file() {
-            let mut c = tokio::process::Command::new(SETPRIV);
-            c.arg("--pdeathsig")
-                .arg("KILL")
-                .arg("--")
-                .arg(&entry.program);
-            c
+            tokio::process::Command::new(SETPRIV)
         } else {
-            tokio::process::Command::new(&entry.program)
+            tokio::process::Command::new(argv.remove(0))
         };
+        cmd.args(&argv);
         cmd.args(&args)
             .env_clear()
             .envs(full_env.iter().map(|(k, v)| (k, v)))
@@ -838,6 +877,7 @@ impl Worker {
                 cwd,
                 images: cfg.images.clone(),
                 path_env: self.shared.path_env.clone(),
+                netns: self.podnet.as_ref().map(|p| p.namespace().to_string()),
             };
             let wtx = self.ev_tx.clone();
             c.prober = Some(AbortOnDrop(tokio::spawn(async move {
@@ -950,6 +990,7 @@ impl Worker {
             let _ = signal_group(pid, Signal::SIGKILL);
         }
         lock(&self.pids).clear();
+        self.podnet = None;
         lock(&self.shared.ips).release(self.ip);
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -39,6 +39,8 @@ pub(crate) struct ProbeContext {
     pub cwd: PathBuf,
     pub images: ImageTable,
     pub path_env: String,
+    /// The pod's network namespace, where `exec` probes run (none on the shared host).
+    pub netns: Option<String>,
 }
 
 fn secs(v: Option<i32>, default: i32) -> Duration {
@@ -78,7 +80,15 @@ pub(crate) async fn probe_once(ctx: &ProbeContext, p: &Probe) -> bool {
             .cloned()
             .chain(resolve_args(&rest, &[], &ctx.env, &ctx.mounts))
             .collect();
-        let mut cmd = tokio::process::Command::new(&entry.program);
+        let mut cmd = match &ctx.netns {
+            Some(ns) => {
+                let mut argv = crate::net::ClusterNet::exec_prefix(ns);
+                let mut c = tokio::process::Command::new(argv.remove(0));
+                c.args(argv).arg(&entry.program);
+                c
+            }
+            None => tokio::process::Command::new(&entry.program),
+        };
         cmd.args(&args)
             .env_clear()
             .envs(ctx.env.iter().map(|(k, v)| (k, v)))

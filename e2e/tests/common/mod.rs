@@ -212,12 +212,13 @@ pub async fn tool(
     )
 }
 
-/// The testapp container: listens on its pod IP, keeps data under /data, probed over HTTP.
+/// The testapp container: listens on every address of its pod, keeps data under /data,
+/// probed over HTTP.
 pub fn app_container(image: &str) -> serde_json::Value {
     serde_json::json!({
         "name": "app",
         "image": image,
-        "args": ["--listen", "$(POD_IP):8080", "--data", "/data"],
+        "args": ["--listen", "0.0.0.0:8080", "--data", "/data"],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "ports": [{"name": "http", "containerPort": 8080}],
         "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1},

@@ -453,14 +453,25 @@ pub async fn remember_internal_password(c: &LocalCluster, ns: &str, db: &str) {
 }
 
 async fn dial(url: String) -> Option<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url).ok()?;
-    tokio::time::timeout(
+    dial_result(url).await.ok()
+}
+
+/// A connection, or why there is none.
+async fn dial_result(url: String) -> Result<redis::aio::MultiplexedConnection, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(
         Duration::from_secs(2),
         client.get_multiplexed_async_connection(),
     )
     .await
-    .ok()?
-    .ok()
+    {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+            Err(format!("refused: {e}"))
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer in 2 s".into()),
+    }
 }
 
 /// A connection to `addr` with the `redis` crate, or None. An `addr` of the form
@@ -468,9 +479,43 @@ async fn dial(url: String) -> Option<redis::aio::MultiplexedConnection> {
 /// the internal user of a database seen Ready (every command allowed), trying each known
 /// password.
 pub async fn redis_conn(addr: &str) -> Option<redis::aio::MultiplexedConnection> {
+    // A Service's data path follows its endpoints shortly after the pods turn Ready (kube-proxy
+    // reprograms the node): a refused or unanswered connection is tried again for a while.
+    // Without credentials in `addr`, a connection counts once it may run commands: a proxy
+    // that has not yet learnt the internal user takes the connection but not the password.
+    let deadline = Instant::now() + Duration::from_secs(10);
     if addr.contains('@') {
-        return dial(format!("redis://{addr}/")).await;
+        // Explicit credentials: a refusal of the password is final, anything else (no route
+        // yet, a connection closed during the handshake) is tried again.
+        loop {
+            match dial_result(format!("redis://{addr}/")).await {
+                Ok(conn) => return Some(conn),
+                Err(e) if e.starts_with("refused") || Instant::now() > deadline => {
+                    note(&format!("no connection to {addr}: {e}"));
+                    return None;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
+    loop {
+        if let Some(mut conn) = connect_once(addr).await {
+            let usable = redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok();
+            if usable || Instant::now() > deadline {
+                return Some(conn);
+            }
+        } else if Instant::now() > deadline {
+            note(&format!("no connection to {addr}"));
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn connect_once(addr: &str) -> Option<redis::aio::MultiplexedConnection> {
     let known = INTERNAL_PASSWORDS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -481,6 +526,13 @@ pub async fn redis_conn(addr: &str) -> Option<redis::aio::MultiplexedConnection>
         }
     }
     dial(format!("redis://{addr}/")).await
+}
+
+/// Writes a line to the process's stderr directly (test bodies run on runtime threads whose
+/// `eprintln!` output lands in whichever test started the runtime).
+fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Runs one command on `addr` without authenticating.
@@ -501,10 +553,17 @@ async fn query<T: redis::FromRedisValue>(
     for a in &args[1..] {
         cmd.arg(*a);
     }
-    tokio::time::timeout(Duration::from_secs(2), cmd.query_async::<T>(&mut conn))
-        .await
-        .ok()?
-        .ok()
+    match tokio::time::timeout(Duration::from_secs(2), cmd.query_async::<T>(&mut conn)).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            note(&format!("{args:?}: {e}"));
+            None
+        }
+        Err(_) => {
+            note(&format!("{args:?}: no answer in 2 s"));
+            None
+        }
+    }
 }
 
 /// Runs the RQ job-queue round trip (`shard-node/tests/clients/rq_roundtrip.py`: a worker
