@@ -12,8 +12,10 @@
 //!   kube-proxy runs) with a bridge `cbr0` carrying the pod range `10.<128+c>.0.0/17` (gateway
 //!   `.0.1`, node `n`'s address `10.<128+c>.<n+1>.1`, its pods `10.<128+c>.<n+1>.<m>`), Service
 //!   cluster IPs in `10.<128+c>.240.0/20` and LoadBalancer addresses in `10.<128+c>.200.0/24`.
-//!   The host routes `10.128.0.0/9` and the uplinks `10.127.0.0/16` to the fabric, and the
-//!   fabric routes each cluster's `/16` to its namespace (uplink `10.127.<c+1>.2`).
+//!   The host routes each cluster's `/16` and its uplink `10.127.<c+1>.0/24` to the fabric,
+//!   which routes them to the cluster's namespace (uplink address `10.127.<c+1>.2`). A range
+//!   that holds a name server of the host or overlaps one of its routes or addresses is
+//!   refused with an error, so the pod network never hides a real network.
 //! - Every pod gets the namespace `aadb-c<c>-<pid>-<seq>`, whose `eth0` is a veth on `cbr0`.
 //! - Failure injection adds `drop` rules to the table `inet aadb` of the cluster's namespace,
 //!   which sees every packet of its pods (routed, and bridged through br_netfilter).
@@ -45,10 +47,9 @@ pub const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 127, 0, 1);
 const FABRIC_HOST_SIDE_IP: Ipv4Addr = Ipv4Addr::new(10, 127, 0, 2);
 const FABRIC_NS: &str = "aadb-fabric";
 const HOST_LINK: &str = "aadb-fabric";
-/// Every cluster's addresses, routed from the host to the fabric.
+/// Every cluster's addresses (used in drop rules inside namespaces; the host routes each
+/// cluster's own `/16` only).
 const ALL_CLUSTERS: &str = "10.128.0.0/9";
-/// The links between the fabric and the clusters' namespaces, also routed there.
-const ALL_UPLINKS: &str = "10.127.0.0/16";
 const NETNS_DIR: &str = "/run/netns";
 const BRIDGE: &str = "cbr0";
 
@@ -73,6 +74,15 @@ pub fn mode() -> NetworkMode {
             }
         }
     })
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        .unwrap_or(false)
 }
 
 fn can_manage_namespaces() -> std::result::Result<(), String> {
@@ -218,10 +228,11 @@ fn sweep(_lock: &FabricLock) {
 }
 
 /// Deletes what processes that are gone left behind (their namespaces, with the links, routes
-/// and rules inside), and the fabric when no cluster uses it. Does nothing in the shared-host
-/// mode.
+/// and rules inside), and the fabric when no cluster uses it. Does nothing without `ip` and
+/// the right to manage namespaces.
 pub fn sweep_stale() -> Result<()> {
-    if mode() != NetworkMode::Pods {
+    // Only `ip` is needed to delete namespaces, whatever the mode of this process.
+    if which("ip").is_none() || can_manage_namespaces().is_err() && !is_root() {
         return Ok(());
     }
     let lock = FabricLock::take()?;
@@ -250,7 +261,6 @@ fn ensure_fabric(_lock: &FabricLock) -> Result<()> {
     remove_fabric();
     let host = format!("{HOST_IP}/24");
     let side = format!("{FABRIC_HOST_SIDE_IP}/24");
-    let via = FABRIC_HOST_SIDE_IP.to_string();
     ip(&["netns", "add", FABRIC_NS])?;
     ip(&["-n", FABRIC_NS, "link", "set", "lo", "up"])?;
     ip(&[
@@ -261,24 +271,85 @@ fn ensure_fabric(_lock: &FabricLock) -> Result<()> {
     ip(&["-n", FABRIC_NS, "addr", "add", &side, "dev", "host"])?;
     ip(&["-n", FABRIC_NS, "link", "set", "host", "up"])?;
     sysctl(FABRIC_NS, "net.ipv4.ip_forward", "1")?;
-    ip(&[
-        "route",
-        "replace",
-        ALL_CLUSTERS,
-        "via",
-        &via,
-        "dev",
-        HOST_LINK,
-    ])?;
-    ip(&[
-        "route",
-        "replace",
-        ALL_UPLINKS,
-        "via",
-        &via,
-        "dev",
-        HOST_LINK,
-    ])?;
+    Ok(())
+}
+
+/// An IPv4 prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Prefix {
+    addr: u32,
+    len: u32,
+}
+
+impl Prefix {
+    fn parse(text: &str) -> Option<Prefix> {
+        let (a, len) = match text.split_once('/') {
+            Some((a, l)) => (a, l.parse().ok()?),
+            None => (text, 32),
+        };
+        let addr: Ipv4Addr = a.parse().ok()?;
+        (len <= 32).then_some(Prefix {
+            addr: u32::from(addr),
+            len,
+        })
+    }
+
+    fn mask(len: u32) -> u32 {
+        if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - len)
+        }
+    }
+
+    fn overlaps(&self, other: &Prefix) -> bool {
+        let m = Self::mask(self.len.min(other.len));
+        self.addr & m == other.addr & m
+    }
+}
+
+/// Fails when `cidr` holds a name server of the host or overlaps a route or address the host
+/// already has (other than this module's), so the pod network never hides a real network.
+fn check_unused(cidr: &str) -> Result<()> {
+    let Some(mine) = Prefix::parse(cidr) else {
+        return Err(Error::Invalid(format!("{cidr} is not a prefix")));
+    };
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let servers: Vec<String> = resolv
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(|x| x.trim().to_string())
+        .collect();
+    let routes = ip(&["-4", "-o", "route", "show", "table", "all"]).unwrap_or_default();
+    let addrs = ip(&["-4", "-o", "addr", "show"]).unwrap_or_default();
+    let mut used: Vec<String> = servers;
+    for l in routes.lines().filter(|l| !l.contains(HOST_LINK)) {
+        let mut words = l.split_whitespace();
+        let first = match words.next() {
+            Some("local" | "unicast" | "broadcast" | "multicast") => words.next(),
+            other => other,
+        };
+        if let Some(w) = first.filter(|w| *w != "default") {
+            used.push(w.to_string());
+        }
+    }
+    for l in addrs.lines().filter(|l| !l.contains(HOST_LINK)) {
+        let mut words = l.split_whitespace();
+        if words.any(|w| w == "inet") {
+            if let Some(w) = words.next() {
+                used.push(w.to_string());
+            }
+        }
+    }
+    for u in used {
+        if let Some(p) = Prefix::parse(&u) {
+            if p.addr >> 24 != 127 && p.overlaps(&mine) {
+                return Err(Error::Invalid(format!(
+                    "the pod network {cidr} would hide {u}, which this machine already uses"
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -395,10 +466,24 @@ impl ClusterNet {
     pub fn attach(index: u8, nodes: usize) -> Result<Self> {
         let lock = FabricLock::take()?;
         sweep(&lock);
-        ensure_fabric(&lock)?;
         let ranges = PodRanges::new(index);
+        let uplink = format!("10.127.{}.0/24", ranges.uplink_net());
+        if !namespaces().iter().any(|n| n == FABRIC_NS) {
+            check_unused("10.127.0.0/24")?;
+        }
+        check_unused(&ranges.cluster_cidr())?;
+        check_unused(&uplink)?;
+        ensure_fabric(&lock)?;
         let ns = format!("aadb-c{index}-{}", std::process::id());
-        if let Err(e) = Self::build(&ns, index, ranges, nodes) {
+        let via = FABRIC_HOST_SIDE_IP.to_string();
+        let made = Self::build(&ns, index, ranges, nodes).and_then(|()| {
+            // The host reaches the cluster's pods and its uplink through the fabric.
+            for cidr in [ranges.cluster_cidr(), uplink.clone()] {
+                ip(&["route", "replace", &cidr, "via", &via, "dev", HOST_LINK])?;
+            }
+            Ok(())
+        });
+        if let Err(e) = made {
             // Undo what was made (the lock is held: no sweep here).
             let _ = ip(&["netns", "del", &ns]);
             return Err(e);
@@ -625,6 +710,10 @@ impl ClusterNet {
         let lock = FabricLock::take();
         let _ = ip(&["netns", "del", &self.ns]);
         let _ = ip(&["-n", FABRIC_NS, "route", "del", &self.ranges.cluster_cidr()]);
+        let uplink = format!("10.127.{}.0/24", self.ranges.uplink_net());
+        for cidr in [self.ranges.cluster_cidr(), uplink] {
+            let _ = ip(&["route", "del", &cidr, "dev", HOST_LINK]);
+        }
         if let Ok(lock) = lock {
             sweep(&lock);
         }
@@ -688,15 +777,11 @@ pub fn leftovers(pid: Option<u32>) -> Leftovers {
             .filter(|l| l.contains(HOST_LINK))
             .map(str::to_string)
             .collect();
-        let routes = [ALL_CLUSTERS, ALL_UPLINKS]
-            .iter()
-            .flat_map(|r| {
-                ip(&["route", "show", r])
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
+        let routes = ip(&["-4", "-o", "route", "show", "table", "all"])
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(HOST_LINK))
+            .map(str::to_string)
             .collect();
         (links, routes)
     };
@@ -729,6 +814,16 @@ mod tests {
         assert_eq!(owner_pid("aadb-c3-4242-17"), Some(4242));
         assert_eq!(owner_pid("aadb-fabric"), None);
         assert_eq!(owner_pid("other"), None);
+    }
+
+    #[test]
+    fn prefixes_overlap_when_one_holds_the_other() {
+        let p = |s: &str| Prefix::parse(s).expect("prefix");
+        assert!(p("10.128.0.0/16").overlaps(&p("10.128.3.7")));
+        assert!(p("10.0.0.0/8").overlaps(&p("10.128.0.0/16")));
+        assert!(!p("10.128.0.0/16").overlaps(&p("10.255.255.53")));
+        assert!(!p("10.128.0.0/16").overlaps(&p("10.129.0.0/16")));
+        assert!(Prefix::parse("nonsense").is_none());
     }
 
     #[test]
