@@ -33,6 +33,7 @@ pub mod lists;
 pub mod object;
 pub mod persistence;
 pub mod pubsub;
+pub mod pubsub_queue;
 pub mod replication;
 pub mod scripting;
 pub mod sets;
@@ -50,7 +51,6 @@ use crate::resp::{Protocol, ReplyWriter};
 use bytes::Bytes;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use tokio::sync::mpsc;
 
 /// An error reply's text without the leading `-` (e.g. `"ERR syntax error"`).
 pub type CmdError = Cow<'static, str>;
@@ -271,8 +271,8 @@ pub struct Db {
     pub settings: Settings,
     pub stats: Stats,
     pub clients: BTreeMap<u64, ClientMeta>,
-    pub channels: HashMap<Bytes, Vec<(u64, mpsc::UnboundedSender<PubMessage>)>>,
-    pub patterns: HashMap<Bytes, Vec<(u64, mpsc::UnboundedSender<PubMessage>)>>,
+    pub channels: HashMap<Bytes, Vec<(u64, pubsub_queue::PubSender)>>,
+    pub patterns: HashMap<Bytes, Vec<(u64, pubsub_queue::PubSender)>>,
     /// Set when the log could not be written or synced: writes are refused with this reason.
     pub persistence_error: Option<String>,
     /// Bytes allocated by the process (refreshed by the server), for `maxmemory` and INFO.
@@ -423,7 +423,7 @@ pub struct ClientState {
     pub watched: Vec<(Bytes, u64)>,
     pub channels: Vec<Bytes>,
     pub patterns: Vec<Bytes>,
-    pub sender: Option<mpsc::UnboundedSender<PubMessage>>,
+    pub sender: Option<pubsub_queue::PubSender>,
     pub close_after_reply: bool,
     /// Set by AA.SYNC / AA.PULL: the connection becomes a replication stream.
     pub link_request: Option<crate::repl::serve::LinkRequest>,

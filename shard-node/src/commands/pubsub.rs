@@ -18,19 +18,17 @@ pub fn commands() -> Vec<Command> {
     ]
 }
 
-/// Delivers a message to local subscribers; returns how many received it.
+/// Delivers a message to local subscribers; returns how many received it. A subscriber whose
+/// queue overflows its limit ([`super::pubsub_queue`]) is skipped and disconnected.
 pub fn deliver(db: &mut Db, channel: &Bytes, payload: &Bytes) -> usize {
     let mut count = 0;
     if let Some(subs) = db.channels.get(channel) {
         for (_, tx) in subs {
-            if tx
-                .send(PubMessage {
-                    pattern: None,
-                    channel: channel.clone(),
-                    payload: payload.clone(),
-                })
-                .is_ok()
-            {
+            if tx.send(PubMessage {
+                pattern: None,
+                channel: channel.clone(),
+                payload: payload.clone(),
+            }) {
                 count += 1;
             }
         }
@@ -38,14 +36,11 @@ pub fn deliver(db: &mut Db, channel: &Bytes, payload: &Bytes) -> usize {
     for (pattern, subs) in &db.patterns {
         if super::util::glob::glob_match(pattern, channel) {
             for (_, tx) in subs {
-                if tx
-                    .send(PubMessage {
-                        pattern: Some(pattern.clone()),
-                        channel: channel.clone(),
-                        payload: payload.clone(),
-                    })
-                    .is_ok()
-                {
+                if tx.send(PubMessage {
+                    pattern: Some(pattern.clone()),
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                }) {
                     count += 1;
                 }
             }

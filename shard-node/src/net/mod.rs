@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Everything protected by the server's one lock: the command state and the log.
 pub struct State {
@@ -323,7 +323,8 @@ async fn handle_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::unbounded_channel::<PubMessage>();
+    let (tx, mut rx) = crate::commands::pubsub_queue::pub_queue();
+    let overflow = rx.overflow_signal();
     let mut client;
     let rejected = {
         let mut state = shared.state.lock();
@@ -458,14 +459,19 @@ async fn handle_connection<S>(
             }
             Some(msg) = rx.recv() => {
                 write_message(&mut output, client.proto, &msg);
-                while let Ok(more) = rx.try_recv() {
+                while let Some(more) = rx.try_recv() {
                     write_message(&mut output, client.proto, &more);
                 }
-                if socket.write_all(&output).await.is_err() {
-                    break 'conn;
+                // A subscriber that does not read is cut off at its limit, even mid-write.
+                tokio::select! {
+                    written = socket.write_all(&output) => if written.is_err() {
+                        break 'conn;
+                    },
+                    _ = overflow.wait() => break 'conn,
                 }
                 output.clear();
             }
+            _ = overflow.wait() => break 'conn,
             _ = shutdown_rx.changed() => break 'conn,
         }
     }

@@ -332,3 +332,78 @@ fn a_restarted_node_holds_writes_until_it_is_told_its_role() {
     });
     assert!(accepted.is_some(), "the hold never ended");
 }
+
+/// The node's resident memory, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+#[test]
+fn a_subscriber_that_never_reads_is_cut_off_at_its_limit_while_publishing_goes_on() {
+    let node = NodeBuilder::new().arg("--appendonly").arg("no").start();
+    let pid = node.pid().expect("pid");
+    let mut slow = RawConn::connect(node.port());
+    assert_eq!(
+        text(slow.cmd_str(&["SUBSCRIBE", "news"])),
+        "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    );
+    let mut fast = RawConn::connect(node.port());
+    fast.cmd_str(&["SUBSCRIBE", "other"]);
+    let mut publisher = RawConn::connect(node.port());
+    let rss_before = rss_bytes(pid);
+    // 1 MiB messages: the slow subscriber never reads, so they pile up in its queue until the
+    // 32 MiB limit (after the kernel's socket buffers have filled).
+    let payload = "x".repeat(1 << 20);
+    let mut cut_after = None;
+    for i in 1..=200u32 {
+        let r = text(publisher.cmd_str(&["PUBLISH", "news", &payload]));
+        if r == ":0\r\n" {
+            cut_after = Some(i);
+            break;
+        }
+        assert_eq!(r, ":1\r\n", "message {i}");
+    }
+    let cut_after = cut_after.expect("the subscriber was never cut off");
+    eprintln!(
+        "cut off after {cut_after} MiB published; RSS {} MiB before, {} MiB after",
+        rss_before >> 20,
+        rss_bytes(pid) >> 20
+    );
+    assert!(
+        (30..=100).contains(&cut_after),
+        "cut off near the 32 MiB limit, not after {cut_after} MiB"
+    );
+    // The node keeps publishing to others and forgets the slow one.
+    let gone = poll_until(Duration::from_secs(5), || {
+        (text(publisher.cmd_str(&["PUBSUB", "NUMSUB", "news"])) == "*2\r\n$4\r\nnews\r\n:0\r\n")
+            .then_some(())
+    });
+    assert!(gone.is_some(), "the slow subscriber is still registered");
+    assert_eq!(
+        text(publisher.cmd_str(&["PUBLISH", "other", "hello"])),
+        ":1\r\n"
+    );
+    assert!(
+        rss_bytes(pid) < rss_before + (96 << 20),
+        "memory stays bounded: {} MiB",
+        rss_bytes(pid) >> 20
+    );
+    // The slow subscriber finds its connection closed once it reads on.
+    slow.set_read_timeout(Duration::from_secs(5));
+    let mut drained = 0usize;
+    let closed = loop {
+        match slow.read_frame() {
+            Ok(_) => drained += 1,
+            Err(_) => break true,
+        }
+        if drained > 10_000 {
+            break false;
+        }
+    };
+    assert!(closed, "the slow subscriber's connection was closed");
+}
