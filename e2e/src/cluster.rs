@@ -208,6 +208,9 @@ const API_READY_TIMEOUT: Duration = Duration::from_secs(120);
 impl LocalCluster {
     /// Starts a cluster in `dir` (created; should be empty).
     pub async fn start(spec: ClusterSpec, dir: &Path) -> Result<Self> {
+        // Pods run in directories of their own: every path handed to them must be absolute.
+        let dir = &std::path::absolute(dir)
+            .map_err(|e| Error::io(format!("resolve {}", dir.display()), e))?;
         let bins = Binaries::locate()?;
         let mode = crate::net::mode();
         let addressing = Addressing::for_mode(spec.index, mode)?;
