@@ -481,7 +481,8 @@ fn pod_serving(p: &Pod) -> bool {
         })
 }
 
-/// `host:port` of a LoadBalancer Service's ingress.
+/// `default:<password>@host:port` of a LoadBalancer Service's ingress, with the database's
+/// generated application password.
 async fn load_balancer(c: &LocalCluster, ns: &str, service: &str) -> Option<String> {
     let svc = Api::<Service>::namespaced(c.client(), ns)
         .get_opt(service)
@@ -495,7 +496,15 @@ async fn load_balancer(c: &LocalCluster, ns: &str, service: &str) -> Option<Stri
         .map(|p| p.port)
         .unwrap_or(i32::from(aadb_crd::SHARD_NODE_PORT));
     let ip = svc.status?.load_balancer?.ingress?.into_iter().next()?.ip?;
-    Some(format!("{ip}:{port}"))
+    // Databases are closed by default: clients use the password the operator generated.
+    let password = Api::<Secret>::namespaced(c.client(), ns)
+        .get_opt(DB)
+        .await
+        .ok()??
+        .data?
+        .get("password")
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())?;
+    Some(format!("default:{password}@{ip}:{port}"))
 }
 
 fn zones(cluster: &str) -> Vec<String> {
@@ -1075,7 +1084,8 @@ async fn failover_bench(
     )
     .await?;
     println!(
-        "failover database Ready ({detection}); region endpoint {service} at {addr}; at least {settle:?} between kills"
+        "failover database Ready ({detection}); region endpoint {service} at {}; at least {settle:?} between kills",
+        addr.rsplit('@').next().unwrap_or_default()
     );
     let failovers_before = failovers_in_status(c, ns).await;
     poll("both pods serving", STEADY_TIMEOUT, || async {
