@@ -76,16 +76,9 @@ pub fn mode() -> NetworkMode {
     })
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        .unwrap_or(false)
-}
-
-fn can_manage_namespaces() -> std::result::Result<(), String> {
+/// Whether this process may create and delete network namespaces (CAP_NET_ADMIN and
+/// CAP_SYS_ADMIN, as root has).
+fn has_namespace_capabilities() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let caps = status
         .lines()
@@ -94,7 +87,11 @@ fn can_manage_namespaces() -> std::result::Result<(), String> {
         .unwrap_or(0);
     const CAP_NET_ADMIN: u64 = 1 << 12;
     const CAP_SYS_ADMIN: u64 = 1 << 21;
-    if caps & CAP_NET_ADMIN == 0 || caps & CAP_SYS_ADMIN == 0 {
+    caps & CAP_NET_ADMIN != 0 && caps & CAP_SYS_ADMIN != 0
+}
+
+fn can_manage_namespaces() -> std::result::Result<(), String> {
+    if !has_namespace_capabilities() {
         return Err("this process has no CAP_NET_ADMIN and CAP_SYS_ADMIN (not root)".into());
     }
     for tool in ["ip", "nft"] {
@@ -115,18 +112,34 @@ fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Runs a command; an error carries its stderr.
-fn run(program: &str, args: &[&str]) -> Result<String> {
+/// Runs a command, with `input` on its standard input; an error carries its stderr.
+fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
+    use std::io::Write;
     let exe = which(program).unwrap_or_else(|| PathBuf::from(program));
-    let out = Command::new(&exe)
+    let mut child = Command::new(&exe)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| Error::io(format!("run {program}"), e))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io(format!("write to {program}"), e))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io(format!("wait for {program}"), e))?;
     if !out.status.success() {
         return Err(Error::Invalid(format!(
-            "`{program} {}` failed: {}",
+            "`{program} {}` failed{}: {}",
             args.join(" "),
+            input.map(|t| format!(" on {t:?}")).unwrap_or_default(),
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
@@ -134,49 +147,23 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
 }
 
 fn ip(args: &[&str]) -> Result<String> {
-    run("ip", args)
+    run("ip", args, None)
 }
 
 /// `nft -f -` with `script` inside namespace `ns`.
 fn nft(ns: &str, script: &str) -> Result<()> {
-    use std::io::Write;
-    let exe = which("ip").unwrap_or_else(|| PathBuf::from("ip"));
-    let mut child = Command::new(exe)
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io("run nft", e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(|e| Error::io("write to nft", e))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::io("wait for nft", e))?;
-    if !out.status.success() {
-        return Err(Error::Invalid(format!(
-            "nft in {ns} refused {script:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    run("ip", &["netns", "exec", ns, "nft", "-f", "-"], Some(script)).map(|_| ())
 }
 
 fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            ns,
-            "sysctl",
-            "-qw",
-            &format!("{key}={value}"),
-        ],
-    )
+    ip(&[
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-qw",
+        &format!("{key}={value}"),
+    ])
     .map(|_| ())
 }
 
@@ -232,7 +219,7 @@ fn sweep(_lock: &FabricLock) {
 /// the right to manage namespaces.
 pub fn sweep_stale() -> Result<()> {
     // Only `ip` is needed to delete namespaces, whatever the mode of this process.
-    if which("ip").is_none() || can_manage_namespaces().is_err() && !is_root() {
+    if which("ip").is_none() || !has_namespace_capabilities() {
         return Ok(());
     }
     let lock = FabricLock::take()?;
@@ -245,10 +232,7 @@ fn remove_fabric() {
         let _ = ip(&["netns", "del", FABRIC_NS]);
     }
     // The host end of the link goes with the namespace; this is for a half-made fabric.
-    let _ = Command::new(which("ip").unwrap_or_else(|| "ip".into()))
-        .args(["link", "del", HOST_LINK])
-        .stderr(Stdio::null())
-        .status();
+    let _ = ip(&["link", "del", HOST_LINK]);
 }
 
 fn ensure_fabric(_lock: &FabricLock) -> Result<()> {
@@ -409,6 +393,11 @@ impl PodRanges {
     fn uplink_net(&self) -> u8 {
         self.second_octet - 127
     }
+
+    /// The link between the fabric (`.1`) and the cluster's namespace (`.2`).
+    fn uplink_cidr(&self) -> String {
+        format!("10.127.{}.0/24", self.uplink_net())
+    }
 }
 
 fn node_octet(n: usize) -> u8 {
@@ -467,7 +456,7 @@ impl ClusterNet {
         let lock = FabricLock::take()?;
         sweep(&lock);
         let ranges = PodRanges::new(index);
-        let uplink = format!("10.127.{}.0/24", ranges.uplink_net());
+        let uplink = ranges.uplink_cidr();
         if !namespaces().iter().any(|n| n == FABRIC_NS) {
             check_unused("10.127.0.0/24")?;
         }
@@ -710,8 +699,7 @@ impl ClusterNet {
         let lock = FabricLock::take();
         let _ = ip(&["netns", "del", &self.ns]);
         let _ = ip(&["-n", FABRIC_NS, "route", "del", &self.ranges.cluster_cidr()]);
-        let uplink = format!("10.127.{}.0/24", self.ranges.uplink_net());
-        for cidr in [self.ranges.cluster_cidr(), uplink] {
+        for cidr in [self.ranges.cluster_cidr(), self.ranges.uplink_cidr()] {
             let _ = ip(&["route", "del", &cidr, "dev", HOST_LINK]);
         }
         if let Ok(lock) = lock {

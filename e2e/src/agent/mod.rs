@@ -273,31 +273,21 @@ impl NodeAgent {
     /// Nothing reaches the Service's ingress address until healed: packets to it are dropped
     /// (on the shared host, its forwarder closes open connections and refuses new ones).
     pub fn cut_load_balancer(&self, namespace: &str, service: &str) {
-        match (
-            &self.shared.config.net,
-            self.load_balancer_ip(namespace, service),
-        ) {
-            (Some(net), Some(ip)) => {
-                if let Err(e) = net.cut(crate::net::Cut::Address(ip)) {
-                    panic!("cut {namespace}/{service}: {e}");
-                }
-            }
-            _ => self.shared.lbs.set_cut(namespace, service, true),
-        }
+        self.set_load_balancer_cut(namespace, service, true);
     }
 
     /// Undoes [`NodeAgent::cut_load_balancer`].
     pub fn heal_load_balancer(&self, namespace: &str, service: &str) {
+        self.set_load_balancer_cut(namespace, service, false);
+    }
+
+    fn set_load_balancer_cut(&self, namespace: &str, service: &str, cut: bool) {
         match (
             &self.shared.config.net,
             self.load_balancer_ip(namespace, service),
         ) {
-            (Some(net), Some(ip)) => {
-                if let Err(e) = net.heal(&crate::net::Cut::Address(ip)) {
-                    panic!("heal {namespace}/{service}: {e}");
-                }
-            }
-            _ => self.shared.lbs.set_cut(namespace, service, false),
+            (Some(_), Some(ip)) => self.set_packet_cut(crate::net::Cut::Address(ip), cut),
+            _ => self.shared.lbs.set_cut(namespace, service, cut),
         }
     }
 
@@ -305,25 +295,38 @@ impl NodeAgent {
     /// addresses and other clusters' are dropped (on the shared host, every LoadBalancer of
     /// the cluster stops forwarding).
     pub fn cut_all_load_balancers(&self) {
-        match &self.shared.config.net {
-            Some(net) => {
-                if let Err(e) = net.cut(crate::net::Cut::Region) {
-                    panic!("partition {}: {e}", self.shared.config.cluster);
-                }
-            }
-            None => self.shared.lbs.set_cut_all(true),
-        }
+        self.set_region_cut(true);
     }
 
     /// Heals the partition of [`NodeAgent::cut_all_load_balancers`].
     pub fn heal_all_load_balancers(&self) {
+        self.set_region_cut(false);
+    }
+
+    fn set_region_cut(&self, cut: bool) {
         match &self.shared.config.net {
-            Some(net) => {
-                if let Err(e) = net.heal(&crate::net::Cut::Region) {
-                    panic!("heal {}: {e}", self.shared.config.cluster);
-                }
-            }
-            None => self.shared.lbs.set_cut_all(false),
+            Some(_) => self.set_packet_cut(crate::net::Cut::Region, cut),
+            None => self.shared.lbs.set_cut_all(cut),
+        }
+    }
+
+    /// Adds or removes a drop rule of the pod network (panics when `nft` refuses: a test
+    /// cannot go on with a partition it did not get).
+    fn set_packet_cut(&self, what: crate::net::Cut, cut: bool) {
+        let Some(net) = &self.shared.config.net else {
+            return;
+        };
+        let done = if cut {
+            net.cut(what.clone())
+        } else {
+            net.heal(&what)
+        };
+        if let Err(e) = done {
+            panic!(
+                "{} {what:?} in {}: {e}",
+                if cut { "cut" } else { "heal" },
+                self.shared.config.cluster
+            );
         }
     }
 

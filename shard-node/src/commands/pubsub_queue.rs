@@ -143,7 +143,8 @@ impl PubReceiver {
 
     fn taken(&self, msg: &PubMessage) {
         let g = &self.gauge;
-        let left = g.queued.fetch_sub(cost(msg), Ordering::AcqRel) - cost(msg);
+        let size = cost(msg);
+        let left = g.queued.fetch_sub(size, Ordering::AcqRel) - size;
         if left <= SOFT_LIMIT {
             g.over_soft_since.store(0, Ordering::Release);
         }
