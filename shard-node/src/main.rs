@@ -211,6 +211,7 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
         acks,
         pauses,
         blocked_wake,
+        snapshot_lock: parking_lot::Mutex::new(()),
         tls,
     });
     net::start_links(&shared, &mut shared.state.lock());

@@ -530,7 +530,7 @@ async fn connect_once(addr: &str) -> Option<redis::aio::MultiplexedConnection> {
 
 /// Writes a line to the process's stderr directly (test bodies run on runtime threads whose
 /// `eprintln!` output lands in whichever test started the runtime).
-fn note(line: &str) {
+pub fn note(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -35,6 +35,7 @@ pub const CATEGORIES: [&str; 21] = [
 #[rustfmt::skip]
 pub const UNITS: &[(&str, &str)] = &[
     ("aa.digest", "admin slow dangerous"),
+    ("aa.handoff", "admin slow dangerous"),
     ("aa.hello", "admin slow dangerous"),
     ("aa.inspect", "admin slow dangerous"),
     ("aa.peer", "admin slow dangerous"),

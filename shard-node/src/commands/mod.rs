@@ -427,6 +427,9 @@ pub struct ClientState {
     pub close_after_reply: bool,
     /// Set by AA.SYNC / AA.PULL: the connection becomes a replication stream.
     pub link_request: Option<crate::repl::serve::LinkRequest>,
+    /// Set by AA.HANDOFF when this primary lacks what the connecting node has: the connection
+    /// receives one handover (`repl/handoff.rs`).
+    pub handoff_requested: bool,
     /// Set by AA.HELLO: (kind, name) of the link client.
     pub link_hello: Option<(String, String)>,
     /// Set by WAIT: the connection waits for replica acknowledgements before replying.
@@ -468,6 +471,7 @@ impl ClientState {
             close_after_reply: false,
             link_request: None,
             link_hello: None,
+            handoff_requested: false,
             pending_wait: None,
             pending_block: None,
             listening_port: None,

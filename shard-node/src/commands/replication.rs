@@ -1,9 +1,11 @@
 //! Replication commands: REPLICAOF/SLAVEOF, ROLE, WAIT, REPLCONF, AA.PEER, AA.PEERS and the
-//! link handshake (AA.HELLO, AA.SYNC, AA.PULL) used between nodes.
+//! link handshake (AA.HELLO, AA.HANDOFF, AA.SYNC, AA.PULL) used between nodes.
 //!
 //! Contract: these commands only change `db.repl` and queue [`ReplAction`]s; the network
 //! layer starts and stops link tasks. AA.SYNC and AA.PULL turn the connection into a
-//! replication stream (see `repl/serve.rs`) and write no reply themselves.
+//! replication stream (see `repl/serve.rs`) and write no reply themselves. AA.HANDOFF either
+//! answers that nothing is needed or hands the connection to `repl/handoff.rs` for one
+//! handover.
 
 use super::*;
 use crate::repl::serve::LinkRequest;
@@ -100,6 +102,17 @@ pub fn commands() -> Vec<Command> {
             hello,
         ),
         cmd(
+            "aa.handoff",
+            2,
+            "admin stale",
+            0,
+            0,
+            0,
+            "crdt",
+            "Takes what a node about to follow this primary has and this primary lacks.",
+            handoff,
+        ),
+        cmd(
             "aa.sync",
             3,
             "admin stale",
@@ -183,8 +196,10 @@ pub fn promote(db: &mut Db) {
     db.ks.set_epoch(epoch);
     db.repl.role = Role::Primary;
     db.repl.master = None;
-    let single = db.repl.peers.is_empty();
-    db.ks.set_single_participant(single);
+    // The primary this node replaces may have written what this node never received, and will
+    // hand it over when it is demoted: from now on increments are written as increments, so
+    // that those concurrent ones add up instead of one side's result replacing the other's.
+    db.ks.set_single_participant(false);
     // A new history starts here; replicas of the old primary resynchronise.
     let clock = db.ks.clock().clone();
     db.repl.backlog.reset(clock);
@@ -433,6 +448,26 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     }
     ctx.client.link_hello = Some((kind, String::from_utf8_lossy(&args[5]).into_owned()));
     ctx.out.simple("OK");
+    Ok(())
+}
+
+fn handoff(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    if !matches!(&ctx.client.link_hello, Some((k, _)) if k == "replica") {
+        return Err(Cow::Borrowed(
+            "ERR AA.HANDOFF needs AA.HELLO ... replica first",
+        ));
+    }
+    let theirs: crate::crdt::VectorClock = postcard::from_bytes(&args[1])
+        .map_err(|_| Cow::Borrowed("ERR AA.HANDOFF: malformed vector clock"))?;
+    if ctx.db.ks.clock().dominates(&theirs) {
+        ctx.out.simple("OK");
+    } else if !ctx.db.repl.is_primary() {
+        return Err(Cow::Borrowed(
+            "NOTPRIMARY this node is not a primary and lacks effects the connecting node holds",
+        ));
+    } else {
+        ctx.client.handoff_requested = true;
+    }
     Ok(())
 }
 

@@ -138,6 +138,9 @@ pub struct Shared {
     /// Bumped when keys may have become ready (local or received writes) or a blocked client
     /// left the line or was unblocked: clients in blocking commands look again.
     pub blocked_wake: watch::Sender<u64>,
+    /// Held for the whole of a snapshot, so that two never run at once (the compactor, and a
+    /// handover that must be durable before it is answered).
+    pub snapshot_lock: Mutex<()>,
     /// TLS (`--tls-cert/--tls-key/--tls-ca`), reloaded when its files change: outgoing links
     /// use it, and so does the TLS listener.
     pub tls: Option<Arc<tls::ReloadableTls>>,
@@ -419,6 +422,18 @@ async fn handle_connection<S>(
                             crate::repl::serve::serve_link(socket, shared.clone(), id, link_addr, name, request, input).await;
                             return;
                         }
+                        Processed::Handoff => {
+                            if !output.is_empty() {
+                                if socket.write_all(&output).await.is_err() {
+                                    break 'conn;
+                                }
+                                output.clear();
+                            }
+                            if let Err(reason) = crate::repl::handoff::receive(&mut socket, &shared, &mut input).await {
+                                tracing::warn!(%addr, %reason, "a handover failed");
+                                break 'conn;
+                            }
+                        }
                         Processed::Wait(wait) => {
                             let count = wait_for_replicas(&shared, wait).await;
                             let mut w = ReplyWriter::new(&mut output, client.proto);
@@ -503,6 +518,8 @@ enum Processed {
     Continue { more: bool },
     /// The connection asked to become a replication stream.
     Link(crate::repl::serve::LinkRequest),
+    /// The connection receives a handover before anything else is answered.
+    Handoff,
     /// A WAIT must be completed before anything else is answered.
     Wait(crate::repl::WaitRequest),
     /// A blocking command waits for one of its keys before anything else is answered.
@@ -566,6 +583,10 @@ fn process_input(
             }
             if let Some(req) = client.link_request.take() {
                 special = Some(Processed::Link(req));
+                break;
+            }
+            if std::mem::take(&mut client.handoff_requested) {
+                special = Some(Processed::Handoff);
                 break;
             }
             if let Some(wait) = client.pending_wait.take() {

@@ -60,6 +60,7 @@ pub fn recover(ks: &mut Keyspace, recovered: Recovered) -> usize {
 
 /// Runs one compaction. Returns the number of keys written.
 pub fn compact_once(shared: &Shared) -> Result<usize, String> {
+    let _one_at_a_time = shared.snapshot_lock.lock();
     let (base, header, keys) = {
         let mut state = shared.state.lock();
         let State { db, store } = &mut *state;

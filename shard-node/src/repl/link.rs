@@ -99,7 +99,7 @@ pub async fn run(shared: Arc<Shared>, target: LinkTarget, generation: u64) {
     }
 }
 
-enum LinkError {
+pub(super) enum LinkError {
     /// The other node said no (password, version, shard): worth a log line.
     Refused(String),
     /// Connection trouble.
@@ -113,7 +113,7 @@ impl From<std::io::Error> for LinkError {
 }
 
 /// Reads one reply line (`+…` or `-…`) of the handshake.
-async fn read_line<S: AsyncRead + Unpin>(
+pub(super) async fn read_line<S: AsyncRead + Unpin>(
     socket: &mut S,
     buf: &mut BytesMut,
 ) -> Result<String, LinkError> {
@@ -249,6 +249,13 @@ where
             &[b"REPLCONF", b"listening-port", port.to_string().as_bytes()],
         )
         .await?;
+        match super::handoff::offer(shared, &mut socket, &mut buf).await? {
+            super::handoff::Handed::Nothing => {}
+            super::handoff::Handed::Unsupported => {
+                tracing::warn!(%addr, "the primary cannot take a handover (an older build); following without one")
+            }
+            handed => tracing::info!(%addr, ?handed, "handed over what the primary lacked"),
+        }
     }
     let mut out = BytesMut::new();
     match target {
@@ -509,29 +516,42 @@ fn finish_full_transfer(
             tracing::info!(keys, "full copy received from the primary");
         }
         LinkTarget::Peer(name) => {
-            let mut theirs = Keyspace::new(meta.actor.clone(), false);
-            theirs.restore_meta(meta);
-            for (k, e) in entries {
-                theirs.restore_entry(k, e);
-            }
-            db.ks.join(&theirs);
             if let Some(p) = db.repl.peers.get_mut(name) {
                 p.full_merges += 1;
                 p.state = LinkState::Up;
             }
-            // Effects that waited in the causal gate for what the merge brought can apply now.
-            let mut released = Vec::new();
-            db.repl.gate.release(&mut db.ks, &mut released);
-            tracing::info!(peer = %name, released = released.len(), "merged the full state of a peer whose backlog no longer covered this node");
-            for effect in released {
-                state.record_received(effect, None);
-            }
+            let released = join_full_state(state, meta, entries);
+            tracing::info!(peer = %name, released, "merged the full state of a peer whose backlog no longer covered this node");
         }
     }
     let db = &mut state.db;
     let clock = db.ks.clock().clone();
     db.repl.backlog.reset(clock);
     db.compaction_requested = true;
+}
+
+/// Joins another node's whole state into this node's, then applies the effects that waited in
+/// the causal gate for what it brought. Returns how many were released. The join is not in the
+/// log or the backlog: the caller restarts the backlog or writes a snapshot.
+pub(super) fn join_full_state(
+    state: &mut crate::net::State,
+    meta: KeyspaceMeta,
+    entries: Vec<(Blob, Entry)>,
+) -> usize {
+    let db = &mut state.db;
+    let mut theirs = Keyspace::new(meta.actor.clone(), false);
+    theirs.restore_meta(meta);
+    for (k, e) in entries {
+        theirs.restore_entry(k, e);
+    }
+    db.ks.join(&theirs);
+    let mut released = Vec::new();
+    db.repl.gate.release(&mut db.ks, &mut released);
+    let count = released.len();
+    for effect in released {
+        state.record_received(effect, None);
+    }
+    count
 }
 
 /// True when an effect comes from a newer epoch of this node's own shard.

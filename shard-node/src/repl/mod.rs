@@ -6,7 +6,9 @@
 //!   primary has, peer effects included.
 //! - A replica follows one primary (`--replicaof`, `REPLICAOF`): it resumes by (replication id,
 //!   offset) while the primary's backlog holds the offset, otherwise it receives a full copy that
-//!   replaces its state. It refuses writes (`READONLY`) and acknowledges offsets for `WAIT`.
+//!   replaces its state. Before either, it hands over whatever it holds that the primary lacks
+//!   (`handoff`), so a demoted primary's writes are merged, never replaced. It refuses writes
+//!   (`READONLY`) and acknowledges offsets for `WAIT`.
 //! - A peer link pulls from the same shard of another participant starting at this node's
 //!   vector clock; if the peer's backlog no longer covers it, the peer sends its full state and
 //!   this node merges it (a join, always safe). Received effects go through the causal gate:
@@ -20,13 +22,15 @@
 //!   signed by the CA (see `net::tls`); the frames inside are the same.
 //!
 //! Wire format, on the RESP port: the link client sends `AA.HELLO <version> <participant>
-//! <shard> <replica|peer> <name>`, then `AA.SYNC <replid> <offset>` or `AA.PULL <clock>`; the
+//! <shard> <replica|peer> <name>`, then `AA.HANDOFF <clock>` and `AA.SYNC <replid> <offset>`
+//! (a replica) or `AA.PULL <clock>` (a peer); the
 //! server answers with frames that are RESP arrays of bulk strings:
 //! `CONT replid offset` or `FULL replid offset`, `META m`, `KEY k`…, `END` (full transfer),
 //! `E effect` (one effect), `HB clock now_ms next_offset stable` (heartbeat, every 100 ms).
 //! The client acknowledges with `REPLCONF ACK <offset>` (replica) or `AA.ACK <clock>` (peer).
 
 pub mod backlog;
+pub mod handoff;
 pub mod link;
 pub mod serve;
 

@@ -8,7 +8,7 @@
 //! replica offsets (for `WAIT`) and peers' clocks (for collecting tombstones).
 
 use crate::crdt::keyspace::Entry;
-use crate::crdt::{Blob, VectorClock};
+use crate::crdt::{Blob, Keyspace, VectorClock};
 use crate::net::{now_ms, Shared};
 use crate::repl::{LinkState, ReplicaInfo};
 use crate::resp::{Limits, RequestParser};
@@ -70,17 +70,7 @@ pub async fn serve_link<S>(
             }
             None => {
                 let next = backlog.next_offset();
-                frame(
-                    &mut out,
-                    &[b"FULL", replid.as_bytes(), next.to_string().as_bytes()],
-                );
-                let meta = postcard::to_allocvec(&db.ks.meta()).unwrap_or_default();
-                frame(&mut out, &[b"META", &meta]);
-                for (k, e) in db.ks.entries() {
-                    let record = postcard::to_allocvec(&(k, e)).unwrap_or_default();
-                    frame(&mut out, &[b"KEY", &record]);
-                }
-                frame(&mut out, &[b"END"]);
+                write_full_state(&mut out, &db.ks, &replid, next);
                 next
             }
         };
@@ -223,6 +213,25 @@ fn handle_ack(
         return true;
     }
     false
+}
+
+/// Appends a complete copy of `ks` (`FULL replid next`, `META`, `KEY`…, `END`); returns the
+/// number of keys.
+pub fn write_full_state(out: &mut BytesMut, ks: &Keyspace, replid: &str, next: u64) -> usize {
+    frame(
+        out,
+        &[b"FULL", replid.as_bytes(), next.to_string().as_bytes()],
+    );
+    let meta = postcard::to_allocvec(&ks.meta()).unwrap_or_default();
+    frame(out, &[b"META", &meta]);
+    let mut keys = 0;
+    for (k, e) in ks.entries() {
+        let record = postcard::to_allocvec(&(k, e)).unwrap_or_default();
+        frame(out, &[b"KEY", &record]);
+        keys += 1;
+    }
+    frame(out, &[b"END"]);
+    keys
 }
 
 /// Decodes a `KEY` frame of a full transfer.

@@ -16,4 +16,5 @@ mod replication_convergence;
 mod replication_failover;
 mod replication_semantics;
 mod replication_tls;
+mod split_brain;
 mod streams_across_regions;
