@@ -92,13 +92,20 @@ pub fn info_text(db: &Db, sections: &[String], now_ms: u64) -> String {
         section(
             "Persistence",
             format!(
-                "loading:0\r\naof_enabled:{}\r\naof_last_write_status:{}\r\n{}",
+                "loading:0\r\naof_enabled:{}\r\naof_last_write_status:{}\r\n{}{}",
                 u8::from(db.settings.appendonly),
                 if db.persistence_error.is_some() {
                     "err"
                 } else {
                     "ok"
                 },
+                db.persistence_error
+                    .as_ref()
+                    .map(|e| format!(
+                        "aadb_persistence_error:{}\r\n",
+                        e.replace(['\r', '\n'], " ")
+                    ))
+                    .unwrap_or_default(),
                 db.info_extra
                     .get("persistence")
                     .cloned()

@@ -9,6 +9,10 @@
 //!   keys; entries are then copied in small chunks, each under a short lock, from a capture that
 //!   keeps every key's state as of the rotation (see `Keyspace::begin_capture`), and encoded
 //!   and written outside the lock. Clients are not stalled for the length of the snapshot.
+//! - While the log is failed (a full disk, an I/O error), writes are refused with `MISCONF`
+//!   and [`repair_once`] is tried every [`REPAIR_INTERVAL`]: a fresh segment and a snapshot of
+//!   the state in memory. Once the snapshot is installed the node takes writes again, with no
+//!   restart.
 
 use super::{Shared, State};
 use crate::crdt::keyspace::{Entry, KeyspaceMeta};
@@ -60,6 +64,43 @@ pub fn recover(ks: &mut Keyspace, recovered: Recovered) -> usize {
 
 /// Runs one compaction. Returns the number of keys written.
 pub fn compact_once(shared: &Shared) -> Result<usize, String> {
+    snapshot(shared, Start::Rotate)
+}
+
+/// After the log failed (a full disk, an I/O error): starts a fresh segment and writes a
+/// snapshot of the state in memory on it; once that is installed, writes are taken again.
+/// Returns the number of keys written; on failure the store stays failed.
+pub fn repair_once(shared: &Shared) -> Result<usize, String> {
+    match snapshot(shared, Start::AfterFailure) {
+        Ok(keys) => {
+            let mut state = shared.state.lock();
+            state.db.persistence_error = None;
+            tracing::warn!(
+                keys,
+                "persistence works again: the state is on disk, writes are taken again"
+            );
+            Ok(keys)
+        }
+        Err(e) => {
+            let state = shared.state.lock();
+            if let Some(store) = state.store.as_ref() {
+                let _ = store.fail(format!("repairing the log failed: {e}"));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// How a snapshot's base segment is started.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Flush, fsync and rotate (a compaction).
+    Rotate,
+    /// Abandon the failed segment and start a fresh one (a repair).
+    AfterFailure,
+}
+
+fn snapshot(shared: &Shared, start: Start) -> Result<usize, String> {
     let _one_at_a_time = shared.snapshot_lock.lock();
     let (base, header, keys) = {
         let mut state = shared.state.lock();
@@ -67,7 +108,11 @@ pub fn compact_once(shared: &Shared) -> Result<usize, String> {
         let Some(store) = store.as_mut() else {
             return Ok(0);
         };
-        let base = store.rotate().map_err(|e| e.to_string())?;
+        let base = match start {
+            Start::Rotate => store.rotate(),
+            Start::AfterFailure => store.reopen_after_failure(),
+        }
+        .map_err(|e| e.to_string())?;
         let header = postcard::to_allocvec(&db.ks.meta()).map_err(|e| e.to_string())?;
         let keys = db.ks.begin_capture();
         (base, header, keys)
@@ -120,14 +165,38 @@ pub fn compact_once(shared: &Shared) -> Result<usize, String> {
     Ok(written)
 }
 
-/// Background task: compacts on request or when the log has grown.
+/// How often a failed log is retried.
+pub const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Background task: compacts on request or when the log has grown, and retries a failed log
+/// every [`REPAIR_INTERVAL`] until it works again.
 pub async fn compactor(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut shutdown_rx = shared.shutdown.subscribe();
+    let mut last_repair: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown_rx.changed() => return,
+        }
+        let failed = {
+            let state = shared.state.lock();
+            state.store.as_ref().is_some_and(|s| s.failed().is_some())
+                || (state.store.is_some() && state.db.persistence_error.is_some())
+        };
+        if failed {
+            if last_repair.is_none_or(|t: std::time::Instant| t.elapsed() >= REPAIR_INTERVAL) {
+                last_repair = Some(std::time::Instant::now());
+                let shared2 = shared.clone();
+                match tokio::task::spawn_blocking(move || repair_once(&shared2)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the log is still failing; writes stay refused")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "repair task failed"),
+                }
+            }
+            continue;
         }
         let due = {
             let mut state = shared.state.lock();

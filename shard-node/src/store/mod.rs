@@ -28,10 +28,12 @@
 //! # Failure
 //!
 //! The first failed write or fsync — from the store or from any [`SyncHandle`] — marks the
-//! store failed for the rest of the process: [`Store::failed`] returns the message and every
-//! later [`Store::append`], [`Store::flush`] and [`Store::rotate`] returns
-//! [`StoreError::Failed`], so the server refuses writes with a clear error rather than
-//! acknowledging data it cannot persist. Restarting recovers everything that reached the
+//! store failed: [`Store::failed`] returns the message and every later [`Store::append`],
+//! [`Store::flush`] and [`Store::rotate`] returns [`StoreError::Failed`], so the server
+//! refuses writes with a clear error rather than acknowledging data it cannot persist.
+//! [`Store::reopen_after_failure`] starts over on a fresh segment (what the failed one lost is
+//! abandoned); the caller then writes a snapshot of its state on that base, and the store is
+//! whole again once it is installed. Restarting also recovers everything that reached the
 //! file. Snapshot failures do not fail the store (the log still has everything).
 //!
 //! # Compaction
@@ -359,9 +361,46 @@ impl Store {
         }
     }
 
-    /// The failure message, once any write or fsync has failed.
-    pub fn failed(&self) -> Option<&str> {
+    /// The failure message, while the store is failed.
+    pub fn failed(&self) -> Option<String> {
         self.shared.failure()
+    }
+
+    /// Marks the store failed with `msg` (a snapshot meant to repair it failed).
+    pub fn fail(&self, msg: String) -> StoreError {
+        self.shared.mark_failed(msg)
+    }
+
+    /// After a failure: drops what was buffered, starts segment `seq + 1` and clears the
+    /// failure; returns the new sequence number. Records written before may be missing from
+    /// the failed segment, so the caller must write a snapshot of its whole state with the
+    /// returned base before anything relies on the log again.
+    pub fn reopen_after_failure(&mut self) -> Result<u64, StoreError> {
+        self.buf.clear();
+        let next = self.seq + 1;
+        let file = Arc::new(log::create_segment(&self.shared.dir, next)?);
+        self.shared
+            .files
+            .lock()
+            .segments
+            .insert(self.seq, self.segment_len);
+        {
+            let mut cur = self.shared.current.lock();
+            cur.seq = next;
+            cur.file = Arc::clone(&file);
+        }
+        self.file = file;
+        self.seq = next;
+        self.segment_len = FILE_HEADER_LEN;
+        // Whatever the failed segment did not make durable is abandoned.
+        let flushed = self.shared.flushed.load(Ordering::Acquire);
+        self.shared.synced.fetch_max(flushed, Ordering::AcqRel);
+        self.shared.clear_failure();
+        tracing::warn!(
+            seq = next,
+            "the log starts over on a fresh segment after a failure"
+        );
+        Ok(next)
     }
 
     /// Flushes and fsyncs the current segment, then starts segment `seq + 1` and returns its
@@ -492,7 +531,7 @@ impl Store {
             bytes_written: self.bytes_written,
             buffered_bytes: self.buf.len() as u64,
             pending_fsync_bytes: flushed.saturating_sub(synced),
-            failed: self.failed().map(str::to_owned),
+            failed: self.failed(),
             fsync: self.fsync_stats(),
         }
     }

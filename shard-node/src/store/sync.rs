@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -164,7 +164,7 @@ pub(crate) struct Shared {
     pub(crate) current: Mutex<CurrentSegment>,
     pub(crate) flushed: AtomicU64,
     pub(crate) synced: AtomicU64,
-    failure: OnceLock<String>,
+    failure: Mutex<Option<String>>,
     pub(crate) latency: LatencyRecorder,
     pub(crate) faults: FaultInjector,
     pub(crate) files: Mutex<FileSizes>,
@@ -177,15 +177,20 @@ impl Shared {
             current: Mutex::new(current),
             flushed: AtomicU64::new(0),
             synced: AtomicU64::new(0),
-            failure: OnceLock::new(),
+            failure: Mutex::new(None),
             latency: LatencyRecorder::default(),
             faults: FaultInjector::default(),
             files: Mutex::new(files),
         }
     }
 
-    pub(crate) fn failure(&self) -> Option<&str> {
-        self.failure.get().map(String::as_str)
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.lock().clone()
+    }
+
+    /// Forgets the failure (the store starts over on a fresh segment).
+    pub(crate) fn clear_failure(&self) {
+        *self.failure.lock() = None;
     }
 
     pub(crate) fn ensure_ok(&self) -> Result<(), StoreError> {
@@ -198,14 +203,16 @@ impl Shared {
     /// Records `msg` as the store's failure (the first one wins) and returns the error to
     /// report.
     pub(crate) fn mark_failed(&self, msg: String) -> StoreError {
-        if self.failure.set(msg.clone()).is_ok() {
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
             tracing::error!(
                 dir = %self.dir.display(),
                 error = %msg,
-                "persistence failed; the store refuses all further writes"
+                "persistence failed; the store refuses writes until a retry succeeds"
             );
+            *failure = Some(msg);
         }
-        StoreError::Failed(self.failure().unwrap_or(&msg).to_owned())
+        StoreError::Failed(failure.clone().unwrap_or_default())
     }
 
     /// fdatasyncs `file` (segment `seq`), recording latency; a failure fails the store.
@@ -276,8 +283,8 @@ impl SyncHandle {
         self.shared.latency.snapshot()
     }
 
-    /// The failure message, once the store has failed.
-    pub fn failed(&self) -> Option<&str> {
+    /// The failure message, while the store is failed.
+    pub fn failed(&self) -> Option<String> {
         self.shared.failure()
     }
 

@@ -322,6 +322,8 @@ pub struct NodeBuilder {
     maxclients: Option<u32>,
     open_files: Option<u64>,
     extra: Vec<String>,
+    wrapper: Vec<String>,
+    data_dir: Option<PathBuf>,
 }
 
 impl Default for NodeBuilder {
@@ -335,6 +337,8 @@ impl Default for NodeBuilder {
             maxclients: None,
             open_files: None,
             extra: Vec::new(),
+            wrapper: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -391,6 +395,18 @@ impl NodeBuilder {
         self
     }
 
+    /// Runs the server through this command (`nsenter -t PID -m --`, say), which must exec it.
+    pub fn wrapper(mut self, command: &[&str]) -> Self {
+        self.wrapper = command.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Keeps the data in `dir` (which must exist) instead of a fresh temporary directory.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
     /// Any further command-line argument.
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.extra.push(a.into());
@@ -403,8 +419,14 @@ impl NodeBuilder {
             .prefix("shard-node-test-")
             .tempdir()
             .expect("create temporary directory");
-        let data_dir = tmp.path().join("data");
-        fs::create_dir_all(&data_dir).expect("create data directory");
+        let data_dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let dir = tmp.path().join("data");
+                fs::create_dir_all(&dir).expect("create data directory");
+                dir
+            }
+        };
         let log_path = tmp.path().join("shard-node.log");
         let mut node = ShardNode {
             builder: self,
@@ -519,7 +541,14 @@ impl ShardNode {
 
     fn try_start(&mut self) -> Result<(), (String, String)> {
         assert!(self.proc.is_none(), "shard-node is already running");
-        let mut cmd = command_with_nofile(shard_node_bin(), self.builder.open_files);
+        let mut cmd = match self.builder.wrapper.split_first() {
+            None => command_with_nofile(shard_node_bin(), self.builder.open_files),
+            Some((program, rest)) => {
+                let mut c = command_with_nofile(program, self.builder.open_files);
+                c.args(rest).arg(shard_node_bin());
+                c
+            }
+        };
         cmd.args(self.args());
         // The flags are the whole configuration: environment variables of the outer shell
         // must not leak into the server under test.

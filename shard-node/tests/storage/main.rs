@@ -8,6 +8,7 @@ mod common;
 mod store_support;
 
 mod crash_recovery;
+mod disk_full;
 mod store_bad_crc;
 mod store_empty_dir;
 mod store_fsync_failure;
