@@ -284,6 +284,22 @@ pub struct Persistence {
     /// Size of each pod's volume. Default `1Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<Quantity>,
+    /// What happens to the pods' volume claims when a participant leaves the spec (or is
+    /// renamed) and when the database is deleted: `Retain` (default; the claims stay, and a
+    /// participant added back, or a database created again under the same name, finds its
+    /// data) or `Delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaim_policy: Option<ReclaimPolicy>,
+}
+
+/// What happens to volume claims that the database no longer uses.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReclaimPolicy {
+    /// Keep them: data is deleted only by deleting the claims.
+    #[default]
+    Retain,
+    /// Delete them with the participant or the database.
+    Delete,
 }
 
 /// Effect-log flush policies.
@@ -622,6 +638,14 @@ impl ActiveActiveDatabaseSpec {
     /// Failover settings with defaults applied.
     pub fn effective_failover(&self) -> FailoverSpec {
         self.failover.clone().unwrap_or_default()
+    }
+
+    /// What happens to volume claims no longer used.
+    pub fn effective_reclaim_policy(&self) -> ReclaimPolicy {
+        self.persistence
+            .as_ref()
+            .and_then(|p| p.reclaim_policy)
+            .unwrap_or_default()
     }
 
     /// The flush policy.

@@ -688,6 +688,7 @@ impl LocalCluster {
             c.stop(Duration::from_secs(5));
         }
         self.net = None;
+        crate::disks::unmount_under(&self.dir);
     }
 }
 
@@ -709,6 +710,7 @@ impl Drop for LocalCluster {
             c.stop(Duration::from_secs(2));
         }
         self.net = None;
+        crate::disks::unmount_under(&self.dir);
         if !failed && !self.spec.keep_dir && std::env::var_os("AADB_E2E_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

@@ -12,6 +12,7 @@ pub mod agent;
 pub mod bins;
 pub mod certs;
 pub mod cluster;
+pub mod disks;
 mod error;
 pub mod fleet;
 pub mod http;

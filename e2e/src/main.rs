@@ -2,8 +2,10 @@
 //!
 //! - `aadb-e2e up --clusters N --zones Z --dir DIR` starts N clusters (Z zones each) in a
 //!   background process and returns when all are ready, leaving `DIR/<cluster>.kubeconfig`;
-//! - `aadb-e2e down --dir DIR` stops them and removes what they left of the pod network;
-//! - `aadb-e2e sweep` removes what stopped or crashed clusters left of the pod network;
+//! - `aadb-e2e down --dir DIR` stops them and removes what they left of the pod network and
+//!   their sized volumes;
+//! - `aadb-e2e sweep` removes what stopped or crashed clusters left of the pod network, and
+//!   their sized volumes;
 //! - `aadb-e2e serve …` is what `up` runs in the background;
 //! - `aadb-e2e testapp --listen ADDR --data DIR` is the small workload the tests run as pods.
 
@@ -86,6 +88,7 @@ fn main() -> Result<()> {
         } => up(clusters, zones, &dir, Duration::from_secs(timeout)),
         Cmd::Down { dir } => down(&dir),
         Cmd::Sweep => {
+            aadb_e2e::disks::sweep_stale();
             aadb_e2e::net::sweep_stale()
                 .context("remove what stopped clusters left of the pod network")?;
             let left = aadb_e2e::net::leftovers(None);
@@ -212,7 +215,8 @@ fn up(clusters: usize, zones: usize, dir: &std::path::Path, timeout: Duration) -
 
 fn down(dir: &std::path::Path) -> Result<()> {
     stop(dir)?;
-    // Whatever a serving process that crashed left of the pod network goes too.
+    // Whatever a serving process that crashed left of the pod network and volumes goes too.
+    aadb_e2e::disks::sweep_stale();
     aadb_e2e::net::sweep_stale().context("remove what stopped clusters left of the pod network")
 }
 

@@ -373,6 +373,10 @@ fn stateful_set(
     if let Some(class) = &persistence.storage_class_name {
         claim_spec["storageClassName"] = json!(class);
     }
+    let when_deleted = match spec.effective_reclaim_policy() {
+        aadb_crd::ReclaimPolicy::Delete => "Delete",
+        aadb_crd::ReclaimPolicy::Retain => "Retain",
+    };
     typed(
         format!("StatefulSet {}", s.name),
         json!({
@@ -392,7 +396,7 @@ fn stateful_set(
                     "spec": pod_spec,
                 },
                 "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": labels}, "spec": claim_spec}],
-                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": when_deleted, "whenScaled": "Retain"},
             }
         }),
     )

@@ -10,8 +10,9 @@
 //!   round trip separately; `WAIT` gets its own timeout on top.
 //! - Nothing here panics on what a node answers: a reply of the wrong shape, a missing INFO
 //!   field or bytes that are not RESP become a [`WiringError`] that names the address.
-//! - [`NodeClients::probe`] sends `ROLE`, `INFO replication` and `INFO crdt` in one pipeline
-//!   (one round trip). A primary's offset is `master_repl_offset`; a replica's is its position
+//! - [`NodeClients::probe`] sends `ROLE`, `INFO replication` and `INFO crdt persistence` in one
+//!   pipeline (one round trip); `aadb_persistence_error` of the persistence section, when
+//!   present, says the node cannot write its log. A primary's offset is `master_repl_offset`; a replica's is its position
 //!   in its primary's stream (`slave_repl_offset`), so the two compare directly. The generation
 //!   is `crdt_epoch` of `INFO crdt`, which shard-node reports as the generation part of its
 //!   actor epoch (`epoch >> 12`); a promotion raises it. A fenced former primary (it saw a newer
@@ -286,8 +287,9 @@ impl NodeClients {
             .cmd("INFO")
             .arg("replication")
             .cmd("INFO")
-            .arg("crdt");
-        let mut labels = vec!["ROLE", "INFO replication", "INFO crdt"];
+            .arg("crdt")
+            .arg("persistence");
+        let mut labels = vec!["ROLE", "INFO replication", "INFO crdt persistence"];
         if with_peers {
             pipe.cmd("AA.PEERS");
             labels.push("AA.PEERS");
@@ -863,6 +865,7 @@ fn interpret_probe(replies: &[Value]) -> Result<NodeDetail, (&'static str, Strin
         .filter(|r| !r.is_empty())
         .cloned();
     let generation = number(&crdt_info, "crdt_epoch").map_err(|d| ("INFO crdt", d))?;
+    let log_failure = crdt_info.get("aadb_persistence_error").cloned();
     let peers = match rest.first() {
         Some(reply) => parse_peers(reply).map_err(|d| ("AA.PEERS", d))?,
         None => Vec::new(),
@@ -872,6 +875,7 @@ fn interpret_probe(replies: &[Value]) -> Result<NodeDetail, (&'static str, Strin
             role,
             offset,
             generation,
+            log_failure,
         },
         peers,
         connected_replicas,
@@ -1083,6 +1087,7 @@ mod tests {
                     role: ReportedRole::Primary,
                     offset: 42,
                     generation: 3,
+                    log_failure: None,
                 },
                 peers: vec![],
                 connected_replicas: 2,

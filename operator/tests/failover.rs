@@ -45,19 +45,27 @@ fn operator(h: &Harness, ns: &str) -> Operator {
 /// Creates the namespace and a one-shard database with `replicas` replicas spread over the
 /// three zones, waits until it is Ready and returns its region endpoint.
 async fn provision(h: &Harness, ns: &str, replicas: u32) -> String {
+    provision_with(h, ns, replicas, serde_json::json!({})).await
+}
+
+/// Like [`provision`], with `extra` merged into the spec.
+async fn provision_with(h: &Harness, ns: &str, replicas: u32, extra: serde_json::Value) -> String {
     let c = &h.clusters[0];
     namespace(c, ns).await;
     let started = Instant::now();
+    let mut spec = serde_json::json!({
+        "shards": 1, "replicasPerShard": replicas, "image": "shard-node:dev",
+        "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
     apply_db(
         c,
         ns,
-        serde_json::json!({
-            "metadata": {"name": DB},
-            "spec": {
-                "shards": 1, "replicasPerShard": replicas, "image": "shard-node:dev",
-                "participants": [{"name": "east", "zones": ["east-a", "east-b", "east-c"]}]
-            }
-        }),
+        serde_json::json!({"metadata": {"name": DB}, "spec": spec}),
     )
     .await
     .expect("apply database");
@@ -890,6 +898,147 @@ fn kill_9_of_a_shard_primary_behind_the_proxies_loses_and_repeats_no_write() {
             value <= (applied + unknown) as i64,
             "an increment was applied twice: {value} > {applied} + {unknown}"
         );
+        check_no_loss(ns, &endpoint, writer).await;
+    });
+}
+
+/// The directory of the volume of `pod`'s data claim, on this machine.
+async fn data_volume_dir(
+    c: &aadb_e2e::cluster::LocalCluster,
+    ns: &str,
+    pod: &str,
+) -> Option<std::path::PathBuf> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let claim = Api::<PersistentVolumeClaim>::namespaced(c.client(), ns)
+        .get(&format!("data-{pod}"))
+        .await
+        .ok()?;
+    let volume = claim.spec?.volume_name?;
+    let pv = Api::<PersistentVolume>::all(c.client())
+        .get(&volume)
+        .await
+        .ok()?;
+    Some(std::path::PathBuf::from(pv.spec?.host_path?.path))
+}
+
+/// Writes zeros to `path` until the disk is full; returns the bytes written.
+fn fill_disk(path: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("create the filler file");
+    let chunk = vec![0u8; 64 * 1024];
+    let mut written = 0u64;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => written += n as u64,
+        }
+    }
+    let _ = f.sync_all();
+    written
+}
+
+#[test]
+fn a_primary_whose_disk_is_full_is_replaced_and_the_status_says_why() {
+    let h = h();
+    run(h, |h| async move {
+        let _shared = NODE_LOSS.read().await;
+        let ns = "diskfull";
+        let c = &h.clusters[0];
+        let _op = operator(h, ns);
+        // Claims this small are tmpfs volumes of exactly that size on the local plane.
+        let endpoint = provision_with(
+            h,
+            ns,
+            1,
+            serde_json::json!({"persistence": {"size": "8Mi"}}),
+        )
+        .await;
+        let writer = Writer::start(&endpoint);
+        writer
+            .wait_acks(
+                "first acknowledged writes",
+                Instant::now(),
+                20,
+                Duration::from_secs(30),
+            )
+            .await;
+        let before = wired(h, ns, 1).await.expect("the shard is wired");
+        let old = pod_name(&before[0]);
+        let failovers_before = failovers(h, ns).await;
+        let dir = data_volume_dir(c, ns, &old)
+            .await
+            .expect("the primary's volume directory");
+        let filler = dir.join("filler");
+        let written = fill_disk(&filler);
+        let filled = Instant::now();
+        eprintln!("[{ns}] filled {old}'s volume with {written} bytes");
+        let first = writer
+            .wait_acks(
+                "an acknowledged write on the new primary",
+                filled + Duration::from_millis(1),
+                1,
+                Duration::from_secs(60),
+            )
+            .await;
+        eprintln!(
+            "[{ns}] disk full to first acknowledged write: {}",
+            secs(first.acked.saturating_duration_since(filled))
+        );
+        let new = eventually(
+            "another pod labelled primary",
+            Duration::from_secs(30),
+            || async {
+                let pods = pods(c, ns, DB).await;
+                let primary = pods.iter().find(|p| labeled_primary(p))?;
+                (pod_name(primary) != old).then(|| pod_name(primary))
+            },
+        )
+        .await;
+        assert!(
+            failovers(h, ns).await > failovers_before,
+            "status counts the failover"
+        );
+        // The old primary follows the new one but still cannot write its log: the status says so.
+        let message = eventually(
+            "Degraded naming the full disk",
+            Duration::from_secs(30),
+            || async {
+                let db = get_db(c, ns, DB).await?;
+                let degraded = condition(&db, "Degraded")?;
+                (degraded.status == "True" && degraded.message.contains("cannot write its log"))
+                    .then(|| degraded.message.clone())
+            },
+        )
+        .await;
+        assert!(message.contains(&old), "{message}");
+        eprintln!("[{ns}] {new} promoted; Degraded: {message}");
+
+        // Space freed: the old primary writes its log again by itself and the shard is whole.
+        std::fs::remove_file(&filler).expect("remove the filler");
+        let freed = Instant::now();
+        eventually("the shard wired again", Duration::from_secs(60), || {
+            wired(h, ns, 1)
+        })
+        .await;
+        eventually("Degraded cleared", Duration::from_secs(30), || async {
+            let db = get_db(c, ns, DB).await?;
+            condition(&db, "Degraded")
+                .is_some_and(|d| d.status == "False")
+                .then_some(())
+        })
+        .await;
+        eprintln!(
+            "[{ns}] space freed to Degraded cleared: {}",
+            secs(freed.elapsed())
+        );
+        writer
+            .wait_acks(
+                "writes after recovery",
+                Instant::now(),
+                20,
+                Duration::from_secs(30),
+            )
+            .await;
         check_no_loss(ns, &endpoint, writer).await;
     });
 }

@@ -125,6 +125,9 @@ async fn object_counts(c: &aadb_e2e::LocalCluster, ns: &str, db: &str) -> Option
 /// Deletes the database and waits until the object (so its finalizer) and every object of it
 /// are gone.
 async fn delete_and_wait_gone(c: &aadb_e2e::LocalCluster, ns: &str, db: &str, timeout: Duration) {
+    // With the default reclaimPolicy (Retain) the claims stay; they are deleted here after
+    // checking that, so the next test starts clean.
+    let claims_before = object_counts(c, ns, db).await.map_or(0, |n| n[3]);
     match databases(c, ns).delete(db, &DeleteParams::default()).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -136,7 +139,7 @@ async fn delete_and_wait_gone(c: &aadb_e2e::LocalCluster, ns: &str, db: &str, ti
         loop {
             let gone = get_db(c, ns, db).await.is_none();
             let counts = object_counts(c, ns, db).await;
-            if gone && counts == Some([0; 5]) {
+            if gone && counts == Some([0, 0, 0, claims_before, 0]) {
                 return;
             }
             last = Some((gone, counts));
@@ -149,9 +152,14 @@ async fn delete_and_wait_gone(c: &aadb_e2e::LocalCluster, ns: &str, db: &str, ti
         "{ns}/{db} not gone after {timeout:?}: (object gone, [StatefulSets, Services, PDBs, claims, pods] left) = {last:?}"
     );
     eprintln!(
-        "{ns}/{db}: deleted with every object in {:.1}s",
+        "{ns}/{db}: deleted with every object but its {claims_before} claims in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    let lp = ListParams::default().labels(&format!("aadb.dev/database={db}"));
+    Api::<PersistentVolumeClaim>::namespaced(c.client(), ns)
+        .delete_collection(&DeleteParams::default(), &lp)
+        .await
+        .expect("delete the kept claims");
 }
 
 /// Waits until the database's status reports `SpecValid=False` for its current generation;

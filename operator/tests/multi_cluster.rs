@@ -229,6 +229,17 @@ fn three_regions_converge_and_survive_a_partition() {
         .await
         .expect("apply without central");
         let central = &h.clusters[2];
+        let claims_of = |c: &'static aadb_e2e::LocalCluster| async move {
+            let mut uids: Vec<String> = kube::api::Api::<
+                k8s_openapi::api::core::v1::PersistentVolumeClaim,
+            >::namespaced(c.client(), ns)
+            .list(&kube::api::ListParams::default().labels("aadb.dev/database=db"))
+            .await
+            .map(|l| l.items.into_iter().filter_map(|p| p.metadata.uid).collect())
+            .unwrap_or_default();
+            uids.sort();
+            uids
+        };
         eventually(
             "central's objects deleted and the others unlinked",
             Duration::from_secs(60),
@@ -256,8 +267,44 @@ fn three_regions_converge_and_survive_a_partition() {
         )
         .await;
         wait_ready(east, ns, "db", Duration::from_secs(60)).await;
+        // With the default reclaimPolicy (Retain) central's volume claims stay.
+        let kept = claims_of(central).await;
+        assert_eq!(kept.len(), 4, "central's claims are kept: {kept:?}");
 
-        // Delete: every object in every cluster goes, then the object itself.
+        // Central comes back: its pods start on the same claims, with the data they held.
+        apply_db(
+            east,
+            ns,
+            serde_json::json!({"metadata": {"name": "db"},
+                "spec": {"shards": 2, "replicasPerShard": 1, "image": "shard-node:dev",
+                         "auth": {"passwordSecretRef": {"name": "geo-password"}},
+                         "participants": participants}}),
+        )
+        .await
+        .expect("apply with central again");
+        wait_ready(east, ns, "db", Duration::from_secs(120)).await;
+        assert_eq!(
+            claims_of(central).await,
+            kept,
+            "central came back on the claims it had, not new ones"
+        );
+        let eps = endpoints(h, ns).await;
+        let (visits, _, _) = converged(eps.clone(), expected, 3).await;
+        assert_eq!(visits, expected);
+
+        // Delete with reclaimPolicy Delete: every object in every cluster goes, claims too,
+        // then the object itself.
+        apply_db(
+            east,
+            ns,
+            serde_json::json!({"metadata": {"name": "db"},
+                "spec": {"shards": 2, "replicasPerShard": 1, "image": "shard-node:dev",
+                         "auth": {"passwordSecretRef": {"name": "geo-password"}},
+                         "persistence": {"reclaimPolicy": "Delete"},
+                         "participants": participants}}),
+        )
+        .await
+        .expect("apply reclaimPolicy Delete");
         kube::api::Api::<aadb_crd::ActiveActiveDatabase>::namespaced(east.client(), ns)
             .delete("db", &kube::api::DeleteParams::default())
             .await

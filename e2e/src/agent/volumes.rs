@@ -5,7 +5,9 @@
 //! - a default StorageClass `standard` (provisioner `aadb.local/dir`, Immediate binding)
 //!   exists;
 //! - every Pending claim gets a PersistentVolume `pvc-<claim uid>` pre-bound to it, whose
-//!   `hostPath` is `<agent dir>/volumes/<namespace>/<claim>-<uid prefix>`; the controller
+//!   `hostPath` is `<agent dir>/volumes/<namespace>/<claim>-<uid prefix>`; a claim of at most
+//!   256 MiB gets a tmpfs of exactly its size there (`crate::disks`), so writing more than it
+//!   holds fails with `ENOSPC` as on a real disk; the controller
 //!   manager's binder completes the binding; the directory lives as long as the claim (pod
 //!   deletion and recreation keep the data); a Released volume of ours is deleted with its
 //!   directory;
@@ -80,8 +82,6 @@ async fn provision(shared: &Shared, pvc: &PersistentVolumeClaim) -> Result<()> {
         return Ok(());
     }
     let dir = claim_dir(shared, ns, name, uid);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| crate::Error::io(format!("create {}", dir.display()), e))?;
     let size = spec
         .resources
         .as_ref()
@@ -89,6 +89,15 @@ async fn provision(shared: &Shared, pvc: &PersistentVolumeClaim) -> Result<()> {
         .and_then(|r| r.get("storage"))
         .map(|q| q.0.clone())
         .unwrap_or_else(|| "1Gi".into());
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| crate::Error::io(format!("create {}", dir.display()), e))?;
+        if let Some(bytes) = crate::disks::parse_quantity(&size) {
+            if let Err(e) = crate::disks::mount_sized(&dir, bytes) {
+                tracing::warn!(error = %e, "the volume is not limited to its size");
+            }
+        }
+    }
     let modes = spec
         .access_modes
         .clone()
@@ -150,6 +159,7 @@ async fn reclaim(shared: &Shared, pv: &PersistentVolume) -> Result<()> {
         .map(|h| PathBuf::from(&h.path))
     {
         if path.starts_with(shared.config.dir.join("volumes")) {
+            crate::disks::unmount_under(&path);
             let _ = std::fs::remove_dir_all(&path);
         }
     }

@@ -5,16 +5,19 @@
 //! - [`APPLIED_ANNOTATION`] on the database records, as JSON, every participant this operator
 //!   created objects for (name, namespace, kubeconfig Secret of its cluster); a recorded
 //!   participant the plan no longer manages has its StatefulSets, Deployments, Services,
-//!   PodDisruptionBudgets, volume claims and password copy deleted in its own cluster and
-//!   namespace, with a Normal Event `ParticipantRemoved`; one whose cluster cannot be reached
-//!   stays recorded and is retried on the next reconcile;
+//!   PodDisruptionBudgets and password copy deleted in its own cluster and namespace, and its
+//!   volume claims too when `spec.persistence.reclaimPolicy` is `Delete` (by default they are
+//!   kept, so the participant added back finds its data), with a Normal Event
+//!   `ParticipantRemoved` saying which; one whose cluster cannot be reached stays recorded and
+//!   is retried on the next reconcile;
 //! - in the database's namespace of the local cluster, StatefulSets, Services and
 //!   PodDisruptionBudgets labelled with a participant no longer in the plan (or, with
 //!   `--participant`, not managed by this operator) are deleted;
 //! - on deletion ([`cleanup`]) the supervisor stops and, in every managed participant's
 //!   namespace and the database's own, the database's StatefulSets and Deployments (foreground), Services,
-//!   PodDisruptionBudgets and password copies are deleted, then its volume claims once no
-//!   StatefulSet is left. While anything is left, or a cluster cannot be reached, the cleanup
+//!   PodDisruptionBudgets and password copies are deleted, then, with `reclaimPolicy: Delete`,
+//!   its volume claims once no StatefulSet is left (with `Retain`, the default, they are kept
+//!   and the Event says so). While anything is left, or a cluster cannot be reached, the cleanup
 //!   fails with [`ReconcileError::Cleanup`] naming what is left and why, and the finalizer
 //!   stays; once nothing is left, a Normal Event `Deleted` is recorded.
 
@@ -99,14 +102,20 @@ pub(super) async fn prune_left_participants(
                 continue;
             }
         };
-        delete_left_participant(&client, topo, gone).await?;
+        let delete_claims = db.spec.effective_reclaim_policy() == aadb_crd::ReclaimPolicy::Delete;
+        delete_left_participant(&client, topo, gone, delete_claims).await?;
+        let claims = if delete_claims {
+            "and its volume claims"
+        } else {
+            "and kept its volume claims (reclaimPolicy Retain)"
+        };
         publish(
             ctx,
             db,
             EventType::Normal,
             "ParticipantRemoved",
             format!(
-                "deleted the objects of participant {} (namespace {})",
+                "deleted the objects of participant {} (namespace {}) {claims}",
                 gone.name, gone.namespace
             ),
         )
@@ -135,6 +144,7 @@ async fn delete_left_participant(
     client: &kube::Client,
     topo: &Topology,
     gone: &AppliedParticipant,
+    delete_claims: bool,
 ) -> Result<(), ReconcileError> {
     let selector = format!(
         "{},{}={}",
@@ -157,9 +167,11 @@ async fn delete_left_participant(
     Api::<PodDisruptionBudget>::namespaced(client.clone(), &gone.namespace)
         .delete_collection(&dp, &lp)
         .await?;
-    Api::<PersistentVolumeClaim>::namespaced(client.clone(), &gone.namespace)
-        .delete_collection(&dp, &lp)
-        .await?;
+    if delete_claims {
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &gone.namespace)
+            .delete_collection(&dp, &lp)
+            .await?;
+    }
     Api::<Secret>::namespaced(client.clone(), &gone.namespace)
         .delete_collection(&dp, &lp)
         .await?;
@@ -242,21 +254,22 @@ pub(super) async fn cleanup(
         .collect();
     places.push((ClusterTarget::Local, ns.clone()));
     places.dedup();
+    let delete_claims = db.spec.effective_reclaim_policy() == aadb_crd::ReclaimPolicy::Delete;
     for (target, namespace) in places {
         match dereference::cluster_client(&ctx, &ns, &target).await {
-            Ok(client) => remaining.extend(delete_all_in(&client, &namespace, &lp).await?),
+            Ok(client) => {
+                remaining.extend(delete_all_in(&client, &namespace, &lp, delete_claims).await?)
+            }
             Err(e) => remaining.push(format!("{namespace}: {e}")),
         }
     }
     if remaining.is_empty() {
-        publish(
-            &ctx,
-            &db,
-            EventType::Normal,
-            "Deleted",
-            "every object of the database was deleted".into(),
-        )
-        .await;
+        let message = if delete_claims {
+            "every object of the database was deleted"
+        } else {
+            "every object of the database was deleted except its volume claims (reclaimPolicy Retain)"
+        };
+        publish(&ctx, &db, EventType::Normal, "Deleted", message.into()).await;
         Ok(Action::await_change())
     } else {
         Err(ReconcileError::Cleanup(remaining.join("; ")))
@@ -269,6 +282,7 @@ async fn delete_all_in(
     client: &kube::Client,
     namespace: &str,
     lp: &ListParams,
+    delete_claims: bool,
 ) -> Result<Option<String>, ReconcileError> {
     let dp = DeleteParams::foreground();
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
@@ -318,10 +332,14 @@ async fn delete_all_in(
     let left_pdb = pdb.list(lp).await?.items.len();
     // Claims go once their pods are gone (the StatefulSet retention policy also deletes them;
     // this covers claims kept by an earlier scale-down).
-    if left_sts == 0 {
+    if left_sts == 0 && delete_claims {
         note("claims", pvc.delete_collection(&plain, lp).await.map(drop));
     }
-    let left_pvc = pvc.list(lp).await?.items.len();
+    let left_pvc = if delete_claims {
+        pvc.list(lp).await?.items.len()
+    } else {
+        0
+    };
     if left_sts + left_svc + left_pdb + left_pvc == 0 {
         return Ok(None);
     }

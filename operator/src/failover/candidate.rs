@@ -90,6 +90,9 @@ pub(super) fn rejection(pod: &PodView) -> Option<String> {
     if pod.report().is_none() {
         return Some(format!("unreachable ({})", pod.silence_reason()));
     }
+    if let Some(why) = pod.log_failure() {
+        return Some(format!("cannot write its log ({why})"));
+    }
     None
 }
 

@@ -97,8 +97,39 @@ impl Ctx<'_> {
         }
     }
 
+    /// The primary serves and answers as a primary but cannot write its log: rule (d).
+    pub(super) fn log_failing(&self) -> Decision {
+        let primary = self.primary;
+        let why = primary.log_failure().unwrap_or("unknown");
+        let since = primary.log_failing_since.unwrap_or(self.now);
+        let failing = self.now.saturating_duration_since(since);
+        let timeout = self.settings.detection_timeout;
+        if failing >= timeout {
+            return self.failover_since(
+                format!(
+                    "primary {} cannot write its log for {}: {why}",
+                    primary.pod,
+                    human(failing)
+                ),
+                since,
+            );
+        }
+        Decision::hold(format!(
+            "primary {} cannot write its log for {} (< {}): {why}",
+            primary.pod,
+            human(failing),
+            human(timeout)
+        ))
+    }
+
     /// The primary failed for `reason`: promote the best candidate, or hold.
     fn failover(&self, reason: String) -> Decision {
+        self.failover_since(reason, self.primary.not_ready_since.unwrap_or(self.now))
+    }
+
+    /// Like [`Ctx::failover`]; a live primary is drained for at most 2 × `detection_timeout`
+    /// after `stopped`, when it stopped working.
+    fn failover_since(&self, reason: String, stopped: std::time::Instant) -> Decision {
         if !self.settings.enabled {
             return Decision::hold(format!("{reason}; automatic failover is disabled"));
         }
@@ -119,8 +150,7 @@ impl Ctx<'_> {
             reason
         };
         if !completing {
-            let stopped_serving = self.primary.not_ready_since.unwrap_or(self.now);
-            if let Some(hold) = self.drain(chosen, &reason, Some(stopped_serving)) {
+            if let Some(hold) = self.drain(chosen, &reason, Some(stopped)) {
                 return hold;
             }
         }
@@ -153,6 +183,81 @@ mod tests {
         decide, FailoverSettings, HealthTracker, NodeReport, ProbeOutcome, ReportedRole,
     };
 
+    #[test]
+    fn a_primary_that_cannot_write_its_log_is_replaced_after_the_detection_timeout() {
+        let t = now();
+        let view = |since| {
+            shard(vec![
+                pod(0).labeled().primary(1, 100).log_failing(since),
+                pod(1).replica_of(0, true, 100),
+                pod(2).replica_of(0, true, 90).log_failing(since),
+            ])
+        };
+        let d = decide(&view(t - ms(400)), &settings(), t);
+        assert_eq!(d.actions, vec![]);
+        assert!(!d.healthy);
+        assert!(
+            holding(&d).contains("cannot write its log for 400ms (< 1s)")
+                && holding(&d).contains("No space left"),
+            "{d:?}"
+        );
+        // It still answers as a primary: the other replica is drained towards the candidate
+        // (not itself a candidate: its log fails too), then the candidate is promoted.
+        let d = decide(&view(t - ms(1000)), &settings(), t);
+        assert_eq!(d.actions, vec![follow(2, 1, false)], "{d:?}");
+        assert!(holding(&d).contains("draining"), "{d:?}");
+        let drained = shard(vec![
+            pod(0).labeled().primary(1, 100).log_failing(t - ms(1000)),
+            pod(1).replica_of(0, true, 100),
+            pod(2).replica_of(1, true, 90).log_failing(t - ms(1000)),
+        ]);
+        let d = decide(&drained, &settings(), t);
+        assert_eq!(promotion(&d), Some((name(0), name(1))), "{d:?}");
+        assert!(d.actions.contains(&follow(0, 1, true)), "{d:?}");
+        let Some(Action::Promote { reason, .. }) = d.actions.first() else {
+            panic!("{d:?}")
+        };
+        assert!(reason.contains("cannot write its log for 1s"), "{reason}");
+    }
+
+    #[test]
+    fn a_replica_that_cannot_write_its_log_makes_the_shard_degraded() {
+        let t = now();
+        let view = shard(vec![
+            pod(0).labeled().primary(1, 100),
+            pod(1).replica_of(0, true, 100).log_failing(t - ms(50)),
+        ]);
+        let d = decide(&view, &settings(), t);
+        assert_eq!(d.actions, vec![]);
+        assert!(!d.healthy);
+        assert!(
+            holding(&d).contains("replica db-east-0-1 cannot write its log"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn the_tracker_remembers_when_answers_began_to_report_a_log_failure() {
+        let t = now();
+        let mut tracker = HealthTracker::new();
+        let failing = |fails: bool| {
+            ProbeOutcome::Answered(NodeReport {
+                role: ReportedRole::Primary,
+                offset: 1,
+                generation: 1,
+                log_failure: fails.then(|| "disk full".to_string()),
+            })
+        };
+        tracker.record_probe(&name(0), failing(true), t);
+        tracker.record_probe(&name(0), ProbeOutcome::Failed("timeout".into()), t + ms(5));
+        tracker.record_probe(&name(0), failing(true), t + ms(10));
+        let mut view = pod(0);
+        tracker.annotate(&mut view);
+        assert_eq!(view.log_failing_since, Some(t));
+        tracker.record_probe(&name(0), failing(false), t + ms(20));
+        tracker.annotate(&mut view);
+        assert_eq!(view.log_failing_since, None);
+    }
     #[test]
     fn primary_not_ready_below_timeout_holds() {
         let t = now();
@@ -368,6 +473,7 @@ mod tests {
             role: ReportedRole::Primary,
             offset: 100,
             generation: 1,
+            log_failure: None,
         });
         tracker.record_probe(&name(0), answer, t + ms(666));
         tracker.record_probe(
@@ -392,6 +498,7 @@ mod tests {
             role: ReportedRole::Primary,
             offset: 100,
             generation: 1,
+            log_failure: None,
         });
         tracker.record_probe(&name(0), answer, t + ms(1665));
         tracker.annotate(&mut view.pods[0]);

@@ -28,8 +28,14 @@
 //!   count rose) within the last 2 × `detection_timeout`: the process exited, which needs no
 //!   waiting.
 //!
-//! While the primary is not serving or not answering but not (yet) failed, nothing is done and
-//! `holding` says why (no re-pointing towards a primary in doubt).
+//! - (d) it serves and answers as a primary, but its answers have reported that it cannot write
+//!   its log (a full disk, an I/O error: it refuses writes) for at least `detection_timeout`,
+//!   counted from the first such answer ([`PodView::log_failing_since`]).
+//!
+//! While the primary is not serving or not answering, or cannot write its log, but is not (yet)
+//! failed, nothing is done and `holding` says why (no re-pointing towards a primary in doubt).
+//! A replica that cannot write its log is never a candidate, and in the steady state it makes
+//! the shard not healthy, with `holding` naming it.
 //!
 //! **Candidates.** A candidate for promotion is a pod other than the failed primary that is
 //! serving, answers, has an address, and answers either as a replica, or as a primary whose
@@ -182,6 +188,11 @@ pub fn decide(view: &ShardView, settings: &FailoverSettings, now: Instant) -> De
     };
     let retiring = view.retiring.as_ref() == Some(&primary.pod);
     match primary.report() {
+        Some(report)
+            if primary.serving() && report.is_primary() && report.log_failure.is_some() =>
+        {
+            ctx.log_failing()
+        }
         Some(report) if primary.serving() && report.is_primary() && retiring => ctx.switchover(),
         Some(report) if primary.serving() && report.is_primary() => ctx.steady(),
         Some(report) if primary.serving() => ctx.labeled_replica(report),

@@ -53,6 +53,9 @@ fn random_shard(rng: &mut Rng, t: Instant) -> ShardView {
                     p.replica_of_addr(&target, link, offset)
                 }
             };
+            if rng.chance(10) {
+                p = p.log_failing(t - ms(rng.below(2500)));
+            }
             if rng.chance(5) {
                 p.last = None;
             }
@@ -144,8 +147,12 @@ fn check_promotion(
     let by_name = |n: &str| view.pods.iter().find(|p| p.pod == n);
     // A planned switchover of a serving primary needs neither failover enabled nor the
     // flapping guard passed.
+    // (A primary that cannot write its log fails over instead.)
     let switching = |p: &PodView| {
-        view.retiring.as_ref() == Some(&p.pod) && p.serving() && p.primary_report().is_some()
+        view.retiring.as_ref() == Some(&p.pod)
+            && p.serving()
+            && p.primary_report().is_some()
+            && p.log_failure().is_none()
     };
     let switchover = by_name(from).is_some_and(switching);
     assert!(settings.enabled || switchover, "{view:?} {d:?}");
@@ -155,6 +162,10 @@ fn check_promotion(
     );
     let to = by_name(to).expect("promoted pod exists");
     assert!(to.serving() && to.report().is_some(), "{view:?} {d:?}");
+    assert!(
+        to.log_failure().is_none(),
+        "a pod that cannot write its log is never promoted: {view:?} {d:?}"
+    );
     if switchover && to.primary_report().is_none() {
         // Hands over only to a replica in sync with the primary.
         let from_address = by_name(from).and_then(|p| p.address.clone());
@@ -199,8 +210,12 @@ fn check_kept_primary(
     let by_name = |n: &str| view.pods.iter().find(|p| p.pod == n);
     // A planned switchover of a serving primary needs neither failover enabled nor the
     // flapping guard passed.
+    // (A primary that cannot write its log fails over instead.)
     let switching = |p: &PodView| {
-        view.retiring.as_ref() == Some(&p.pod) && p.serving() && p.primary_report().is_some()
+        view.retiring.as_ref() == Some(&p.pod)
+            && p.serving()
+            && p.primary_report().is_some()
+            && p.log_failure().is_none()
     };
     let keeper = view
         .pods
@@ -223,7 +238,8 @@ fn check_kept_primary(
             assert!(settings.enabled || switching(keeper), "{view:?} {d:?}");
             assert!(d.holding.is_some(), "{view:?} {d:?}");
             assert!(
-                keeper.primary_report().is_some() && (!keeper.serving() || switching(keeper)),
+                keeper.primary_report().is_some()
+                    && (!keeper.serving() || switching(keeper) || keeper.log_failure().is_some()),
                 "{view:?} {d:?}"
             );
             let candidate = view
@@ -295,6 +311,11 @@ fn executing_decisions_converges_when_every_node_answers() {
             p.address = Some(addr(p.ordinal));
             if p.report().is_none() {
                 *p = p.clone().primary(1, 0);
+            }
+            // Every node works: none fails to write its log.
+            p.log_failing_since = None;
+            if let Some(ProbeOutcome::Answered(report)) = &mut p.last {
+                report.log_failure = None;
             }
         }
         view.last_failover = None;

@@ -18,13 +18,20 @@ impl Ctx<'_> {
             .filter(|p| p.labeled_primary && p.report().is_none())
             .map(|p| p.pod.as_str())
             .collect();
-        let holding = (!silent_labeled.is_empty()).then(|| {
-            format!(
+        let mut problems = Vec::new();
+        if !silent_labeled.is_empty() {
+            problems.push(format!(
                 "{} also labeled primary and not answering; kept {}",
                 silent_labeled.join(", "),
                 self.primary.pod
-            )
-        });
+            ));
+        }
+        for pod in self.others() {
+            if let Some(why) = pod.log_failure() {
+                problems.push(format!("replica {} cannot write its log: {why}", pod.pod));
+            }
+        }
+        let holding = (!problems.is_empty()).then(|| problems.join("; "));
         let replicas_in_sync = self.others().all(|p| {
             p.serving() && !p.labeled_primary && p.report().is_some_and(|r| r.linked_to(address))
         });
@@ -40,7 +47,7 @@ impl Ctx<'_> {
     pub(super) fn labeled_replica(&self, report: &NodeReport) -> Decision {
         let newer = self
             .others()
-            .filter(|p| p.serving() && p.address.is_some())
+            .filter(|p| p.serving() && p.address.is_some() && p.log_failure().is_none())
             .filter_map(|p| p.primary_report().map(|r| (p, r)))
             .filter(|(_, r)| r.generation > report.generation)
             .max_by_key(|(p, r)| (r.generation, r.offset, Reverse(p.ordinal)));

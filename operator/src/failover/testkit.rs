@@ -57,6 +57,8 @@ pub(super) trait Build: Sized {
         };
         self.answers(role, STEADY_GENERATION, offset)
     }
+    /// Its latest answer (it must have one) says it cannot write its log, since `since`.
+    fn log_failing(self, since: Instant) -> Self;
     fn unreachable(self, failures: u32, since: Instant) -> Self;
     fn not_ready(self, since: Instant) -> Self;
     fn node_lost(self, since: Instant) -> Self;
@@ -68,11 +70,19 @@ impl Build for PodView {
         self.labeled_primary = true;
         self
     }
+    fn log_failing(mut self, since: Instant) -> Self {
+        if let Some(ProbeOutcome::Answered(report)) = &mut self.last {
+            report.log_failure = Some("write failed: No space left on device".into());
+        }
+        self.log_failing_since = Some(since);
+        self
+    }
     fn answers(mut self, role: ReportedRole, generation: u64, offset: i64) -> Self {
         self.last = Some(ProbeOutcome::Answered(NodeReport {
             role,
             offset,
             generation,
+            log_failure: None,
         }));
         self.failed_probes = 0;
         self.failing_since = None;

@@ -16,6 +16,7 @@ struct PodHistory {
     /// Container restart count last seen.
     restarts: Option<u32>,
     crashed_at: Option<Instant>,
+    log_failing_since: Option<Instant>,
 }
 
 /// Keeps probe history per pod between ticks: records outcomes and maintains
@@ -36,9 +37,14 @@ impl HealthTracker {
     pub fn record_probe(&mut self, pod: &str, outcome: ProbeOutcome, now: Instant) {
         let history = self.pods.entry(pod.to_string()).or_default();
         match &outcome {
-            ProbeOutcome::Answered(_) => {
+            ProbeOutcome::Answered(report) => {
                 history.failed_probes = 0;
                 history.failing_since = None;
+                if report.log_failure.is_some() {
+                    history.log_failing_since.get_or_insert(now);
+                } else {
+                    history.log_failing_since = None;
+                }
             }
             ProbeOutcome::Failed(_) => {
                 history.failed_probes = history.failed_probes.saturating_add(1);
@@ -87,6 +93,7 @@ impl HealthTracker {
         view.failed_probes = history.failed_probes;
         view.failing_since = history.failing_since;
         view.crashed_at = history.crashed_at;
+        view.log_failing_since = history.log_failing_since;
         if history.readiness_known {
             view.not_ready_since = history.not_ready_since;
         }
@@ -161,6 +168,7 @@ mod tests {
             role: ReportedRole::Primary,
             offset: 1,
             generation: 1,
+            log_failure: None,
         });
         tracker.record_probe("db-east-0-0", answer.clone(), t + ms(10));
         tracker.annotate(&mut view);

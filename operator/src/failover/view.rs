@@ -22,6 +22,9 @@ pub struct NodeReport {
     /// the generation of the shard's actor the node runs (raised by each promotion); 0 if
     /// unknown
     pub generation: u64,
+    /// Why the node cannot write its log (a full disk, an I/O error), while it cannot: it
+    /// refuses writes until a retry succeeds (`aadb_persistence_error` of INFO persistence)
+    pub log_failure: Option<String>,
 }
 
 impl NodeReport {
@@ -86,6 +89,9 @@ pub struct PodView {
     /// Why the scheduler cannot place the pod, with the fix, while it cannot (its
     /// `PodScheduled` condition is False)
     pub unschedulable: Option<String>,
+    /// Since when its answers have reported a log failure, while they do; filled by
+    /// [`HealthTracker::annotate`](super::HealthTracker::annotate)
+    pub log_failing_since: Option<Instant>,
 }
 
 impl PodView {
@@ -116,6 +122,11 @@ impl PodView {
         } else {
             "not Ready"
         }
+    }
+
+    /// Why the node cannot write its log, when its latest answer says it cannot.
+    pub(super) fn log_failure(&self) -> Option<&str> {
+        self.report().and_then(|r| r.log_failure.as_deref())
     }
 
     /// Why the pod does not answer, for messages.

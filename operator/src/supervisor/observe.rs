@@ -178,6 +178,7 @@ fn pod_view(pod: &Pod, name: String, node_ok: bool, zones: &[String]) -> PodView
         failed_probes: 0,
         failing_since: None,
         crashed_at: None,
+        log_failing_since: None,
         unschedulable: unschedulable(pod, zones),
         pod: name,
     }
@@ -369,6 +370,7 @@ mod tests {
                 role,
                 offset,
                 generation: 1,
+                log_failure: None,
             },
             peers: Vec::new(),
             connected_replicas: 0,
