@@ -970,20 +970,28 @@ fn a_primary_whose_disk_is_full_is_replaced_and_the_status_says_why() {
             .expect("the primary's volume directory");
         let filler = dir.join("filler");
         let written = fill_disk(&filler);
-        let filled = Instant::now();
         eprintln!("[{ns}] filled {old}'s volume with {written} bytes");
-        let first = writer
-            .wait_acks(
-                "an acknowledged write on the new primary",
-                filled + Duration::from_millis(1),
-                1,
-                Duration::from_secs(60),
-            )
-            .await;
-        eprintln!(
-            "[{ns}] disk full to first acknowledged write: {}",
-            secs(first.acked.saturating_duration_since(filled))
-        );
+        // The log's last page may still take a few records; then writes are refused.
+        let old_address = pod_address(&before[0]).expect("the primary's address");
+        eventually(
+            "the primary refusing writes (MISCONF)",
+            Duration::from_secs(30),
+            || async {
+                let mut conn = redis_conn(&old_address).await?;
+                let value = "v".repeat(4096);
+                let reply = redis::cmd("SET")
+                    .arg("probe")
+                    .arg(&value)
+                    .query_async::<String>(&mut conn)
+                    .await;
+                match reply {
+                    Err(e) if e.to_string().contains("MISCONF") => Some(()),
+                    _ => None,
+                }
+            },
+        )
+        .await;
+        let refused = Instant::now();
         let new = eventually(
             "another pod labelled primary",
             Duration::from_secs(30),
@@ -994,10 +1002,24 @@ fn a_primary_whose_disk_is_full_is_replaced_and_the_status_says_why() {
             },
         )
         .await;
-        assert!(
-            failovers(h, ns).await > failovers_before,
-            "status counts the failover"
+        let first = writer
+            .wait_acks(
+                "an acknowledged write on the new primary",
+                refused,
+                1,
+                Duration::from_secs(60),
+            )
+            .await;
+        eprintln!(
+            "[{ns}] writes refused to first acknowledged write: {}",
+            secs(first.acked.saturating_duration_since(refused))
         );
+        eventually(
+            "status counting the failover",
+            Duration::from_secs(30),
+            || async { (failovers(h, ns).await > failovers_before).then_some(()) },
+        )
+        .await;
         // The old primary follows the new one but still cannot write its log: the status says so.
         let message = eventually(
             "Degraded naming the full disk",

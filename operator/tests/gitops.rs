@@ -247,7 +247,8 @@ fn the_same_object_in_every_cluster_makes_one_database() {
             to_east.as_secs_f64()
         );
 
-        // Deleting the object in west removes west's objects only.
+        // Deleting the object in west removes west's objects only, and keeps its claims (the
+        // default reclaimPolicy, Retain).
         let deleted = Instant::now();
         Api::<aadb_crd::ActiveActiveDatabase>::namespaced(west.client(), NS)
             .delete("db", &DeleteParams::default())
@@ -258,7 +259,10 @@ fn the_same_object_in_every_cluster_makes_one_database() {
             loop {
                 let object_gone = get_db(west, NS, "db").await.is_none();
                 let left = participants_of_objects(west).await;
-                if object_gone && left.as_ref().is_some_and(Vec::is_empty) {
+                let only_claims = left
+                    .as_ref()
+                    .is_some_and(|l| l.len() == 2 && l.iter().all(|(o, _)| o.starts_with("pvc/")));
+                if object_gone && only_claims {
                     return;
                 }
                 last = Some((object_gone, left));
@@ -300,9 +304,19 @@ fn the_same_object_in_every_cluster_makes_one_database() {
         eventually("east cleaned up", Duration::from_secs(90), || async {
             let object_gone = get_db(east, NS, "db").await.is_none();
             let left = participants_of_objects(east).await?;
-            (object_gone && left.is_empty()).then_some(())
+            let only_claims = left.len() == 2 && left.iter().all(|(o, _)| o.starts_with("pvc/"));
+            (object_gone && only_claims).then_some(())
         })
         .await;
+        for c in [east, west] {
+            Api::<PersistentVolumeClaim>::namespaced(c.client(), NS)
+                .delete_collection(
+                    &DeleteParams::default(),
+                    &kube::api::ListParams::default().labels("aadb.dev/database=db"),
+                )
+                .await
+                .expect("delete the kept claims");
+        }
         operators.clear();
     });
 }

@@ -147,6 +147,11 @@ pub struct ServerArgs {
     /// Maximum size of one bulk argument in bytes.
     #[arg(long, env = "SHARD_NODE_PROTO_MAX_BULK_LEN", default_value_t = 512 * 1024 * 1024)]
     pub proto_max_bulk_len: u64,
+    /// The most argument bytes one write, or the writes of one transaction, may carry; larger
+    /// ones are refused before anything changes, since one write is one replicated effect.
+    /// At most (and by default) 511mb.
+    #[arg(long, env = "SHARD_NODE_MAX_EFFECT_BYTES", default_value = "511mb", value_parser = parse_memory_arg)]
+    pub max_effect_bytes: u64,
     /// Milliseconds added to this node's wall clock (fault injection: regions whose clocks
     /// disagree, as real ones do). Not for production use.
     #[arg(

@@ -161,6 +161,14 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
     db.settings.port = local.port();
     db.settings.dir = args.dir.display().to_string();
     db.settings.proto_max_bulk_len = args.proto_max_bulk_len;
+    if args.max_effect_bytes > shard_node::commands::MAX_EFFECT_BYTES {
+        anyhow::bail!(
+            "--max-effect-bytes {} is above {}, the most a replicated write can carry",
+            args.max_effect_bytes,
+            shard_node::commands::MAX_EFFECT_BYTES
+        );
+    }
+    db.settings.max_effect_bytes = args.max_effect_bytes;
     db.started_ms = now;
     db.tcp_port = local.port();
     db.run_id = format!("{:040x}", rand::random::<u128>());

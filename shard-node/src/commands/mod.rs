@@ -220,6 +220,9 @@ pub struct Settings {
     pub port: u16,
     pub dir: String,
     pub proto_max_bulk_len: u64,
+    /// The most argument bytes one write (or one transaction's writes) may carry
+    /// (`--max-effect-bytes`): its effect must fit a log record and a link frame.
+    pub max_effect_bytes: u64,
     pub timeout: u64,
     pub databases: u64,
     /// Redis parameters stored and reported without effect (`config::PARAMS`).
@@ -328,6 +331,7 @@ impl Db {
                 port: 6379,
                 dir: ".".into(),
                 proto_max_bulk_len: 512 * 1024 * 1024,
+                max_effect_bytes: MAX_EFFECT_BYTES,
                 timeout: 0,
                 databases: 1,
                 params: config::default_params(),
@@ -780,6 +784,22 @@ fn dispatch_command(
 
 /// Whether `args` changes the dataset: a write command, or a writing subcommand of a container
 /// command whose own flags are empty, as in Redis (`XGROUP CREATE`…).
+/// The largest `--max-effect-bytes`: an effect's encoding must fit a link frame's bulk limit
+/// (512 MiB on every node) with room for its header, and a log record (1 GiB).
+pub const MAX_EFFECT_BYTES: u64 = 511 * 1024 * 1024;
+
+/// Bytes of the arguments of a command.
+pub fn argument_bytes(args: &[Bytes]) -> u64 {
+    args.iter().map(|a| a.len() as u64).sum()
+}
+
+/// The error for writes whose effect would carry `bytes` over the limit.
+pub fn effect_too_large(bytes: u64, limit: u64, what: &str) -> CmdError {
+    Cow::Owned(format!(
+        "{what} would carry {bytes} bytes, more than one write may replicate (max-effect-bytes {limit}); split it into smaller writes"
+    ))
+}
+
 pub fn writes(command: &Command, args: &[Bytes]) -> bool {
     command.flags.write
         || (command.name == "xgroup" && args.get(1).is_some_and(|sub| !is(sub, "help")))
@@ -803,6 +823,16 @@ fn admission(db: &mut Db, command: &Command, args: &[Bytes], now_ms: u64) -> Res
         return Err(Cow::Borrowed(
             "READONLY You can't write against a read only replica.",
         ));
+    }
+    if write {
+        let bytes = argument_bytes(args);
+        if bytes > db.settings.max_effect_bytes {
+            return Err(effect_too_large(
+                bytes,
+                db.settings.max_effect_bytes,
+                "ERR this write",
+            ));
+        }
     }
     if write && now_ms < db.repl.write_hold_until_ms {
         return Err(Cow::Borrowed(

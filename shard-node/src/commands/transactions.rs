@@ -45,6 +45,19 @@ fn exec(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
             "EXECABORT Transaction discarded because of previous errors.",
         ));
     }
+    // One transaction is one effect: its writes together must fit.
+    let bytes: u64 = queued
+        .iter()
+        .filter(|args| lookup(&args[0]).is_some_and(|c| writes(c, args)))
+        .map(|args| argument_bytes(args))
+        .sum();
+    if bytes > ctx.db.settings.max_effect_bytes {
+        return Err(effect_too_large(
+            bytes,
+            ctx.db.settings.max_effect_bytes,
+            "EXECABORT Transaction discarded: its writes",
+        ));
+    }
     let touched = watched
         .iter()
         .any(|(k, v)| ctx.db.ks.watch_version(k) != *v);

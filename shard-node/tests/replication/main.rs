@@ -10,6 +10,7 @@ mod replication_support;
 mod blocking_across_regions;
 mod eviction_across_regions;
 mod list_convergence_processes;
+mod oversized_writes;
 mod replication_basics;
 mod replication_catchup;
 mod replication_convergence;

@@ -1,0 +1,68 @@
+//! Writes too large to replicate as one effect are refused before anything changes, and the
+//! replicas and peers that would have received them stay writable and in step.
+//!
+//! The limit is lowered to 1 MiB (`--max-effect-bytes`) so that the test moves megabytes, not
+//! the half gigabyte of the default; the check is the same.
+
+use crate::replication_support::{Cluster, Reply};
+use std::time::Duration;
+
+const LIMIT: usize = 1024 * 1024;
+const LINK_UP: Duration = Duration::from_secs(20);
+
+#[test]
+fn writes_over_the_effect_limit_are_refused_and_links_stay_healthy() {
+    const A: usize = 0;
+    const B: usize = 1;
+    let mut c = Cluster::start_with(&["A", "B"], &[1, 0], None, |b| {
+        b.arg("--max-effect-bytes").arg(LIMIT.to_string())
+    });
+    c.wait_links_up(LINK_UP).unwrap_or_else(|e| panic!("{e}"));
+    let big = "x".repeat(400 * 1024);
+    let a = (A, 0);
+
+    // A transaction whose writes add up to more than the limit: nothing of it runs.
+    assert_eq!(c.q(a, &["MULTI"]).text(), "OK");
+    for k in 0..3 {
+        assert_eq!(c.q(a, &["SET", &format!("t{k}"), &big]).text(), "QUEUED");
+    }
+    assert_eq!(c.q(a, &["INCR", "t-counter"]).text(), "QUEUED");
+    let exec = c.q(a, &["EXEC"]);
+    match &exec {
+        Reply::Error(e) => assert!(
+            e.starts_with("EXECABORT") && e.contains("max-effect-bytes"),
+            "{e}"
+        ),
+        other => panic!("EXEC of an oversized transaction answered {}", other.text()),
+    }
+    for key in ["t0", "t1", "t2", "t-counter"] {
+        assert_eq!(c.q(a, &["EXISTS", key]).text(), "0", "{key} was written");
+    }
+
+    // One command over the limit is refused the same way.
+    let mset = c.q(a, &["MSET", "m1", &big, "m2", &big, "m3", &big]);
+    assert!(
+        matches!(&mset, Reply::Error(e) if e.starts_with("ERR this write would carry")),
+        "{}",
+        mset.text()
+    );
+    assert_eq!(c.q(a, &["EXISTS", "m1"]).text(), "0");
+
+    // Under the limit, a large write goes through and reaches the replica and the peer; the
+    // links did not break.
+    assert_eq!(c.q(a, &["SET", "fits", &big]).text(), "OK");
+    assert_eq!(c.q(a, &["MULTI"]).text(), "OK");
+    assert_eq!(c.q(a, &["SET", "fits2", &big]).text(), "QUEUED");
+    assert_eq!(c.q(a, &["INCR", "after"]).text(), "QUEUED");
+    assert!(matches!(c.q(a, &["EXEC"]), Reply::Array(_)));
+    assert_eq!(c.q((B, 0), &["SET", "from-b", "1"]).text(), "OK");
+    c.converge(LINK_UP).unwrap_or_else(|e| panic!("{e}"));
+    for id in [(A, 0), (A, 1), (B, 0)] {
+        assert_eq!(c.q(id, &["STRLEN", "fits"]).text(), big.len().to_string());
+        assert_eq!(c.q(id, &["GET", "after"]).text(), "1");
+        assert_eq!(c.q(id, &["GET", "from-b"]).text(), "1");
+        assert_eq!(c.q(id, &["EXISTS", "t0"]).text(), "0");
+    }
+    assert_eq!(c.q(a, &["SET", "still-writable", "1"]).text(), "OK");
+    assert_eq!(c.q((B, 0), &["SET", "b-still-writable", "1"]).text(), "OK");
+}
