@@ -245,10 +245,9 @@ pub fn shard_node_args(
     args.extend(aclfile_args());
     let failover = spec.effective_failover();
     if failover.enabled {
-        // A restarted primary waits for the failover that may have been decided while it was
-        // down, rather than acknowledging writes the demotion would discard.
-        let hold = u64::from(failover.detection_timeout_millis) * 2;
-        args.extend(["--restart-hold-ms".into(), hold.to_string()]);
+        // A restarted node takes no writes until the supervisor tells it its role: it may
+        // have been failed over while it was down.
+        args.push("--restart-hold-until-told".into());
     }
     args
 }

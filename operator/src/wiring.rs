@@ -866,6 +866,7 @@ fn interpret_probe(replies: &[Value]) -> Result<NodeDetail, (&'static str, Strin
         .cloned();
     let generation = number(&crdt_info, "crdt_epoch").map_err(|d| ("INFO crdt", d))?;
     let log_failure = crdt_info.get("aadb_persistence_error").cloned();
+    let write_held = replication.get("aadb_write_hold").is_some_and(|v| v == "1");
     let peers = match rest.first() {
         Some(reply) => parse_peers(reply).map_err(|d| ("AA.PEERS", d))?,
         None => Vec::new(),
@@ -876,6 +877,7 @@ fn interpret_probe(replies: &[Value]) -> Result<NodeDetail, (&'static str, Strin
             offset,
             generation,
             log_failure,
+            write_held,
         },
         peers,
         connected_replicas,
@@ -1088,6 +1090,7 @@ mod tests {
                     offset: 42,
                     generation: 3,
                     log_failure: None,
+                    write_held: false,
                 },
                 peers: vec![],
                 connected_replicas: 2,

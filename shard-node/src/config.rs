@@ -83,6 +83,12 @@ pub struct ServerArgs {
     /// down would otherwise discard the writes it acknowledges meanwhile. 0: no hold.
     #[arg(long, env = "SHARD_NODE_RESTART_HOLD_MS", default_value_t = 0)]
     pub restart_hold_ms: u64,
+    /// After a restart that recovered data, refuse client writes until `REPLICAOF` tells the
+    /// node its role (`REPLICAOF NO ONE` on a primary confirms it), however long that takes:
+    /// for a node whose roles an operator manages. `INFO replication` shows
+    /// `aadb_write_hold:1` meanwhile.
+    #[arg(long, env = "SHARD_NODE_RESTART_HOLD_UNTIL_TOLD")]
+    pub restart_hold_until_told: bool,
     /// Start as a replica of this primary (HOST:PORT).
     #[arg(long, env = "SHARD_NODE_REPLICAOF", value_name = "HOST:PORT")]
     pub replicaof: Option<String>,

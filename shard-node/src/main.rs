@@ -180,12 +180,19 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
     db.repl = shard_node::repl::ReplState::new(db.ks.clock().clone());
     db.repl.backlog.set_limit(args.repl_backlog_size as usize);
     db.repl.links_use_tls = tls.is_some();
-    if recovered_data && args.restart_hold_ms > 0 && args.replicaof.is_none() {
-        db.repl.write_hold_until_ms = now + args.restart_hold_ms;
-        tracing::info!(
-            hold_ms = args.restart_hold_ms,
-            "restarted with data: client writes wait for the node's role"
-        );
+    if recovered_data && args.replicaof.is_none() {
+        if args.restart_hold_until_told {
+            db.repl.write_hold_until_ms = u64::MAX;
+            tracing::info!(
+                "restarted with data: client writes wait until the node is told its role"
+            );
+        } else if args.restart_hold_ms > 0 {
+            db.repl.write_hold_until_ms = now + args.restart_hold_ms;
+            tracing::info!(
+                hold_ms = args.restart_hold_ms,
+                "restarted with data: client writes wait for the node's role"
+            );
+        }
     }
     if let Some(r) = &args.replicaof {
         if let Ok((host, port)) = shard_node::commands::replication::parse_peer_addr(r) {

@@ -246,6 +246,7 @@ mod tests {
                 offset: 1,
                 generation: 1,
                 log_failure: fails.then(|| "disk full".to_string()),
+                write_held: false,
             })
         };
         tracker.record_probe(&name(0), failing(true), t);
@@ -474,6 +475,7 @@ mod tests {
             offset: 100,
             generation: 1,
             log_failure: None,
+            write_held: false,
         });
         tracker.record_probe(&name(0), answer, t + ms(666));
         tracker.record_probe(
@@ -499,6 +501,7 @@ mod tests {
             offset: 100,
             generation: 1,
             log_failure: None,
+            write_held: false,
         });
         tracker.record_probe(&name(0), answer, t + ms(1665));
         tracker.annotate(&mut view.pods[0]);

@@ -79,7 +79,9 @@
 //! towards the new primary's address, `demote` set when it answered as a primary — the old
 //! primary included when it still answers.
 //!
-//! **Steady state** (the primary is serving and answers as a primary): every other answering
+//! **Steady state** (the primary is serving and answers as a primary): a primary that reports
+//! it holds writes until told its role (it restarted with data) gets `Elect { promote: true }`
+//! first (`REPLICAOF NO ONE`, a no-op on a primary that ends the hold); every other answering
 //! pod that answers as a primary, follows an address other than the primary's, or is also
 //! labeled primary gets `Follow` towards the primary (`demote` = it answered as a primary):
 //! a returning old primary, a replica restarted as a primary, a replica following a stale

@@ -56,6 +56,11 @@ fn random_shard(rng: &mut Rng, t: Instant) -> ShardView {
             if rng.chance(10) {
                 p = p.log_failing(t - ms(rng.below(2500)));
             }
+            if rng.chance(10) {
+                if let Some(ProbeOutcome::Answered(r)) = &mut p.last {
+                    r.write_held = r.is_primary();
+                }
+            }
             if rng.chance(5) {
                 p.last = None;
             }
@@ -381,6 +386,9 @@ fn apply(view: &mut ShardView, d: &Decision) {
                 let p = view.pods.iter_mut().find(|p| &p.pod == pod).expect("pod");
                 if *up {
                     promote(p);
+                    if let Some(ProbeOutcome::Answered(r)) = &mut p.last {
+                        r.write_held = false;
+                    }
                 }
                 p.labeled_primary = true;
             }

@@ -2,7 +2,7 @@
 //! as a replica.
 
 use super::election::elected;
-use super::{realign, Ctx, Decision, NodeReport};
+use super::{realign, Action, Ctx, Decision, NodeReport};
 use std::cmp::Reverse;
 
 impl Ctx<'_> {
@@ -12,6 +12,13 @@ impl Ctx<'_> {
             return Decision::hold(format!("primary {} has no address yet", self.primary.pod));
         };
         let mut actions = Vec::new();
+        // Restarted with data, it waits to be told it is still the primary.
+        if self.primary.report().is_some_and(|r| r.write_held) {
+            actions.push(Action::Elect {
+                pod: self.primary.pod.clone(),
+                promote: true,
+            });
+        }
         realign(self.view, self.primary, address, &mut actions);
         let silent_labeled: Vec<&str> = self
             .others()
@@ -68,7 +75,23 @@ impl Ctx<'_> {
 #[cfg(test)]
 mod tests {
     use crate::failover::testkit::*;
-    use crate::failover::{decide, FailoverSettings, ReportedRole};
+    use crate::failover::{decide, FailoverSettings, ProbeOutcome, ReportedRole};
+
+    #[test]
+    fn a_primary_holding_writes_after_a_restart_is_confirmed_and_the_others_realigned() {
+        let t = now();
+        let mut view = shard(vec![
+            pod(0).labeled().primary(1, 100),
+            pod(1).primary(1, 40),
+            pod(2).replica_of(0, true, 90),
+        ]);
+        if let Some(ProbeOutcome::Answered(r)) = &mut view.pods[0].last {
+            r.write_held = true;
+        }
+        let d = decide(&view, &settings(), t);
+        assert_eq!(d.actions, vec![elect(0, true), follow(1, 0, true)], "{d:?}");
+        assert!(!d.healthy);
+    }
 
     #[test]
     fn healthy_steady_state() {

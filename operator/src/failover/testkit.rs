@@ -83,6 +83,7 @@ impl Build for PodView {
             offset,
             generation,
             log_failure: None,
+            write_held: false,
         }));
         self.failed_probes = 0;
         self.failing_since = None;

@@ -169,6 +169,7 @@ mod tests {
             offset: 1,
             generation: 1,
             log_failure: None,
+            write_held: false,
         });
         tracker.record_probe("db-east-0-0", answer.clone(), t + ms(10));
         tracker.annotate(&mut view);

@@ -25,6 +25,9 @@ pub struct NodeReport {
     /// Why the node cannot write its log (a full disk, an I/O error), while it cannot: it
     /// refuses writes until a retry succeeds (`aadb_persistence_error` of INFO persistence)
     pub log_failure: Option<String>,
+    /// A primary that restarted with data and refuses writes until it is told its role
+    /// (`aadb_write_hold:1` of INFO replication)
+    pub write_held: bool,
 }
 
 impl NodeReport {

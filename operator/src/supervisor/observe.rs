@@ -371,6 +371,7 @@ mod tests {
                 offset,
                 generation: 1,
                 log_failure: None,
+                write_held: false,
             },
             peers: Vec::new(),
             connected_replicas: 0,

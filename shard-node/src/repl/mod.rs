@@ -210,6 +210,9 @@ impl ReplState {
         match &self.role {
             Role::Primary => {
                 out.push_str("role:master\r\n");
+                if now_ms < self.write_hold_until_ms {
+                    out.push_str("aadb_write_hold:1\r\n");
+                }
                 out.push_str(&format!("connected_slaves:{}\r\n", self.replicas.len()));
                 for (i, r) in self.replicas.values().enumerate() {
                     let (ip, port) = r.addr.rsplit_once(':').unwrap_or((&r.addr, "0"));

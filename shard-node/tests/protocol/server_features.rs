@@ -333,6 +333,38 @@ fn a_restarted_node_holds_writes_until_it_is_told_its_role() {
     assert!(accepted.is_some(), "the hold never ended");
 }
 
+/// With `--restart-hold-until-told` the hold has no end of its own: a restarted node answers
+/// `READONLY` and reports `aadb_write_hold:1` until `REPLICAOF` gives it its role.
+#[test]
+fn a_node_restarted_with_hold_until_told_waits_as_long_as_it_takes() {
+    let mut node = NodeBuilder::new().arg("--restart-hold-until-told").start();
+    let port = node.port();
+    assert_eq!(
+        text(RawConn::connect(port).cmd_str(&["SET", "k", "1"])),
+        "+OK\r\n",
+        "a fresh node has no hold"
+    );
+    node.kill9();
+    node.restart();
+    let info = text(RawConn::connect(port).cmd_str(&["INFO", "replication"]));
+    assert!(info.contains("aadb_write_hold:1"), "{info}");
+    // Past any time-bounded hold the operator used to set (twice a 1 s detection timeout).
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        let refused = text(RawConn::connect(port).cmd_str(&["SET", "k", "2"]));
+        assert!(
+            refused.starts_with("-READONLY this node restarted"),
+            "{refused}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let mut c = RawConn::connect(port);
+    assert_eq!(text(c.cmd_str(&["REPLICAOF", "NO", "ONE"])), "+OK\r\n");
+    assert_eq!(text(c.cmd_str(&["SET", "k", "3"])), "+OK\r\n");
+    let info = text(c.cmd_str(&["INFO", "replication"]));
+    assert!(!info.contains("aadb_write_hold"), "{info}");
+}
+
 /// The node's resident memory, from /proc.
 fn rss_bytes(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
