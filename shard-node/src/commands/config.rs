@@ -409,7 +409,8 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                         s.maxclients = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64
                     }
                     "timeout" => {
-                        s.timeout = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64
+                        s.timeout = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64;
+                        crate::net::idle::set_timeout_secs(s.timeout);
                     }
                     "appendfsync" => s.appendfsync = lower(&value),
                     "busy-reply-threshold" | "lua-time-limit" => {

@@ -24,6 +24,7 @@
 //!   handshake that requires a client certificate signed by the node's CA (a refusal is logged
 //!   with the reason), then are served exactly like plain connections.
 
+pub mod idle;
 pub mod persist;
 pub mod stream;
 pub mod tls;
@@ -380,6 +381,8 @@ async fn handle_connection<S>(
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut commands: Vec<Vec<bytes::Bytes>> = Vec::new();
+    let mut idle_check = tokio::time::interval(idle::CHECK_INTERVAL);
+    let mut last_activity = std::time::Instant::now();
     'conn: loop {
         tokio::select! {
             read = socket.read_buf(&mut input) => {
@@ -387,6 +390,7 @@ async fn handle_connection<S>(
                     Ok(0) | Err(_) => break 'conn,
                     Ok(_) => {}
                 }
+                last_activity = std::time::Instant::now();
                 loop {
                     match process_input(&shared, &mut client, &mut parser, &mut input, &mut output, &mut commands) {
                         Processed::Closed => break 'conn,
@@ -487,6 +491,12 @@ async fn handle_connection<S>(
                 output.clear();
             }
             _ = overflow.wait() => break 'conn,
+            _ = idle_check.tick() => {
+                let subscribed = !client.channels.is_empty() || !client.patterns.is_empty();
+                if idle::timed_out(last_activity, subscribed) {
+                    break 'conn;
+                }
+            }
             _ = shutdown_rx.changed() => break 'conn,
         }
     }

@@ -2,7 +2,7 @@
 //! refusing writes once the effect log cannot be persisted, and `CLIENT PAUSE`.
 
 use crate::common;
-use crate::common::{encode, poll_until, NodeBuilder, RawConn};
+use crate::common::{encode, poll_until, NodeBuilder, RawConn, ReadEnd};
 use shard_node::commands::testing::new_db;
 use shard_node::commands::{dispatch, ClientState};
 use shard_node::crdt::{Actor, Keyspace};
@@ -363,6 +363,58 @@ fn a_node_restarted_with_hold_until_told_waits_as_long_as_it_takes() {
     assert_eq!(text(c.cmd_str(&["SET", "k", "3"])), "+OK\r\n");
     let info = text(c.cmd_str(&["INFO", "replication"]));
     assert!(!info.contains("aadb_write_hold"), "{info}");
+}
+
+/// `CONFIG SET timeout N` disconnects a client idle for more than N seconds, as Redis does;
+/// a subscriber and a client that keeps talking stay.
+#[test]
+fn idle_clients_are_disconnected_after_the_timeout_subscribers_are_not() {
+    let node = NodeBuilder::new().start();
+    let mut admin = RawConn::connect(node.port());
+    let mut idle = RawConn::connect(node.port());
+    let mut subscriber = RawConn::connect(node.port());
+    let mut busy = RawConn::connect(node.port());
+    assert_eq!(text(idle.cmd_str(&["PING"])), "+PONG\r\n");
+    let idle_since = std::time::Instant::now();
+    let subscribed = text(subscriber.cmd_str(&["SUBSCRIBE", "news"]));
+    assert!(subscribed.contains("subscribe"), "{subscribed}");
+    assert_eq!(
+        text(admin.cmd_str(&["CONFIG", "SET", "timeout", "1"])),
+        "+OK\r\n"
+    );
+    // The busy client talks every 300 ms while the idle one says nothing.
+    idle.set_read_timeout(Duration::from_millis(300));
+    let closed = poll_until(Duration::from_secs(10), || {
+        assert_eq!(text(busy.cmd_str(&["PING"])), "+PONG\r\n");
+        match idle.read_frame() {
+            Err(ReadEnd::Closed(_)) => Some(idle_since.elapsed()),
+            _ => None,
+        }
+    })
+    .expect("the idle client is disconnected");
+    assert!(
+        closed >= Duration::from_secs(1),
+        "disconnected {closed:?} after its last command, before the timeout"
+    );
+    eprintln!("idle client disconnected {closed:?} after its last command (timeout 1)");
+    assert_eq!(text(busy.cmd_str(&["PING"])), "+PONG\r\n");
+    // The admin connection was idle too.
+    let mut admin = RawConn::connect(node.port());
+    assert_eq!(text(admin.cmd_str(&["PUBLISH", "news", "hi"])), ":1\r\n");
+    let message = text(
+        subscriber
+            .read_frame()
+            .expect("the subscriber is still there"),
+    );
+    assert!(message.contains("hi"), "{message}");
+    assert_eq!(
+        text(admin.cmd_str(&["CONFIG", "GET", "timeout"])),
+        "*2\r\n$7\r\ntimeout\r\n$1\r\n1\r\n"
+    );
+    assert_eq!(
+        text(admin.cmd_str(&["CONFIG", "SET", "timeout", "0"])),
+        "+OK\r\n"
+    );
 }
 
 /// The node's resident memory, from /proc.
