@@ -867,6 +867,10 @@ fn interpret_probe(replies: &[Value]) -> Result<NodeDetail, (&'static str, Strin
     let generation = number(&crdt_info, "crdt_epoch").map_err(|d| ("INFO crdt", d))?;
     let log_failure = crdt_info.get("aadb_persistence_error").cloned();
     let write_held = replication.get("aadb_write_hold").is_some_and(|v| v == "1");
+    let coverage = crdt_info
+        .get("crdt_vector_clock")
+        .map(|clock| clock_coverage(clock))
+        .unwrap_or(0);
     let peers = match rest.first() {
         Some(reply) => parse_peers(reply).map_err(|d| ("AA.PEERS", d))?,
         None => Vec::new(),
@@ -878,11 +882,21 @@ fn interpret_probe(replies: &[Value]) -> Result<NodeDetail, (&'static str, Strin
             generation,
             log_failure,
             write_held,
+            coverage,
         },
         peers,
         connected_replicas,
         replid,
     })
+}
+
+/// The sum of the sequence numbers of a `crdt_vector_clock` value (`actor:seq,…`); entries
+/// that do not parse count 0.
+fn clock_coverage(clock: &str) -> u64 {
+    clock
+        .split(',')
+        .filter_map(|entry| entry.rsplit_once(':')?.1.trim().parse::<u64>().ok())
+        .fold(0u64, u64::saturating_add)
 }
 
 /// The `AA.PEERS` reply: an array of maps (RESP3) or of flat `key, value, …` arrays (RESP2)
@@ -1062,7 +1076,7 @@ mod tests {
     const PRIMARY_INFO: &str = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\nslave0:ip=127.0.0.1,port=7001,state=online,offset=10,lag=0\r\nmaster_replid:abc\r\nmaster_repl_offset:42\r\nrepl_backlog_active:1\r\n";
     const REPLICA_INFO: &str = "# Replication\r\nrole:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:7000\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:0\r\nmaster_sync_in_progress:0\r\nslave_repl_offset:40\r\nslave_read_only:1\r\nconnected_slaves:0\r\nmaster_replid:abc\r\nmaster_repl_offset:40\r\n";
     const FENCED_INFO: &str = "# Replication\r\nrole:slave\r\nmaster_host:\r\nmaster_port:0\r\nmaster_link_status:down\r\nslave_read_only:1\r\nconnected_slaves:0\r\naadb_fenced:1\r\nmaster_replid:def\r\nmaster_repl_offset:77\r\n";
-    const CRDT_INFO: &str = "# CRDT\r\ncrdt_participant:east\r\ncrdt_shard:0\r\ncrdt_epoch:3\r\ncrdt_actor:00aa\r\ncrdt_peers:0\r\n";
+    const CRDT_INFO: &str = "# CRDT\r\ncrdt_participant:east\r\ncrdt_shard:0\r\ncrdt_epoch:3\r\ncrdt_actor:00aa\r\ncrdt_vector_clock:00aa:5,00bb:7\r\ncrdt_peers:0\r\n";
 
     fn primary_role() -> Value {
         Value::Array(vec![bulk("master"), Value::Int(42), Value::Array(vec![])])
@@ -1091,6 +1105,7 @@ mod tests {
                     generation: 3,
                     log_failure: None,
                     write_held: false,
+                    coverage: 12,
                 },
                 peers: vec![],
                 connected_replicas: 2,

@@ -14,7 +14,15 @@ pub(super) fn elect(view: &ShardView, settings: &FailoverSettings, now: Instant)
         .filter(|p| !p.terminating && p.address.is_some())
         .filter_map(|p| p.primary_report().map(|r| (p, r)))
         .filter(|(p, _)| unelectable_primary(view, p).is_none())
-        .max_by_key(|(p, r)| (r.generation, r.offset, p.serving(), Reverse(p.ordinal)))
+        .max_by_key(|(p, r)| {
+            (
+                r.generation,
+                r.coverage,
+                r.offset,
+                p.serving(),
+                Reverse(p.ordinal),
+            )
+        })
         .map(|(p, _)| p);
     if let Some(pod) = primary {
         return elected(view, pod, false);
@@ -25,7 +33,7 @@ pub(super) fn elect(view: &ShardView, settings: &FailoverSettings, now: Instant)
         .filter(|p| p.serving() && p.address.is_some())
         .filter_map(|p| p.report().map(|r| (p, r)))
         .filter(|(_, r)| !r.is_primary())
-        .max_by_key(|(p, r)| (r.offset, Reverse(p.ordinal)))
+        .max_by_key(|(p, r)| (r.coverage, r.offset, Reverse(p.ordinal)))
         .map(|(p, _)| p);
     if let Some(pod) = replica {
         let situation = "no pod is labeled primary and no electable pod answers as a primary";
@@ -132,6 +140,27 @@ mod tests {
         assert!(
             why.contains("pod db-east-0-0 cannot be scheduled: 0/3 nodes are available"),
             "{why}"
+        );
+    }
+
+    #[test]
+    fn after_every_pod_restarted_the_one_holding_the_history_is_elected_not_an_emptied_one() {
+        // Offsets restart at 0 with every process; the vector clock does not. Ordinal 0's
+        // volume was emptied.
+        let mut view = shard(vec![
+            pod(0).primary(1, 0),
+            pod(1).primary(1, 0),
+            pod(2).primary(1, 0),
+        ]);
+        for (p, coverage) in view.pods.iter_mut().zip([0, 900, 1200]) {
+            if let Some(crate::failover::ProbeOutcome::Answered(r)) = &mut p.last {
+                r.coverage = coverage;
+            }
+        }
+        let d = decide(&view, &settings(), now());
+        assert_eq!(
+            d.actions,
+            vec![elect(2, false), follow(0, 2, true), follow(1, 2, true)]
         );
     }
 

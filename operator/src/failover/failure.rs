@@ -247,6 +247,7 @@ mod tests {
                 generation: 1,
                 log_failure: fails.then(|| "disk full".to_string()),
                 write_held: false,
+                coverage: 0,
             })
         };
         tracker.record_probe(&name(0), failing(true), t);
@@ -476,6 +477,7 @@ mod tests {
             generation: 1,
             log_failure: None,
             write_held: false,
+            coverage: 0,
         });
         tracker.record_probe(&name(0), answer, t + ms(666));
         tracker.record_probe(
@@ -502,6 +504,7 @@ mod tests {
             generation: 1,
             log_failure: None,
             write_held: false,
+            coverage: 0,
         });
         tracker.record_probe(&name(0), answer, t + ms(1665));
         tracker.annotate(&mut view.pods[0]);

@@ -95,10 +95,12 @@
 //! labeled state and is done even when failover is disabled).
 //!
 //! **No pod labeled primary** (new shard, label lost, primary pod deleted): elect the
-//! non-terminating, electable pod answering as a primary with the highest (generation, offset),
-//! then serving, then lowest ordinal (`promote: false`) — for a new shard, where every node
-//! starts as a primary at offset 0, that is ordinal 0 — else the serving replica with the highest
-//! offset (`promote: true`; this is a failover, so not when disabled nor within the flapping
+//! non-terminating, electable pod answering as a primary with the highest (generation,
+//! coverage, offset), then serving, then lowest ordinal (`promote: false`) — for a new shard,
+//! where every node starts as a primary with nothing, that is ordinal 0; after every pod of a
+//! shard restarted, it is the one holding most of the history (coverage: the sum of its vector
+//! clock, which restarts do not reset, unlike offsets), so a pod whose volume was emptied is not
+//! elected over the others — else the serving replica with the highest (coverage, offset) (`promote: true`; this is a failover, so not when disabled nor within the flapping
 //! guard); else hold until a pod answers. The others follow the elected pod in the same decision.
 //! A pod answering as a primary is electable when no answering pod is a replica (a new shard,
 //! or every node restarted), when another answering pod follows its address (the shard's
@@ -203,16 +205,17 @@ pub fn decide(view: &ShardView, settings: &FailoverSettings, now: Instant) -> De
 }
 
 /// Ranks pods labeled primary: the one to keep is the maximum.
-fn keeper_rank(pod: &PodView) -> (bool, u64, i64, bool, Reverse<u32>) {
+fn keeper_rank(pod: &PodView) -> (bool, u64, u64, i64, bool, Reverse<u32>) {
     match pod.primary_report() {
         Some(r) => (
             true,
             r.generation,
+            r.coverage,
             r.offset,
             pod.serving(),
             Reverse(pod.ordinal),
         ),
-        None => (false, 0, 0, pod.serving(), Reverse(pod.ordinal)),
+        None => (false, 0, 0, 0, pod.serving(), Reverse(pod.ordinal)),
     }
 }
 

@@ -84,6 +84,7 @@ impl Build for PodView {
             generation,
             log_failure: None,
             write_held: false,
+            coverage: 0,
         }));
         self.failed_probes = 0;
         self.failing_since = None;

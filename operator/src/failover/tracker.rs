@@ -170,6 +170,7 @@ mod tests {
             generation: 1,
             log_failure: None,
             write_held: false,
+            coverage: 0,
         });
         tracker.record_probe("db-east-0-0", answer.clone(), t + ms(10));
         tracker.annotate(&mut view);

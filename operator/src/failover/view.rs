@@ -28,6 +28,10 @@ pub struct NodeReport {
     /// A primary that restarted with data and refuses writes until it is told its role
     /// (`aadb_write_hold:1` of INFO replication)
     pub write_held: bool,
+    /// How much of the shard's history the node holds: the sum of its vector clock's entries
+    /// (`crdt_vector_clock` of INFO crdt). Unlike offsets it survives restarts: a node started
+    /// on an empty volume has 0.
+    pub coverage: u64,
 }
 
 impl NodeReport {

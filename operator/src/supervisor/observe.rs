@@ -372,6 +372,7 @@ mod tests {
                 generation: 1,
                 log_failure: None,
                 write_held: false,
+                coverage: 0,
             },
             peers: Vec::new(),
             connected_replicas: 0,
