@@ -292,6 +292,10 @@ fn config_values(db: &Db) -> Vec<(&'static str, String)> {
         ),
         ("timeout", s.timeout.to_string()),
         (
+            "client-query-buffer-limit",
+            s.query_buffer_limit.to_string(),
+        ),
+        (
             "slowlog-log-slower-than",
             db.slowlog.log_slower_than.to_string(),
         ),
@@ -351,6 +355,17 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                         parse_memory(value)
                             .ok_or_else(|| bad("argument must be a memory value"))?;
                     }
+                    "client-query-buffer-limit" => {
+                        let bytes = parse_memory(value)
+                            .ok_or_else(|| bad("argument must be a memory value"))?;
+                        if bytes < crate::net::client_limits::MIN_QUERY_BUFFER_LIMIT {
+                            return Err(bad(&format!(
+                                "argument must be between {} and {} inclusive",
+                                crate::net::client_limits::MIN_QUERY_BUFFER_LIMIT,
+                                i64::MAX
+                            )));
+                        }
+                    }
                     "maxclients" | "timeout" => {
                         crate::resp::parse_i64_strict(value)
                             .filter(|n| *n >= 0)
@@ -405,12 +420,17 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 let s = &mut ctx.db.settings;
                 match name.as_str() {
                     "maxmemory" => s.maxmemory = parse_memory(&value).unwrap_or(0),
+                    "client-query-buffer-limit" => {
+                        s.query_buffer_limit = parse_memory(&value)
+                            .unwrap_or(crate::net::client_limits::DEFAULT_QUERY_BUFFER_LIMIT);
+                        crate::net::client_limits::set_query_buffer_limit(s.query_buffer_limit);
+                    }
                     "maxclients" => {
                         s.maxclients = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64
                     }
                     "timeout" => {
                         s.timeout = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64;
-                        crate::net::idle::set_timeout_secs(s.timeout);
+                        crate::net::client_limits::set_timeout_secs(s.timeout);
                     }
                     "appendfsync" => s.appendfsync = lower(&value),
                     "busy-reply-threshold" | "lua-time-limit" => {

@@ -224,6 +224,8 @@ pub struct Settings {
     /// (`--max-effect-bytes`): its effect must fit a log record and a link frame.
     pub max_effect_bytes: u64,
     pub timeout: u64,
+    /// `client-query-buffer-limit` in bytes (`net::client_limits`).
+    pub query_buffer_limit: u64,
     pub databases: u64,
     /// Redis parameters stored and reported without effect (`config::PARAMS`).
     pub params: BTreeMap<&'static str, String>,
@@ -333,6 +335,7 @@ impl Db {
                 proto_max_bulk_len: 512 * 1024 * 1024,
                 max_effect_bytes: MAX_EFFECT_BYTES,
                 timeout: 0,
+                query_buffer_limit: crate::net::client_limits::DEFAULT_QUERY_BUFFER_LIMIT,
                 databases: 1,
                 params: config::default_params(),
             },

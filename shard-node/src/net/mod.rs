@@ -24,7 +24,7 @@
 //!   handshake that requires a client certificate signed by the node's CA (a refusal is logged
 //!   with the reason), then are served exactly like plain connections.
 
-pub mod idle;
+pub mod client_limits;
 pub mod persist;
 pub mod stream;
 pub mod tls;
@@ -381,7 +381,7 @@ async fn handle_connection<S>(
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut commands: Vec<Vec<bytes::Bytes>> = Vec::new();
-    let mut idle_check = tokio::time::interval(idle::CHECK_INTERVAL);
+    let mut idle_check = tokio::time::interval(client_limits::CHECK_INTERVAL);
     let mut last_activity = std::time::Instant::now();
     'conn: loop {
         tokio::select! {
@@ -493,7 +493,7 @@ async fn handle_connection<S>(
             _ = overflow.wait() => break 'conn,
             _ = idle_check.tick() => {
                 let subscribed = !client.channels.is_empty() || !client.patterns.is_empty();
-                if idle::timed_out(last_activity, subscribed) {
+                if client_limits::timed_out(last_activity, subscribed) {
                     break 'conn;
                 }
             }
@@ -573,6 +573,14 @@ fn process_input(
                 break;
             }
         }
+    }
+    if client_limits::query_buffer_exceeded(parser.pending_bytes() + input.len()) {
+        tracing::warn!(
+            client = client.id,
+            bytes = parser.pending_bytes() + input.len(),
+            "closing a client whose unprocessed input passed client-query-buffer-limit"
+        );
+        return Processed::Closed;
     }
     let mut close = false;
     let mut special = None;

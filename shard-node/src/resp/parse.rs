@@ -124,6 +124,11 @@ impl RequestParser {
         self.multibulk_left > 0
     }
 
+    /// Bytes of the arguments of the current request read so far (0 between requests).
+    pub fn pending_bytes(&self) -> usize {
+        self.args.iter().map(|a| a.len()).sum()
+    }
+
     /// While a bulk argument is being read, the number of bytes (payload plus CRLF) it still
     /// needs beyond what `buf` holds now, so the caller can reserve room for it in one step.
     pub fn bulk_bytes_missing(&self, buf: &BytesMut) -> Option<usize> {

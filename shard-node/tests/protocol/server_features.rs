@@ -417,6 +417,48 @@ fn idle_clients_are_disconnected_after_the_timeout_subscribers_are_not() {
     );
 }
 
+/// A client whose unprocessed input passes `client-query-buffer-limit` is disconnected, as in
+/// Redis; commands under the limit and other clients are unaffected.
+#[test]
+fn a_command_larger_than_the_query_buffer_limit_disconnects_its_client() {
+    let node = NodeBuilder::new().start();
+    let mut admin = RawConn::connect(node.port());
+    assert!(
+        text(admin.cmd_str(&["CONFIG", "SET", "client-query-buffer-limit", "1000"]))
+            .starts_with("-ERR CONFIG SET failed")
+    );
+    assert_eq!(
+        text(admin.cmd_str(&["CONFIG", "SET", "client-query-buffer-limit", "1mb"])),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(admin.cmd_str(&["CONFIG", "GET", "client-query-buffer-limit"])),
+        "*2\r\n$25\r\nclient-query-buffer-limit\r\n$7\r\n1048576\r\n"
+    );
+    let part = "x".repeat(600 * 1024);
+    // Under the limit: 600 KiB in one command is fine.
+    assert_eq!(text(admin.cmd_str(&["SET", "fits", &part])), "+OK\r\n");
+    // An RPUSH of three values: two of 600 KiB are sent, the third never is.
+    let mut greedy = RawConn::connect(node.port());
+    let mut bytes = format!("*5\r\n$5\r\nRPUSH\r\n$1\r\nl\r\n${}\r\n", part.len()).into_bytes();
+    bytes.extend_from_slice(part.as_bytes());
+    bytes.extend_from_slice(format!("\r\n${}\r\n", part.len()).as_bytes());
+    bytes.extend_from_slice(part.as_bytes());
+    bytes.extend_from_slice(b"\r\n$3\r\n");
+    greedy.send(&bytes).expect("send");
+    greedy.set_read_timeout(Duration::from_secs(10));
+    let end = greedy.read_frame();
+    assert!(
+        matches!(end, Err(ReadEnd::Closed(_))),
+        "the client past the limit is disconnected: {end:?}"
+    );
+    assert_eq!(text(admin.cmd_str(&["EXISTS", "l"])), ":0\r\n");
+    assert_eq!(
+        text(admin.cmd_str(&["STRLEN", "fits"])),
+        format!(":{}\r\n", part.len())
+    );
+}
+
 /// The node's resident memory, from /proc.
 fn rss_bytes(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
