@@ -6,10 +6,11 @@
 //!   after it) passes `client-query-buffer-limit` (1gb by default, as in Redis; at least 1mb)
 //!   is closed, with a warning in the log.
 //! - `CONFIG SET timeout N` (seconds; 0, the default, disables) takes effect on every
-//! connection within a second. A connection is idle while it sends nothing; its replies and
-//! pub/sub messages do not count. Subscribed clients (pub/sub) are never disconnected for being
-//! idle, and neither are clients in a blocking command, links between nodes, or a connection
-//! waiting for `WAIT`: only the plain command loop checks, once per [`CHECK_INTERVAL`].
+//!   connection within a second. A connection is idle while it sends nothing; its replies and
+//!   pub/sub messages do not count. Subscribed clients (pub/sub) are never disconnected for
+//!   being idle, and neither are clients in a blocking command, links between nodes, or a
+//!   connection waiting for `WAIT`: only the plain command loop checks, once per
+//!   [`CHECK_INTERVAL`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
