@@ -42,12 +42,7 @@ pub fn parse_quantity(quantity: &str) -> Option<u64> {
 }
 
 fn may_mount() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .unwrap_or(0);
+    let caps = crate::process::effective_capabilities();
     const CAP_SYS_ADMIN: u64 = 1 << 21;
     caps & CAP_SYS_ADMIN != 0
 }

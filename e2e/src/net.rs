@@ -79,12 +79,7 @@ pub fn mode() -> NetworkMode {
 /// Whether this process may create and delete network namespaces (CAP_NET_ADMIN and
 /// CAP_SYS_ADMIN, as root has).
 fn has_namespace_capabilities() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .unwrap_or(0);
+    let caps = crate::process::effective_capabilities();
     const CAP_NET_ADMIN: u64 = 1 << 12;
     const CAP_SYS_ADMIN: u64 = 1 << 21;
     caps & CAP_NET_ADMIN != 0 && caps & CAP_SYS_ADMIN != 0

@@ -377,21 +377,7 @@ impl Store {
     /// returned base before anything relies on the log again.
     pub fn reopen_after_failure(&mut self) -> Result<u64, StoreError> {
         self.buf.clear();
-        let next = self.seq + 1;
-        let file = Arc::new(log::create_segment(&self.shared.dir, next)?);
-        self.shared
-            .files
-            .lock()
-            .segments
-            .insert(self.seq, self.segment_len);
-        {
-            let mut cur = self.shared.current.lock();
-            cur.seq = next;
-            cur.file = Arc::clone(&file);
-        }
-        self.file = file;
-        self.seq = next;
-        self.segment_len = FILE_HEADER_LEN;
+        let next = self.start_next_segment()?;
         // Whatever the failed segment did not make durable is abandoned.
         let flushed = self.shared.flushed.load(Ordering::Acquire);
         self.shared.synced.fetch_max(flushed, Ordering::AcqRel);
@@ -410,7 +396,13 @@ impl Store {
         let target = self.shared.flushed.load(Ordering::Acquire);
         self.shared.fsync_segment(&self.file, self.seq)?;
         self.shared.synced.fetch_max(target, Ordering::AcqRel);
+        let next = self.start_next_segment()?;
+        tracing::debug!(seq = next, "started new log segment");
+        Ok(next)
+    }
 
+    /// Creates segment `seq + 1` and appends to it from now on; returns its sequence number.
+    fn start_next_segment(&mut self) -> Result<u64, StoreError> {
         let next = self.seq + 1;
         let file = Arc::new(log::create_segment(&self.shared.dir, next)?);
         self.shared
@@ -426,7 +418,6 @@ impl Store {
         self.file = file;
         self.seq = next;
         self.segment_len = FILE_HEADER_LEN;
-        tracing::debug!(seq = next, "started new log segment");
         Ok(next)
     }
 
