@@ -14,7 +14,8 @@
 //!   latest deadline. A key past its deadline reads as absent; only the node whose vote won
 //!   deletes it (by committing a `Del`).
 //! - State that exists only to order concurrent effects (removed list elements, separate
-//!   increments of one actor, expiry votes of deleted keys) is kept until [`Keyspace::collect`]
+//!   increments of one actor, expiry votes of deleted keys, creation markers of values emptied
+//!   by removing their elements) is kept until [`Keyspace::collect`]
 //!   is told the clock every participant has seen. A keyspace created as single-participant
 //!   collects at once.
 
@@ -39,6 +40,18 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Whether the slot must be kept. A value emptied by removing its elements (`ZREM` of the
+    /// last member, a popped list) keeps its creation markers, because a concurrent write of
+    /// the same type that arrives later joins this value and must see the same creation stamp
+    /// in every region; with a single participant there is no such write.
+    fn holds_state(&self, single_participant: bool) -> bool {
+        !self.value.is_dead() || (!single_participant && !self.markers.is_empty())
+    }
+
+    fn markers_stable(&self, stable: &VectorClock) -> bool {
+        self.markers.iter().all(|(d, _)| stable.covers(*d))
+    }
+
     fn refresh_created(&mut self) {
         if let Some(max) = self.markers.iter().map(|(_, s)| *s).max() {
             self.created = max;
@@ -713,7 +726,7 @@ impl Keyspace {
                     }
                 }
             }
-            entry.slots.retain(|s| !s.value.is_dead());
+            entry.slots.retain(|s| s.holds_state(single));
             if entry.slots.is_empty() && single {
                 entry.expiry.clear();
             }
@@ -864,7 +877,15 @@ impl Keyspace {
                         | Value::Stream(_) => {}
                     }
                 }
-                entry.slots.retain(|s| !s.value.is_dead());
+                // An emptied value's creation markers matter only against writes concurrent
+                // with them, and once they are stable every such write has been applied here.
+                entry.slots.retain(|s| {
+                    let keep = !s.value.is_dead() || !s.markers_stable(stable);
+                    if !keep {
+                        dropped += s.markers.len();
+                    }
+                    keep
+                });
                 if entry.slots.is_empty() && entry.expiry.iter().all(|(d, _)| stable.covers(*d)) {
                     dropped += entry.expiry.len();
                     remove = true;
@@ -885,8 +906,8 @@ impl Keyspace {
         dropped
     }
 
-    /// Ordering-only state waiting for collection: removed list elements and expiry votes of
-    /// keys without a value.
+    /// Ordering-only state waiting for collection: removed list elements, creation markers of
+    /// emptied values and expiry votes of keys without a value.
     pub fn tombstones_pending(&self) -> usize {
         self.entries
             .values()
@@ -895,6 +916,7 @@ impl Keyspace {
                     .slots
                     .iter()
                     .map(|s| match &s.value {
+                        _ if s.value.is_dead() => s.markers.len(),
                         Value::List(l) => l.elems.len() - l.visible,
                         Value::Hll(h) => h.deletes.len(),
                         _ => 0,
@@ -915,6 +937,7 @@ impl Keyspace {
         let mine_ctx = self.clock.clone();
         let their_ctx = other.clock.clone();
         let empty = Entry::default();
+        let single = self.single_participant;
         let mut keys: BTreeSet<Blob> = self.entries.keys().cloned().collect();
         keys.extend(other.entries.keys().cloned());
         for key in keys {
@@ -961,7 +984,7 @@ impl Keyspace {
             super::value::join_dotted(&mut votes, &mine_ctx, &theirs.expiry, &their_ctx, |v| v.0);
             votes.sort();
             mine.expiry = votes.into_iter().collect();
-            mine.slots.retain(|s| !s.value.is_dead());
+            mine.slots.retain(|s| s.holds_state(single));
             if mine.slots.is_empty() && mine.expiry.is_empty() {
                 self.entries.remove(&key);
             }
@@ -996,10 +1019,12 @@ impl Keyspace {
     }
 }
 
-/// True when nothing in the entry waits for collection at `stable`: no removed list element,
-/// no pair of increments that could still merge, no expiry vote on a key without value.
+/// True when nothing in the entry waits for collection at `stable`: no emptied value, no
+/// removed list element, no pair of increments that could still merge, no expiry vote on a key
+/// without value.
 fn entry_settled(entry: &Entry, stable: &VectorClock) -> bool {
     entry.slots.iter().all(|slot| match &slot.value {
+        _ if slot.value.is_dead() => false,
         Value::List(l) => l.elems.len() == l.visible,
         Value::Hll(h) => h.deletes.is_empty(),
         _ => true,

@@ -166,7 +166,7 @@ fn visible(r: &Region) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn op_exchange_converges_in_any_order_and_is_idempotent(

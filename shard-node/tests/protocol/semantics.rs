@@ -191,6 +191,51 @@ fn concurrent_creation_with_two_types_later_timestamp_wins() {
 }
 
 #[test]
+fn a_value_emptied_by_removes_keeps_its_creation_stamp_against_another_type() {
+    // C's stream is created between B's and A's sorted-set writes. A empties its sorted set
+    // before it hears of B's member; the sorted set still counts as created by A's later write,
+    // so once B's member joins it, it wins in every region and every delivery order.
+    let rule = Rule {
+        regions: 3,
+        setup: &[],
+        concurrent: &[
+            (1, 1, &[&["ZADD", "k", "0", "m0"]]),
+            (2, 2, &[&["XADD", "k", "*", "f", "m0"]]),
+            (0, 3, &[&["ZADD", "k", "0", "m1"]]),
+            (0, 4, &[&["ZREM", "k", "m1"]]),
+        ],
+    };
+    play(&rule, |r| {
+        expect(r, &["TYPE", "k"], "+zset\r\n");
+        expect(r, &["ZRANGE", "k", "0", "-1"], "*1\r\n$2\r\nm0\r\n");
+    });
+}
+
+#[test]
+fn an_emptied_value_is_kept_only_until_every_region_has_seen_it() {
+    let mut a = Region::new(0);
+    a.run(&["ZADD", "k", "0", "m"]);
+    a.run(&["ZREM", "k", "m"]);
+    a.run(&["RPUSH", "l", "x"]);
+    a.run(&["LPOP", "l"]);
+    expect(&mut a, &["EXISTS", "k", "l"], ":0\r\n");
+    assert_eq!(
+        a.db.db.ks.tombstones_pending(),
+        2,
+        "a sorted set marker and a popped element"
+    );
+    // Nothing is stable while the other regions have seen nothing.
+    let nothing = shard_node::crdt::VectorClock::new();
+    a.db.db.ks.collect(&nothing);
+    assert!(a.db.db.ks.raw_entry(b"k").is_some());
+    let everything = a.db.db.ks.clock().clone();
+    a.db.db.ks.collect(&everything);
+    assert!(a.db.db.ks.raw_entry(b"k").is_none());
+    assert!(a.db.db.ks.raw_entry(b"l").is_none());
+    assert_eq!(a.db.db.ks.tombstones_pending(), 0);
+}
+
+#[test]
 fn local_write_of_another_type_is_wrongtype() {
     let mut r = Region::new(0);
     r.run(&["SET", "k", "v"]);
