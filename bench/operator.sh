@@ -9,7 +9,9 @@
 #    acknowledged with WAIT 1 that were lost;
 # 3. rolls: BENCH_ROLLS (default 10) cpu-request changes of a 1 x 1 x 1 database, each rolled by
 #    the operator with a planned switchover: time to rolled, longest pause between writes the
-#    primary answered OK, and those writes lost.
+#    primary answered OK, and those writes lost;
+# 4. throughput (redis-benchmark SET/GET, without pipelining and -P 16) at the region endpoint
+#    of a 1 x 1 x 1 database with 2 proxies, against its primary shard-node directly.
 # Prints human-readable lines, then `RESULT <name> <value> <unit>` lines; the whole output is
 # also written to $BENCH_OUT/operator.txt and the run's logs stay in $BENCH_OUT/operator-run.
 # Needs the Kubernetes binaries (`make k8s-bins`). Builds shard-node, aadb-operator and the

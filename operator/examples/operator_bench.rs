@@ -15,7 +15,9 @@
 //!    the operator (replica replaced, primary role handed over, old primary replaced), under a
 //!    writer that counts a write once the primary answers OK (no `WAIT`): time from apply to
 //!    every pod on the new revision, the longest pause between two answered writes during a
-//!    roll, and the answered writes lost (read back at the end; must be 0).
+//!    roll, and the answered writes lost (read back at the end; must be 0);
+//! 5. throughput at the region endpoint (through two proxies) against the shard-node directly,
+//!    in the same run (see `operator_bench/endpoint.rs`).
 //!
 //! The clusters are real local control planes (`aadb_e2e::LocalCluster`, loopback indexes
 //! 12-14) whose node agents run shard-node pods as processes; the operator is the
@@ -24,6 +26,7 @@
 //! one `RESULT <name> <value> <unit>` line per metric.
 //!
 //! Environment: `BENCH_READY_ROUNDS` (3), `BENCH_FAILOVER_KILLS` (20), `BENCH_ROLLS` (10),
+//! `BENCH_ENDPOINT_REQUESTS` (100000),
 //! `BENCH_FAILOVER_SETTLE_SECS` (12: the least time between two kills, longer than the node
 //! agent's 10 s restart back-off reset, the operator's flapping guard and its status refresh,
 //! so that every kill starts from the same state), `BENCH_FAILOVER_DETECTION_MS` (unset: the
@@ -32,6 +35,9 @@
 //! `AADB_SHARD_NODE_BIN` (default: the binaries next to this example's profile directory, e.g.
 //! `target/release/`). Run by `bench/operator.sh`.
 #![forbid(unsafe_code)]
+
+#[path = "operator_bench/endpoint.rs"]
+mod endpoint;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -213,6 +219,10 @@ async fn run(
         "apply to Ready, 1 region x 1 shard x 1 replica:   {}",
         one.summary()
     );
+
+    let throughput = endpoint::endpoint_bench(east).await?;
+    throughput.print();
+    results.extend(throughput.results());
 
     let failover = failover_bench(east, operator.metrics, failover).await?;
     failover.print();

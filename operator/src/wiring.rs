@@ -328,7 +328,8 @@ impl NodeClients {
         self.settle(addr, result)
     }
 
-    /// `AA.TOPOLOGY ANNOUNCE endpoint` on a proxy: the address it gives cluster-aware clients.
+    /// `AA.TOPOLOGY ANNOUNCE endpoint` on a proxy or shard-node: the address it gives
+    /// cluster-aware clients for itself.
     pub async fn announce(&self, addr: &str, endpoint: &str) -> Result<(), WiringError> {
         let mut cmd = redis::cmd("AA.TOPOLOGY");
         cmd.arg("ANNOUNCE").arg(endpoint);

@@ -41,7 +41,8 @@ pub(super) struct Loop {
     pub(super) on_failover: FailoverHook,
     /// Per participant, the topology last pushed to its shard-nodes and proxies.
     pub(super) topologies: HashMap<String, RegionTopology>,
-    /// Per proxy address, the region endpoint it was told to announce, and when.
+    /// Per proxy or (Cluster API mode) shard-node address, the address it was told to
+    /// announce, and when.
     pub(super) announced: HashMap<String, (String, Instant)>,
 }
 
@@ -372,14 +373,18 @@ impl Loop {
         let proxy_targets: Vec<String> =
             proxies.iter().filter_map(|pod| pod_address(pod)).collect();
         if let Some(endpoint) = status.endpoint.clone() {
-            self.announce_endpoint(&endpoint, &proxy_targets, &mut obs.errors)
-                .await;
+            let to_proxies: Vec<(String, String)> = proxy_targets
+                .iter()
+                .map(|proxy| (proxy.clone(), endpoint.clone()))
+                .collect();
+            self.announce(&to_proxies, &mut obs.errors).await;
         }
         let mut acknowledged = true;
         let mut version = 0;
         if topo.cluster_api {
             match self.announced_map(p, client, &region).await {
-                Ok(Some(announced)) => {
+                Ok(Some((announced, addresses))) => {
+                    self.announce(&addresses, &mut obs.errors).await;
                     let (all, v) = self
                         .push_topology(
                             &format!("{}/nodes", p.name),
@@ -433,46 +438,45 @@ impl Loop {
         }
     }
 
-    /// Tells every proxy of `targets` that has not heard it lately to announce `endpoint` (the
-    /// region endpoint) to cluster-aware clients.
-    async fn announce_endpoint(
-        &mut self,
-        endpoint: &str,
-        targets: &[String],
-        errors: &mut Vec<String>,
-    ) {
+    /// Tells each `(target, address)` target that has not heard it lately which address it
+    /// announces to cluster-aware clients: the region endpoint for a proxy, its own Service's
+    /// address for a shard-node in Cluster API mode (how it finds itself in the map).
+    async fn announce(&mut self, pairs: &[(String, String)], errors: &mut Vec<String>) {
         let now = Instant::now();
-        let due: Vec<&String> = targets
+        let due: Vec<&(String, String)> = pairs
             .iter()
-            .filter(|t| {
-                self.announced.get(*t).is_none_or(|(e, at)| {
-                    e != endpoint || now.duration_since(*at) >= super::topology::REPUSH_AFTER
+            .filter(|(target, address)| {
+                self.announced.get(target).is_none_or(|(a, at)| {
+                    a != address || now.duration_since(*at) >= super::topology::REPUSH_AFTER
                 })
             })
             .collect();
-        let pushes = due.iter().map(|addr| {
+        let pushes = due.iter().map(|(target, address)| {
             let nodes = self.nodes.clone();
-            async move { (addr.to_string(), nodes.announce(addr, endpoint).await) }
+            async move {
+                let result = nodes.announce(target, address).await;
+                (target.clone(), address.clone(), result)
+            }
         });
-        for (addr, r) in join_all(pushes).await {
+        for (target, address, r) in join_all(pushes).await {
             match r {
                 Ok(()) => {
-                    self.announced
-                        .insert(addr, (endpoint.to_string(), Instant::now()));
+                    self.announced.insert(target, (address, Instant::now()));
                 }
-                Err(e) => errors.push(format!("announce {endpoint} on proxy {addr}: {e}")),
+                Err(e) => errors.push(format!("announce {address} on {target}: {e}")),
             }
         }
     }
 
     /// The region's shard map with the addresses of the pods' own Services (Cluster API
-    /// mode); `None` while one of them has no address.
+    /// mode), and each pod's own address with its Service's; `None` while one of them has no
+    /// address.
     async fn announced_map(
         &self,
         p: &ParticipantPlan,
         client: &Client,
         region: &RegionView<'_>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<(String, Vec<(String, String)>)>, String> {
         let selector = format!("{}={}", labels::PARTICIPANT, p.name);
         let services: Vec<Service> = Api::<Service>::namespaced(client.clone(), &p.namespace)
             .list(&ListParams::default().labels(&selector))
@@ -485,28 +489,41 @@ impl Loop {
                 .find(|s| s.metadata.name.as_deref() == Some(pod))
                 .and_then(|s| service_address(s, p.endpoint_type, region.nodes))
         };
+        let own_address = |pod: &str| {
+            region
+                .pods
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(pod))
+                .and_then(pod_address)
+        };
         let mut shards = Vec::with_capacity(region.pod_names.len());
+        let mut addresses = Vec::new();
         for (placement, (primary, replicas)) in region.placements.iter().zip(region.pod_names) {
-            let Some(primary) = primary.as_deref().map(announced) else {
+            let Some(primary) = primary.as_deref() else {
                 return Ok(None);
             };
-            let Some(primary) = primary else {
+            let Some(primary_announced) = announced(primary) else {
                 return Ok(None);
             };
             let mut others = Vec::with_capacity(replicas.len());
-            for r in replicas {
-                match announced(r) {
-                    Some(a) => others.push(a),
-                    None => return Ok(None),
+            for pod in std::iter::once(primary).chain(replicas.iter().map(String::as_str)) {
+                let Some(a) = announced(pod) else {
+                    return Ok(None);
+                };
+                if let Some(own) = own_address(pod) {
+                    addresses.push((own, a.clone()));
+                }
+                if pod != primary {
+                    others.push(a);
                 }
             }
             shards.push(ShardPlacement {
                 slots: placement.slots,
-                primary: Some(primary),
+                primary: Some(primary_announced),
                 replicas: others,
             });
         }
-        Ok(shard_map(&shards))
+        Ok(shard_map(&shards).map(|map| (map, addresses)))
     }
 
     /// One shard's tick: observe its pods, decide, carry the actions out, wire the primary's

@@ -42,10 +42,17 @@ fn topology<'a>(ctx: &'a Ctx<'_>) -> Result<&'a Topology, CmdError> {
     ctx.db.topology.as_ref().ok_or(Cow::Borrowed(ERR_DISABLED))
 }
 
-/// This node's own address in the topology: its shard's primary when it is a primary,
-/// otherwise the replica entry with its port (or the first replica).
+/// This node's own address in the topology: the announced one (`AA.TOPOLOGY ANNOUNCE`) when
+/// the shard lists it; otherwise the shard's primary when it is a primary, else the replica
+/// entry with its port (or the first replica).
 fn my_address<'a>(ctx: &Ctx<'_>, t: &'a Topology) -> &'a str {
     let mine = t.mine();
+    if let Some(me) = mine
+        .nodes()
+        .find(|addr| ctx.db.announced.as_deref() == Some(*addr))
+    {
+        return me;
+    }
     if ctx.db.repl.is_primary() {
         return &mine.primary;
     }
@@ -383,6 +390,15 @@ fn aa_topology(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.simple("OK");
             Ok(())
         }
+        ("announce", 3) => {
+            let addr = std::str::from_utf8(&args[2])
+                .map_err(|_| Cow::Borrowed("ERR the announced address is not UTF-8 text"))?;
+            crate::commands::replication::parse_peer_addr(addr)
+                .map_err(|e| Cow::Owned(format!("ERR announce refused: {e}")))?;
+            ctx.db.announced = Some(addr.to_string());
+            ctx.out.simple("OK");
+            Ok(())
+        }
         ("shardwide", 2) => {
             ctx.client.shard_wide = true;
             ctx.out.simple("OK");
@@ -407,7 +423,7 @@ fn aa_topology(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             Ok(())
         }
         _ => Err(Cow::Owned(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try AA.TOPOLOGY SET <version> <shard-map>, GET, SHARDWIDE or SUBSCRIBEONLY."
+            "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try AA.TOPOLOGY SET <version> <shard-map>, GET, ANNOUNCE <host:port>, SHARDWIDE or SUBSCRIBEONLY."
         ))),
     }
 }
@@ -426,6 +442,32 @@ mod tests {
         );
         assert_eq!(db.text(&["READONLY"]), format!("-{ERR_DISABLED}\r\n"));
         assert_eq!(db.text(&["AA.TOPOLOGY", "GET"]), "*0\r\n");
+    }
+
+    #[test]
+    fn a_node_finds_itself_by_its_announced_address_when_ports_repeat() {
+        let mut db = TestDb::new();
+        let map = "0-16383=10.0.0.1:6379|10.0.0.2:6379|10.0.0.3:6379";
+        assert_eq!(db.text(&["AA.TOPOLOGY", "SET", "1", map]), "+OK\r\n");
+        assert!(db
+            .text(&["AA.TOPOLOGY", "ANNOUNCE", "nohost"])
+            .starts_with("-ERR announce refused"));
+        assert_eq!(
+            db.text(&["AA.TOPOLOGY", "ANNOUNCE", "10.0.0.3:6379"]),
+            "+OK\r\n"
+        );
+        let nodes = db.text(&["CLUSTER", "NODES"]);
+        let mine: Vec<&str> = nodes.lines().filter(|l| l.contains("myself")).collect();
+        assert_eq!(mine.len(), 1, "{nodes}");
+        assert!(
+            mine[0].contains("10.0.0.3:6379@16379 myself,slave"),
+            "{nodes}"
+        );
+        let id = node_id("10.0.0.3:6379");
+        assert_eq!(
+            db.text(&["CLUSTER", "MYID"]),
+            format!("${}\r\n{id}\r\n", id.len())
+        );
     }
 
     #[test]

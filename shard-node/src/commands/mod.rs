@@ -302,6 +302,9 @@ pub struct Db {
     /// The region's shards and which slots this node serves (`--shard-map`,
     /// `AA.TOPOLOGY SET`); `None`: every slot is served here.
     pub topology: Option<crate::cluster::Topology>,
+    /// The address clients are told to use for this node (`AA.TOPOLOGY ANNOUNCE`): how it
+    /// finds itself in a topology that names nodes by addresses other than its own.
+    pub announced: Option<String>,
     /// Users and their permissions.
     pub acl: crate::acl::Acl,
     /// The file `ACL LOAD` reads (`--aclfile`).
@@ -355,6 +358,7 @@ impl Db {
             pause_changed: false,
             participant: ks.actor().participant.clone(),
             topology: None,
+            announced: None,
             acl: crate::acl::Acl::default(),
             acl_file: None,
             blocked: blocking::Blocked::default(),
