@@ -247,7 +247,7 @@ pub struct ProxyArgs {
     pub log_format: LogFormat,
 }
 
-/// TLS of a server or proxy (see `crate::net::tls`).
+/// TLS of a server or proxy (see `crate::transport::tls`).
 #[derive(Args, Debug, Clone)]
 pub struct TlsArgs {
     /// Certificate (PEM) presented to clients and to the nodes this process links to.
@@ -271,7 +271,7 @@ pub struct TlsArgs {
         value_enum,
         default_value = "yes"
     )]
-    pub tls_auth_clients: crate::net::tls::ClientAuth,
+    pub tls_auth_clients: crate::transport::tls::ClientAuth,
     /// What this process checks of the certificate of a node it connects to: signed by
     /// `--tls-ca` for the dialled host (`name`), or only signed by it (`ca`, for a private CA
     /// whose every certificate is one of the database's nodes).
@@ -281,7 +281,7 @@ pub struct TlsArgs {
         value_enum,
         default_value = "name"
     )]
-    pub tls_link_verify: crate::net::tls::LinkVerify,
+    pub tls_link_verify: crate::transport::tls::LinkVerify,
     /// Serve TLS only: no plaintext listener (`--port` is then unused). Needs `--tls-port`.
     #[arg(long, env = "SHARD_NODE_TLS_ONLY", value_enum, default_value = "no")]
     pub tls_only: YesNo,
@@ -290,15 +290,17 @@ pub struct TlsArgs {
 impl TlsArgs {
     /// Loads the TLS settings (`None` without certificates) and checks that `--tls-port` and
     /// `--tls-only` have what they need; a sentence on error.
-    pub fn load(&self) -> anyhow::Result<Option<std::sync::Arc<crate::net::tls::ReloadableTls>>> {
-        let tls = crate::net::tls::TlsOptions::from_args(
+    pub fn load(
+        &self,
+    ) -> anyhow::Result<Option<std::sync::Arc<crate::transport::tls::ReloadableTls>>> {
+        let tls = crate::transport::tls::TlsOptions::from_args(
             self.tls_cert.as_deref(),
             self.tls_key.as_deref(),
             self.tls_ca.as_deref(),
             self.tls_auth_clients,
             self.tls_link_verify,
         )?
-        .map(crate::net::tls::ReloadableTls::load)
+        .map(crate::transport::tls::ReloadableTls::load)
         .transpose()?;
         if self.tls_port.is_some() && tls.is_none() {
             anyhow::bail!("--tls-port needs --tls-cert, --tls-key and --tls-ca");

@@ -4,8 +4,9 @@ use anyhow::Context;
 use clap::Parser;
 use shard_node::config::{AppendFsync, Cli, LogFormat, Mode, ProxyArgs, ServerArgs, YesNo};
 use shard_node::crdt::{Actor, Keyspace};
-use shard_node::net::{self, persist, Shared, State};
+use shard_node::net;
 use shard_node::resp::Limits;
+use shard_node::server::{self, background, persist, Shared, State};
 use shard_node::store::{FsyncPolicy, Store};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
@@ -91,9 +92,12 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     runtime(args.io_threads)?.block_on(serve(args, tls))
 }
 
-async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> anyhow::Result<()> {
-    net::set_clock_skew_ms(args.clock_skew_ms);
-    let now = net::now_ms();
+async fn serve(
+    args: ServerArgs,
+    tls: Option<Arc<shard_node::transport::tls::ReloadableTls>>,
+) -> anyhow::Result<()> {
+    server::set_clock_skew_ms(args.clock_skew_ms);
+    let now = server::now_ms();
     // Without other participants or a primary, removed state can be dropped at once.
     let single = args.peers.is_empty() && args.replicaof.is_none();
     let first_epoch = shard_node::crdt::clock::epoch_of(1, 0);
@@ -229,7 +233,7 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
         snapshot_lock: parking_lot::Mutex::new(()),
         tls,
     });
-    net::start_links(&shared, &mut shared.state.lock());
+    shard_node::links::start_links(&shared, &mut shared.state.lock());
     if let Some(path) = args.topology_file.clone() {
         let target = shared.clone();
         let shard = args.shard;
@@ -261,8 +265,8 @@ async fn serve(args: ServerArgs, tls: Option<Arc<net::tls::ReloadableTls>>) -> a
             move |text| target.state.lock().db.acl.load_file_text(text),
         ));
     }
-    tokio::spawn(net::expiry_sweeper(shared.clone()));
-    tokio::spawn(net::memory_sampler(shared.clone()));
+    tokio::spawn(background::expiry_sweeper(shared.clone()));
+    tokio::spawn(background::memory_sampler(shared.clone()));
     tokio::spawn(persist::compactor(shared.clone()));
     if let Some(port) = args.metrics_port {
         let metrics = tokio::net::TcpListener::bind((args.bind.as_str(), port))

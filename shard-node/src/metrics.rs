@@ -1,10 +1,10 @@
-//! Prometheus metrics on `--metrics-port` and the process's memory figure.
+//! Prometheus metrics on `--metrics-port`.
 //!
 //! Contract: `GET /metrics` returns the OpenMetrics text of a registry built from the server's
 //! counters at scrape time (nothing is counted twice on the command path); any other path gets
 //! 404. The endpoint listens on the same address as the RESP server.
 
-use crate::net::Shared;
+use crate::server::Shared;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,12 +16,6 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// Bytes currently allocated by the process (jemalloc's `stats.allocated`).
-pub fn allocated_bytes() -> u64 {
-    let _ = tikv_jemalloc_ctl::epoch::advance();
-    tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0) as u64
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabel {

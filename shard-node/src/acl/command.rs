@@ -23,12 +23,14 @@ fn arity(sub: &str) -> String {
 }
 
 /// Runs `ACL <sub> …` for a connection authenticated as `whoami`. `acl_file` is the file
-/// `ACL LOAD` reads, if the server has one.
+/// `ACL LOAD` reads, if the server has one; `is_command` tells the commands this build has
+/// (`ACL CAT <category>` lists only those).
 pub fn run(
     acl: &mut Acl,
     whoami: &str,
     args: &[Bytes],
     acl_file: Option<&std::path::Path>,
+    is_command: &dyn Fn(&str) -> bool,
     w: &mut ReplyWriter<'_>,
 ) -> Result<Outcome, String> {
     let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
@@ -107,8 +109,7 @@ pub fn run(
             let names: Vec<&str> = categories::UNITS
                 .iter()
                 .filter(|(name, cats)| {
-                    crate::commands::lookup(name.split('|').next().unwrap_or(name).as_bytes())
-                        .is_some()
+                    is_command(name.split('|').next().unwrap_or(name))
                         && cats.split_whitespace().any(|c| c == category)
                 })
                 .map(|(name, _)| *name)

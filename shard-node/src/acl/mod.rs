@@ -155,11 +155,7 @@ struct Patterns {
 
 impl Patterns {
     fn matches(&self, text: &[u8]) -> bool {
-        self.all
-            || self
-                .list
-                .iter()
-                .any(|p| crate::commands::util::glob::glob_match(p, text))
+        self.all || self.list.iter().any(|p| crate::glob::glob_match(p, text))
     }
 }
 
@@ -389,17 +385,18 @@ impl User {
     }
 
     /// Whether this user may run `args` (`args[0]` is the command, already known to exist).
-    pub fn check(&self, command: &crate::commands::Command, args: &[Bytes]) -> Result<(), Denied> {
+    pub fn check<C: Checked + ?Sized>(&self, command: &C, args: &[Bytes]) -> Result<(), Denied> {
         if self.unrestricted {
             return Ok(());
         }
         let u = units();
-        let mut unit = u.index.get(command.name).copied();
+        let name = command.name();
+        let mut unit = u.index.get(name).copied();
         if let Some(sub) = args.get(1) {
-            if u.families.get(command.name).is_some_and(|f| f.len() > 1) {
+            if u.families.get(name).is_some_and(|f| f.len() > 1) {
                 let full = format!(
                     "{}|{}",
-                    command.name,
+                    name,
                     String::from_utf8_lossy(sub).to_ascii_lowercase()
                 );
                 if let Some(i) = u.index.get(full.as_str()) {
@@ -417,11 +414,11 @@ impl User {
                 Some(sub) if unit.is_some_and(|i| categories::UNITS[i].0.contains('|')) => {
                     format!(
                         "{}|{}",
-                        command.name,
+                        name,
                         String::from_utf8_lossy(sub).to_ascii_lowercase()
                     )
                 }
-                _ => command.name.to_string(),
+                _ => name.to_string(),
             };
             return Err(Denied::Command(shown));
         }
@@ -433,7 +430,7 @@ impl User {
             }
         }
         if !self.channels.all {
-            self.check_channels(command.name, args)?;
+            self.check_channels(name, args)?;
         }
         Ok(())
     }
@@ -757,16 +754,24 @@ pub async fn watch_file(
 
 /// Decides from a user's name (as kept by a connection) whether a command may run: a
 /// connection whose user was deleted may run nothing.
-pub fn check(
+pub fn check<C: Checked + ?Sized>(
     acl: &Acl,
     user: &str,
-    command: &crate::commands::Command,
+    command: &C,
     args: &[Bytes],
 ) -> Result<(), Denied> {
     match acl.user(user) {
         Some(u) => u.check(command, args),
-        None => Err(Denied::Command(command.name.to_string())),
+        None => Err(Denied::Command(command.name().to_string())),
     }
+}
+
+/// What a permission check needs to know of a command (the command table implements it).
+pub trait Checked {
+    /// The command's lower-case name, as the categories list it.
+    fn name(&self) -> &str;
+    /// Positions of the key arguments in `args`.
+    fn keys_in(&self, args: &[Bytes]) -> Vec<usize>;
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ fn acl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         &ctx.client.user,
         args,
         file.as_deref(),
+        &super::is_command,
         &mut ctx.out,
     )
     .map(|_| ())

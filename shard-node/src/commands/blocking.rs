@@ -211,12 +211,12 @@ pub fn block(
         nothing_ready.write(&mut ctx.out);
         return Ok(());
     }
-    ctx.client.pending_block = Some(BlockRequest {
+    ctx.then(super::AfterReply::Block(BlockRequest {
         args: args.to_vec(),
         keys,
         deadline_ms,
         ordered: true,
-    });
+    }));
     Ok(())
 }
 
@@ -230,7 +230,7 @@ pub fn block_unordered(
     nothing_ready: NothingReady,
 ) -> CmdResult {
     block(ctx, args, keys, deadline_ms, nothing_ready)?;
-    if let Some(request) = ctx.client.pending_block.as_mut() {
+    if let Some(request) = ctx.block_request() {
         request.ordered = false;
     }
     Ok(())

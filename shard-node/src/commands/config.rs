@@ -323,7 +323,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             for pattern in &args[2..] {
                 let p = String::from_utf8_lossy(pattern).to_ascii_lowercase();
                 for (name, value) in &values {
-                    if super::util::glob::glob_match(p.as_bytes(), name.as_bytes())
+                    if crate::glob::glob_match(p.as_bytes(), name.as_bytes())
                         && !picked.iter().any(|(n, _)| n == name)
                     {
                         picked.push((name, value.clone()));
@@ -358,10 +358,10 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                     "client-query-buffer-limit" => {
                         let bytes = parse_memory(value)
                             .ok_or_else(|| bad("argument must be a memory value"))?;
-                        if bytes < crate::net::client_limits::MIN_QUERY_BUFFER_LIMIT {
+                        if bytes < crate::client_limits::MIN_QUERY_BUFFER_LIMIT {
                             return Err(bad(&format!(
                                 "argument must be between {} and {} inclusive",
-                                crate::net::client_limits::MIN_QUERY_BUFFER_LIMIT,
+                                crate::client_limits::MIN_QUERY_BUFFER_LIMIT,
                                 i64::MAX
                             )));
                         }
@@ -422,15 +422,15 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                     "maxmemory" => s.maxmemory = parse_memory(&value).unwrap_or(0),
                     "client-query-buffer-limit" => {
                         s.query_buffer_limit = parse_memory(&value)
-                            .unwrap_or(crate::net::client_limits::DEFAULT_QUERY_BUFFER_LIMIT);
-                        crate::net::client_limits::set_query_buffer_limit(s.query_buffer_limit);
+                            .unwrap_or(crate::client_limits::DEFAULT_QUERY_BUFFER_LIMIT);
+                        crate::client_limits::set_query_buffer_limit(s.query_buffer_limit);
                     }
                     "maxclients" => {
                         s.maxclients = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64
                     }
                     "timeout" => {
                         s.timeout = crate::resp::parse_i64_strict(&value).unwrap_or(0) as u64;
-                        crate::net::client_limits::set_timeout_secs(s.timeout);
+                        crate::client_limits::set_timeout_secs(s.timeout);
                     }
                     "appendfsync" => s.appendfsync = lower(&value),
                     "busy-reply-threshold" | "lua-time-limit" => {

@@ -148,7 +148,7 @@ fn select(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 fn quit(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
-    ctx.client.close_after_reply = true;
+    ctx.then(super::AfterReply::Close);
     ctx.out.simple("OK");
     Ok(())
 }

@@ -439,7 +439,7 @@ fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         .db
         .ks
         .entries()
-        .filter(|(k, _)| all || super::util::glob::glob_match(pattern, k))
+        .filter(|(k, _)| all || crate::glob::glob_match(pattern, k))
         .filter(|(k, _)| ctx.db.ks.get(k, ctx.now_ms).is_some())
         .map(|(k, _)| k.clone())
         .collect();

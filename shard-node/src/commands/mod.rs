@@ -8,6 +8,9 @@
 //!   with `ctx.out` and returns `Ok(())`, or writes nothing and returns `Err(text)` — the
 //!   dispatcher then writes the error reply. (`CLIENT REPLY OFF|SKIP` are the exception: they
 //!   have no reply, and the dispatcher takes back the replies they suppress.)
+//! - A handler that needs its connection to do something once the reply is sent (close, wait
+//!   for replicas, block, become a replication stream, receive a handover) says so with
+//!   [`Ctx::then`]; [`dispatch`] returns that [`AfterReply`] to the connection.
 //! - Handlers read with `ctx.db.ks.get(..)` and write only through [`Ctx::write`], which turns
 //!   operations into one CRDT effect (or adds them to the open transaction's effect). They must
 //!   check types (`slot_for_write`) and arguments before writing anything, so a failing command
@@ -179,6 +182,16 @@ impl Command {
     }
 }
 
+impl crate::acl::Checked for Command {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn keys_in(&self, args: &[Bytes]) -> Vec<usize> {
+        Command::keys_in(self, args)
+    }
+}
+
 /// A message delivered to a subscribed connection.
 #[derive(Clone, Debug)]
 pub struct PubMessage {
@@ -224,7 +237,7 @@ pub struct Settings {
     /// (`--max-effect-bytes`): its effect must fit a log record and a link frame.
     pub max_effect_bytes: u64,
     pub timeout: u64,
-    /// `client-query-buffer-limit` in bytes (`net::client_limits`).
+    /// `client-query-buffer-limit` in bytes (`client_limits`).
     pub query_buffer_limit: u64,
     pub databases: u64,
     /// Redis parameters stored and reported without effect (`config::PARAMS`).
@@ -338,7 +351,7 @@ impl Db {
                 proto_max_bulk_len: 512 * 1024 * 1024,
                 max_effect_bytes: MAX_EFFECT_BYTES,
                 timeout: 0,
-                query_buffer_limit: crate::net::client_limits::DEFAULT_QUERY_BUFFER_LIMIT,
+                query_buffer_limit: crate::client_limits::DEFAULT_QUERY_BUFFER_LIMIT,
                 databases: 1,
                 params: config::default_params(),
             },
@@ -435,18 +448,11 @@ pub struct ClientState {
     pub channels: Vec<Bytes>,
     pub patterns: Vec<Bytes>,
     pub sender: Option<pubsub_queue::PubSender>,
-    pub close_after_reply: bool,
-    /// Set by AA.SYNC / AA.PULL: the connection becomes a replication stream.
-    pub link_request: Option<crate::repl::serve::LinkRequest>,
-    /// Set by AA.HANDOFF when this primary lacks what the connecting node has: the connection
-    /// receives one handover (`repl/handoff.rs`).
-    pub handoff_requested: bool,
+    /// What the command being run asks of its connection ([`Ctx::then`]); [`dispatch`]
+    /// returns it.
+    after_reply: Option<AfterReply>,
     /// Set by AA.HELLO: (kind, name) of the link client.
     pub link_hello: Option<(String, String)>,
-    /// Set by WAIT: the connection waits for replica acknowledgements before replying.
-    pub pending_wait: Option<crate::repl::WaitRequest>,
-    /// Set by a blocking command that found nothing to serve: the connection waits.
-    pub pending_block: Option<blocking::BlockRequest>,
     /// Set by `REPLCONF listening-port`: the port a replica serves clients on.
     pub listening_port: Option<u16>,
     /// Set by `READONLY`: under a topology, a replica serves this connection's reads.
@@ -479,12 +485,8 @@ impl ClientState {
             channels: Vec::new(),
             patterns: Vec::new(),
             sender: None,
-            close_after_reply: false,
-            link_request: None,
+            after_reply: None,
             link_hello: None,
-            handoff_requested: false,
-            pending_wait: None,
-            pending_block: None,
             listening_port: None,
             readonly: false,
             shard_wide: false,
@@ -500,6 +502,25 @@ impl ClientState {
     }
 }
 
+/// What a command asks of its connection once its reply, if it wrote one, is sent. A handler
+/// says it with [`Ctx::then`], [`dispatch`] returns it, and the connection carries it out
+/// before it runs the next command.
+#[derive(Debug)]
+pub enum AfterReply {
+    /// Close the connection (`QUIT`, `SHUTDOWN`, a command of a user that was removed).
+    Close,
+    /// Become a replication stream (`AA.SYNC`, `AA.PULL`).
+    ServeLink(crate::repl::LinkRequest),
+    /// Receive one handover (`AA.HANDOFF` when this primary lacks what the connecting node
+    /// has; `repl/handoff.rs`).
+    Handoff,
+    /// Wait for replica acknowledgements, then reply (`WAIT`).
+    Wait(crate::repl::WaitRequest),
+    /// Wait in line until the blocking command can be served (it found nothing ready and
+    /// wrote no reply).
+    Block(blocking::BlockRequest),
+}
+
 /// What a handler works with.
 pub struct Ctx<'a> {
     pub db: &'a mut Db,
@@ -509,6 +530,20 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Asks the connection to do `what` once this command's reply is sent (the last request
+    /// of a command wins).
+    pub fn then(&mut self, what: AfterReply) {
+        self.client.after_reply = Some(what);
+    }
+
+    /// The blocking request this command has made so far, to adjust it.
+    pub fn block_request(&mut self) -> Option<&mut blocking::BlockRequest> {
+        match self.client.after_reply.as_mut() {
+            Some(AfterReply::Block(request)) => Some(request),
+            _ => None,
+        }
+    }
+
     /// Commits write operations as one effect (or into the open transaction).
     pub fn write(&mut self, ops: Vec<Op>) {
         self.db.ks.commit(self.now_ms, ops);
@@ -599,6 +634,11 @@ pub fn table() -> &'static HashMap<&'static str, Command> {
     })
 }
 
+/// Whether this build has a command of that name.
+pub fn is_command(name: &str) -> bool {
+    lookup(name.as_bytes()).is_some()
+}
+
 /// Looks a command up by its (any-case) name.
 pub fn lookup(name: &[u8]) -> Option<&'static Command> {
     if name.len() > 32 {
@@ -658,15 +698,17 @@ pub fn cmd(
 }
 
 /// Runs one command for a client: every pre-check, MULTI queueing, expiry, then the handler.
-/// `CLIENT REPLY OFF|SKIP` take back the reply it wrote.
+/// `CLIENT REPLY OFF|SKIP` take back the reply it wrote. Returns what the command asks of the
+/// connection next ([`AfterReply`]).
 pub fn dispatch(
     db: &mut Db,
     client: &mut ClientState,
     args: &[Bytes],
     out: &mut bytes::BytesMut,
     now_ms: u64,
-) {
+) -> Option<AfterReply> {
     let start = out.len();
+    client.after_reply = None;
     dispatch_command(db, client, args, out, now_ms);
     if client.reply_off || std::mem::take(&mut client.reply_skip) {
         out.truncate(start);
@@ -674,6 +716,7 @@ pub fn dispatch(
     if std::mem::take(&mut client.reply_skip_next) {
         client.reply_skip = true;
     }
+    client.after_reply.take()
 }
 
 fn dispatch_command(
@@ -751,7 +794,7 @@ fn dispatch_command(
         flag_multi(client);
         if db.acl.user(&client.user).is_none() {
             // The user was removed: the connection ends, as in Redis.
-            client.close_after_reply = true;
+            client.after_reply = Some(AfterReply::Close);
         }
         reply_error(db, &mut w, &denied.message());
         return;

@@ -50,6 +50,6 @@ fn shutdown(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Err(Cow::Borrowed("NOAUTH Authentication required."));
     }
     ctx.db.shutdown_requested = true;
-    ctx.client.close_after_reply = true;
+    ctx.then(super::AfterReply::Close);
     Ok(())
 }

@@ -34,7 +34,7 @@ pub fn deliver(db: &mut Db, channel: &Bytes, payload: &Bytes) -> usize {
         }
     }
     for (pattern, subs) in &db.patterns {
-        if super::util::glob::glob_match(pattern, channel) {
+        if crate::glob::glob_match(pattern, channel) {
             for (_, tx) in subs {
                 if tx.send(PubMessage {
                     pattern: Some(pattern.clone()),
@@ -194,10 +194,7 @@ fn pubsub(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 .db
                 .channels
                 .keys()
-                .filter(|c| {
-                    args.get(2)
-                        .is_none_or(|p| super::util::glob::glob_match(p, c))
-                })
+                .filter(|c| args.get(2).is_none_or(|p| crate::glob::glob_match(p, c)))
                 .cloned()
                 .collect();
             names.sort();

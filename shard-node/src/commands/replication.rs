@@ -8,7 +8,7 @@
 //! handover.
 
 use super::*;
-use crate::repl::serve::LinkRequest;
+use crate::repl::LinkRequest;
 use crate::repl::{LinkState, PeerInfo, ReplAction, Role, WaitRequest, LINK_PROTOCOL_VERSION};
 
 pub fn commands() -> Vec<Command> {
@@ -283,11 +283,11 @@ fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     // The network layer completes the reply when enough replicas acknowledge or on timeout.
-    ctx.client.pending_wait = Some(WaitRequest {
+    ctx.then(super::AfterReply::Wait(WaitRequest {
         replicas: wanted as usize,
         timeout_ms: timeout as u64,
         offset,
-    });
+    }));
     Ok(())
 }
 
@@ -466,7 +466,7 @@ fn handoff(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             "NOTPRIMARY this node is not a primary and lacks effects the connecting node holds",
         ));
     } else {
-        ctx.client.handoff_requested = true;
+        ctx.then(super::AfterReply::Handoff);
     }
     Ok(())
 }
@@ -481,7 +481,10 @@ fn sync(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let offset = crate::resp::parse_i64_strict(&args[2])
         .filter(|o| *o >= 0)
         .map(|o| o as u64);
-    ctx.client.link_request = Some(LinkRequest::Sync { replid, offset });
+    ctx.then(super::AfterReply::ServeLink(LinkRequest::Sync {
+        replid,
+        offset,
+    }));
     Ok(())
 }
 
@@ -491,6 +494,6 @@ fn pull(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     }
     let clock: crate::crdt::VectorClock = postcard::from_bytes(&args[1])
         .map_err(|_| Cow::Borrowed("ERR AA.PULL: malformed vector clock"))?;
-    ctx.client.link_request = Some(LinkRequest::Pull { clock });
+    ctx.then(super::AfterReply::ServeLink(LinkRequest::Pull { clock }));
     Ok(())
 }

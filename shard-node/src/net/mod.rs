@@ -1,6 +1,6 @@
-//! The network server: accepts clients, runs their commands against the shared keyspace, writes
-//! effects to the log, and runs the background tasks (expiry sweep, fsync, compaction, memory
-//! accounting, metrics).
+//! The connection layer: accepts clients, runs their commands against the shared state
+//! (`server`), writes effects to the log before replying, and hands link connections to
+//! `links`.
 //!
 //! Contract:
 //! - Each connection reads whatever is available, parses every complete command, runs them all
@@ -24,173 +24,21 @@
 //!   handshake that requires a client certificate signed by the node's CA (a refusal is logged
 //!   with the reason), then are served exactly like plain connections.
 
-pub mod client_limits;
-pub mod persist;
-pub mod stream;
-pub mod tls;
+use crate::client_limits;
+use crate::commands::{dispatch, paused, AfterReply, ClientMeta, ClientState, PubMessage};
+use crate::links::start_links;
+use crate::server::{now_ms, Shared};
 
-use crate::commands::{dispatch, paused, ClientMeta, ClientState, Db, PubMessage};
-use crate::resp::{Limits, Protocol, ReplyWriter, RequestParser};
+use crate::resp::{Protocol, ReplyWriter, RequestParser};
 use bytes::BytesMut;
-use parking_lot::Mutex;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// Everything protected by the server's one lock: the command state and the log.
-pub struct State {
-    pub db: Db,
-    pub store: Option<crate::store::Store>,
-}
-
-impl State {
-    /// Moves locally committed effects into the log and the replication backlog, then flushes
-    /// the log. On failure the error is recorded so later writes are refused.
-    pub fn persist_outbox(&mut self) -> Result<(), String> {
-        if self.db.ks.outbox.is_empty() {
-            return Ok(());
-        }
-        let effects = std::mem::take(&mut self.db.ks.outbox);
-        for e in &effects {
-            self.record(e);
-        }
-        self.flush_log()
-    }
-
-    /// Records an effect received over a link (already applied): fencing check, pub/sub
-    /// delivery, log and backlog.
-    pub fn record_received(&mut self, effect: crate::crdt::Effect, encoded: Option<bytes::Bytes>) {
-        if self.db.repl.is_primary() && crate::repl::link::is_newer_epoch(&self.db.ks, &effect) {
-            tracing::warn!(
-                generation = effect.dot.actor.generation(),
-                "a newer epoch of this shard exists: this node stops taking writes"
-            );
-            self.db.repl.role = crate::repl::Role::Fenced;
-        }
-        let messages: Vec<(bytes::Bytes, bytes::Bytes)> = crate::repl::link::messages(&effect)
-            .map(|(c, p)| (c.clone(), p.clone()))
-            .collect();
-        for (channel, payload) in messages {
-            crate::commands::pubsub::deliver(&mut self.db, &channel, &payload);
-        }
-        match encoded {
-            Some(bytes) => self.record_encoded(effect.dot, bytes),
-            None => self.record(&effect),
-        }
-    }
-
-    /// Appends an applied effect to the log buffer and the replication backlog.
-    fn record(&mut self, effect: &crate::crdt::Effect) {
-        let mut buf = Vec::with_capacity(64);
-        effect.encode(&mut buf);
-        self.record_encoded(effect.dot, bytes::Bytes::from(buf));
-    }
-
-    /// Like [`State::record`] with the effect's encoding at hand (owned bytes).
-    fn record_encoded(&mut self, dot: crate::crdt::Dot, encoded: bytes::Bytes) {
-        if let Some(store) = self.store.as_mut() {
-            if let Err(err) = store.append(&encoded) {
-                self.note_log_failure(err.to_string());
-            }
-        }
-        self.db.repl.backlog.push(dot, encoded);
-    }
-
-    /// Flushes buffered log records (fsyncing with `appendfsync always`).
-    pub fn flush_log(&mut self) -> Result<(), String> {
-        if let Some(reason) = &self.db.persistence_error {
-            return Err(reason.clone());
-        }
-        let Some(store) = self.store.as_mut() else {
-            return Ok(());
-        };
-        if let Err(err) = store.flush() {
-            let msg = err.to_string();
-            self.note_log_failure(msg.clone());
-            return Err(msg);
-        }
-        Ok(())
-    }
-
-    fn note_log_failure(&mut self, msg: String) {
-        if self.db.persistence_error.is_none() {
-            tracing::error!(error = %msg, "cannot write the effect log; refusing writes from now on");
-        }
-        self.db.persistence_error = Some(msg);
-    }
-}
-
-pub struct Shared {
-    pub state: Mutex<State>,
-    pub next_client_id: AtomicU64,
-    pub connections: AtomicUsize,
-    pub limits: Limits,
-    pub shutdown: watch::Sender<bool>,
-    /// Bumped whenever effects are recorded: replication streams wake up.
-    pub offsets: watch::Sender<u64>,
-    /// Bumped whenever a replica acknowledges: WAIT wakes up.
-    pub acks: watch::Sender<u64>,
-    /// Bumped by `CLIENT PAUSE` / `CLIENT UNPAUSE`: paused connections look again.
-    pub pauses: watch::Sender<u64>,
-    /// Bumped when keys may have become ready (local or received writes) or a blocked client
-    /// left the line or was unblocked: clients in blocking commands look again.
-    pub blocked_wake: watch::Sender<u64>,
-    /// Held for the whole of a snapshot, so that two never run at once (the compactor, and a
-    /// handover that must be durable before it is answered).
-    pub snapshot_lock: Mutex<()>,
-    /// TLS (`--tls-cert/--tls-key/--tls-ca`), reloaded when its files change: outgoing links
-    /// use it, and so does the TLS listener.
-    pub tls: Option<Arc<tls::ReloadableTls>>,
-}
-
-/// Starts the link tasks that commands asked for (REPLICAOF, AA.PEER, `--peer`).
-pub fn start_links(shared: &Arc<Shared>, state: &mut State) {
-    for action in std::mem::take(&mut state.db.repl.actions) {
-        match action {
-            crate::repl::ReplAction::FollowPrimary => {
-                if let Some(m) = &state.db.repl.master {
-                    let generation = m.generation;
-                    tokio::spawn(crate::repl::link::run(
-                        shared.clone(),
-                        crate::repl::link::LinkTarget::Primary,
-                        generation,
-                    ));
-                }
-            }
-            crate::repl::ReplAction::PeerChanged(name) => {
-                if let Some(p) = state.db.repl.peers.get(&name) {
-                    let generation = p.generation;
-                    tokio::spawn(crate::repl::link::run(
-                        shared.clone(),
-                        crate::repl::link::LinkTarget::Peer(name),
-                        generation,
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// Offset added to the wall clock by [`now_ms`], set once at start (`--clock-skew-ms`).
-static CLOCK_SKEW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
-/// Shifts this process's wall clock by `ms` (fault injection for tests of clock skew).
-pub fn set_clock_skew_ms(ms: i64) {
-    CLOCK_SKEW_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Wall-clock milliseconds since the epoch, shifted by the configured skew.
-pub fn now_ms() -> u64 {
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    wall.saturating_add_signed(CLOCK_SKEW_MS.load(std::sync::atomic::Ordering::Relaxed))
-}
 
 /// How long a TLS client has to complete its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -423,7 +271,7 @@ async fn handle_connection<S>(
                                 Some(port) => format!("{}:{port}", addr.ip()),
                                 None => addr.to_string(),
                             };
-                            crate::repl::serve::serve_link(socket, shared.clone(), id, link_addr, name, request, input).await;
+                            crate::links::serve::serve_link(socket, shared.clone(), id, link_addr, name, request, input).await;
                             return;
                         }
                         Processed::Handoff => {
@@ -433,7 +281,7 @@ async fn handle_connection<S>(
                                 }
                                 output.clear();
                             }
-                            if let Err(reason) = crate::repl::handoff::receive(&mut socket, &shared, &mut input).await {
+                            if let Err(reason) = crate::links::handoff::receive(&mut socket, &shared, &mut input).await {
                                 tracing::warn!(%addr, %reason, "a handover failed");
                                 break 'conn;
                             }
@@ -527,7 +375,7 @@ enum Processed {
     /// Replies (if any) are in the output; `more` when commands may still be buffered.
     Continue { more: bool },
     /// The connection asked to become a replication stream.
-    Link(crate::repl::serve::LinkRequest),
+    Link(crate::repl::LinkRequest),
     /// The connection receives a handover before anything else is answered.
     Handoff,
     /// A WAIT must be completed before anything else is answered.
@@ -593,28 +441,17 @@ fn process_input(
                 special = Some(Processed::Paused);
                 break;
             }
-            dispatch(&mut state.db, client, args, output, now);
+            let after = dispatch(&mut state.db, client, args, output, now);
             done += 1;
-            if client.close_after_reply {
-                close = true;
-                break;
+            match after {
+                None => continue,
+                Some(AfterReply::Close) => close = true,
+                Some(AfterReply::ServeLink(req)) => special = Some(Processed::Link(req)),
+                Some(AfterReply::Handoff) => special = Some(Processed::Handoff),
+                Some(AfterReply::Wait(wait)) => special = Some(Processed::Wait(wait)),
+                Some(AfterReply::Block(request)) => special = Some(Processed::Block(request)),
             }
-            if let Some(req) = client.link_request.take() {
-                special = Some(Processed::Link(req));
-                break;
-            }
-            if std::mem::take(&mut client.handoff_requested) {
-                special = Some(Processed::Handoff);
-                break;
-            }
-            if let Some(wait) = client.pending_wait.take() {
-                special = Some(Processed::Wait(wait));
-                break;
-            }
-            if let Some(request) = client.pending_block.take() {
-                special = Some(Processed::Block(request));
-                break;
-            }
+            break;
         }
         commands.drain(..done);
         if close {
@@ -732,8 +569,8 @@ where
                 return BlockEnd::Answered;
             }
             if state.db.blocked.may_retry(seq, &state.db.ks, now) {
-                dispatch(&mut state.db, client, &request.args, io.output, now);
-                if client.pending_block.take().is_none() {
+                let after = dispatch(&mut state.db, client, &request.args, io.output, now);
+                if !matches!(after, Some(AfterReply::Block(_))) {
                     state.db.blocked.unregister(seq);
                     if !state.db.repl.actions.is_empty() {
                         start_links(shared, &mut state);
@@ -842,94 +679,6 @@ fn write_message(out: &mut BytesMut, proto: Protocol, msg: &PubMessage) {
             w.bulk(p);
             w.bulk(&msg.channel);
             w.bulk(&msg.payload);
-        }
-    }
-}
-
-/// Deletes keys whose expiry this node owns once they are due, a bounded number per round.
-pub async fn expiry_sweeper(shared: Arc<Shared>) {
-    let mut rounds: u64 = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut shutdown_rx = shared.shutdown.subscribe();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown_rx.changed() => return,
-        }
-        let now = now_ms();
-        let mut state = shared.state.lock();
-        rounds += 1;
-        if rounds.is_multiple_of(10) {
-            collect_tombstones(&mut state);
-        }
-        let writes_paused = state.db.client_pause.is_some_and(|p| now < p.until_ms);
-        if state.db.ks.keys_with_deadline() == 0 || !state.db.repl.is_primary() || writes_paused {
-            continue;
-        }
-        let due = state.db.ks.due_for_expiry(now, 500);
-        for key in &due {
-            state.db.ks.commit(
-                now,
-                vec![crate::crdt::Op {
-                    key: bytes::Bytes::copy_from_slice(key),
-                    kind: crate::crdt::OpKind::Del,
-                }],
-            );
-            state.db.stats.expired_keys += 1;
-        }
-        let _ = state.persist_outbox();
-        drop(state);
-        if !due.is_empty() {
-            shared.offsets.send_modify(|n| *n += 1);
-        }
-    }
-}
-
-/// Drops ordering-only state every participant has seen (once a second).
-fn collect_tombstones(state: &mut State) {
-    if !state.db.repl.is_primary() {
-        return;
-    }
-    let mine = state.db.ks.clock().clone();
-    let stable = if state.db.repl.peers.is_empty() {
-        Some(mine)
-    } else {
-        state.db.repl.stable_clock(&mine)
-    };
-    if let Some(stable) = stable {
-        state.db.ks.collect(&stable);
-    }
-}
-
-/// Refreshes the process's allocated-bytes figure used by `maxmemory` and INFO.
-pub async fn memory_sampler(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut shutdown_rx = shared.shutdown.subscribe();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown_rx.changed() => return,
-        }
-        let used = crate::metrics::allocated_bytes();
-        let mut state = shared.state.lock();
-        // A compaction in progress keeps replaced state alive until it ends: the figure from
-        // before it stands meanwhile (see `commands::eviction`).
-        if !state.db.ks.capture_active() {
-            state.db.used_memory = used;
-        }
-        if let Some(store) = &state.store {
-            let info = store.info();
-            let stats = store.fsync_stats();
-            let text = format!(
-                "aof_current_size:{}\r\naof_base_size:{}\r\naof_fsync_count:{}\r\naof_fsync_last_us:{}\r\naof_fsync_max_us:{}\r\n",
-                store.log_size(),
-                store.snapshot_size().unwrap_or(0),
-                stats.count,
-                stats.last_micros,
-                stats.max_micros,
-            );
-            let _ = info;
-            state.db.info_extra.insert("persistence", text);
         }
     }
 }

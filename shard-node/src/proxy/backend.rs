@@ -26,8 +26,8 @@
 
 use super::reply::FrameScanner;
 use super::Core;
-use crate::net::stream::Stream;
-use crate::net::tls::LinkTls;
+use crate::transport::stream::Stream;
+use crate::transport::tls::LinkTls;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -111,7 +111,7 @@ pub struct Core {
     pub connections: AtomicUsize,
     pub shutdown: watch::Sender<bool>,
     /// TLS settings (reloaded when their files change), if any.
-    pub tls: Option<Arc<crate::net::tls::ReloadableTls>>,
+    pub tls: Option<Arc<crate::transport::tls::ReloadableTls>>,
     /// The shard-nodes are reached over TLS.
     pub tls_backends: bool,
 }
@@ -125,7 +125,7 @@ impl Core {
         acl: crate::acl::Acl,
         acl_file: Option<std::path::PathBuf>,
         routes: Routes,
-        tls: Option<Arc<crate::net::tls::ReloadableTls>>,
+        tls: Option<Arc<crate::transport::tls::ReloadableTls>>,
         tls_backends: bool,
     ) -> Arc<Core> {
         let settings_announce = settings.announce.clone();
@@ -215,7 +215,7 @@ impl Core {
     }
 
     /// The TLS settings towards the shard-nodes, when they are reached over TLS.
-    pub fn backend_tls(&self) -> Option<crate::net::tls::LinkTls> {
+    pub fn backend_tls(&self) -> Option<crate::transport::tls::LinkTls> {
         self.tls
             .as_ref()
             .filter(|_| self.tls_backends)
@@ -542,7 +542,7 @@ pub async fn run(
                     }
                 }
             } else {
-                crate::net::stream::Stream::Plain(socket)
+                crate::transport::stream::Stream::Plain(socket)
             };
             client::serve(core, stream, peer).await;
         });

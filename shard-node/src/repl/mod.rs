@@ -19,7 +19,9 @@
 //!   a mismatch is refused with a message saying why.
 //! - With `--tls-cert/--tls-key/--tls-ca`, links run over TLS with mutual authentication: the
 //!   link client dials the peer's or primary's `--tls-port` and both ends present certificates
-//!   signed by the CA (see `net::tls`); the frames inside are the same.
+//!   signed by the CA (see `transport::tls`); the frames inside are the same.
+//! - This module holds the replication state the commands read and change; the link tasks
+//!   that carry it out are in `links`.
 //!
 //! Wire format, on the RESP port: the link client sends `AA.HELLO <version> <participant>
 //! <shard> <replica|peer> <name>`, then `AA.HANDOFF <clock>` and `AA.SYNC <replid> <offset>`
@@ -30,11 +32,33 @@
 //! The client acknowledges with `REPLCONF ACK <offset>` (replica) or `AA.ACK <clock>` (peer).
 
 pub mod backlog;
-pub mod handoff;
-pub mod link;
-pub mod serve;
 
 pub use backlog::Backlog;
+
+/// What a link client asked for (`AA.SYNC`, `AA.PULL`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinkRequest {
+    /// A replica resuming (replication id, next offset) or starting over (`None`).
+    Sync { replid: String, offset: Option<u64> },
+    /// A peer that has everything its clock covers.
+    Pull { clock: VectorClock },
+}
+
+/// True when an effect comes from a newer epoch of this node's own shard.
+pub fn is_newer_epoch(ks: &crate::crdt::Keyspace, effect: &crate::crdt::Effect) -> bool {
+    effect.dot.actor.lineage() == ks.actor_id().lineage()
+        && effect.dot.actor.generation() > crate::crdt::clock::generation_of(ks.actor().epoch)
+}
+
+/// Pub/sub messages carried by an effect.
+pub fn messages(
+    effect: &crate::crdt::Effect,
+) -> impl Iterator<Item = (&bytes::Bytes, &bytes::Bytes)> {
+    effect.ops.iter().filter_map(|op| match &op.kind {
+        crate::crdt::OpKind::Publish { channel, payload } => Some((channel, payload)),
+        _ => None,
+    })
+}
 
 use crate::crdt::replica::CausalBuffer;
 use crate::crdt::VectorClock;

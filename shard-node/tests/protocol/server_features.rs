@@ -6,7 +6,7 @@ use crate::common::{encode, poll_until, NodeBuilder, RawConn, ReadEnd};
 use shard_node::commands::testing::new_db;
 use shard_node::commands::{dispatch, ClientState};
 use shard_node::crdt::{Actor, Keyspace};
-use shard_node::net::State;
+use shard_node::server::State;
 use shard_node::store::{FsyncPolicy, Store};
 use std::io::{Read, Write};
 use std::time::Duration;

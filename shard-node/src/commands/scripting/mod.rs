@@ -487,7 +487,7 @@ fn function_list(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         .scripting
         .libraries
         .iter()
-        .filter(|(n, _)| pattern.is_none_or(|p| util::glob::glob_match(p, n.as_bytes())))
+        .filter(|(n, _)| pattern.is_none_or(|p| crate::glob::glob_match(p, n.as_bytes())))
         .collect();
     ctx.out.array(libs.len());
     for (name, lib) in libs {

@@ -1,7 +1,6 @@
-//! Helpers several command families share: glob matching (`MATCH`, `KEYS`), the SCAN family's
-//! cursors and options, random picks (`SRANDMEMBER`, `HRANDFIELD`, …) and argument helpers.
+//! Helpers several command families share: the SCAN family's cursors and options, random picks
+//! (`SRANDMEMBER`, `HRANDFIELD`, …) and argument helpers. Glob matching is `crate::glob`.
 
 pub mod args;
-pub mod glob;
 pub mod random;
 pub mod scan;

@@ -7,8 +7,8 @@
 //! least 1/[`SCAN_MAX_CALLS`] of the collection, so a full iteration never takes more than
 //! about [`SCAN_MAX_CALLS`] calls (each call reads the whole collection).
 
-use super::glob::glob_match;
 use crate::commands::{int_arg, is, CmdError, ERR_SYNTAX};
+use crate::glob::glob_match;
 use crate::resp::ReplyWriter;
 use bytes::Bytes;
 use std::borrow::Cow;

@@ -136,7 +136,14 @@ impl Client {
         let result = {
             let mut acl = core.acl.write();
             let mut w = crate::resp::ReplyWriter::new(&mut out, self.proto);
-            crate::acl::command::run(&mut acl, &user, args, core.acl_file.as_deref(), &mut w)
+            crate::acl::command::run(
+                &mut acl,
+                &user,
+                args,
+                core.acl_file.as_deref(),
+                &crate::commands::is_command,
+                &mut w,
+            )
         };
         match result {
             Ok(_) => self.reply(|w| w.raw(&out)),

@@ -201,7 +201,11 @@ struct Client {
 }
 
 /// Serves one client until it disconnects.
-pub async fn serve(core: Arc<Core>, mut socket: crate::net::stream::Stream, peer: SocketAddr) {
+pub async fn serve(
+    core: Arc<Core>,
+    mut socket: crate::transport::stream::Stream,
+    peer: SocketAddr,
+) {
     struct Count(Arc<Core>);
     impl Drop for Count {
         fn drop(&mut self) {
@@ -261,7 +265,7 @@ pub async fn serve(core: Arc<Core>, mut socket: crate::net::stream::Stream, peer
 const KEEP_BUFFER: usize = 64 * 1024;
 
 impl Client {
-    async fn run(&mut self, socket: crate::net::stream::Stream) {
+    async fn run(&mut self, socket: crate::transport::stream::Stream) {
         let (mut rd, mut wr) = socket.split();
         let mut input = BytesMut::new();
         let mut out = BytesMut::new();
@@ -284,7 +288,7 @@ impl Client {
                     return;
                 }
                 if let Some(first) = self.subscribe.take() {
-                    if let Some(stream) = crate::net::stream::reunite(rd, wr) {
+                    if let Some(stream) = crate::transport::stream::reunite(rd, wr) {
                         self.pass_through(stream, first, input).await;
                     }
                     return;

@@ -6,7 +6,7 @@ impl Client {
     /// Joins the client to a connection of its own to the pub/sub shard for good.
     pub(super) async fn pass_through(
         &mut self,
-        mut client: crate::net::stream::Stream,
+        mut client: crate::transport::stream::Stream,
         first: Bytes,
         rest: BytesMut,
     ) {

@@ -1,4 +1,5 @@
-//! Redis's glob matching, used by `MATCH` of the SCAN family and by `KEYS`.
+//! Redis's glob matching, used by `MATCH` of the SCAN family, `KEYS`, pub/sub patterns,
+//! `CONFIG GET` and ACL key and channel patterns.
 
 /// Deepest `*` nesting the glob matcher follows (Redis's protection against abusive patterns).
 const GLOB_MAX_NESTING: u32 = 1000;

@@ -9,22 +9,13 @@
 
 use crate::crdt::keyspace::Entry;
 use crate::crdt::{Blob, Keyspace, VectorClock};
-use crate::net::{now_ms, Shared};
-use crate::repl::{LinkState, ReplicaInfo};
+use crate::repl::{LinkRequest, LinkState, ReplicaInfo};
 use crate::resp::{Limits, RequestParser};
+use crate::server::{now_ms, Shared};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-/// What a link client asked for.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LinkRequest {
-    /// A replica resuming (replication id, next offset) or starting over (`None`).
-    Sync { replid: String, offset: Option<u64> },
-    /// A peer that has everything its clock covers.
-    Pull { clock: VectorClock },
-}
 
 /// Appends one frame (an array of bulk strings).
 pub fn frame(out: &mut BytesMut, parts: &[&[u8]]) {

@@ -23,8 +23,8 @@ use super::link::LinkError;
 use super::serve::{decode_key, frame, write_full_state};
 use crate::crdt::keyspace::{Entry, KeyspaceMeta};
 use crate::crdt::{Blob, Dot, Effect, VectorClock};
-use crate::net::Shared;
 use crate::resp::{Limits, RequestParser};
+use crate::server::Shared;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -299,7 +299,7 @@ async fn make_durable(shared: &Arc<Shared>, joined: bool) -> Result<(), String> 
     if joined {
         let shared = shared.clone();
         let snapshot =
-            tokio::task::spawn_blocking(move || crate::net::persist::compact_once(&shared));
+            tokio::task::spawn_blocking(move || crate::server::persist::compact_once(&shared));
         tokio::time::timeout(DURABLE_TIMEOUT, snapshot)
             .await
             .map_err(|_| "the snapshot took too long".to_string())?

@@ -12,10 +12,10 @@
 //!   failed TLS handshake counts as a refusal.
 
 use crate::crdt::keyspace::{Entry, KeyspaceMeta};
-use crate::crdt::{Blob, Effect, Keyspace, OpKind, VectorClock};
-use crate::net::{now_ms, Shared};
+use crate::crdt::{Blob, Effect, Keyspace, VectorClock};
 use crate::repl::{LinkState, Role, LINK_PROTOCOL_VERSION};
 use crate::resp::{Limits, RequestParser};
+use crate::server::{now_ms, Shared};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Duration;
@@ -468,7 +468,7 @@ fn current_address_locked(
     }
 }
 
-fn set_link_up(state: &mut crate::net::State, target: &LinkTarget) {
+fn set_link_up(state: &mut crate::server::State, target: &LinkTarget) {
     let repl = &mut state.db.repl;
     match target {
         LinkTarget::Primary => {
@@ -495,7 +495,7 @@ fn parse_u64(b: &[u8]) -> u64 {
 /// merged in. Either way this node's own history restarts (new replication id) and a snapshot
 /// is scheduled so the log matches the new state.
 fn finish_full_transfer(
-    state: &mut crate::net::State,
+    state: &mut crate::server::State,
     target: &LinkTarget,
     meta: KeyspaceMeta,
     entries: Vec<(Blob, Entry)>,
@@ -534,7 +534,7 @@ fn finish_full_transfer(
 /// the causal gate for what it brought. Returns how many were released. The join is not in the
 /// log or the backlog: the caller restarts the backlog or writes a snapshot.
 pub(super) fn join_full_state(
-    state: &mut crate::net::State,
+    state: &mut crate::server::State,
     meta: KeyspaceMeta,
     entries: Vec<(Blob, Entry)>,
 ) -> usize {
@@ -552,18 +552,4 @@ pub(super) fn join_full_state(
         state.record_received(effect, None);
     }
     count
-}
-
-/// True when an effect comes from a newer epoch of this node's own shard.
-pub fn is_newer_epoch(ks: &Keyspace, effect: &Effect) -> bool {
-    effect.dot.actor.lineage() == ks.actor_id().lineage()
-        && effect.dot.actor.generation() > crate::crdt::clock::generation_of(ks.actor().epoch)
-}
-
-/// Pub/sub messages carried by an effect.
-pub fn messages(effect: &Effect) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-    effect.ops.iter().filter_map(|op| match &op.kind {
-        OpKind::Publish { channel, payload } => Some((channel, payload)),
-        _ => None,
-    })
 }
