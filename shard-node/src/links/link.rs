@@ -297,9 +297,17 @@ where
                 Err(e) => return Err(LinkError::Io(format!("garbage on the link: {}", e.0))),
             }
         }
-        if !frames.is_empty() {
-            let ack = apply_frames(shared, target, generation, &mut frames, &mut full)?;
-            if let Some(ack) = ack {
+        while !frames.is_empty() {
+            let applied = apply_frames(shared, target, generation, &mut frames, &mut full)?;
+            if applied.installed_full {
+                make_full_transfer_durable(shared).await?;
+                // Up only once what the link brought survives a crash.
+                let mut state = shared.state.lock();
+                if current_address_locked(&state.db.repl, target, generation).is_some() {
+                    set_link_up(&mut state, target);
+                }
+            }
+            if let Some(ack) = applied.ack {
                 socket.write_all(&ack).await?;
             }
         }
@@ -312,14 +320,42 @@ where
     }
 }
 
-/// Applies received frames under one lock; returns the acknowledgement to send.
+/// What one [`apply_frames`] call did.
+struct Applied {
+    /// The acknowledgement to send.
+    ack: Option<BytesMut>,
+    /// A full transfer was installed (the frames after it are left for the next call): it
+    /// must be made durable before anything is applied on top of it.
+    installed_full: bool,
+}
+
+/// Writes a snapshot of the state a full transfer installed, before the link applies or
+/// acknowledges anything after it. Until then the log holds the state from before the
+/// transfer, which is consistent on its own; effects logged on top of it without the snapshot
+/// would recover as a state whose clock covers what it does not hold, and a later merge of
+/// that state would drop those writes elsewhere.
+async fn make_full_transfer_durable(shared: &Arc<Shared>) -> Result<(), LinkError> {
+    let shared = Arc::clone(shared);
+    let written =
+        tokio::task::spawn_blocking(move || crate::server::persist::compact_once(&shared)).await;
+    match written {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(LinkError::Io(format!(
+            "could not make the full transfer durable: {e}"
+        ))),
+        Err(e) => Err(LinkError::Io(format!("the snapshot task failed: {e}"))),
+    }
+}
+
+/// Applies received frames under one lock, up to and including the end of a full transfer;
+/// returns what was done.
 fn apply_frames(
     shared: &Shared,
     target: &LinkTarget,
     generation: u64,
     frames: &mut Vec<Vec<Bytes>>,
     full: &mut Option<FullTransfer>,
-) -> Result<Option<BytesMut>, LinkError> {
+) -> Result<Applied, LinkError> {
     let mut state = shared.state.lock();
     if current_address_locked(&state.db.repl, target, generation).is_none() {
         return Err(LinkError::Io("link superseded".into()));
@@ -330,7 +366,9 @@ fn apply_frames(
     // into the socket buffer).
     let mut encodings: std::collections::HashMap<crate::crdt::Dot, Bytes> = Default::default();
     let mut got_effects = false;
-    for f in frames.drain(..) {
+    let mut installed_full = false;
+    let mut pending = std::mem::take(frames).into_iter();
+    for f in pending.by_ref() {
         let word = |i: usize| f.get(i).map(|a| &a[..]).unwrap_or(b"");
         match word(0) {
             b"FULL" => {
@@ -357,6 +395,8 @@ fn apply_frames(
                     return Err(LinkError::Io("full transfer without META".into()));
                 };
                 finish_full_transfer(&mut state, target, meta, t.entries, t.replid, t.offset);
+                installed_full = true;
+                break;
             }
             b"CONT" => {
                 if let (LinkTarget::Primary, Some(m)) = (target, state.db.repl.master.as_mut()) {
@@ -410,6 +450,7 @@ fn apply_frames(
             _ => return Err(LinkError::Io("unknown frame on the link".into())),
         }
     }
+    *frames = pending.collect();
     for effect in applied {
         let encoded = encodings.remove(&effect.dot);
         state.record_received(effect, encoded);
@@ -444,7 +485,10 @@ fn apply_frames(
     drop(state);
     shared.offsets.send_modify(|n| *n += 1);
     shared.blocked_wake.send_modify(|n| *n += 1);
-    Ok(ack)
+    Ok(Applied {
+        ack: if installed_full { None } else { ack },
+        installed_full,
+    })
 }
 
 /// Where the link of `target` should connect, or `None` when `generation` is superseded.
@@ -492,8 +536,8 @@ fn parse_u64(b: &[u8]) -> u64 {
 }
 
 /// Installs a full transfer: a replica takes the primary's state as its own; a peer's state is
-/// merged in. Either way this node's own history restarts (new replication id) and a snapshot
-/// is scheduled so the log matches the new state.
+/// merged in. Either way this node's own history restarts (new replication id); the caller
+/// writes a snapshot so the log matches the new state ([`make_full_transfer_durable`]).
 fn finish_full_transfer(
     state: &mut crate::server::State,
     target: &LinkTarget,
@@ -511,14 +555,12 @@ fn finish_full_transfer(
             if let Some(m) = db.repl.master.as_mut() {
                 m.master_replid = Some(replid);
                 m.master_offset = Some(offset);
-                m.state = LinkState::Up;
             }
             tracing::info!(keys, "full copy received from the primary");
         }
         LinkTarget::Peer(name) => {
             if let Some(p) = db.repl.peers.get_mut(name) {
                 p.full_merges += 1;
-                p.state = LinkState::Up;
             }
             let released = join_full_state(state, meta, entries);
             tracing::info!(peer = %name, released, "merged the full state of a peer whose backlog no longer covered this node");
@@ -527,7 +569,6 @@ fn finish_full_transfer(
     let db = &mut state.db;
     let clock = db.ks.clock().clone();
     db.repl.backlog.reset(clock);
-    db.compaction_requested = true;
 }
 
 /// Joins another node's whole state into this node's, then applies the effects that waited in

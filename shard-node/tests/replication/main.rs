@@ -9,6 +9,7 @@ mod replication_support;
 
 mod blocking_across_regions;
 mod eviction_across_regions;
+mod full_copy_durability;
 mod list_convergence_processes;
 mod oversized_writes;
 mod replication_basics;
