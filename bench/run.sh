@@ -9,14 +9,15 @@
 #    then shard-node, redis in the next round, ...) for BENCH_ROUNDS rounds; the table shows
 #    the MEDIAN requests per second of the rounds.
 #
-# Both servers run without durability: redis-server with `--save "" --appendonly no`,
-# shard-node with `--appendfsync no`. The results are printed and written as markdown to
+# Both servers run without durability by default: redis-server with `--save "" --appendonly
+# no`, shard-node with `--appendfsync no`. BENCH_FSYNC=everysec|always runs both with that
+# fsync policy instead (redis-server with `--appendonly yes`). The results are printed and written as markdown to
 # $BENCH_OUT/results.md, ready to paste into bench/RESULTS.md.
 #
 # Settings (environment):
 #   BENCH_REQUESTS=200000  BENCH_CLIENTS=50  BENCH_ROUNDS=3  BENCH_PIPELINES="1 16"
 #   BENCH_TESTS="set get incr lpush sadd hset zadd xadd pfadd evalsha"  BENCH_KEYSPACE=100000 (-r)
-#   BENCH_MEMORY_KEYS=1000000 (0 skips the memory test)
+#   BENCH_MEMORY_KEYS=1000000 (0 skips the memory test)  BENCH_FSYNC=no (everysec, always)
 #   BENCH_SHARD_NODE_BIN=target/release/shard-node  BENCH_SKIP_BUILD=1 (use the binary as is)
 #   BENCH_SELF_CHECK=1  a second redis-server stands in for shard-node (checks this script;
 #                       the ratios should be close to 1)
@@ -34,6 +35,12 @@ MEMORY_KEYS=${BENCH_MEMORY_KEYS:-1000000}
 SHARD_BIN=${BENCH_SHARD_NODE_BIN:-target/release/shard-node}
 SELF_CHECK=${BENCH_SELF_CHECK:-0}
 OUT_DIR=${BENCH_OUT:-target/bench}
+FSYNC=${BENCH_FSYNC:-no}
+case "$FSYNC" in
+    no) REDIS_AOF=(--appendonly no) ;;
+    everysec | always) REDIS_AOF=(--appendonly yes --appendfsync "$FSYNC") ;;
+    *) echo "bench: BENCH_FSYNC must be no, everysec or always (got $FSYNC)" >&2; exit 1 ;;
+esac
 
 die() {
     echo "bench: $*" >&2
@@ -46,10 +53,10 @@ done
 
 if [ "$SELF_CHECK" = 1 ]; then
     SECOND="redis-server (self-check)"
-    SECOND_CONFIG="a second redis-server, persistence off, stands in for shard-node"
+    SECOND_CONFIG="a second redis-server (${REDIS_AOF[*]}) stands in for shard-node"
 else
     SECOND="shard-node"
-    SECOND_CONFIG="shard-node $( [ -d .git ] && git describe --always --dirty 2>/dev/null || true) with \`--appendfsync no\`"
+    SECOND_CONFIG="shard-node $( [ -d .git ] && git describe --always --dirty 2>/dev/null || true) with \`--appendfsync $FSYNC\`"
     if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
         echo "building shard-node (release)..."
         cargo build --release -p shard-node --bin shard-node
@@ -101,7 +108,7 @@ wait_ready() {
 # start_redis NAME PORT: sets LAST_PID
 start_redis() {
     mkdir -p "$tmp/$1"
-    redis-server --port "$2" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+    redis-server --port "$2" --bind 127.0.0.1 --save "" "${REDIS_AOF[@]}" --daemonize no \
         --dir "$tmp/$1" --logfile "$tmp/$1.log" &
     LAST_PID=$!
     pids+=("$LAST_PID")
@@ -113,7 +120,7 @@ start_shard_node() {
     # Flags only: environment variables of the caller must not change the configuration.
     env $(env | awk -F= '/^SHARD_NODE_/ {printf "-u %s ", $1}') \
         "$SHARD_BIN" server --bind 127.0.0.1 --port "$1" --dir "$tmp/shard-node/data" \
-        --participant bench --shard 0 --appendfsync no >"$tmp/shard-node.log" 2>&1 &
+        --participant bench --shard 0 --appendfsync "$FSYNC" >"$tmp/shard-node.log" 2>&1 &
     LAST_PID=$!
     pids+=("$LAST_PID")
     wait_ready "$1" "$LAST_PID" "$tmp/shard-node.log"
@@ -243,7 +250,7 @@ cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     echo "### $(date -u +%Y-%m-%d) — commit ${rev}${dirty}"
     echo
     echo "Machine: $(nproc) CPUs ($cpu), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)." \
-        "$(redis-server --version | awk '{print $1, $2, $3}'), persistence off;" \
+        "$(redis-server --version | awk '{print $1, $2, $3}'), ${REDIS_AOF[*]};" \
         "$SECOND_CONFIG."
     echo "\`redis-benchmark -c $CLIENTS -n $REQUESTS -r $KEYSPACE\`, median of $ROUNDS interleaved rounds."
     echo

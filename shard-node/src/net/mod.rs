@@ -4,10 +4,12 @@
 //!
 //! Contract:
 //! - Each connection reads whatever is available, parses every complete command, runs them all
-//!   under one lock, appends the resulting effects to the log, flushes the log (fsyncing with
-//!   `appendfsync always`) and only then sends the replies. If the log cannot be written the
-//!   replies of that batch are not sent (the connection is closed) and later writes are refused
-//!   with a `MISCONF` error.
+//!   under one lock, appends the resulting effects to the log, flushes the log and only then
+//!   sends the replies. With `appendfsync always` the replies also wait, after the lock is
+//!   released, until the log is durable up to the batch (one fsync serves every batch waiting
+//!   meanwhile; a batch that only read waits for what was written before it). If the log
+//!   cannot be written or synced the replies of that batch are not sent (the connection is
+//!   closed) and later writes are refused with a `MISCONF` error.
 //! - A protocol error is answered with Redis's error text and the connection is closed.
 //! - `CLIENT PAUSE`: a connection whose next command must wait (see
 //!   [`crate::commands::paused`]) runs the commands before it, sends their replies, and waits
@@ -240,7 +242,14 @@ async fn handle_connection<S>(
                 }
                 last_activity = std::time::Instant::now();
                 loop {
-                    match process_input(&shared, &mut client, &mut parser, &mut input, &mut output, &mut commands) {
+                    let mut durable = None;
+                    let processed = process_input(&shared, &mut client, &mut parser, &mut input, &mut output, &mut commands, &mut durable);
+                    if let Some(durable) = durable {
+                        if !wait_durable(&shared, durable).await {
+                            break 'conn;
+                        }
+                    }
+                    match processed {
                         Processed::Closed => break 'conn,
                         Processed::Continue { more } => {
                             if !output.is_empty() {
@@ -390,9 +399,10 @@ enum Processed {
     Closed,
 }
 
-/// Parses and runs the complete commands in `input` (all of them under one lock), persisting
-/// their effects before returning. Stops after one command while unauthenticated, because
-/// authentication changes what the parser accepts.
+/// Parses and runs the complete commands in `input` (all of them under one lock), writing
+/// their effects to the log before returning; with `appendfsync always`, `durable` is set to
+/// the log position the replies must wait for (see [`wait_durable`]). Stops after one command
+/// while unauthenticated, because authentication changes what the parser accepts.
 fn process_input(
     shared: &Arc<Shared>,
     client: &mut ClientState,
@@ -400,6 +410,7 @@ fn process_input(
     input: &mut BytesMut,
     output: &mut BytesMut,
     commands: &mut Vec<Vec<bytes::Bytes>>,
+    durable: &mut Option<crate::store::DurableAt>,
 ) -> Processed {
     let mut protocol_error = None;
     let mut more = false;
@@ -465,8 +476,9 @@ fn process_input(
             meta.multi = client.multi.as_ref().map(|q| q.len() as i64).unwrap_or(-1);
         }
         let had_effects = !state.db.ks.outbox.is_empty();
-        if state.persist_outbox().is_err() {
-            return Processed::Closed;
+        match state.persist_outbox_deferred() {
+            Ok(pending) => *durable = pending,
+            Err(_) => return Processed::Closed,
         }
         if state.db.shutdown_requested {
             let _ = shared.shutdown.send(true);
@@ -496,6 +508,23 @@ fn process_input(
         Processed::CloseAfterWrite
     } else {
         Processed::Continue { more }
+    }
+}
+
+/// Waits until a batch's effects (and whatever was written before them) are durable, with the
+/// other batches waiting meanwhile (group commit: one fsync serves them all). On failure the
+/// log is marked failed, writes are refused from then on, and the caller closes the connection
+/// without sending the batch's replies: nothing that may be lost is acknowledged.
+async fn wait_durable(shared: &Arc<Shared>, durable: crate::store::DurableAt) -> bool {
+    if durable.is_durable() {
+        return true;
+    }
+    match durable.wait().await {
+        Ok(()) => true,
+        Err(err) => {
+            shared.state.lock().note_log_failure(err.to_string());
+            false
+        }
     }
 }
 

@@ -39,6 +39,36 @@ impl State {
         self.flush_log()
     }
 
+    /// Like [`State::persist_outbox`], but with `appendfsync always` leaves the fsync to the
+    /// caller: returns the log position the batch's replies must wait for, to be waited on
+    /// after the lock is released (group commit: one fsync serves every batch waiting
+    /// meanwhile). A batch that wrote nothing still waits for what others wrote before it, so
+    /// no reply shows data that is not yet durable; while the log is failed it does not wait.
+    pub fn persist_outbox_deferred(&mut self) -> Result<Option<crate::store::DurableAt>, String> {
+        let wrote = !self.db.ks.outbox.is_empty();
+        if wrote {
+            let effects = std::mem::take(&mut self.db.ks.outbox);
+            for e in &effects {
+                self.record(e);
+            }
+        }
+        if let Some(reason) = &self.db.persistence_error {
+            return if wrote { Err(reason.clone()) } else { Ok(None) };
+        }
+        let Some(store) = self.store.as_mut() else {
+            return Ok(None);
+        };
+        match store.flush_deferred() {
+            Ok(durable) => Ok(durable),
+            Err(_) if !wrote => Ok(None),
+            Err(err) => {
+                let msg = err.to_string();
+                self.note_log_failure(msg.clone());
+                Err(msg)
+            }
+        }
+    }
+
     /// Records an effect received over a link (already applied): fencing check, pub/sub
     /// delivery, log and backlog.
     pub fn record_received(&mut self, effect: crate::crdt::Effect, encoded: Option<bytes::Bytes>) {
@@ -94,7 +124,8 @@ impl State {
         Ok(())
     }
 
-    fn note_log_failure(&mut self, msg: String) {
+    /// Refuses writes from now on with `msg` as the reason (the log failed).
+    pub fn note_log_failure(&mut self, msg: String) {
         if self.db.persistence_error.is_none() {
             tracing::error!(error = %msg, "cannot write the effect log; refusing writes from now on");
         }

@@ -23,7 +23,9 @@
 //! commands before sending replies. With [`FsyncPolicy::EverySec`] a background task calls
 //! [`SyncHandle::sync`] once a second (see [`SyncHandle::spawn_periodic`]); with
 //! [`FsyncPolicy::No`] the OS decides (segments are still fsynced when rotated and on
-//! [`Store::close`]).
+//! [`Store::close`]). [`Store::flush_deferred`] is the group-commit form of `flush`: it writes
+//! under the lock and returns the position to make durable, which the caller waits for outside
+//! the lock ([`DurableAt::wait`]), so one fsync serves every batch that waits meanwhile.
 //!
 //! # Failure
 //!
@@ -66,7 +68,9 @@ use std::sync::Arc;
 
 pub use format::{segment_file_name, snapshot_file_name, MAX_RECORD_LEN};
 pub use snapshot::SnapshotWriter;
-pub use sync::{FaultInjector, FsyncStats, PeriodicSync, SyncHandle, FSYNC_LATENCY_BOUNDS_MICROS};
+pub use sync::{
+    DurableAt, FaultInjector, FsyncStats, PeriodicSync, SyncHandle, FSYNC_LATENCY_BOUNDS_MICROS,
+};
 
 use format::{encode_frame, FILE_HEADER_LEN, FIRST_SEQ};
 use sync::{CurrentSegment, FileSizes, Shared};
@@ -325,6 +329,35 @@ impl Store {
     /// Writes the buffered records to the OS; with [`FsyncPolicy::Always`] also fdatasyncs
     /// before returning. A failure fails the store.
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.write_buffer()?;
+        if self.policy == FsyncPolicy::Always {
+            self.shared.sync_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered records to the OS like [`Store::flush`], but leaves the fsync to
+    /// the caller: with [`FsyncPolicy::Always`], returns the position everything written so far
+    /// reaches while it is not yet durable, for the caller to wait on ([`DurableAt::wait`])
+    /// outside its locks, so that one fsync serves many batches (group commit). A write
+    /// failure fails the store.
+    pub fn flush_deferred(&mut self) -> Result<Option<DurableAt>, StoreError> {
+        self.write_buffer()?;
+        if self.policy != FsyncPolicy::Always {
+            return Ok(None);
+        }
+        let position = self.shared.flushed.load(Ordering::Acquire);
+        if self.shared.synced.load(Ordering::Acquire) >= position {
+            return Ok(None);
+        }
+        Ok(Some(DurableAt {
+            handle: self.sync_handle(),
+            position,
+        }))
+    }
+
+    /// Hands the buffered records to the OS. A failure fails the store.
+    fn write_buffer(&mut self) -> Result<(), StoreError> {
         self.shared.ensure_ok()?;
         if !self.buf.is_empty() {
             let res = self
@@ -347,9 +380,6 @@ impl Store {
             if self.buf.capacity() > MAX_RETAINED_BUFFER {
                 self.buf = Vec::new();
             }
-        }
-        if self.policy == FsyncPolicy::Always {
-            self.shared.sync_pending()?;
         }
         Ok(())
     }
@@ -378,8 +408,13 @@ impl Store {
     pub fn reopen_after_failure(&mut self) -> Result<u64, StoreError> {
         self.buf.clear();
         let next = self.start_next_segment()?;
-        // Whatever the failed segment did not make durable is abandoned.
+        // Whatever the failed segment did not make durable is abandoned; batches waiting for
+        // it are told so.
         let flushed = self.shared.flushed.load(Ordering::Acquire);
+        let synced = self.shared.synced.load(Ordering::Acquire);
+        if flushed > synced {
+            self.shared.abandoned.lock().push((synced, flushed));
+        }
         self.shared.synced.fetch_max(flushed, Ordering::AcqRel);
         self.shared.clear_failure();
         tracing::warn!(

@@ -11,6 +11,10 @@
 //! - The first write or fsync error is recorded once and is permanent for the life of the
 //!   process ([`Shared::mark_failed`]): after a failed fsync the kernel may have dropped the
 //!   dirty pages, so retrying could silently lose acknowledged data.
+//! - Group commit ([`DurableAt`]): batches wait (asynchronously) for one syncer thread, which
+//!   fsyncs everything flushed whenever a waiter wants more than is durable, then wakes every
+//!   waiter; so one fsync serves every batch that waited meanwhile. Positions a failure
+//!   abandoned (`Store::reopen_after_failure`) are never reported durable.
 
 use std::fs::File;
 use std::io;
@@ -168,6 +172,10 @@ pub(crate) struct Shared {
     pub(crate) latency: LatencyRecorder,
     pub(crate) faults: FaultInjector,
     pub(crate) files: Mutex<FileSizes>,
+    /// The group-commit syncer ([`DurableAt`]).
+    group: Arc<GroupSync>,
+    /// Ranges of positions `(after, up_to]` a failure abandoned before they were durable.
+    pub(crate) abandoned: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Shared {
@@ -181,6 +189,8 @@ impl Shared {
             latency: LatencyRecorder::default(),
             faults: FaultInjector::default(),
             files: Mutex::new(files),
+            group: Arc::new(GroupSync::default()),
+            abandoned: Mutex::new(Vec::new()),
         }
     }
 
@@ -278,6 +288,25 @@ impl SyncHandle {
         self.shared.sync_pending()
     }
 
+    /// Whether log position `position` is durable; an error when a failure abandoned it.
+    fn is_durable(&self, position: u64) -> Result<bool, StoreError> {
+        let abandoned = self
+            .shared
+            .abandoned
+            .lock()
+            .iter()
+            .any(|(after, up_to)| position > *after && position <= *up_to);
+        if abandoned {
+            return Err(StoreError::Failed(format!(
+                "the log failed before position {position} was durable"
+            )));
+        }
+        if self.shared.synced.load(Ordering::Acquire) >= position {
+            return Ok(true);
+        }
+        self.shared.ensure_ok().map(|()| false)
+    }
+
     /// Latency statistics of every fsync of the log (from this handle, the store, rotations).
     pub fn fsync_stats(&self) -> FsyncStats {
         self.shared.latency.snapshot()
@@ -314,6 +343,112 @@ impl SyncHandle {
             stop: Some(stop_tx),
             thread: Some(thread),
         })
+    }
+}
+
+/// A log position a batch's replies wait for before they are sent (`appendfsync always`):
+/// see [`Store::flush_deferred`](super::Store::flush_deferred).
+#[derive(Debug)]
+pub struct DurableAt {
+    pub(crate) handle: SyncHandle,
+    pub(crate) position: u64,
+}
+
+impl DurableAt {
+    /// Whether the position is already durable (no need to wait).
+    pub fn is_durable(&self) -> bool {
+        matches!(self.handle.is_durable(self.position), Ok(true))
+    }
+
+    /// Waits until the position is durable, asking the syncer thread for an fsync when it is
+    /// not; fails if the store failed before it was.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        let shared = &self.handle.shared;
+        let mut synced = shared.group.synced.subscribe();
+        loop {
+            if self.handle.is_durable(self.position)? {
+                return Ok(());
+            }
+            GroupSync::request(shared, self.position);
+            if synced.changed().await.is_err() {
+                return Err(StoreError::Failed("the log was closed".to_owned()));
+            }
+        }
+    }
+}
+
+/// The group-commit syncer: one thread, started on the first request, that fsyncs whenever a
+/// waiter wants a position that is not durable, then tells every waiter (by sending the
+/// durable position, also after a failure, so that they look again).
+#[derive(Default)]
+pub(crate) struct GroupSync {
+    state: Mutex<GroupState>,
+    wake: parking_lot::Condvar,
+    synced: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct GroupState {
+    /// The highest position a waiter asked for.
+    wanted: u64,
+    running: bool,
+}
+
+impl GroupSync {
+    /// Asks for `position` to be made durable (starting the syncer thread if needed).
+    fn request(shared: &Arc<Shared>, position: u64) {
+        let group = &shared.group;
+        let mut state = group.state.lock();
+        state.wanted = state.wanted.max(position);
+        if !state.running {
+            let weak = Arc::downgrade(shared);
+            let owned = Arc::clone(group);
+            let started = std::thread::Builder::new()
+                .name("aof-group-fsync".to_owned())
+                .spawn(move || owned.run(weak));
+            match started {
+                Ok(_) => state.running = true,
+                Err(e) => {
+                    drop(state);
+                    shared.mark_failed(format!("cannot start the fsync thread: {e}"));
+                    group
+                        .synced
+                        .send_replace(shared.synced.load(Ordering::Acquire));
+                    return;
+                }
+            }
+        }
+        group.wake.notify_one();
+    }
+
+    /// The syncer thread: ends once the store and every handle are gone.
+    fn run(self: Arc<Self>, shared: std::sync::Weak<Shared>) {
+        loop {
+            {
+                let mut state = self.state.lock();
+                loop {
+                    let Some(s) = shared.upgrade() else {
+                        state.running = false;
+                        return;
+                    };
+                    if state.wanted > s.synced.load(Ordering::Acquire) {
+                        break;
+                    }
+                    drop(s);
+                    self.wake.wait_for(&mut state, Duration::from_secs(1));
+                }
+            }
+            let Some(s) = shared.upgrade() else {
+                self.state.lock().running = false;
+                return;
+            };
+            if s.sync_pending().is_err() {
+                // The failure is recorded on the store and every waiter sees it when it looks
+                // again; the requests so far are answered by it.
+                self.state.lock().wanted = 0;
+            }
+            self.synced.send_replace(s.synced.load(Ordering::Acquire));
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! - Garbage appended to the newest effect log (a torn tail) is dropped at recovery: the
 //!   server starts, holds exactly the state it had, and keeps accepting durable writes.
 //! - With `--appendfsync no`, a SIGTERM shutdown still persists every acknowledged write.
+//! - With `--appendfsync always`, concurrent connections share fsyncs (group commit).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
@@ -359,5 +360,59 @@ fn sigterm_persists_acknowledged_writes_without_fsync() {
         assert_eq!(total, (CLIENTS * PER_CLIENT) as i64);
         let members: i64 = con.scard("members").await.expect("SCARD");
         assert_eq!(members, (CLIENTS * PER_CLIENT) as i64);
+    });
+}
+
+#[test]
+fn concurrent_writers_share_fsyncs_with_appendfsync_always() {
+    // Group commit: batches of different connections wait for one fsync together, so many
+    // concurrent writers need far fewer fsyncs than writes, and every write still counts.
+    const WRITERS: usize = 32;
+    const PER_WRITER: usize = 100;
+    let rt = runtime();
+    let node = NodeBuilder::new().appendfsync("always").start();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let url = node.url();
+                tokio::spawn(async move {
+                    let mut con = connect_async(&url).await;
+                    for _ in 0..PER_WRITER {
+                        let _: i64 = con.incr("total", 1).await.expect("INCR");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("writer task");
+        }
+        let mut con = connect_async(&node.url()).await;
+        let total: i64 = con.get("total").await.expect("GET total");
+        assert_eq!(total, (WRITERS * PER_WRITER) as i64);
+        // INFO's fsync count is refreshed every 100 ms: read it until it stops moving.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut last = None;
+        let fsyncs = loop {
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(&mut con)
+                .await
+                .expect("INFO");
+            let count: u64 = crate::common::info_field(info.as_bytes(), "aof_fsync_count")
+                .and_then(|v| v.parse().ok())
+                .expect("aof_fsync_count in INFO persistence");
+            if last == Some(count) {
+                break count;
+            }
+            assert!(std::time::Instant::now() < deadline, "the fsync count keeps moving");
+            last = Some(count);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let writes = (WRITERS * PER_WRITER) as u64;
+        assert!(
+            fsyncs <= writes / 2,
+            "{fsyncs} fsyncs for {writes} writes from {WRITERS} connections: batches did not share them"
+        );
+        eprintln!("{writes} writes from {WRITERS} connections took {fsyncs} fsyncs");
     });
 }
