@@ -275,7 +275,8 @@ cmd_up() {
     "$cargo" build $locked -p shard-node -p aadb-operator -p aadb-e2e </dev/null ||
         fail "building shard-node, aadb-operator and aadb-e2e failed (see the compiler output above)."
     say "Kubernetes binaries (make k8s-bins, cached)"
-    bash "$root/scripts/k8s-bins.sh" </dev/null || fail "building the Kubernetes binaries (scripts/k8s-bins.sh) failed."
+    K8S_BINS_CLUSTER_ONLY=1 bash "$root/scripts/k8s-bins.sh" </dev/null ||
+        fail "building the Kubernetes binaries (scripts/k8s-bins.sh) failed."
     echo
 
     mkdir -p "$demo"

@@ -13,7 +13,10 @@
 # checks stamps and links. Concurrent runs serialize on a lock in the cache directory.
 #
 # Environment: GOFLAGS is honoured (e.g. GOFLAGS=-p=1 to build with one job); AADB_CACHE_DIR
-# moves the cache; K8S_BINS_LINK_DIR moves the links (default <repo>/target/k8s/bin).
+# moves the cache; K8S_BINS_LINK_DIR moves the links (default <repo>/target/k8s/bin);
+# K8S_BINS_CLUSTER_ONLY=1 builds only what local clusters need (everything but helm and
+# kubeconform, which the chart checks use): what `make demo` asks for, so a first demo
+# starts sooner; `make test` builds the rest.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -153,8 +156,14 @@ helm_hash=$(stamp_of "$recipe" "$go_version" "helm $helm_version")
 kubeconform_hash=$(stamp_of "$recipe" "$go_version" "kubeconform $kubeconform_version")
 up_to_date kubernetes "$k8s_hash" "${kube_cmds[@]}" || total_steps=$((total_steps + ${#kube_cmds[@]}))
 up_to_date etcd "$etcd_hash" etcd || total_steps=$((total_steps + 1))
-up_to_date helm "$helm_hash" helm || total_steps=$((total_steps + 1))
-up_to_date kubeconform "$kubeconform_hash" kubeconform || total_steps=$((total_steps + 1))
+tools=(helm kubeconform)
+if [ "${K8S_BINS_CLUSTER_ONLY:-0}" = 1 ]; then
+    tools=()
+fi
+for tool in "${tools[@]}"; do
+    tool_hash=${tool}_hash
+    up_to_date "$tool" "${!tool_hash}" "$tool" || total_steps=$((total_steps + 1))
+done
 if [ "$total_steps" -gt 0 ]; then
     echo "k8s-bins: $total_steps components to build with $(go version | cut -d' ' -f3) (a cold build takes 10-20 minutes on 2 cores)"
 fi
@@ -175,7 +184,7 @@ if ! up_to_date etcd "$h" etcd; then
 fi
 
 h=$helm_hash
-if ! up_to_date helm "$h" helm; then
+if [ ${#tools[@]} -gt 0 ] && ! up_to_date helm "$h" helm; then
     k8s_minor=$(echo "$k8s_version" | cut -d. -f2)
     timed "helm $helm_version" go_install helm "helm.sh/helm/v3/cmd/helm@$helm_version" \
         "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s_minor"
@@ -183,7 +192,7 @@ if ! up_to_date helm "$h" helm; then
 fi
 
 h=$kubeconform_hash
-if ! up_to_date kubeconform "$h" kubeconform; then
+if [ ${#tools[@]} -gt 0 ] && ! up_to_date kubeconform "$h" kubeconform; then
     timed "kubeconform $kubeconform_version" go_install kubeconform \
         "github.com/yannh/kubeconform/cmd/kubeconform@$kubeconform_version" \
         "-s -w -X main.version=$kubeconform_version"
@@ -196,7 +205,7 @@ fi
 "$bin/etcd" --version | grep "etcd Version: ${etcd_version#v}" >/dev/null ||
     die "etcd does not report ${etcd_version#v}"
 
-names=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl etcd helm kubeconform)
+names=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl etcd "${tools[@]}")
 for b in "${names[@]}"; do
     ln -sfn "$bin/$b" "$link_dir/$b"
 done
