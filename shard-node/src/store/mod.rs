@@ -415,7 +415,7 @@ impl Store {
         if flushed > synced {
             self.shared.abandoned.lock().push((synced, flushed));
         }
-        self.shared.synced.fetch_max(flushed, Ordering::AcqRel);
+        self.shared.advance_synced(flushed);
         self.shared.clear_failure();
         tracing::warn!(
             seq = next,
@@ -430,7 +430,7 @@ impl Store {
         self.flush()?;
         let target = self.shared.flushed.load(Ordering::Acquire);
         self.shared.fsync_segment(&self.file, self.seq)?;
-        self.shared.synced.fetch_max(target, Ordering::AcqRel);
+        self.shared.advance_synced(target);
         let next = self.start_next_segment()?;
         tracing::debug!(seq = next, "started new log segment");
         Ok(next)

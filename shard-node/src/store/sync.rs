@@ -245,6 +245,16 @@ impl Shared {
         }
     }
 
+    /// Records that everything up to `position` is durable, and tells the batches waiting for
+    /// it (every path that makes bytes durable goes through here: a flush, a rotation, the
+    /// periodic sync, the group syncer, a repair).
+    pub(crate) fn advance_synced(&self, position: u64) {
+        self.synced.fetch_max(position, Ordering::AcqRel);
+        self.group
+            .synced
+            .send_replace(self.synced.load(Ordering::Acquire));
+    }
+
     /// Makes every byte flushed so far durable. Returns whether an fsync was issued.
     pub(crate) fn sync_pending(&self) -> Result<bool, StoreError> {
         self.ensure_ok()?;
@@ -257,7 +267,7 @@ impl Shared {
             (cur.seq, Arc::clone(&cur.file))
         };
         self.fsync_segment(&file, seq)?;
-        self.synced.fetch_max(target, Ordering::AcqRel);
+        self.advance_synced(target);
         Ok(true)
     }
 }
@@ -447,6 +457,8 @@ impl GroupSync {
                 // again; the requests so far are answered by it.
                 self.state.lock().wanted = 0;
             }
+            // Wake the waiters even when this pass made nothing durable (another path may have,
+            // or the log failed).
             self.synced.send_replace(s.synced.load(Ordering::Acquire));
         }
     }

@@ -13,6 +13,7 @@ mod store_bad_crc;
 mod store_empty_dir;
 mod store_fsync_failure;
 mod store_garbage_tail;
+mod store_group_commit;
 mod store_prop;
 mod store_roundtrip;
 mod store_snapshot;
