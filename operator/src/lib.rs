@@ -4,7 +4,7 @@
 //!
 //! Pure parts (no I/O, unit-tested): [`validate`], [`plan`], [`objects`], [`failover`],
 //! [`conditions`], [`status`] (phase and conditions). Parts that talk to the world: [`clusters`] (API clients per participant),
-//! [`wiring`] (RESP commands to shard-nodes), [`supervisor`] (probe loop, failover executor,
+//! [`node_client`] (RESP commands to shard-nodes), [`supervisor`] (probe loop, failover executor,
 //! link wiring), [`controller`] (the reconcile loop:
 //! objects, pruning, cleanup, status), [`leader`] (Lease election), [`http`]
 //! (`/metrics`, `/healthz`, `/readyz`).
@@ -18,9 +18,9 @@ pub mod failover;
 pub mod http;
 pub mod labels;
 pub mod leader;
+pub mod node_client;
 pub mod objects;
 pub mod plan;
 pub mod status;
 pub mod supervisor;
 pub mod validate;
-pub mod wiring;

@@ -1,4 +1,4 @@
-//! `aadb_operator::wiring` against real shard-node processes on loopback ports.
+//! `aadb_operator::node_client` against real shard-node processes on loopback ports.
 //!
 //! The shard-node binary is the one built next to this test (`cargo build -p shard-node` for
 //! the same profile; `cargo test --workspace` builds it) or `AADB_SHARD_NODE_BIN`. Every node
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aadb_operator::failover::{NodeReport, ReportedRole};
-use aadb_operator::wiring::{Credentials, NodeClients, PeerLink, WiringError};
+use aadb_operator::node_client::{Credentials, NodeClients, PeerLink, WiringError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "wiring-secret";

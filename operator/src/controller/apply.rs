@@ -215,7 +215,7 @@ fn supervise(
     ctx: &Context,
     db: &ActiveActiveDatabase,
     topo: &Topology,
-    password: Option<crate::wiring::Credentials>,
+    password: Option<crate::node_client::Credentials>,
     tls_ca: Option<String>,
 ) -> (Arc<Observation>, u64) {
     let failover = db.spec.effective_failover();

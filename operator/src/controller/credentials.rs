@@ -25,8 +25,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::labels;
+use crate::node_client::Credentials;
 use crate::plan::{internal_secret, password_secret, ParticipantPlan, SecretKey, Topology};
-use crate::wiring::Credentials;
 
 use super::{Context, ReconcileError};
 

@@ -66,7 +66,7 @@ pub struct SupervisorSpec {
     /// Failover settings.
     pub settings: FailoverSettings,
     /// How the operator authenticates to the shard-nodes and proxies (the internal user).
-    pub password: Option<crate::wiring::Credentials>,
+    pub password: Option<crate::node_client::Credentials>,
     /// With TLS, the CA (PEM) the nodes' and proxies' certificates chain to: the operator
     /// reaches them over TLS.
     pub tls_ca: Option<String>,

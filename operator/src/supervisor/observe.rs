@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
 use super::tick::ShardTick;
 use crate::failover::{HealthTracker, PodView, ProbeOutcome, ReportedRole};
 use crate::labels;
+use crate::node_client::NodeDetail;
 use crate::plan::{ParticipantPlan, ShardPlan};
-use crate::wiring::NodeDetail;
 
 pub(super) fn node_ready(n: &Node) -> bool {
     n.status

@@ -15,8 +15,8 @@ use super::observe::node_ready;
 use super::tick::{Loop, ShardTick};
 use super::Observation;
 use crate::failover::ReportedRole;
+use crate::node_client::NodeDetail;
 use crate::plan::{ParticipantPlan, ShardPlan, Topology};
-use crate::wiring::NodeDetail;
 
 /// The address other regions use for every shard of every participant (managed or not), by
 /// `(participant, shard)`, read at once; `clients` are the participants' clusters that could

@@ -24,8 +24,8 @@ use super::{FailoverHook, Observation, SupervisorSpec};
 use crate::clusters::ClusterClients;
 use crate::failover::{decide, Decision, HealthTracker, PodView, ShardView};
 use crate::labels;
+use crate::node_client::{NodeClients, NodeDetail};
 use crate::plan::{ParticipantPlan, Topology};
-use crate::wiring::{NodeClients, NodeDetail};
 
 /// The supervisor's state between ticks.
 pub(super) struct Loop {
