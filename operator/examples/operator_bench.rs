@@ -491,6 +491,29 @@ fn pod_serving(p: &Pod) -> bool {
         })
 }
 
+/// Applies the database `spec` in `ns`, waits until it is Ready, and returns its region
+/// endpoint Service in `c` and that Service's `default:<password>@host:port`.
+async fn ready_endpoint(
+    c: &LocalCluster,
+    ns: &str,
+    what: &str,
+    spec: serde_json::Value,
+) -> Result<(String, String)> {
+    apply_database(c, ns, spec).await?;
+    poll(&format!("{what} Ready"), READY_TIMEOUT, || async {
+        get_database(c, ns).await.filter(is_ready)
+    })
+    .await?;
+    let service = format!("{DB}-{}", c.name());
+    let addr = poll(
+        &format!("LoadBalancer ingress of {service}"),
+        Duration::from_secs(60),
+        || load_balancer(c, ns, &service),
+    )
+    .await?;
+    Ok((service, addr))
+}
+
 /// `default:<password>@host:port` of a LoadBalancer Service's ingress, with the database's
 /// generated application password.
 async fn load_balancer(c: &LocalCluster, ns: &str, service: &str) -> Option<String> {
@@ -1081,18 +1104,7 @@ async fn failover_bench(
         Some(ms) => format!("detectionTimeoutMillis {ms}"),
         None => "default failover settings".to_string(),
     };
-    apply_database(c, ns, spec).await?;
-    poll("failover database Ready", READY_TIMEOUT, || async {
-        get_database(c, ns).await.filter(is_ready)
-    })
-    .await?;
-    let service = format!("{DB}-{region}");
-    let addr = poll(
-        &format!("LoadBalancer ingress of {service}"),
-        Duration::from_secs(60),
-        || load_balancer(c, ns, &service),
-    )
-    .await?;
+    let (service, addr) = ready_endpoint(c, ns, "failover database", spec).await?;
     println!(
         "failover database Ready ({detection}); region endpoint {service} at {}; at least {settle:?} between kills",
         addr.rsplit('@').next().unwrap_or_default()

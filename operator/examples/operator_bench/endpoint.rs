@@ -5,13 +5,12 @@
 //! primary pod's own address, one after the other. The ratio is endpoint / direct.
 
 use super::{
-    apply_database, create_namespace, database_pods, delete_database, delete_namespace, env_number,
-    get_database, is_primary, is_ready, load_balancer, poll, zones, Metric, DB, READY_TIMEOUT,
+    create_namespace, database_pods, delete_database, delete_namespace, env_number, is_primary,
+    ready_endpoint, zones, Metric,
 };
 use aadb_e2e::LocalCluster;
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
-use std::time::Duration;
 
 /// One measured command at one pipeline depth.
 struct Row {
@@ -72,18 +71,7 @@ pub(super) async fn endpoint_bench(c: &LocalCluster) -> Result<EndpointThroughpu
     let spec = json!({"shards": 1, "replicasPerShard": 1, "image": "shard-node:dev",
                       "proxy": {"replicas": 2},
                       "participants": [{"name": region, "zones": zones(&region)}]});
-    apply_database(c, ns, spec).await?;
-    poll("endpoint database Ready", READY_TIMEOUT, || async {
-        get_database(c, ns).await.filter(is_ready)
-    })
-    .await?;
-    let service = format!("{DB}-{region}");
-    let endpoint = poll(
-        &format!("LoadBalancer ingress of {service}"),
-        Duration::from_secs(60),
-        || load_balancer(c, ns, &service),
-    )
-    .await?;
+    let (_, endpoint) = ready_endpoint(c, ns, "endpoint database", spec).await?;
     let (credentials, _) = endpoint
         .rsplit_once('@')
         .ok_or_else(|| anyhow!("endpoint {endpoint} has no credentials"))?;

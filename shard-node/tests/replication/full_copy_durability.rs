@@ -4,19 +4,10 @@
 //! on the primary).
 
 use crate::common::{NodeBuilder, ShardNode};
-use crate::replication_support::{poll_ok, Client};
+use crate::replication_support::{poll_ok, replica_link_up as link_up, Client};
 use std::time::Duration;
 
 const KEYS: i64 = 300;
-
-fn link_up(c: &mut Client) -> Result<(), String> {
-    let info = c.info("replication")?;
-    if info.contains("master_link_status:up") {
-        Ok(())
-    } else {
-        Err("the replica's link is not up".into())
-    }
-}
 
 fn start_primary() -> (ShardNode, Client) {
     let primary = NodeBuilder::new().participant("A").start();

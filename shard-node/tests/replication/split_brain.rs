@@ -12,7 +12,7 @@
 //! The seed is printed; `SPLIT_SEED=<seed>` replays a run.
 
 use crate::common::{NodeBuilder, ShardNode, XorShift};
-use crate::replication_support::{loopback, poll_ok, Client, Reply};
+use crate::replication_support::{loopback, poll_ok, replica_link_up as link_up, Client, Reply};
 use aadb_faultproxy::BlockingFaultProxy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -85,15 +85,6 @@ fn write_some(c: &mut Client, rng: &mut XorShift, model: &mut Model, side: &str,
             "round {round}, {side}: a write was refused: {}",
             reply.text()
         );
-    }
-}
-
-fn link_up(c: &mut Client) -> Result<(), String> {
-    let info = c.info("replication")?;
-    if info.contains("master_link_status:up") {
-        Ok(())
-    } else {
-        Err("the replica's link is not up".into())
     }
 }
 

@@ -266,6 +266,16 @@ pub fn wait_closed(conn: &mut RawConn, timeout: Duration) -> Result<(), String> 
 }
 
 /// `127.0.0.1:port`.
+/// `Ok` once the replica behind `c` reports its link to its primary up.
+pub fn replica_link_up(c: &mut Client) -> Result<(), String> {
+    let info = c.info("replication")?;
+    if info.contains("master_link_status:up") {
+        Ok(())
+    } else {
+        Err("the replica's link is not up".into())
+    }
+}
+
 pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
