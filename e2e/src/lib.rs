@@ -15,7 +15,8 @@ pub mod cluster;
 pub mod disks;
 mod error;
 pub mod fleet;
-pub mod http;
+/// The HTTP client of probes and tests: one request with a deadline.
+pub use aadb_http::client as http;
 pub mod net;
 pub mod process;
 pub mod testapp;

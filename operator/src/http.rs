@@ -1,36 +1,32 @@
 //! The operator's HTTP endpoint and its metrics.
 //!
 //! Contract:
-//! - [`serve`] answers one HTTP/1.x request per connection, then closes it (`Connection: close`):
-//!   `GET /metrics` is the OpenMetrics text exposition of the registry, `GET /healthz` is
-//!   `200 ok` while the process runs, `GET /readyz` is `200 ok` when [`HealthState`] is ready
-//!   and `503` with the reason otherwise; other paths are `404`, other methods `405`, a request
-//!   that is not HTTP/1.x is `400`, a request head over [`MAX_HEAD_BYTES`] is `431`, and a client
-//!   that does not send its head within [`READ_TIMEOUT`] gets `408`. `HEAD` is answered like
-//!   `GET` without a body. Nothing a client sends can make it panic.
-//! - At most [`MAX_CONNECTIONS`] connections are served at once; further ones are closed at
-//!   once. When `shutdown` resolves, [`serve`] stops accepting and returns.
+//! - [`serve`] answers on `aadb-http`'s server: `GET /metrics` is the OpenMetrics text
+//!   exposition of the registry, `GET /healthz` is `200 ok` while the process runs, `GET
+//!   /readyz` is `200 ok` when [`HealthState`] is ready and `503` with the reason otherwise;
+//!   other paths are `404`, other methods `405` with `Allow`. `HEAD` is answered like `GET`
+//!   without a body. Bad requests, slow clients and the connection cap
+//!   ([`MAX_CONNECTIONS`], [`READ_TIMEOUT`], [`WRITE_TIMEOUT`]) are handled as that crate's
+//!   contract says. When `shutdown` resolves, [`serve`] stops accepting and returns.
 //! - [`OperatorMetrics::new`] registers every operator metric, each named `aadb_operator_*`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use aadb_http::{Request, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// How long a client may take to send its request head.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long writing the response may take.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest request head (request line and headers) read.
-pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Connections served at the same time.
 pub const MAX_CONNECTIONS: usize = 64;
 /// The content type of `/metrics`.
@@ -224,220 +220,35 @@ impl HealthState {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` resolves.
-///
-/// Accept errors (for example running out of file descriptors) are logged and retried after a
-/// short pause; they do not end the server.
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     health: HealthState,
     shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
-    serve_with_read_timeout(listener, registry, health, READ_TIMEOUT, shutdown).await
-}
-
-/// [`serve`] with another limit on the time a client may take to send its request head.
-async fn serve_with_read_timeout(
-    listener: TcpListener,
-    registry: Arc<Registry>,
-    health: HealthState,
-    read_timeout: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "http: accept failed");
-                tokio::select! {
-                    _ = &mut shutdown => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
-                }
-            }
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "http: connection limit reached, closing");
-            drop(stream);
-            continue;
-        };
-        let registry = Arc::clone(&registry);
-        let health = health.clone();
-        tokio::spawn(async move {
-            handle_connection(stream, &registry, &health, read_timeout).await;
-            drop(slot);
-        });
-    }
-}
-
-/// One response: status, content type and body.
-#[derive(Debug, PartialEq, Eq)]
-struct Response {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-    allow: bool,
-}
-
-impl Response {
-    fn text(status: u16, body: impl Into<String>) -> Self {
-        Response {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into(),
-            allow: false,
-        }
-    }
-
-    fn encode(&self, with_body: bool) -> Vec<u8> {
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.status,
-            reason_phrase(self.status),
-            self.content_type,
-            self.body.len()
-        );
-        if self.allow {
-            head.push_str("Allow: GET, HEAD\r\n");
-        }
-        head.push_str("\r\n");
-        let mut out = head.into_bytes();
-        if with_body {
-            out.extend_from_slice(self.body.as_bytes());
-        }
-        out
-    }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
-/// What reading a request head produced.
-#[derive(Debug, PartialEq, Eq)]
-enum Head {
-    /// A complete head (request line and headers, without the blank line).
-    Complete(Vec<u8>),
-    /// The client closed the connection before sending anything.
-    Empty,
-    /// The client closed the connection in the middle of the head.
-    Truncated,
-    /// The head exceeds [`MAX_HEAD_BYTES`].
-    TooLarge,
-    /// The client took longer than the read timeout.
-    TimedOut,
-}
-
-async fn handle_connection(
-    mut stream: TcpStream,
-    registry: &Registry,
-    health: &HealthState,
-    read_timeout: Duration,
 ) {
-    let head = match tokio::time::timeout(read_timeout, read_head(&mut stream)).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(_)) => return,
-        Err(_) => Head::TimedOut,
+    let limits = aadb_http::Limits {
+        max_connections: MAX_CONNECTIONS,
+        header_read_timeout: READ_TIMEOUT,
+        write_timeout: WRITE_TIMEOUT,
+        ..aadb_http::Limits::default()
     };
-    let (response, with_body) = match head {
-        Head::Empty => return,
-        Head::Truncated => (Response::text(400, "bad request\n"), true),
-        Head::TooLarge => (Response::text(431, "request head too large\n"), true),
-        Head::TimedOut => (Response::text(408, "request timeout\n"), true),
-        Head::Complete(bytes) => respond(&bytes, registry, health),
+    let handler = move |req: Request| {
+        let response = respond(&req, &registry, &health);
+        async move { response }
     };
-    let write = async {
-        stream.write_all(&response.encode(with_body)).await?;
-        stream.shutdown().await
-    };
-    if tokio::time::timeout(WRITE_TIMEOUT, write).await.is_err() {
-        return;
-    }
-    // Read what the client still sends (a body we ignore) until it closes, so closing our end
-    // does not reset the connection before the client has read the response.
-    let drain = async {
-        let mut sink = [0u8; 1024];
-        let mut drained = 0usize;
-        while drained < 64 * 1024 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    aadb_http::serve(listener, limits, handler, shutdown).await
 }
 
-/// Reads until the blank line that ends the head, at most [`MAX_HEAD_BYTES`].
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Head> {
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(if buf.is_empty() {
-                Head::Empty
-            } else {
-                Head::Truncated
-            });
-        }
-        let scan_from = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find_head_end(&buf, scan_from) {
-            if end > MAX_HEAD_BYTES {
-                return Ok(Head::TooLarge);
-            }
-            buf.truncate(end);
-            return Ok(Head::Complete(buf));
-        }
-        if buf.len() > MAX_HEAD_BYTES {
-            return Ok(Head::TooLarge);
-        }
+/// The answer to one request.
+fn respond(req: &Request, registry: &Registry, health: &HealthState) -> Response {
+    if req.method != http::Method::GET && req.method != http::Method::HEAD {
+        return Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD");
     }
-}
-
-/// The offset of the blank line ending a head (`\r\n\r\n` or `\n\n`), searching from `from`.
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    (from..buf.len()).find(|&i| buf[i..].starts_with(b"\r\n\r\n") || buf[i..].starts_with(b"\n\n"))
-}
-
-/// The response to a complete request head, and whether it carries its body (not for `HEAD`).
-fn respond(head: &[u8], registry: &Registry, health: &HealthState) -> (Response, bool) {
-    let Some((method, target)) = parse_request_line(head) else {
-        return (Response::text(400, "bad request\n"), true);
-    };
-    let with_body = method != "HEAD";
-    if method != "GET" && method != "HEAD" {
-        let mut r = Response::text(405, "method not allowed\n");
-        r.allow = true;
-        return (r, true);
-    }
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    let response = match path {
+    match req.path.as_str() {
         "/metrics" => {
             let mut body = String::new();
             match prometheus_client::encoding::text::encode(&mut body, registry) {
-                Ok(()) => Response {
-                    status: 200,
-                    content_type: METRICS_CONTENT_TYPE,
-                    body,
-                    allow: false,
-                },
+                Ok(()) => Response::new(200, METRICS_CONTENT_TYPE, body),
                 Err(_) => Response::text(500, "encoding the metrics failed\n"),
             }
         }
@@ -447,30 +258,17 @@ fn respond(head: &[u8], registry: &Registry, health: &HealthState) -> (Response,
             Readiness::NotReady(reason) => Response::text(503, format!("not ready: {reason}\n")),
         },
         _ => Response::text(404, "not found\n"),
-    };
-    (response, with_body)
-}
-
-/// `(method, target)` of a well-formed HTTP/1.x request line, else `None`.
-fn parse_request_line(head: &[u8]) -> Option<(&str, &str)> {
-    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-    let line = std::str::from_utf8(&head[..line_end]).ok()?;
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
     }
-    let method_ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
-    let target_ok = target.starts_with('/') && target.bytes().all(|b| b.is_ascii_graphic());
-    let version_ok = matches!(version, "HTTP/1.0" | "HTTP/1.1");
-    (method_ok && target_ok && version_ok).then_some((method, target))
 }
 
 #[cfg(test)]
 mod tests {
+    //! The operator's routes over a real socket; the server's own behaviour (bad requests,
+    //! limits, slow clients) is tested in `aadb-http`.
     use super::*;
+    use aadb_http::client;
     use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::sync::oneshot;
     use tokio::task::JoinHandle;
 
@@ -479,26 +277,21 @@ mod tests {
         health: HealthState,
         metrics: OperatorMetrics,
         stop: Option<oneshot::Sender<()>>,
-        task: JoinHandle<std::io::Result<()>>,
+        task: JoinHandle<()>,
     }
 
     impl Server {
         async fn start() -> Server {
-            Self::start_with_read_timeout(READ_TIMEOUT).await
-        }
-
-        async fn start_with_read_timeout(read_timeout: Duration) -> Server {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("local addr");
             let mut registry = Registry::default();
             let metrics = OperatorMetrics::new(&mut registry);
             let health = HealthState::new();
             let (stop, stopped) = oneshot::channel::<()>();
-            let task = tokio::spawn(serve_with_read_timeout(
+            let task = tokio::spawn(serve(
                 listener,
                 Arc::new(registry),
                 health.clone(),
-                read_timeout,
                 async move {
                     let _ = stopped.await;
                 },
@@ -516,17 +309,16 @@ mod tests {
             if let Some(stop) = self.stop.take() {
                 let _ = stop.send(());
             }
-            let res = tokio::time::timeout(Duration::from_secs(5), self.task)
+            tokio::time::timeout(Duration::from_secs(5), self.task)
                 .await
                 .expect("server returns after shutdown")
                 .expect("server task did not panic");
-            assert!(res.is_ok(), "serve returned {res:?}");
         }
     }
 
     /// Sends `request` raw, reads until the server closes, returns the whole response.
     async fn raw(addr: SocketAddr, request: &[u8]) -> String {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         s.write_all(request).await.expect("write");
         let mut out = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
@@ -536,12 +328,10 @@ mod tests {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    async fn get(addr: SocketAddr, path: &str) -> String {
-        raw(
-            addr,
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nUser-Agent: t\r\n\r\n").as_bytes(),
-        )
-        .await
+    async fn get(addr: SocketAddr, path: &str) -> client::Response {
+        client::get(addr, path, Duration::from_secs(5))
+            .await
+            .expect("answered")
     }
 
     fn status(resp: &str) -> &str {
@@ -556,10 +346,7 @@ mod tests {
     async fn healthz_is_ok_while_running() {
         let srv = Server::start().await;
         let resp = get(srv.addr, "/healthz").await;
-        assert_eq!(status(&resp), "200", "{resp}");
-        assert_eq!(body(&resp), "ok");
-        assert!(resp.contains("Content-Length: 2\r\n"), "{resp}");
-        assert!(resp.contains("Connection: close\r\n"), "{resp}");
+        assert_eq!((resp.status, resp.body.as_str()), (200, "ok"));
         srv.stop().await;
     }
 
@@ -567,16 +354,19 @@ mod tests {
     async fn readyz_follows_the_ready_flag_with_reason() {
         let srv = Server::start().await;
         let resp = get(srv.addr, "/readyz").await;
-        assert_eq!(status(&resp), "503", "{resp}");
-        assert_eq!(body(&resp), "not ready: starting\n");
+        assert_eq!(
+            (resp.status, resp.body.as_str()),
+            (503, "not ready: starting\n")
+        );
         srv.health.set_ready();
         let resp = get(srv.addr, "/readyz").await;
-        assert_eq!(status(&resp), "200", "{resp}");
-        assert_eq!(body(&resp), "ok");
+        assert_eq!((resp.status, resp.body.as_str()), (200, "ok"));
         srv.health.set_not_ready("not the leader");
         let resp = get(srv.addr, "/readyz?verbose=1").await;
-        assert_eq!(status(&resp), "503", "{resp}");
-        assert_eq!(body(&resp), "not ready: not the leader\n");
+        assert_eq!(
+            (resp.status, resp.body.as_str()),
+            (503, "not ready: not the leader\n")
+        );
         srv.stop().await;
     }
 
@@ -607,10 +397,10 @@ mod tests {
             })
             .set(6);
         srv.metrics.reconcile_seconds.observe(0.02);
-        let resp = get(srv.addr, "/metrics").await;
+        let resp = raw(srv.addr, b"GET /metrics HTTP/1.0\r\n\r\n").await;
         assert_eq!(status(&resp), "200", "{resp}");
         assert!(
-            resp.contains(&format!("Content-Type: {METRICS_CONTENT_TYPE}\r\n")),
+            resp.contains(&format!("content-type: {METRICS_CONTENT_TYPE}\r\n")),
             "{resp}"
         );
         let text = body(&resp);
@@ -644,15 +434,14 @@ mod tests {
     #[tokio::test]
     async fn unknown_path_is_404_and_other_methods_405() {
         let srv = Server::start().await;
-        let resp = get(srv.addr, "/nope").await;
-        assert_eq!(status(&resp), "404", "{resp}");
+        assert_eq!(get(srv.addr, "/nope").await.status, 404);
         let resp = raw(
             srv.addr,
-            b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
         )
         .await;
         assert_eq!(status(&resp), "405", "{resp}");
-        assert!(resp.contains("Allow: GET, HEAD\r\n"), "{resp}");
+        assert!(resp.contains("allow: GET, HEAD\r\n"), "{resp}");
         srv.stop().await;
     }
 
@@ -661,101 +450,8 @@ mod tests {
         let srv = Server::start().await;
         let resp = raw(srv.addr, b"HEAD /healthz HTTP/1.0\r\n\r\n").await;
         assert_eq!(status(&resp), "200", "{resp}");
-        assert!(resp.contains("Content-Length: 2\r\n"), "{resp}");
+        assert!(resp.contains("content-length: 2\r\n"), "{resp}");
         assert_eq!(body(&resp), "");
         srv.stop().await;
-    }
-
-    #[tokio::test]
-    async fn garbage_gets_400_and_the_server_keeps_serving() {
-        let srv = Server::start().await;
-        let garbage: [&[u8]; 7] = [
-            b"\x00\xff\xfe garbage\r\n\r\n",
-            b"GET\r\n\r\n",
-            b"GET /healthz\r\n\r\n",
-            b"GET /healthz HTTP/2.0\r\n\r\n",
-            b"GET healthz HTTP/1.1\r\n\r\n",
-            b"GET /healthz HTTP/1.1 extra\r\n\r\n",
-            b"GET /healthz HTTP/1.1\r\nHost: x", // closed mid-head
-        ];
-        for g in garbage {
-            let mut s = TcpStream::connect(srv.addr).await.expect("connect");
-            s.write_all(g).await.expect("write");
-            s.shutdown().await.expect("half-close");
-            let mut out = Vec::new();
-            tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-                .await
-                .expect("answered in time")
-                .expect("read");
-            let resp = String::from_utf8_lossy(&out);
-            assert_eq!(status(&resp), "400", "{g:?} -> {resp}");
-        }
-        // A connection closed without a request is closed without an answer.
-        let mut s = TcpStream::connect(srv.addr).await.expect("connect");
-        s.shutdown().await.expect("half-close");
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-            .await
-            .expect("closed in time")
-            .expect("read");
-        assert!(out.is_empty(), "{out:?}");
-        let resp = get(srv.addr, "/healthz").await;
-        assert_eq!(status(&resp), "200", "{resp}");
-        srv.stop().await;
-    }
-
-    #[tokio::test]
-    async fn oversized_head_is_refused() {
-        let srv = Server::start().await;
-        let mut req = b"GET /healthz HTTP/1.1\r\n".to_vec();
-        while req.len() <= MAX_HEAD_BYTES + 100 {
-            req.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
-        }
-        req.extend_from_slice(b"\r\n");
-        let resp = raw(srv.addr, &req).await;
-        assert_eq!(status(&resp), "431", "{resp}");
-        srv.stop().await;
-    }
-
-    #[tokio::test]
-    async fn slow_client_times_out_without_blocking_others() {
-        let read_timeout = Duration::from_millis(300);
-        let srv = Server::start_with_read_timeout(read_timeout).await;
-        let mut slow = TcpStream::connect(srv.addr).await.expect("connect");
-        slow.write_all(b"GET /hea").await.expect("write");
-        // Others are served while the slow client holds its connection open.
-        let resp = get(srv.addr, "/healthz").await;
-        assert_eq!(status(&resp), "200", "{resp}");
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut out))
-            .await
-            .expect("server gives up on the slow client")
-            .expect("read");
-        let resp = String::from_utf8_lossy(&out);
-        assert_eq!(status(&resp), "408", "{resp}");
-        srv.stop().await;
-    }
-
-    #[test]
-    fn request_lines_are_parsed_strictly() {
-        assert_eq!(
-            parse_request_line(b"GET /metrics HTTP/1.1\r\nHost: a"),
-            Some(("GET", "/metrics"))
-        );
-        assert_eq!(
-            parse_request_line(b"HEAD /readyz?x=1 HTTP/1.0"),
-            Some(("HEAD", "/readyz?x=1"))
-        );
-        assert_eq!(parse_request_line(b"get /metrics HTTP/1.1"), None);
-        assert_eq!(parse_request_line(b"GET  /metrics HTTP/1.1"), None);
-        assert_eq!(parse_request_line(b"GET /m\x01 HTTP/1.1"), None);
-        assert_eq!(parse_request_line(b""), None);
-        assert_eq!(parse_request_line(b"\xff\xff"), None);
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n", 0), Some(14));
-        assert_eq!(
-            find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\n", 0),
-            Some(20)
-        );
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n", 0), None);
     }
 }

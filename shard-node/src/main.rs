@@ -231,9 +231,14 @@ async fn serve(
         pauses,
         blocked_wake,
         snapshot_lock: parking_lot::Mutex::new(()),
+        compaction_requested: Default::default(),
         tls,
     });
-    shard_node::links::start_links(&shared, &mut shared.state.lock());
+    {
+        let mut state = shared.state.lock();
+        let links = std::mem::take(&mut state.db.requests.links);
+        shard_node::links::start_links(&shared, &state, links);
+    }
     if let Some(path) = args.topology_file.clone() {
         let target = shared.clone();
         let shard = args.shard;

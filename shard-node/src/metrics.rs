@@ -13,7 +13,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -150,80 +149,34 @@ pub const METRICS_MAX_CONNECTIONS: usize = 32;
 pub const METRICS_IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves `GET /metrics` with the text `render` produces at each scrape (404 elsewhere) until
-/// `shutdown` turns true. At most [`METRICS_MAX_CONNECTIONS`] connections are served at once;
-/// a connection that does not send its request within [`METRICS_IO_TIMEOUT`] is closed.
+/// `shutdown` turns true, on `aadb-http`'s server: at most [`METRICS_MAX_CONNECTIONS`]
+/// connections at once, and a scraper that does not send its request or read its answer
+/// within [`METRICS_IO_TIMEOUT`] is disconnected.
 pub async fn serve_http<F>(listener: TcpListener, mut shutdown: watch::Receiver<bool>, render: F)
 where
     F: Fn() -> String + Send + Sync + 'static,
 {
-    let render = Arc::new(render);
-    let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
+    let limits = aadb_http::Limits {
+        max_connections: METRICS_MAX_CONNECTIONS,
+        header_read_timeout: METRICS_IO_TIMEOUT,
+        write_timeout: METRICS_IO_TIMEOUT,
+        max_body_bytes: 64 * 1024,
+        ..aadb_http::Limits::default()
+    };
+    let handler = move |req: aadb_http::Request| {
+        let response = if req.path == "/metrics" {
+            aadb_http::Response::new(
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                render(),
+            )
+        } else {
+            aadb_http::Response::text(404, "not found\n")
         };
-        let Ok((mut socket, _)) = accepted else {
-            continue;
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Too many scrapers at once: refuse rather than queue.
-            tokio::spawn(async move {
-                let refuse = async {
-                    socket
-                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                        .await?;
-                    socket.shutdown().await?;
-                    // Read what the client sent before closing: closing with unread bytes
-                    // resets the connection, which can destroy the reply before it is read.
-                    let mut sink = [0u8; 1024];
-                    while socket.read(&mut sink).await? > 0 {}
-                    Ok::<(), std::io::Error>(())
-                };
-                let _ = tokio::time::timeout(METRICS_IO_TIMEOUT, refuse).await;
-            });
-            continue;
-        };
-        let render = render.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let mut buf = vec![0u8; 4096];
-            let mut used = 0;
-            // Read the request head (bounded in size and time); the path is all that matters.
-            let read_head = async {
-                while used < buf.len() {
-                    match socket.read(&mut buf[used..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => used += n,
-                    }
-                    if buf[..used].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-            };
-            if tokio::time::timeout(METRICS_IO_TIMEOUT, read_head)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let head = String::from_utf8_lossy(&buf[..used]);
-            let path = head.split_whitespace().nth(1).unwrap_or("");
-            let (status, body, ctype) = if path == "/metrics" {
-                (
-                    "200 OK",
-                    render(),
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )
-            } else {
-                ("404 Not Found", "not found\n".to_string(), "text/plain")
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = tokio::time::timeout(METRICS_IO_TIMEOUT, socket.write_all(response.as_bytes()))
-                .await;
-        });
-    }
+        async move { response }
+    };
+    let stopped = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    aadb_http::serve(listener, limits, handler, stopped).await
 }

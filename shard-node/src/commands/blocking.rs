@@ -103,9 +103,6 @@ struct Waiter {
 pub struct Blocked {
     next_seq: u64,
     waiters: BTreeMap<u64, Waiter>,
-    /// Set when waiters must look again without a write (`CLIENT UNBLOCK`); the server clears
-    /// it and wakes them.
-    pub wake_pending: bool,
 }
 
 impl Blocked {
@@ -125,11 +122,9 @@ impl Blocked {
     }
 
     /// Removes a waiter (served, timed out, unblocked or gone). Waiters behind it may now be
-    /// first in line, so they are woken.
+    /// first in line: the caller wakes them.
     pub fn unregister(&mut self, seq: u64) {
-        if self.waiters.remove(&seq).is_some() {
-            self.wake_pending = true;
-        }
+        self.waiters.remove(&seq);
     }
 
     /// Number of blocked clients (INFO `blocked_clients`).
@@ -152,7 +147,6 @@ impl Blocked {
             return false;
         };
         waiter.unblock = Some(how);
-        self.wake_pending = true;
         true
     }
 

@@ -2,7 +2,7 @@
 //! UNBLOCK, NO-EVICT, NO-TOUCH, REPLY, HELP; plus the client-name checks HELLO SETNAME shares.
 //!
 //! Contract: replies match Redis 7.0. CLIENT PAUSE and CLIENT UNPAUSE only set
-//! `db.client_pause` and `db.pause_changed`; the server layer holds and wakes the connections.
+//! `db.client_pause` and `db.requests.pause_changed`; the server layer holds and wakes the connections.
 //! CLIENT REPLY only sets the client's reply flags; `dispatch` drops the replies they suppress.
 
 use super::*;
@@ -100,12 +100,12 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 until_ms: ctx.now_ms.saturating_add(timeout),
                 writes_only,
             });
-            ctx.db.pause_changed = true;
+            ctx.db.requests.pause_changed = true;
             ctx.out.simple("OK");
         }
         "unpause" if args.len() == 2 => {
             ctx.db.client_pause = None;
-            ctx.db.pause_changed = true;
+            ctx.db.requests.pause_changed = true;
             ctx.out.simple("OK");
         }
         "unblock" if args.len() == 3 || args.len() == 4 => {
@@ -120,6 +120,7 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 }
             };
             let done = u64::try_from(id).is_ok_and(|id| ctx.db.blocked.unblock(id, how));
+            ctx.db.requests.wake_blocked |= done;
             ctx.out.int(i64::from(done));
         }
         "no-evict" | "no-touch" if args.len() == 3 => ctx.out.simple("OK"),

@@ -57,7 +57,8 @@ pub use dispatch::{
     argument_bytes, dispatch, effect_too_large, paused, reply_error, run, writes, MAX_EFFECT_BYTES,
 };
 pub use state::{
-    AfterReply, ClientMeta, ClientPause, ClientState, Db, PubMessage, Settings, Stats,
+    AfterReply, ClientMeta, ClientPause, ClientState, Db, PubMessage, ServerRequests, Settings,
+    Stats,
 };
 
 use crate::crdt::{Keyspace, Kind, Op, OpKind, Slot};

@@ -1,7 +1,7 @@
 //! Persistence commands: BGREWRITEAOF, BGSAVE, SAVE, LASTSAVE, SHUTDOWN.
 //!
 //! Contract: replies match Redis 7.0. BGREWRITEAOF, BGSAVE and SAVE only set
-//! `db.compaction_requested` and SHUTDOWN only sets `db.shutdown_requested` (it writes no reply
+//! `db.requests.compact` and SHUTDOWN only sets `db.requests.shutdown` (it writes no reply
 //! and closes the connection); the server layer does the compaction or the stop. LASTSAVE
 //! reports the server's start time.
 
@@ -19,14 +19,14 @@ pub fn commands() -> Vec<Command> {
 }
 
 fn bgrewriteaof(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
-    ctx.db.compaction_requested = true;
+    ctx.db.requests.compact = true;
     ctx.out
         .simple("Background append only file rewriting started");
     Ok(())
 }
 
 fn bgsave(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    ctx.db.compaction_requested = true;
+    ctx.db.requests.compact = true;
     if is(&args[0], "save") {
         ctx.out.simple("OK");
     } else {
@@ -49,7 +49,7 @@ fn shutdown(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if !ctx.client.authenticated {
         return Err(Cow::Borrowed("NOAUTH Authentication required."));
     }
-    ctx.db.shutdown_requested = true;
+    ctx.db.requests.shutdown = true;
     ctx.then(super::AfterReply::Close);
     Ok(())
 }

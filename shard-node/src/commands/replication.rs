@@ -184,9 +184,9 @@ pub fn follow(db: &mut Db, host: String, port: u16) {
     // A replica keeps removed state until its primary says every participant has seen it, so
     // later effects that refer to removed list elements find them.
     db.ks.set_single_participant(false);
-    db.repl.actions.push(ReplAction::FollowPrimary);
+    db.requests.links.push(ReplAction::FollowPrimary);
     // Clients blocked in pops stop waiting: a replica serves no writes.
-    db.blocked.wake_pending = true;
+    db.requests.wake_blocked = true;
 }
 
 /// Turns this node into a primary with a new epoch of its shard's actor.
@@ -203,7 +203,7 @@ pub fn promote(db: &mut Db) {
     // A new history starts here; replicas of the old primary resynchronise.
     let clock = db.ks.clock().clone();
     db.repl.backlog.reset(clock);
-    db.repl.actions.push(ReplAction::FollowPrimary);
+    db.requests.links.push(ReplAction::FollowPrimary);
     tracing::warn!(generation, epoch, "promoted to primary with a new epoch");
 }
 
@@ -379,7 +379,7 @@ pub fn set_peer(db: &mut Db, name: String, addr: String) {
     entry.generation = generation;
     entry.state = LinkState::Connecting;
     db.ks.set_single_participant(false);
-    db.repl.actions.push(ReplAction::PeerChanged(name));
+    db.requests.links.push(ReplAction::PeerChanged(name));
 }
 
 fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
@@ -400,7 +400,7 @@ fn peer(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         "del" if args.len() == 3 => {
             let name = String::from_utf8_lossy(&args[2]).into_owned();
             if ctx.db.repl.peers.remove(&name).is_some() {
-                ctx.db.repl.actions.push(ReplAction::PeerChanged(name));
+                ctx.db.requests.links.push(ReplAction::PeerChanged(name));
                 ctx.out.int(1);
             } else {
                 ctx.out.int(0);

@@ -116,14 +116,11 @@ pub struct Db {
     pub tcp_port: u16,
     /// Extra INFO lines provided by the server layer (persistence, replication, crdt).
     pub info_extra: BTreeMap<&'static str, String>,
-    /// Set by BGREWRITEAOF/BGSAVE/SAVE: the server starts a compaction.
-    pub compaction_requested: bool,
-    /// Set by SHUTDOWN: the server stops gracefully.
-    pub shutdown_requested: bool,
+    /// What commands and role changes ask of the server beyond their replies; the server
+    /// takes and carries them out after each batch of commands ([`ServerRequests`]).
+    pub requests: ServerRequests,
     /// `CLIENT PAUSE` in force, if any.
     pub client_pause: Option<ClientPause>,
-    /// Set by `CLIENT PAUSE` / `CLIENT UNPAUSE`: the server wakes the connections waiting.
-    pub pause_changed: bool,
     /// Replication role, backlog, replicas and peer links.
     pub repl: crate::repl::ReplState,
     /// This node's participant (region) name.
@@ -181,10 +178,8 @@ impl Db {
             run_id: "0".repeat(40),
             tcp_port: 6379,
             info_extra: BTreeMap::new(),
-            compaction_requested: false,
-            shutdown_requested: false,
+            requests: ServerRequests::default(),
             client_pause: None,
-            pause_changed: false,
             participant: ks.actor().participant.clone(),
             topology: None,
             announced: None,
@@ -279,6 +274,24 @@ impl ClientState {
     pub fn subscriptions(&self) -> usize {
         self.channels.len() + self.patterns.len()
     }
+}
+
+/// What commands and role changes ask of the server, which the command layer cannot do
+/// itself: start tasks, stop the process, wake connections waiting on another lock. Handlers
+/// record requests on [`Db::requests`]; the server takes them all at once after running a
+/// batch of commands (a transaction or a script may make several) and carries them out.
+#[derive(Debug, Default)]
+pub struct ServerRequests {
+    /// Link tasks to start or restart (`REPLICAOF`, `AA.PEER`, `--peer`, a promotion).
+    pub links: Vec<crate::repl::ReplAction>,
+    /// Compact the log into a snapshot now (`BGREWRITEAOF`, `BGSAVE`, `SAVE`).
+    pub compact: bool,
+    /// Stop gracefully (`SHUTDOWN`).
+    pub shutdown: bool,
+    /// A `CLIENT PAUSE` started or ended: paused connections look again.
+    pub pause_changed: bool,
+    /// Blocked clients must look again without a write (`CLIENT UNBLOCK`, a demotion).
+    pub wake_blocked: bool,
 }
 
 /// What a command asks of its connection once its reply, if it wrote one, is sent. A handler

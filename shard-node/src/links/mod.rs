@@ -11,8 +11,8 @@ use crate::server::{Shared, State};
 use std::sync::Arc;
 
 /// Starts the link tasks that commands asked for (REPLICAOF, AA.PEER, `--peer`).
-pub fn start_links(shared: &Arc<Shared>, state: &mut State) {
-    for action in std::mem::take(&mut state.db.repl.actions) {
+pub fn start_links(shared: &Arc<Shared>, state: &State, actions: Vec<crate::repl::ReplAction>) {
+    for action in actions {
         match action {
             crate::repl::ReplAction::FollowPrimary => {
                 if let Some(m) = &state.db.repl.master {

@@ -29,10 +29,14 @@
 use crate::client_limits;
 use crate::commands::{dispatch, paused, AfterReply, ClientMeta, ClientState, PubMessage};
 use crate::links::start_links;
-use crate::server::{now_ms, Shared};
+use crate::server::{now_ms, Shared, State};
 
 use crate::resp::{Protocol, ReplyWriter, RequestParser};
 use bytes::BytesMut;
+use waits::{
+    carry_out_requests, wait_blocked, wait_durable, wait_for_replicas, wait_while_paused, BlockEnd,
+    BlockIo,
+};
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -41,6 +45,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+mod waits;
 
 /// How long a TLS client has to complete its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -468,9 +474,6 @@ fn process_input(
         if close {
             commands.clear();
         }
-        if !state.db.repl.actions.is_empty() {
-            start_links(shared, &mut state);
-        }
         if let Some(meta) = state.db.clients.get_mut(&client.id) {
             meta.last_ms = now;
             meta.multi = client.multi.as_ref().map(|q| q.len() as i64).unwrap_or(-1);
@@ -480,21 +483,9 @@ fn process_input(
             Ok(pending) => *durable = pending,
             Err(_) => return Processed::Closed,
         }
-        if state.db.shutdown_requested {
-            let _ = shared.shutdown.send(true);
-        }
-        let pause_changed = std::mem::take(&mut state.db.pause_changed);
-        let wake_blocked = std::mem::take(&mut state.db.blocked.wake_pending);
+        let wakes = carry_out_requests(shared, &mut state);
         drop(state);
-        if pause_changed {
-            shared.pauses.send_modify(|n| *n += 1);
-        }
-        if had_effects {
-            shared.offsets.send_modify(|n| *n += 1);
-        }
-        if had_effects || wake_blocked {
-            shared.blocked_wake.send_modify(|n| *n += 1);
-        }
+        wakes.send(shared, had_effects);
     }
     if let Some(special) = special {
         return special;
@@ -508,188 +499,6 @@ fn process_input(
         Processed::CloseAfterWrite
     } else {
         Processed::Continue { more }
-    }
-}
-
-/// Waits until a batch's effects (and whatever was written before them) are durable, with the
-/// other batches waiting meanwhile (group commit: one fsync serves them all). On failure the
-/// log is marked failed, writes are refused from then on, and the caller closes the connection
-/// without sending the batch's replies: nothing that may be lost is acknowledged.
-async fn wait_durable(shared: &Arc<Shared>, durable: crate::store::DurableAt) -> bool {
-    if durable.is_durable() {
-        return true;
-    }
-    match durable.wait().await {
-        Ok(()) => true,
-        Err(err) => {
-            shared.state.lock().note_log_failure(err.to_string());
-            false
-        }
-    }
-}
-
-/// What a blocked connection works with while it waits.
-struct BlockIo<'a, S> {
-    socket: &'a mut S,
-    /// Bytes the client sends meanwhile stay here, unparsed.
-    input: &'a mut BytesMut,
-    /// Receives the blocked command's final reply.
-    output: &'a mut BytesMut,
-    shutdown: &'a mut watch::Receiver<bool>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum BlockEnd {
-    /// The reply is in the output.
-    Answered,
-    /// The client went away, or the server is stopping.
-    Gone,
-}
-
-/// Waits in line for a blocking command until it is served, times out, is unblocked or its
-/// client leaves; see the module contract.
-async fn wait_blocked<S>(
-    shared: &Arc<Shared>,
-    client: &mut ClientState,
-    request: crate::commands::blocking::BlockRequest,
-    io: BlockIo<'_, S>,
-) -> BlockEnd
-where
-    S: AsyncRead + Unpin,
-{
-    use crate::commands::blocking::Unblock;
-    let mut wake = shared.blocked_wake.subscribe();
-    let seq =
-        shared
-            .state
-            .lock()
-            .db
-            .blocked
-            .register(client.id, request.keys.clone(), request.ordered);
-    let leave = |shared: &Shared| {
-        shared.state.lock().db.blocked.unregister(seq);
-        shared.blocked_wake.send_modify(|n| *n += 1);
-    };
-    loop {
-        wake.borrow_and_update();
-        {
-            let mut state = shared.state.lock();
-            let now = now_ms();
-            let timed_out = request.deadline_ms.is_some_and(|d| now >= d);
-            let unblocked = state.db.blocked.take_unblock(seq);
-            if !state.db.repl.is_primary() {
-                state.db.blocked.unregister(seq);
-                drop(state);
-                shared.blocked_wake.send_modify(|n| *n += 1);
-                let mut w = ReplyWriter::new(io.output, client.proto);
-                w.error(crate::commands::blocking::ERR_NOT_PRIMARY);
-                return BlockEnd::Answered;
-            }
-            if timed_out || unblocked.is_some() {
-                state.db.blocked.unregister(seq);
-                drop(state);
-                shared.blocked_wake.send_modify(|n| *n += 1);
-                let mut w = ReplyWriter::new(io.output, client.proto);
-                if unblocked == Some(Unblock::Error) {
-                    w.error(crate::commands::blocking::ERR_UNBLOCKED);
-                } else {
-                    w.null_array();
-                }
-                return BlockEnd::Answered;
-            }
-            if state.db.blocked.may_retry(seq, &state.db.ks, now) {
-                let after = dispatch(&mut state.db, client, &request.args, io.output, now);
-                if !matches!(after, Some(AfterReply::Block(_))) {
-                    state.db.blocked.unregister(seq);
-                    if !state.db.repl.actions.is_empty() {
-                        start_links(shared, &mut state);
-                    }
-                    let had_effects = !state.db.ks.outbox.is_empty();
-                    if state.persist_outbox().is_err() {
-                        return BlockEnd::Gone;
-                    }
-                    drop(state);
-                    if had_effects {
-                        shared.offsets.send_modify(|n| *n += 1);
-                    }
-                    shared.blocked_wake.send_modify(|n| *n += 1);
-                    return BlockEnd::Answered;
-                }
-            }
-        }
-        let until = request.deadline_ms.map(|d| {
-            tokio::time::Instant::now() + Duration::from_millis(d.saturating_sub(now_ms()))
-        });
-        let timeout = async {
-            match until {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            changed = wake.changed() => {
-                if changed.is_err() {
-                    leave(shared);
-                    return BlockEnd::Gone;
-                }
-            }
-            _ = timeout => {}
-            read = io.socket.read_buf(io.input) => {
-                if matches!(read, Ok(0) | Err(_)) {
-                    leave(shared);
-                    return BlockEnd::Gone;
-                }
-            }
-            _ = io.shutdown.changed() => {
-                leave(shared);
-                return BlockEnd::Gone;
-            }
-        }
-    }
-}
-
-/// Returns once no `CLIENT PAUSE` is in force (it ended or was lifted).
-async fn wait_while_paused(shared: &Shared) {
-    let mut changes = shared.pauses.subscribe();
-    loop {
-        let until = shared.state.lock().db.client_pause.map(|p| p.until_ms);
-        let now = now_ms();
-        let Some(until) = until.filter(|u| *u > now) else {
-            return;
-        };
-        let left = Duration::from_millis(until - now);
-        if let Ok(Err(_)) = tokio::time::timeout(left, changes.changed()).await {
-            return;
-        }
-    }
-}
-
-/// Waits until enough replicas acknowledged `wait.offset` or the timeout passes; returns how
-/// many did.
-async fn wait_for_replicas(shared: &Shared, wait: crate::repl::WaitRequest) -> usize {
-    let mut acks = shared.acks.subscribe();
-    let deadline = if wait.timeout_ms == 0 {
-        None
-    } else {
-        Some(tokio::time::Instant::now() + Duration::from_millis(wait.timeout_ms))
-    };
-    loop {
-        let have = shared.state.lock().db.repl.replicas_at(wait.offset);
-        if have >= wait.replicas {
-            return have;
-        }
-        match deadline {
-            Some(d) => {
-                if tokio::time::timeout_at(d, acks.changed()).await.is_err() {
-                    return shared.state.lock().db.repl.replicas_at(wait.offset);
-                }
-            }
-            None => {
-                if acks.changed().await.is_err() {
-                    return have;
-                }
-            }
-        }
     }
 }
 

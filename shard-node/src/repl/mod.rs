@@ -139,7 +139,8 @@ pub struct PeerInfo {
     pub full_merges: u64,
 }
 
-/// Work the network layer must start or stop after a command changed the topology.
+/// A link task the server must start or restart after a command changed the topology
+/// (requested through `commands::ServerRequests::links`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplAction {
     FollowPrimary,
@@ -160,7 +161,6 @@ pub struct ReplState {
     pub replicas: BTreeMap<u64, ReplicaInfo>,
     pub peers: BTreeMap<String, PeerInfo>,
     pub master: Option<MasterLink>,
-    pub actions: Vec<ReplAction>,
     pub gate: CausalBuffer,
     pub next_generation: u64,
     /// Outgoing links run over TLS (the node has `--tls-cert/--tls-key/--tls-ca`).
@@ -181,7 +181,6 @@ impl ReplState {
             write_hold_until_ms: 0,
             peers: BTreeMap::new(),
             master: None,
-            actions: Vec::new(),
             gate: CausalBuffer::new(),
             next_generation: 1,
         }

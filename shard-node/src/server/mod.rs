@@ -151,6 +151,9 @@ pub struct Shared {
     /// Held for the whole of a snapshot, so that two never run at once (the compactor, and a
     /// handover that must be durable before it is answered).
     pub snapshot_lock: Mutex<()>,
+    /// Set when a command asked for a compaction (`BGREWRITEAOF`, `BGSAVE`, `SAVE`): the
+    /// compactor runs one at its next look.
+    pub compaction_requested: std::sync::atomic::AtomicBool,
     /// TLS (`--tls-cert/--tls-key/--tls-ca`), reloaded when its files change: outgoing links
     /// use it, and so does the TLS listener.
     pub tls: Option<Arc<crate::transport::tls::ReloadableTls>>,

@@ -199,8 +199,10 @@ pub async fn compactor(shared: Arc<Shared>) {
             continue;
         }
         let due = {
-            let mut state = shared.state.lock();
-            let requested = std::mem::take(&mut state.db.compaction_requested);
+            let state = shared.state.lock();
+            let requested = shared
+                .compaction_requested
+                .swap(false, std::sync::atomic::Ordering::Relaxed);
             let grown = state.store.as_ref().is_some_and(|s| {
                 s.log_size() > AUTO_COMPACT_BYTES
                     && s.log_size() > 2 * s.snapshot_size().unwrap_or(0)
