@@ -230,31 +230,10 @@ pub fn validate(
     problems
 }
 
-/// The ACL categories a rule may name (`+@read`).
-const ACL_CATEGORIES: [&str; 22] = [
-    "all",
-    "keyspace",
-    "read",
-    "write",
-    "set",
-    "sortedset",
-    "list",
-    "hash",
-    "string",
-    "bitmap",
-    "hyperloglog",
-    "geo",
-    "stream",
-    "pubsub",
-    "admin",
-    "fast",
-    "slow",
-    "blocking",
-    "dangerous",
-    "connection",
-    "transaction",
-    "scripting",
-];
+/// Whether a rule may name `@category` (`all`, or one of the nodes' categories).
+fn acl_category_exists(category: &str) -> bool {
+    category == "all" || aadb_acl_categories::CATEGORIES.contains(&category)
+}
 
 /// Why an ACL rule of `spec.users` is not accepted, if it is not.
 fn rule_problem(rule: &str) -> Option<&'static str> {
@@ -277,7 +256,7 @@ fn rule_problem(rule: &str) -> Option<&'static str> {
         Some('+' | '-') => {
             let name = &rule[1..];
             if let Some(category) = name.strip_prefix('@') {
-                return (!ACL_CATEGORIES.contains(&category.to_ascii_lowercase().as_str()))
+                return (!acl_category_exists(&category.to_ascii_lowercase()))
                     .then_some("names no ACL category");
             }
             let ok = !name.is_empty()

@@ -22,7 +22,7 @@
 //!   nothing), so new passwords reach running nodes without a restart.
 //! - `Debug` output never shows passwords or their digests.
 
-pub mod categories;
+pub use aadb_acl_categories as categories;
 pub mod command;
 mod users;
 

@@ -80,33 +80,11 @@ struct MultiPop<'a> {
 
 impl<'a> MultiPop<'a> {
     fn parse(args: &'a [Bytes]) -> Result<Self, CmdError> {
-        let numkeys = match crate::resp::parse_i64_strict(&args[0]) {
-            Some(n) if n >= 1 => n as u64,
-            _ => return Err(Cow::Borrowed("ERR numkeys should be greater than 0")),
-        };
-        // The direction follows the keys; too few arguments for them is a syntax error.
-        let where_idx = match usize::try_from(numkeys) {
-            Ok(n) if n < args.len().saturating_sub(1) => n + 1,
-            _ => return Err(Cow::Borrowed(ERR_SYNTAX)),
-        };
-        let left = side_arg(&args[where_idx])?;
-        let mut count: Option<i64> = None;
-        let mut i = where_idx + 1;
-        while i < args.len() {
-            if count.is_none() && is(&args[i], "count") && i + 1 < args.len() {
-                count = Some(match crate::resp::parse_i64_strict(&args[i + 1]) {
-                    Some(n) if n >= 1 => n,
-                    _ => return Err(Cow::Borrowed("ERR count should be greater than 0")),
-                });
-                i += 2;
-            } else {
-                return Err(Cow::Borrowed(ERR_SYNTAX));
-            }
-        }
+        let parsed = super::util::args::multi_pop_args(args, side_arg)?;
         Ok(MultiPop {
-            keys: &args[1..where_idx],
-            left,
-            count: usize::try_from(count.unwrap_or(1)).unwrap_or(usize::MAX),
+            keys: parsed.keys,
+            left: parsed.side,
+            count: parsed.count,
         })
     }
 

@@ -205,7 +205,11 @@ pub(super) fn library_name(code: &[u8]) -> Result<String, CmdError> {
 }
 
 /// `FUNCTION LOAD`: compiles and runs the library code, which registers its functions.
-pub(super) fn function_load(ctx: &mut Ctx<'_>, code: &Bytes, replace: bool) -> Result<String, CmdError> {
+pub(super) fn function_load(
+    ctx: &mut Ctx<'_>,
+    code: &Bytes,
+    replace: bool,
+) -> Result<String, CmdError> {
     let name = library_name(code)?;
     if !valid_name(&name) {
         return Err(Cow::Borrowed("ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long"));

@@ -352,4 +352,3 @@ fn script(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     }
     Ok(())
 }
-

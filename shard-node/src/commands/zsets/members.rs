@@ -235,37 +235,18 @@ fn compact_score_text(v: f64) -> String {
 /// ZMPOP numkeys key... MIN|MAX [COUNT count]: pops from the first non-empty sorted set and
 /// replies `[key, [[member, score], ...]]`, or a null array when every set is empty.
 pub(super) fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let numkeys = match crate::resp::parse_i64_strict(&args[1]) {
-        Some(n) if n >= 1 => n as u64,
-        _ => return Err(Cow::Borrowed("ERR numkeys should be greater than 0")),
-    };
-    let where_idx = match usize::try_from(numkeys) {
-        Ok(n) if n < args.len().saturating_sub(2) => n + 2,
-        _ => return Err(Cow::Borrowed(ERR_SYNTAX)),
-    };
-    let max = if is(&args[where_idx], "min") {
-        false
-    } else if is(&args[where_idx], "max") {
-        true
-    } else {
-        return Err(Cow::Borrowed(ERR_SYNTAX));
-    };
-    let mut count: Option<i64> = None;
-    let mut i = where_idx + 1;
-    while i < args.len() {
-        if count.is_none() && is(&args[i], "count") && i + 1 < args.len() {
-            count = Some(match crate::resp::parse_i64_strict(&args[i + 1]) {
-                Some(n) if n >= 1 => n,
-                _ => return Err(Cow::Borrowed("ERR count should be greater than 0")),
-            });
-            i += 2;
+    let parsed = super::util::args::multi_pop_args(&args[1..], |word| {
+        if is(word, "min") {
+            Ok(false)
+        } else if is(word, "max") {
+            Ok(true)
         } else {
-            return Err(Cow::Borrowed(ERR_SYNTAX));
+            Err(Cow::Borrowed(ERR_SYNTAX))
         }
-    }
-    let count = usize::try_from(count.unwrap_or(1)).unwrap_or(usize::MAX);
+    })?;
+    let (max, count) = (parsed.side, parsed.count);
     let mut found = None;
-    for key in &args[2..where_idx] {
+    for key in parsed.keys {
         if let (_, Some(z)) = write_zset(&ctx.db.ks, key, ctx.now_ms)? {
             if !z.order.is_empty() {
                 found = Some((key, z));

@@ -1,4 +1,6 @@
-//! ACL categories of every command and subcommand, as Redis 7.0 assigns them.
+//! ACL categories of every command and subcommand of the shard-node, as Redis 7.0 assigns
+//! them. The node enforces them (`shard_node::acl`); the operator checks the categories that
+//! `spec.users` rules name against [`CATEGORIES`], so both read one list.
 //!
 //! Contract: [`UNITS`] is sorted by name; a name is a command (`get`) or a container command's
 //! subcommand (`client|pause`). The categories of the commands Redis also has are Redis's own
