@@ -185,53 +185,11 @@ async fn handle_connection<S>(
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = crate::commands::pubsub_queue::pub_queue();
     let overflow = rx.overflow_signal();
-    let mut client;
-    let rejected = {
-        let mut state = shared.state.lock();
-        let db = &mut state.db;
-        db.stats.total_connections += 1;
-        db.clients.len() as u64 >= db.settings.maxclients
-    };
-    if rejected {
-        shared.state.lock().db.stats.rejected_connections += 1;
-        let _ = socket
-            .write_all(b"-ERR max number of clients reached\r\n")
-            .await;
+    if let Err(refusal) = admit(&shared, addr) {
+        let _ = socket.write_all(refusal.as_bytes()).await;
         return;
     }
-    let denied = {
-        let state = shared.state.lock();
-        protected_mode_refuses(&state.db, addr)
-    };
-    if denied {
-        shared.state.lock().db.stats.rejected_connections += 1;
-        let _ = socket.write_all(PROTECTED_MODE_DENIED.as_bytes()).await;
-        return;
-    }
-    {
-        let mut state = shared.state.lock();
-        let db = &mut state.db;
-        let now = now_ms();
-        client = ClientState::new(id, db.acl.default_is_open());
-        client.sender = Some(tx);
-        db.clients.insert(
-            id,
-            ClientMeta {
-                id,
-                addr: addr.to_string(),
-                laddr: laddr.to_string(),
-                name: None,
-                created_ms: now,
-                last_ms: now,
-                last_cmd: "NULL".into(),
-                proto: Protocol::Resp2,
-                sub: 0,
-                psub: 0,
-                multi: -1,
-            },
-        );
-    }
-    shared.connections.fetch_add(1, Ordering::Relaxed);
+    let mut client = register_client(&shared, id, addr, laddr, tx);
     let mut shutdown_rx = shared.shutdown.subscribe();
     let mut parser = RequestParser::new();
     let mut input = BytesMut::with_capacity(16 * 1024);
@@ -258,14 +216,11 @@ async fn handle_connection<S>(
                     match processed {
                         Processed::Closed => break 'conn,
                         Processed::Continue { more } => {
-                            if !output.is_empty() {
-                                if socket.write_all(&output).await.is_err() {
-                                    break 'conn;
-                                }
-                                output.clear();
-                                if output.capacity() > 4 * 1024 * 1024 {
-                                    output = BytesMut::with_capacity(16 * 1024);
-                                }
+                            if !flush(&mut socket, &mut output).await {
+                                break 'conn;
+                            }
+                            if output.capacity() > 4 * 1024 * 1024 {
+                                output = BytesMut::with_capacity(16 * 1024);
                             }
                             if !more {
                                 break;
@@ -290,11 +245,8 @@ async fn handle_connection<S>(
                             return;
                         }
                         Processed::Handoff => {
-                            if !output.is_empty() {
-                                if socket.write_all(&output).await.is_err() {
-                                    break 'conn;
-                                }
-                                output.clear();
+                            if !flush(&mut socket, &mut output).await {
+                                break 'conn;
                             }
                             if let Err(reason) = crate::links::handoff::receive(&mut socket, &shared, &mut input).await {
                                 tracing::warn!(%addr, %reason, "a handover failed");
@@ -307,11 +259,8 @@ async fn handle_connection<S>(
                             w.int(count as i64);
                         }
                         Processed::Block(request) => {
-                            if !output.is_empty() {
-                                if socket.write_all(&output).await.is_err() {
-                                    break 'conn;
-                                }
-                                output.clear();
+                            if !flush(&mut socket, &mut output).await {
+                                break 'conn;
                             }
                             let ended = wait_blocked(
                                 &shared,
@@ -325,11 +274,8 @@ async fn handle_connection<S>(
                             }
                         }
                         Processed::Paused => {
-                            if !output.is_empty() {
-                                if socket.write_all(&output).await.is_err() {
-                                    break 'conn;
-                                }
-                                output.clear();
+                            if !flush(&mut socket, &mut output).await {
+                                break 'conn;
                             }
                             tokio::select! {
                                 _ = wait_while_paused(&shared) => {}
@@ -363,6 +309,63 @@ async fn handle_connection<S>(
             _ = shutdown_rx.changed() => break 'conn,
         }
     }
+    forget_client(&shared, &client);
+}
+
+/// Whether a new connection from `addr` may be served; the refusal to send when it may not
+/// (`maxclients` reached, or protected mode).
+fn admit(shared: &Shared, addr: SocketAddr) -> Result<(), &'static str> {
+    let mut state = shared.state.lock();
+    let db = &mut state.db;
+    db.stats.total_connections += 1;
+    let refusal = if db.clients.len() as u64 >= db.settings.maxclients {
+        "-ERR max number of clients reached\r\n"
+    } else if protected_mode_refuses(db, addr) {
+        PROTECTED_MODE_DENIED
+    } else {
+        return Ok(());
+    };
+    db.stats.rejected_connections += 1;
+    Err(refusal)
+}
+
+/// Adds the client to `CLIENT LIST` and counts its connection; returns its state.
+fn register_client(
+    shared: &Shared,
+    id: u64,
+    addr: SocketAddr,
+    laddr: SocketAddr,
+    sender: crate::commands::pubsub_queue::PubSender,
+) -> ClientState {
+    let mut state = shared.state.lock();
+    let db = &mut state.db;
+    let now = now_ms();
+    let mut client = ClientState::new(id, db.acl.default_is_open());
+    client.sender = Some(sender);
+    db.clients.insert(
+        id,
+        ClientMeta {
+            id,
+            addr: addr.to_string(),
+            laddr: laddr.to_string(),
+            name: None,
+            created_ms: now,
+            last_ms: now,
+            last_cmd: "NULL".into(),
+            proto: Protocol::Resp2,
+            sub: 0,
+            psub: 0,
+            multi: -1,
+        },
+    );
+    drop(state);
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    client
+}
+
+/// Removes a client that left: from `CLIENT LIST`, its subscriptions, and the connection count.
+fn forget_client(shared: &Shared, client: &ClientState) {
+    let id = client.id;
     let mut state = shared.state.lock();
     let db = &mut state.db;
     db.clients.remove(&id);
@@ -384,6 +387,18 @@ async fn handle_connection<S>(
     }
     drop(state);
     shared.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Sends what the output holds, if anything, and empties it; false when the client is gone.
+async fn flush<S: AsyncWrite + Unpin>(socket: &mut S, output: &mut BytesMut) -> bool {
+    if output.is_empty() {
+        return true;
+    }
+    if socket.write_all(output).await.is_err() {
+        return false;
+    }
+    output.clear();
+    true
 }
 
 enum Processed {
