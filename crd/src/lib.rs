@@ -131,9 +131,9 @@ pub struct ActiveActiveDatabaseSpec {
     /// LoadBalancer or NodePort.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cluster_api: bool,
-    /// When the application password changes (in its Secret), how long the previous one stays
-    /// accepted, in seconds, so clients can move to the new one without an authentication
-    /// error. Default 300.
+    /// When the application password or the password of a `spec.users` user changes (in its
+    /// Secret), how long the previous one stays accepted, in seconds, so clients can move to
+    /// the new one without an authentication error. Default 300.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86400))]
     pub password_rotation_grace_seconds: Option<u32>,
@@ -521,8 +521,9 @@ pub struct ActiveActiveDatabaseStatus {
     /// namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
-    /// Set while a previous application password is still accepted after a change (written as
-    /// `null` otherwise, so a status patch clears it).
+    /// Set while a previous password (of the application or of a `spec.users` user) is still
+    /// accepted after a change: whose, and until when (written as `null` otherwise, so a
+    /// status patch clears it).
     #[serde(default)]
     pub password_rotation: Option<String>,
 }

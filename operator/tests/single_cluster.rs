@@ -700,13 +700,17 @@ fn cluster_api_mode_lets_cluster_clients_reach_every_shard_and_follow_a_failover
 
 /// Whether `password` opens the `default` user at `addr` (a fresh connection).
 async fn accepts(addr: &str, password: &str) -> bool {
-    redis_cmd::<String>(&format!("default:{password}@{addr}"), &["PING"])
+    accepts_as(addr, "default", password).await
+}
+
+async fn accepts_as(addr: &str, user: &str, password: &str) -> bool {
+    redis_cmd::<String>(&format!("{user}:{password}@{addr}"), &["PING"])
         .await
         .is_some()
 }
 
 #[test]
-fn the_application_password_rotates_without_an_authentication_error() {
+fn application_and_user_passwords_rotate_without_an_authentication_error() {
     let h = h();
     run(h, |h| async move {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -785,9 +789,11 @@ fn the_application_password_rotates_without_an_authentication_error() {
             }
         });
 
-        // The password changes in its Secret.
+        // The password changes in its Secret, and so does the reader's.
         let new = "rotated-application-password";
         secret(c, &ns, "db", "password", new).await;
+        let (reader_old, reader_new) = ("reader-secret", "reader-rotated");
+        secret(c, &ns, "reader-pw", "password", reader_new).await;
         // Both are accepted everywhere: the status says so, and every proxy and node takes the
         // new one; then the client moves to it.
         eventually(
@@ -819,6 +825,19 @@ fn the_application_password_rotates_without_an_authentication_error() {
                 accepts(t.as_str(), &old).await,
                 "{t} refused the previous password during the grace period"
             );
+            eventually(
+                &format!("{t} accepts the reader's new password"),
+                Duration::from_secs(30),
+                || {
+                    let t = t.clone();
+                    async move { accepts_as(&t, "reader", reader_new).await.then_some(()) }
+                },
+            )
+            .await;
+            assert!(
+                accepts_as(t.as_str(), "reader", reader_old).await,
+                "{t} refused the reader's previous password during the grace period"
+            );
         }
         *current.lock().unwrap() = new.to_string();
         // After the grace period the previous one is refused everywhere, the new one still works.
@@ -839,6 +858,16 @@ fn the_application_password_rotates_without_an_authentication_error() {
             )
             .await;
             assert!(accepts(&t, new).await);
+            eventually(
+                &format!("{t} refuses the reader's previous password"),
+                Duration::from_secs(30),
+                || {
+                    let t = t.clone();
+                    async move { (!accepts_as(&t, "reader", reader_old).await).then_some(()) }
+                },
+            )
+            .await;
+            assert!(accepts_as(&t, "reader", reader_new).await);
         }
         running.store(false, Ordering::Relaxed);
         writer.await.expect("writer");

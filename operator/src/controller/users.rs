@@ -13,7 +13,10 @@
 //!   are not affected at all.
 //! - Each user of `spec.users` follows with its own line: `on`, the SHA-256 of the password
 //!   in its Secret (read from the database's namespace only), and its rules. A user whose
-//!   Secret or key is missing is left out, with a problem sentence.
+//!   Secret or key is missing is left out, with a problem sentence. Its password rotates as the
+//!   application's does: a changed password is added, and the previous one stays accepted for
+//!   the same grace period (the annotation `aadb.dev/users-previous-until` records the end per
+//!   user, as `name=seconds` words).
 //! - Returns, while a previous password is still accepted, a sentence for the status, and the
 //!   problems.
 
@@ -31,6 +34,9 @@ use super::{Context, ReconcileError};
 
 /// The annotation holding when the previous password stops being accepted (Unix seconds).
 pub const PREVIOUS_UNTIL: &str = "aadb.dev/previous-until";
+/// The annotation holding, per user of `spec.users` whose previous password is still
+/// accepted, until when: `name=seconds` words.
+pub const USERS_PREVIOUS_UNTIL: &str = "aadb.dev/users-previous-until";
 
 /// The rules of the application's `default` user, after its passwords.
 const DEFAULT_RULES: &str = "~* &* +@all -@admin";
@@ -62,21 +68,45 @@ fn rfc3339(secs: u64) -> String {
     )
 }
 
-/// The password digests of the `default` line of a users file.
-fn default_hashes(file: &str) -> Vec<String> {
+/// The password digests of `user`'s line in a users file.
+fn user_hashes(file: &str, user: &str) -> Vec<String> {
     file.lines()
         .map(str::split_whitespace)
         .filter_map(|mut words| {
-            (words.next() == Some("user") && words.next() == Some("default")).then_some(words)
+            (words.next() == Some("user") && words.next() == Some(user)).then_some(words)
         })
         .flat_map(|words| words.filter_map(|w| w.strip_prefix('#').map(str::to_string)))
         .collect()
 }
 
+/// `name=seconds` words as a map (words that do not parse are dropped).
+fn parse_until(text: &str) -> BTreeMap<String, u64> {
+    text.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter_map(|(name, secs)| Some((name.to_string(), secs.parse().ok()?)))
+        .collect()
+}
+
+/// The `name=seconds` words of the users whose previous password is still accepted.
+fn until_text(until: &BTreeMap<String, u64>) -> String {
+    until
+        .iter()
+        .filter(|(_, secs)| **secs > 0)
+        .map(|(name, secs)| format!("{name}={secs}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The line of a user accepting `hashes`, with its rules.
+fn user_line(name: &str, hashes: &[String], rules: &str) -> String {
+    let passwords: Vec<String> = hashes.iter().map(|h| format!("#{h}")).collect();
+    format!("user {name} on {} {rules}", passwords.join(" "))
+}
+
 /// The users file accepting `hashes` for `default`, followed by the `others` lines.
 fn file_with(hashes: &[String], others: &[String]) -> String {
-    let passwords: Vec<String> = hashes.iter().map(|h| format!("#{h}")).collect();
-    let mut text = format!("user default on {} {DEFAULT_RULES}\n", passwords.join(" "));
+    let mut text = user_line("default", hashes, DEFAULT_RULES);
+    text.push('\n');
     for line in others {
         text.push_str(line);
         text.push('\n');
@@ -84,13 +114,21 @@ fn file_with(hashes: &[String], others: &[String]) -> String {
     text
 }
 
-/// The lines of `spec.users`, and problems with their Secrets.
-async fn user_lines(
+/// One user of `spec.users` as its Secret gives it: its name, the digest of its password
+/// and its rules.
+struct WantedUser {
+    name: String,
+    hash: String,
+    rules: String,
+}
+
+/// The users of `spec.users` whose password Secrets can be read, and problems with the others.
+async fn wanted_users(
     secrets: &Api<Secret>,
     db: &ActiveActiveDatabase,
     namespace: &str,
-) -> Result<(Vec<String>, Vec<String>), ReconcileError> {
-    let mut lines = Vec::new();
+) -> Result<(Vec<WantedUser>, Vec<String>), ReconcileError> {
+    let mut users = Vec::new();
     let mut problems = Vec::new();
     for u in &db.spec.users {
         let r = &u.password_secret_ref;
@@ -102,19 +140,41 @@ async fn user_lines(
             .and_then(|d| d.get(&key).cloned())
             .and_then(|b| String::from_utf8(b.0).ok());
         match password {
-            Some(p) => lines.push(format!(
-                "user {} on #{} {}",
-                u.name,
-                sha256_hex(&p),
-                u.rules.join(" ")
-            )),
+            Some(p) => users.push(WantedUser {
+                name: u.name.clone(),
+                hash: sha256_hex(&p),
+                rules: u.rules.join(" "),
+            }),
             None => problems.push(format!(
                 "user {:?}: Secret {namespace}/{} has no key {key:?}: create it (kubectl create secret generic {} --from-literal={key}=...)",
                 u.name, r.name, r.name
             )),
         }
     }
-    Ok((lines, problems))
+    Ok((users, problems))
+}
+
+/// The lines of `users` given the current file and the end of each one's grace period, and
+/// the new ends (users with no previous password left out).
+fn rotate_users(
+    file: &str,
+    until: &BTreeMap<String, u64>,
+    users: &[WantedUser],
+    now: u64,
+    grace: u64,
+) -> (Vec<String>, BTreeMap<String, u64>) {
+    let mut lines = Vec::new();
+    let mut ends = BTreeMap::new();
+    for u in users {
+        let current = user_hashes(file, &u.name);
+        let previous_until = until.get(&u.name).copied().unwrap_or(0);
+        let (hashes, end) = next_state(&current, previous_until, &u.hash, now, grace);
+        lines.push(user_line(&u.name, &hashes, &u.rules));
+        if hashes.len() > 1 {
+            ends.insert(u.name.clone(), end);
+        }
+    }
+    (lines, ends)
 }
 
 /// What the file should become: (hashes, previous-until), given the current file's hashes and
@@ -166,7 +226,12 @@ pub(super) async fn ensure(
         .and_then(|s| s.annotations().get(PREVIOUS_UNTIL).cloned())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    let current = default_hashes(&file);
+    let users_until = existing
+        .as_ref()
+        .and_then(|s| s.annotations().get(USERS_PREVIOUS_UNTIL).cloned())
+        .map(|v| parse_until(&v))
+        .unwrap_or_default();
+    let current = user_hashes(&file, "default");
     let grace = u64::from(db.spec.effective_password_rotation_grace_seconds());
     let now = now_secs();
     let (hashes, until) = next_state(
@@ -176,15 +241,19 @@ pub(super) async fn ensure(
         now,
         grace,
     );
-    let (others, mut problems) = user_lines(&secrets, db, &topo.namespace).await?;
+    let (wanted, mut problems) = wanted_users(&secrets, db, &topo.namespace).await?;
+    let (others, users_ends) = rotate_users(&file, &users_until, &wanted, now, grace);
     let text = file_with(&hashes, &others);
-    if existing.is_none() || text != file || until != previous_until {
+    if existing.is_none() || text != file || until != previous_until || users_ends != users_until {
         if let Some(conflict) = super::certificates::write(
             &secrets,
             topo,
             &name,
             BTreeMap::from([(ACL_FILE_KEY, text)]),
-            BTreeMap::from([(PREVIOUS_UNTIL, until.to_string())]),
+            BTreeMap::from([
+                (PREVIOUS_UNTIL, until.to_string()),
+                (USERS_PREVIOUS_UNTIL, until_text(&users_ends)),
+            ]),
             db.controller_owner_ref(&()).as_ref(),
         )
         .await?
@@ -196,12 +265,20 @@ pub(super) async fn ensure(
             tracing::info!(database = %topo.database, "the application password changed; the previous one stays accepted for {grace}s");
         }
     }
-    let rotation = (hashes.len() > 1).then(|| {
-        format!(
+    let mut rotations: Vec<String> = Vec::new();
+    if hashes.len() > 1 {
+        rotations.push(format!(
             "the previous application password is accepted until {}",
             rfc3339(until)
-        )
-    });
+        ));
+    }
+    for (user, end) in &users_ends {
+        rotations.push(format!(
+            "the previous password of user {user:?} is accepted until {}",
+            rfc3339(*end)
+        ));
+    }
+    let rotation = (!rotations.is_empty()).then(|| rotations.join("; "));
     Ok((rotation, problems))
 }
 
@@ -244,6 +321,36 @@ mod tests {
     }
 
     #[test]
+    fn a_user_password_rotates_with_its_own_grace_period() {
+        let reader = |password: &str| WantedUser {
+            name: "reader".into(),
+            hash: sha256_hex(password),
+            rules: "~app:* +@read".into(),
+        };
+        let (old, new) = (sha256_hex("old"), sha256_hex("new"));
+        // First write: only the password, no grace period running.
+        let (lines, ends) = rotate_users("", &BTreeMap::new(), &[reader("old")], 1000, 10);
+        assert_eq!(lines, vec![format!("user reader on #{old} ~app:* +@read")]);
+        assert!(ends.is_empty());
+        let file = file_with(&[sha256_hex("app")], &lines);
+        // The Secret changes: both are accepted until now + grace, recorded per user.
+        let (lines, ends) = rotate_users(&file, &BTreeMap::new(), &[reader("new")], 2000, 10);
+        assert_eq!(
+            lines,
+            vec![format!("user reader on #{new} #{old} ~app:* +@read")]
+        );
+        assert_eq!(ends, BTreeMap::from([("reader".to_string(), 2010)]));
+        assert_eq!(parse_until(&until_text(&ends)), ends);
+        let file = file_with(&[sha256_hex("app")], &lines);
+        // After the grace period only the new one is left.
+        let (lines, ends) = rotate_users(&file, &ends, &[reader("new")], 2010, 10);
+        assert_eq!(lines, vec![format!("user reader on #{new} ~app:* +@read")]);
+        assert!(ends.is_empty());
+        assert_eq!(until_text(&ends), "");
+        assert!(parse_until("x=1 bad y=z").len() == 1);
+    }
+
+    #[test]
     fn times_read_as_rfc3339() {
         assert_eq!(rfc3339(1_796_640_565), "2026-12-07T10:49:25Z");
     }
@@ -252,7 +359,8 @@ mod tests {
     fn the_file_round_trips() {
         let hashes = vec![sha256_hex("new"), sha256_hex("old")];
         let file = file_with(&hashes, &["user r on #ab ~x +@read".to_string()]);
-        assert_eq!(default_hashes(&file), hashes);
+        assert_eq!(user_hashes(&file, "default"), hashes);
+        assert_eq!(user_hashes(&file, "r"), vec!["ab".to_string()]);
         assert!(file.ends_with("\nuser r on #ab ~x +@read\n"), "{file}");
         assert!(
             file.lines()

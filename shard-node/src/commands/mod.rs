@@ -213,6 +213,14 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Replies with a `HELP` text, one simple string per line.
+    pub fn reply_help(&mut self, lines: &[&str]) {
+        self.out.array(lines.len());
+        for l in lines {
+            self.out.simple(l);
+        }
+    }
+
     /// Asks the connection to do `what` once this command's reply is sent (the last request
     /// of a command wins).
     pub fn then(&mut self, what: AfterReply) {

@@ -49,7 +49,7 @@ pub(super) const FUNCTION_HELP: &[&str] = &[
 pub(super) fn function(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let sub = lower(&args[1]);
     match (sub.as_str(), args.len()) {
-        ("help", 2) => help(ctx, FUNCTION_HELP),
+        ("help", 2) => ctx.reply_help(FUNCTION_HELP),
         ("load", 3 | 4) => {
             let replace = match args.len() {
                 4 if is(&args[2], "replace") => true,

@@ -306,13 +306,6 @@ const SCRIPT_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-fn help(ctx: &mut Ctx<'_>, lines: &[&str]) {
-    ctx.out.array(lines.len());
-    for l in lines {
-        ctx.out.simple(l);
-    }
-}
-
 fn unknown_subcommand(args: &[Bytes], family: &str) -> CmdError {
     Cow::Owned(format!(
         "ERR unknown subcommand '{}'. Try {family} HELP.",
@@ -323,7 +316,7 @@ fn unknown_subcommand(args: &[Bytes], family: &str) -> CmdError {
 fn script(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let sub = lower(&args[1]);
     match (sub.as_str(), args.len()) {
-        ("help", 2) => help(ctx, SCRIPT_HELP),
+        ("help", 2) => ctx.reply_help(SCRIPT_HELP),
         ("load", 3) => {
             let sha = sha1_hex(&args[2]);
             let (state, _) = script_function(&mut ctx.db.scripting, &sha, Some(&args[2]))?;

@@ -44,6 +44,49 @@ fn entries_read_arg(arg: &[u8]) -> Result<Option<u64>, CmdError> {
     Ok(u64::try_from(n).ok())
 }
 
+const XGROUP_HELP: &[&str] = &[
+    "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CREATE <key> <groupname> <id|$> [option]",
+    "    Create a new consumer group. Options are:",
+    "    * MKSTREAM",
+    "      Create the empty stream if it does not exist.",
+    "    * ENTRIESREAD entries_read",
+    "      Set the group's entries_read counter (internal use).",
+    "CREATECONSUMER <key> <groupname> <consumer>",
+    "    Create a new consumer in the specified group.",
+    "DELCONSUMER <key> <groupname> <consumer>",
+    "    Remove the specified consumer.",
+    "DESTROY <key> <groupname>",
+    "    Remove the specified group.",
+    "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
+    "    Set the current group ID and entries_read counter.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// The options of XGROUP CREATE and SETID after the ID: `MKSTREAM` (CREATE only) and
+/// `ENTRIESREAD n`.
+fn xgroup_options(args: &[Bytes], create: bool) -> Result<(bool, Option<u64>), CmdError> {
+    let mut mkstream = false;
+    let mut entries_read = None;
+    let mut i = 5;
+    while i < args.len() {
+        if create && is(&args[i], "mkstream") {
+            mkstream = true;
+            i += 1;
+        } else if is(&args[i], "entriesread") && i + 1 < args.len() {
+            entries_read = entries_read_arg(&args[i + 1])?;
+            i += 2;
+        } else {
+            return Err(Cow::Owned(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try XGROUP HELP.",
+                String::from_utf8_lossy(&args[1])
+            )));
+        }
+    }
+    Ok((mkstream, entries_read))
+}
+
 pub(super) fn xgroup(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let sub = lower(&args[1]);
     let arity_ok = match sub.as_str() {
@@ -62,77 +105,31 @@ pub(super) fn xgroup(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Err(arity_error(&format!("xgroup|{sub}")));
     }
     if sub == "help" {
-        let lines = [
-            "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "CREATE <key> <groupname> <id|$> [option]",
-            "    Create a new consumer group. Options are:",
-            "    * MKSTREAM",
-            "      Create the empty stream if it does not exist.",
-            "    * ENTRIESREAD entries_read",
-            "      Set the group's entries_read counter (internal use).",
-            "CREATECONSUMER <key> <groupname> <consumer>",
-            "    Create a new consumer in the specified group.",
-            "DELCONSUMER <key> <groupname> <consumer>",
-            "    Remove the specified consumer.",
-            "DESTROY <key> <groupname>",
-            "    Remove the specified group.",
-            "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
-            "    Set the current group ID and entries_read counter.",
-            "HELP",
-            "    Prints this help.",
-        ];
-        ctx.out.array(lines.len());
-        for l in lines {
-            ctx.out.simple(l);
-        }
+        ctx.reply_help(XGROUP_HELP);
         return Ok(());
     }
-    let key = &args[2];
-    let group = &args[3];
-    // Options of CREATE and SETID.
-    let mut mkstream = false;
-    let mut entries_read = None;
-    if sub == "create" || sub == "setid" {
-        let mut i = 5;
-        while i < args.len() {
-            if sub == "create" && is(&args[i], "mkstream") {
-                mkstream = true;
-                i += 1;
-            } else if is(&args[i], "entriesread") && i + 1 < args.len() {
-                entries_read = entries_read_arg(&args[i + 1])?;
-                i += 2;
-            } else {
-                return Err(Cow::Owned(format!(
-                    "ERR unknown subcommand or wrong number of arguments for '{}'. Try XGROUP HELP.",
-                    String::from_utf8_lossy(&args[1])
-                )));
-            }
-        }
-    }
+    let (key, group) = (&args[2], &args[3]);
+    let (mkstream, entries_read) = if sub == "create" || sub == "setid" {
+        xgroup_options(args, sub == "create")?
+    } else {
+        (false, None)
+    };
     let (slot, x) = write_stream(&ctx.db.ks, key, ctx.now_ms)?;
     let Some(x) = x else {
         if sub == "create" && mkstream {
             let cursor = cursor_arg(&args[4], StreamId::MIN)?;
             ctx.out.simple("OK");
-            let ops = vec![
-                op(
-                    key,
-                    OpKind::StreamTouch {
-                        slot,
-                        last_id: StreamId::MIN,
-                        max_deleted: None,
-                    },
-                ),
-                group_op(
-                    ctx,
-                    key,
-                    GroupChange::Create {
-                        group: blob(group),
-                        last_delivered: cursor,
-                        entries_read,
-                    },
-                ),
-            ];
+            let touch = OpKind::StreamTouch {
+                slot,
+                last_id: StreamId::MIN,
+                max_deleted: None,
+            };
+            let create = GroupChange::Create {
+                group: blob(group),
+                last_delivered: cursor,
+                entries_read,
+            };
+            let ops = vec![op(key, touch), group_op(ctx, key, create)];
             ctx.write(ops);
             return Ok(());
         }
@@ -146,87 +143,72 @@ pub(super) fn xgroup(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             String::from_utf8_lossy(key)
         ))
     };
-    match sub.as_str() {
-        "create" => {
-            let cursor = cursor_arg(&args[4], x.last_id)?;
-            if existing.is_some() {
-                return Err(Cow::Borrowed(
-                    "BUSYGROUP Consumer Group name already exists",
-                ));
+    // What the subcommand changes, once its reply is written; None: nothing changes.
+    let change = match sub.as_str() {
+        "create" | "setid" => {
+            let last_delivered = cursor_arg(&args[4], x.last_id)?;
+            let group = blob(group);
+            if sub == "create" {
+                if existing.is_some() {
+                    return Err(Cow::Borrowed(
+                        "BUSYGROUP Consumer Group name already exists",
+                    ));
+                }
+                ctx.out.simple("OK");
+                Some(GroupChange::Create {
+                    group,
+                    last_delivered,
+                    entries_read,
+                })
+            } else {
+                existing.ok_or_else(nogroup)?;
+                ctx.out.simple("OK");
+                Some(GroupChange::SetCursor {
+                    group,
+                    last_delivered,
+                    entries_read,
+                })
             }
-            ctx.out.simple("OK");
-            let change = GroupChange::Create {
-                group: blob(group),
-                last_delivered: cursor,
-                entries_read,
-            };
-            let o = group_op(ctx, key, change);
-            ctx.write(vec![o]);
-        }
-        "setid" => {
-            let cursor = cursor_arg(&args[4], x.last_id)?;
-            if existing.is_none() {
-                return Err(nogroup());
-            }
-            ctx.out.simple("OK");
-            let change = GroupChange::SetCursor {
-                group: blob(group),
-                last_delivered: cursor,
-                entries_read,
-            };
-            let o = group_op(ctx, key, change);
-            ctx.write(vec![o]);
         }
         "destroy" => {
-            if existing.is_none() {
-                ctx.out.int(0);
-                return Ok(());
-            }
-            ctx.out.int(1);
-            let o = group_op(ctx, key, GroupChange::Destroy { group: blob(group) });
-            ctx.write(vec![o]);
+            ctx.out.int(i64::from(existing.is_some()));
+            existing.map(|_| GroupChange::Destroy { group: blob(group) })
         }
         "createconsumer" => {
-            let Some(g) = existing else {
-                return Err(nogroup());
-            };
+            let g = existing.ok_or_else(nogroup)?;
             let consumer = &args[4];
-            if g.consumers.contains_key(&consumer[..]) {
-                ctx.out.int(0);
-                return Ok(());
-            }
-            ctx.out.int(1);
-            let change = GroupChange::SeeConsumer {
+            let known = g.consumers.contains_key(&consumer[..]);
+            ctx.out.int(i64::from(!known));
+            (!known).then(|| GroupChange::SeeConsumer {
                 group: blob(group),
                 consumer: blob(consumer),
                 now_ms: ctx.now_ms,
-            };
-            let o = group_op(ctx, key, change);
-            ctx.write(vec![o]);
+            })
         }
         _ => {
-            // delconsumer
-            let Some(g) = existing else {
-                return Err(nogroup());
-            };
+            // DELCONSUMER replies with the number of entries the consumer still had pending.
+            let g = existing.ok_or_else(nogroup)?;
             let consumer = &args[4];
-            if !g.consumers.contains_key(&consumer[..]) {
+            if g.consumers.contains_key(&consumer[..]) {
+                let pending = g
+                    .pending
+                    .values()
+                    .filter(|p| p.consumer[..] == consumer[..])
+                    .count();
+                ctx.out.int(pending as i64);
+                Some(GroupChange::DeleteConsumer {
+                    group: blob(group),
+                    consumer: blob(consumer),
+                })
+            } else {
                 ctx.out.int(0);
-                return Ok(());
+                None
             }
-            let pending = g
-                .pending
-                .values()
-                .filter(|p| p.consumer[..] == consumer[..])
-                .count();
-            ctx.out.int(pending as i64);
-            let change = GroupChange::DeleteConsumer {
-                group: blob(group),
-                consumer: blob(consumer),
-            };
-            let o = group_op(ctx, key, change);
-            ctx.write(vec![o]);
         }
+    };
+    if let Some(change) = change {
+        let o = group_op(ctx, key, change);
+        ctx.write(vec![o]);
     }
     Ok(())
 }
