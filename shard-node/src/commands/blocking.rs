@@ -290,6 +290,7 @@ fn bzmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             client: &mut *ctx.client,
             out: ReplyWriter::new(&mut scratch, ctx.out.proto),
             now_ms: ctx.now_ms,
+            refused: None,
         };
         (zmpop.handler)(&mut probe, &inner)?;
     }

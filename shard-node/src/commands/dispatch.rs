@@ -267,15 +267,25 @@ pub fn run(
         }
     }
     let start = std::time::Instant::now();
+    let reply_start = w.buf.len();
     let result = {
         let mut ctx = Ctx {
             db,
             client,
             out: ReplyWriter::new(w.buf, w.proto),
             now_ms,
+            refused: None,
         };
-        (command.handler)(&mut ctx, args)
+        let result = (command.handler)(&mut ctx, args);
+        match ctx.refused.take() {
+            Some(refusal) => Err(refusal),
+            None => result,
+        }
     };
+    if result.is_err() {
+        // A refused write replaces whatever reply the command had begun.
+        w.buf.truncate(reply_start);
+    }
     let micros = start.elapsed().as_micros() as u64;
     slowlog::record(db, client, command, args, micros, now_ms);
     latency::record(db, command.name, micros);

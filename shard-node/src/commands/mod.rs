@@ -210,6 +210,9 @@ pub struct Ctx<'a> {
     pub client: &'a mut ClientState,
     pub out: ReplyWriter<'a>,
     pub now_ms: u64,
+    /// Set when [`Ctx::write`] refused a write that would make its effect larger than
+    /// `max-effect-bytes`: the command's reply is replaced by this error.
+    pub refused: Option<CmdError>,
 }
 
 impl Ctx<'_> {
@@ -236,7 +239,22 @@ impl Ctx<'_> {
     }
 
     /// Commits write operations as one effect (or into the open transaction).
+    /// Applies a command's operations as (part of) one effect. Operations that would make the
+    /// effect larger than `max-effect-bytes` (a script, a transaction, or a command such as
+    /// COPY or SUNIONSTORE whose effect its arguments do not bound) are refused instead: nothing
+    /// of them is applied, later writes of the command are skipped, and the command answers
+    /// with the error ([`Ctx::refused`]).
     pub fn write(&mut self, ops: Vec<Op>) {
+        if self.refused.is_some() {
+            return;
+        }
+        let limit = self.db.settings.max_effect_bytes;
+        let bytes = self.db.ks.open_batch_bytes()
+            + ops.iter().map(crate::crdt::Op::size_estimate).sum::<u64>();
+        if bytes > limit {
+            self.refused = Some(effect_too_large(bytes, limit, "ERR this write"));
+            return;
+        }
         self.db.ks.commit(self.now_ms, ops);
     }
 

@@ -158,6 +158,45 @@ pub struct Op {
     pub kind: OpKind,
 }
 
+impl Op {
+    /// About how many bytes this operation adds to its effect once encoded: its key and the
+    /// bytes it carries, plus an allowance for stamps, ids and numbers. It errs on the large
+    /// side; the writes refused for it are those near `--max-effect-bytes`, which leaves the
+    /// log's frame limit twice as far.
+    pub fn size_estimate(&self) -> u64 {
+        const FIXED: usize = 48;
+        let carried = match &self.kind {
+            OpKind::StrSet { value, .. }
+            | OpKind::ListInsert { value, .. }
+            | OpKind::ListSet { value, .. } => value.len(),
+            OpKind::HashSet { field, value, .. } => field.len() + value.len(),
+            OpKind::HashAdd { field, .. } | OpKind::HashDel { field } => field.len(),
+            OpKind::SetAdd { member, .. }
+            | OpKind::SetRem { member }
+            | OpKind::ZAdd { member, .. }
+            | OpKind::ZAddDelta { member, .. }
+            | OpKind::ZRem { member } => member.len(),
+            OpKind::Publish { channel, payload } => channel.len() + payload.len(),
+            OpKind::StreamAdd { fields, .. } => fields.iter().map(|f| f.len() + 8).sum(),
+            OpKind::StreamDel { ids, .. } => ids.len() * 16,
+            OpKind::StreamGroup { region, change } => {
+                region.len() + postcard::to_allocvec(change).map_or(0, |v| v.len())
+            }
+            OpKind::HllRaise { registers, .. } => registers.len() * 3,
+            OpKind::Evict { region } => region.len(),
+            OpKind::Del
+            | OpKind::FlushAll
+            | OpKind::Expire { .. }
+            | OpKind::Persist
+            | OpKind::ClearExpiry
+            | OpKind::StrAdd { .. }
+            | OpKind::ListRemove { .. }
+            | OpKind::StreamTouch { .. } => 0,
+        };
+        (self.key.len() + carried + FIXED) as u64
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Effect {
     pub dot: Dot,

@@ -236,6 +236,56 @@ fn an_emptied_value_is_kept_only_until_every_region_has_seen_it() {
 }
 
 #[test]
+fn a_pfadd_after_a_forgotten_delete_counts_where_the_delete_is_still_remembered() {
+    // A deletes a HyperLogLog every region has. C learns that every region saw the delete and
+    // forgets the deleted value; A has not collected yet. C's next PFADD starts counting deletes
+    // from zero again, but it came after the delete, so it must count in A too.
+    let mut regions: Vec<Region> = (0..3).map(Region::new).collect();
+    let share = |regions: &mut Vec<Region>, from: usize| {
+        let effects = regions[from].take_effects();
+        for (i, r) in regions.iter_mut().enumerate() {
+            if i != from {
+                for e in &effects {
+                    r.receive(e);
+                }
+            }
+        }
+    };
+    regions[0].run(&["PFADD", "k", "a"]);
+    share(&mut regions, 0);
+    regions[0].run(&["DEL", "k"]);
+    share(&mut regions, 0);
+    // Every region has seen the delete; C alone collects.
+    let everything = regions[0].db.db.ks.clock().clone();
+    regions[2].db.db.ks.collect(&everything);
+    assert!(regions[2].db.db.ks.raw_entry(b"k").is_none());
+    assert!(regions[0].db.db.ks.raw_entry(b"k").is_some());
+    assert_eq!(regions[2].run(&["PFADD", "k", "b"]), ":1\r\n");
+    share(&mut regions, 2);
+    for r in regions.iter_mut() {
+        expect(r, &["PFCOUNT", "k"], ":1\r\n");
+    }
+    // Collection everywhere changes nothing visible.
+    let everything = regions[2].db.db.ks.clock().clone();
+    for r in regions.iter_mut() {
+        r.db.db.ks.collect(&everything);
+        expect(r, &["PFCOUNT", "k"], ":1\r\n");
+    }
+}
+
+#[test]
+fn a_pfadd_concurrent_with_a_remembered_delete_is_lost_everywhere() {
+    // B's PFADD did not see A's delete; wherever it arrives after the delete it is dropped,
+    // and where it arrives first the delete clears it.
+    let rule = Rule {
+        regions: 2,
+        setup: &[&["PFADD", "k", "a"]],
+        concurrent: &[(0, 1, &[&["DEL", "k"]]), (1, 1, &[&["PFADD", "k", "b"]])],
+    };
+    play(&rule, |r| expect(r, &["EXISTS", "k"], ":0\r\n"));
+}
+
+#[test]
 fn local_write_of_another_type_is_wrongtype() {
     let mut r = Region::new(0);
     r.run(&["SET", "k", "v"]);

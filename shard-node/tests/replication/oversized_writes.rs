@@ -1,5 +1,6 @@
 //! Writes too large to replicate as one effect are refused before anything changes, and the
-//! replicas and peers that would have received them stay writable and in step.
+//! replicas and peers that would have received them stay writable and in step. That holds for
+//! writes whose size their arguments do not bound too: scripts, COPY and `*STORE` commands.
 //!
 //! The limit is lowered to 1 MiB (`--max-effect-bytes`) so that the test moves megabytes, not
 //! the half gigabyte of the default; the check is the same.
@@ -48,6 +49,39 @@ fn writes_over_the_effect_limit_are_refused_and_links_stay_healthy() {
     );
     assert_eq!(c.q(a, &["EXISTS", "m1"]).text(), "0");
 
+    // A script whose writes add up to more than the limit: the write that would cross it is
+    // refused (the script fails, as on any error from redis.call), the ones before it stay.
+    let script = "for i = 1, 5 do redis.call('SET', 's' .. i, ARGV[1]) end return 'done'";
+    let eval = c.q(a, &["EVAL", script, "0", &big]);
+    assert!(
+        matches!(&eval, Reply::Error(e) if e.contains("max-effect-bytes")),
+        "{}",
+        eval.text()
+    );
+    assert_eq!(c.q(a, &["EXISTS", "s1", "s2"]).text(), "2");
+    assert_eq!(c.q(a, &["EXISTS", "s3", "s4", "s5"]).text(), "0");
+
+    // A set of 1.2 MB built from small writes; copying it in one write is refused.
+    for part in 0..3 {
+        let mut sadd = vec!["SADD".to_string(), "src".to_string()];
+        sadd.extend((0..1000).map(|m| format!("{part}-{m}-{}", "m".repeat(400))));
+        let sadd: Vec<&str> = sadd.iter().map(String::as_str).collect();
+        assert_eq!(c.q(a, &sadd).text(), "1000");
+    }
+    for command in [
+        &["SUNIONSTORE", "dst", "src"][..],
+        &["COPY", "src", "dst"],
+        &["SINTERSTORE", "dst", "src"],
+    ] {
+        let r = c.q(a, command);
+        assert!(
+            matches!(&r, Reply::Error(e) if e.starts_with("ERR this write would carry") && e.contains("max-effect-bytes")),
+            "{command:?} answered {}",
+            r.text()
+        );
+        assert_eq!(c.q(a, &["EXISTS", "dst"]).text(), "0", "{command:?} wrote");
+    }
+
     // Under the limit, a large write goes through and reaches the replica and the peer; the
     // links did not break.
     assert_eq!(c.q(a, &["SET", "fits", &big]).text(), "OK");
@@ -62,6 +96,9 @@ fn writes_over_the_effect_limit_are_refused_and_links_stay_healthy() {
         assert_eq!(c.q(id, &["GET", "after"]).text(), "1");
         assert_eq!(c.q(id, &["GET", "from-b"]).text(), "1");
         assert_eq!(c.q(id, &["EXISTS", "t0"]).text(), "0");
+        assert_eq!(c.q(id, &["EXISTS", "s2", "s3"]).text(), "1");
+        assert_eq!(c.q(id, &["SCARD", "src"]).text(), "3000");
+        assert_eq!(c.q(id, &["EXISTS", "dst"]).text(), "0");
     }
     assert_eq!(c.q(a, &["SET", "still-writable", "1"]).text(), "OK");
     assert_eq!(c.q((B, 0), &["SET", "b-still-writable", "1"]).text(), "OK");

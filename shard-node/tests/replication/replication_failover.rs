@@ -327,6 +327,13 @@ fn effects_of_a_dead_primary_come_back_through_a_peer_and_the_old_primary_is_fen
     assert_eq!(c.q((A, 0), &["RPUSH", "ll", "x"]).text(), "1");
     let mut cb = c.new_client((B, 0));
     wait_value(&mut cb, "lc", "3").unwrap_or_else(|e| panic!("B: {e}"));
+    // The push came after the increments; B must hold it too before A dies, or only A's disk
+    // would have it.
+    poll_ok(LINK_UP, || match cb.call(&["LLEN", "ll"])?.text() {
+        n if n == "1" => Ok(()),
+        n => Err(format!("B: LLEN ll = {n}")),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut cr = c.new_client((A, 1));
     assert_eq!(
         cr.q(&["GET", "late"]).text(),

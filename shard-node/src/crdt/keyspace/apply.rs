@@ -182,7 +182,7 @@ impl Keyspace {
                 registers,
             } => {
                 if let Value::Hll(h) = entry.slot_mut(Kind::Hll, *slot, dot, observed) {
-                    h.raise(dot, *epoch, registers);
+                    h.raise(dot, *epoch, registers, observed);
                 }
             }
         });

@@ -183,6 +183,8 @@ pub struct Keyspace {
     pub effects_applied: u64,
     /// `Some(None)`: a batch is open but has no effect yet; `Some(Some(e))`: its effect so far.
     batch: Option<Option<Effect>>,
+    /// [`Op::size_estimate`] of the operations in the open batch.
+    batch_bytes: u64,
     /// Keys written since they were last fully collected (only tracked with other participants).
     uncollected: std::collections::HashSet<Blob, ahash::RandomState>,
     /// Pre-images of keys changed while a snapshot is being captured (see `begin_capture`).
@@ -212,6 +214,7 @@ impl Keyspace {
             outbox: Vec::new(),
             effects_applied: 0,
             batch: None,
+            batch_bytes: 0,
             capture: None,
             uncollected: Default::default(),
         }
@@ -414,6 +417,16 @@ impl Keyspace {
     /// transaction read the earlier ones' writes.
     pub fn begin_batch(&mut self) {
         self.batch = Some(None);
+        self.batch_bytes = 0;
+    }
+
+    /// About how many bytes the open batch's effect holds so far (0 without a batch).
+    pub fn open_batch_bytes(&self) -> u64 {
+        if self.batch.is_some() {
+            self.batch_bytes
+        } else {
+            0
+        }
     }
 
     /// True while a batch (a transaction or a script) is open.
@@ -482,6 +495,9 @@ impl Keyspace {
         let observed = effect.observed();
         for op in &ops {
             self.apply_op(op, &effect, &observed);
+        }
+        if in_batch {
+            self.batch_bytes += ops.iter().map(Op::size_estimate).sum::<u64>();
         }
         effect.ops.extend(ops);
         if in_batch {

@@ -5,8 +5,10 @@
 //! - `PFADD` and `PFMERGE` raise registers; concurrent raises merge by maximum, so every
 //!   region's elements count.
 //! - The value has an *epoch*, the number of deletes it went through. A raise carries the
-//!   epoch its writer saw: a raise of an older epoch is dropped, one of a newer epoch (possible
-//!   only once the delete that made it is forgotten) starts that epoch afresh.
+//!   epoch its writer saw, but whether it counts is decided by what it saw: a raise concurrent
+//!   with a delete the value still remembers is dropped; one that saw every remembered delete
+//!   joins the current epoch. (Counts alone would be wrong: a region that collected a stable
+//!   delete forgets it and counts from zero again, while another still remembers it.)
 //! - A delete (`DEL`, `FLUSHALL`, a write of another type) that observed at least one raise of
 //!   the current epoch clears the registers and starts the next epoch; concurrent deletes of
 //!   one epoch all start the same next epoch. A delete that observed nothing of the current
@@ -161,16 +163,22 @@ impl HllValue {
         !self.made.is_empty()
     }
 
-    /// Applies a raise made by effect `dot` in `epoch`.
-    pub fn raise(&mut self, dot: Dot, epoch: u64, changes: &[(u16, u8)]) {
-        if epoch < self.epoch {
+    /// Applies a raise made by effect `dot`, whose writer had seen `observed` and counted
+    /// `epoch` deletes of the key.
+    ///
+    /// A region forgets a delete once every participant has seen it (collection), and a
+    /// HyperLogLog left empty by it goes with it, so a writer may count fewer deletes than a
+    /// region that still remembers them, or more than one that forgot them. A raise of an
+    /// older epoch is dropped only when it is concurrent with a delete this value remembers;
+    /// one that saw every remembered delete also saw the forgotten ones (a delete is forgotten
+    /// only once every raise concurrent with it has arrived), so it joins the current epoch. A
+    /// raise of a newer epoch means this value forgot deletes its writer still counts: its
+    /// content came after them too, so the raise joins it and the count is taken up.
+    pub fn raise(&mut self, dot: Dot, epoch: u64, changes: &[(u16, u8)], observed: &VectorClock) {
+        if epoch < self.epoch && self.deletes.iter().any(|d| !observed.covers(*d)) {
             return;
         }
-        if epoch > self.epoch {
-            self.epoch = epoch;
-            self.regs = Registers::default();
-            self.made.clear();
-        }
+        self.epoch = self.epoch.max(epoch);
         note_first(&mut self.made, dot);
         for (i, r) in changes {
             self.regs.raise(*i, *r);
@@ -193,19 +201,26 @@ impl HllValue {
         self.deletes.retain(|d| !stable.covers(*d));
     }
 
-    /// State merge (see the module docs).
-    pub fn join(&mut self, _mine_ctx: &VectorClock, other: &HllValue, _their_ctx: &VectorClock) {
-        if other.epoch > self.epoch {
-            self.epoch = other.epoch;
-            self.regs = other.regs.clone();
-            self.made = other.made.clone();
-        } else if other.epoch == self.epoch {
+    /// State merge (see the module docs). An epoch count that differs only because one side
+    /// forgot deletes the other still remembers (every delete the greater side remembers was
+    /// seen by the other) is no reason to drop the other side's raises: the two join.
+    pub fn join(&mut self, mine_ctx: &VectorClock, other: &HllValue, their_ctx: &VectorClock) {
+        let forgotten_here =
+            other.epoch > self.epoch && other.deletes.iter().all(|d| mine_ctx.covers(*d));
+        let forgotten_there =
+            self.epoch > other.epoch && self.deletes.iter().all(|d| their_ctx.covers(*d));
+        if other.epoch == self.epoch || forgotten_here || forgotten_there {
+            self.epoch = self.epoch.max(other.epoch);
             for (i, r) in other.regs.nonzero() {
                 self.regs.raise(i, r);
             }
             for d in &other.made {
                 note_first(&mut self.made, *d);
             }
+        } else if other.epoch > self.epoch {
+            self.epoch = other.epoch;
+            self.regs = other.regs.clone();
+            self.made = other.made.clone();
         }
         for d in &other.deletes {
             note_latest(&mut self.deletes, *d);
@@ -382,23 +397,27 @@ mod tests {
         let first = dot(1, 1);
         // Order 1: the concurrent raise arrives first, then the delete clears it.
         let mut a = HllValue::default();
-        a.raise(first, 0, &[(3, 1)]);
-        a.raise(dot(2, 1), 0, &[(4, 2)]);
+        a.raise(first, 0, &[(3, 1)], &clock(&[]));
+        a.raise(dot(2, 1), 0, &[(4, 2)], &clock(&[]));
         a.delete(&clock(&[(1, 1)]), dot(3, 1));
-        // Order 2: the delete first; the raise of the old epoch is dropped.
+        // Order 2: the delete first; the raise, which did not see it, is dropped.
         let mut b = HllValue::default();
-        b.raise(first, 0, &[(3, 1)]);
+        b.raise(first, 0, &[(3, 1)], &clock(&[]));
         b.delete(&clock(&[(1, 1)]), dot(3, 1));
-        b.raise(dot(2, 1), 0, &[(4, 2)]);
+        b.raise(dot(2, 1), 0, &[(4, 2)], &clock(&[]));
         assert_eq!(a, b);
         assert!(!a.exists());
         // A raise made after seeing the delete counts.
-        b.raise(dot(2, 2), 1, &[(5, 1)]);
+        b.raise(dot(2, 2), 1, &[(5, 1)], &clock(&[(1, 1), (3, 1)]));
         assert!(b.exists());
         assert_eq!(b.regs.get(5), 1);
         // A delete that saw nothing of the current epoch changes nothing.
         b.delete(&clock(&[(1, 1)]), dot(4, 1));
         assert!(b.exists());
+        // A writer that forgot the delete (it was stable there) counts fewer deletes; its raise
+        // saw the delete, so it counts here too.
+        b.raise(dot(5, 1), 0, &[(6, 3)], &clock(&[(1, 1), (3, 1)]));
+        assert_eq!((b.regs.get(6), b.epoch), (3, 1));
     }
 
     #[test]
