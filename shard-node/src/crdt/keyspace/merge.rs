@@ -41,7 +41,8 @@ impl Keyspace {
                 // An emptied value's creation markers matter only against writes concurrent
                 // with them, and once they are stable every such write has been applied here.
                 entry.slots.retain(|s| {
-                    let keep = !s.value.is_dead() || !s.markers_stable(stable);
+                    let keep =
+                        !s.value.is_dead() || !s.markers_stable(stable) || s.counts_deletes();
                     if !keep {
                         dropped += s.markers.len();
                     }
@@ -77,6 +78,8 @@ impl Keyspace {
                     .slots
                     .iter()
                     .map(|s| match &s.value {
+                        // Kept for good for its count of deletes, not waiting for collection.
+                        _ if s.value.is_dead() && s.counts_deletes() => 0,
                         _ if s.value.is_dead() => s.markers.len(),
                         Value::List(l) => l.elems.len() - l.visible,
                         Value::Hll(h) => h.deletes.len(),
@@ -171,6 +174,10 @@ impl Keyspace {
 /// without value.
 fn entry_settled(entry: &Entry, stable: &VectorClock) -> bool {
     entry.slots.iter().all(|slot| match &slot.value {
+        // A HyperLogLog kept only for its count of deletes has nothing left to collect.
+        Value::Hll(h) if slot.counts_deletes() && slot.value.is_dead() => {
+            h.deletes.is_empty() && slot.markers_stable(stable)
+        }
         _ if slot.value.is_dead() => false,
         Value::List(l) => l.elems.len() == l.visible,
         Value::Hll(h) => h.deletes.is_empty(),

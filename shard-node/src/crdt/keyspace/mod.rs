@@ -48,8 +48,19 @@ impl Slot {
     /// last member, a popped list) keeps its creation markers, because a concurrent write of
     /// the same type that arrives later joins this value and must see the same creation stamp
     /// in every region; with a single participant there is no such write.
+    ///
+    /// A HyperLogLog that went through deletes keeps their count (its epoch) for good when
+    /// there are other participants: a raise is judged by the number of deletes its writer
+    /// counted, and a region that forgot the count would start again from zero while others
+    /// still count on.
     fn holds_state(&self, single_participant: bool) -> bool {
-        !self.value.is_dead() || (!single_participant && !self.markers.is_empty())
+        !self.value.is_dead()
+            || (!single_participant && (!self.markers.is_empty() || self.counts_deletes()))
+    }
+
+    /// Whether this is a HyperLogLog that went through deletes (see [`Slot::holds_state`]).
+    fn counts_deletes(&self) -> bool {
+        matches!(&self.value, Value::Hll(h) if h.epoch > 0)
     }
 
     fn markers_stable(&self, stable: &VectorClock) -> bool {
