@@ -154,9 +154,7 @@ fn quit(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
 }
 
 fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
-    ctx.client.multi = None;
-    ctx.client.multi_dirty = false;
-    ctx.client.watched.clear();
+    ctx.client.forget_transaction();
     unsubscribe_all(ctx, false);
     unsubscribe_all(ctx, true);
     ctx.client.proto = Protocol::Resp2;

@@ -99,16 +99,12 @@ fn dispatch_command(
     if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
     {
         if command.name == "exec" {
-            // Redis aborts the transaction and says why.
-            client.multi = None;
-            client.multi_dirty = false;
-            client.watched.clear();
             let reason = arity_error(command.name);
-            let reason = reason.strip_prefix("ERR ").unwrap_or(&reason);
-            reply_error(
+            abort_exec(
                 db,
+                client,
                 &mut w,
-                &format!("EXECABORT Transaction discarded because of: {reason}"),
+                reason.strip_prefix("ERR ").unwrap_or(&reason),
             );
             return;
         }
@@ -123,16 +119,7 @@ fn dispatch_command(
     }
     if let Err(denied) = crate::acl::check(&db.acl, &client.user, command, args) {
         if command.name == "exec" {
-            // Redis aborts the transaction and says why.
-            client.multi = None;
-            client.multi_dirty = false;
-            client.watched.clear();
-            let reason = denied.message();
-            reply_error(
-                db,
-                &mut w,
-                &format!("EXECABORT Transaction discarded because of: {reason}"),
-            );
+            abort_exec(db, client, &mut w, &denied.message());
             return;
         }
         flag_multi(client);
@@ -296,6 +283,16 @@ pub fn run(
     if let Err(e) = result {
         reply_error(db, &mut w, &e);
     }
+}
+
+/// An `EXEC` refused before it runs: Redis aborts the transaction and says why.
+fn abort_exec(db: &mut Db, client: &mut ClientState, w: &mut ReplyWriter<'_>, reason: &str) {
+    client.forget_transaction();
+    reply_error(
+        db,
+        w,
+        &format!("EXECABORT Transaction discarded because of: {reason}"),
+    );
 }
 
 fn flag_multi(client: &mut ClientState) {

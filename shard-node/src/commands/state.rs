@@ -246,6 +246,14 @@ pub struct ClientState {
 }
 
 impl ClientState {
+    /// Ends the transaction in progress, if any, and forgets the watched keys (`DISCARD`,
+    /// `RESET`, an `EXEC` that is aborted).
+    pub fn forget_transaction(&mut self) {
+        self.multi = None;
+        self.multi_dirty = false;
+        self.watched.clear();
+    }
+
     pub fn new(id: u64, authenticated: bool) -> Self {
         ClientState {
             id,

@@ -26,11 +26,10 @@ fn multi(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
 }
 
 fn discard(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
-    if ctx.client.multi.take().is_none() {
+    if ctx.client.multi.is_none() {
         return Err(Cow::Borrowed("ERR DISCARD without MULTI"));
     }
-    ctx.client.multi_dirty = false;
-    ctx.client.watched.clear();
+    ctx.client.forget_transaction();
     ctx.out.simple("OK");
     Ok(())
 }
